@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies are the machine's local package copies (see README). Keep this list lean:
+// CI builds everything from scratch on 2 cores.
+let package = Package(
+    name: "Silverback",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "silverback", targets: ["silverback"]),
+        .library(name: "Core", targets: ["Core"]),
+        .library(name: "Plugins", targets: ["Plugins"]),
+        .library(name: "AdminAPI", targets: ["AdminAPI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // Schema engine, entities, declarative loader, settings, snapshot. Never imports Plugins/AdminAPI.
+        .target(
+            name: "Core",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Bundled plugins: each declares its schema (and later its phase handlers). Imports Core only.
+        .target(name: "Plugins", dependencies: ["Core"]),
+        // Kong-compatible Admin API. Knows plugins only through their registered schemas.
+        .target(name: "AdminAPI", dependencies: ["Core"]),
+        .executableTarget(
+            name: "silverback",
+            dependencies: [
+                "Core", "Plugins", "AdminAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "PluginsTests", dependencies: ["Core", "Plugins"]),
+        .testTarget(name: "AdminAPITests", dependencies: ["Core", "AdminAPI"]),
+        // Runs the real `silverback` binary against the files in kong-compat/.
+        .testTarget(name: "IntegrationTests", dependencies: ["silverback", "Core", "Plugins"]),
+    ]
+)

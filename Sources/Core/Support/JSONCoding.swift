@@ -1,0 +1,306 @@
+/// A small JSON reader and writer for `JSONValue`.
+///
+/// Why not Foundation: its JSONSerialization blurs booleans and numbers on Linux, rejects the raw
+/// control characters inside strings that Kong's decoder accepts, and is slow enough to matter
+/// once this runs on the proxy path.
+public struct JSONParseError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let message: String
+    public let offset: Int
+    public var description: String { "\(message) at character \(offset + 1)" }
+}
+
+extension JSONValue {
+    /// Parses one JSON document (surrounding whitespace allowed).
+    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        try parse(bytes: Array(text.utf8))
+    }
+
+    public static func parse<Bytes: Collection>(bytes: Bytes) throws(JSONParseError) -> JSONValue
+    where Bytes.Element == UInt8 {
+        var reader = JSONReader(bytes: Array(bytes))
+        reader.skipWhitespace()
+        let value = try reader.readValue(depth: 0)
+        reader.skipWhitespace()
+        guard reader.atEnd else { throw reader.error("Expected the end but found invalid token") }
+        return value
+    }
+}
+
+private struct JSONReader {
+    let bytes: [UInt8]
+    var index = 0
+    static let maxDepth = 512
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    var atEnd: Bool { index >= bytes.count }
+
+    func error(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: index) }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func readValue(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard depth < Self.maxDepth else { throw error("Too many nested data structures") }
+        guard index < bytes.count else { throw error("Expected value but found T_END") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return try readObject(depth: depth)
+        case UInt8(ascii: "["): return try readArray(depth: depth)
+        case UInt8(ascii: "\""): return .string(try readString())
+        case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectWord("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try readNumber())
+        default: throw error("Expected value but found invalid token")
+        }
+    }
+
+    mutating func expectWord(_ word: StaticString) throws(JSONParseError) {
+        let start = index
+        for byte in UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount) {
+            guard index < bytes.count, bytes[index] == byte else {
+                index = start
+                throw error("Expected value but found invalid token")
+            }
+            index += 1
+        }
+    }
+
+    mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        index += 1
+        var object: [String: JSONValue] = [:]
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                throw error("Expected object key string but found invalid token")
+            }
+            let key = try readString()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                throw error("Expected colon but found invalid token")
+            }
+            index += 1
+            skipWhitespace()
+            object[key] = try readValue(depth: depth + 1)
+            skipWhitespace()
+            guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+            throw error("Expected comma or object end but found invalid token")
+        }
+    }
+
+    mutating func readArray(depth: Int) throws(JSONParseError) -> JSONValue {
+        index += 1
+        var array: [JSONValue] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+        while true {
+            skipWhitespace()
+            array.append(try readValue(depth: depth + 1))
+            skipWhitespace()
+            guard index < bytes.count else { throw error("Expected comma or array end but found T_END") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+            throw error("Expected comma or array end but found invalid token")
+        }
+    }
+
+    /// Reads a string starting at the opening quote. Raw control characters are accepted, as
+    /// Kong's decoder does (LLM-produced JSON often carries literal newlines).
+    mutating func readString() throws(JSONParseError) -> String {
+        index += 1
+        var scalars: [UInt8] = []
+        while true {
+            guard index < bytes.count else { throw error("Expected string end but found T_END") }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") { index += 1; break }
+            if byte != UInt8(ascii: "\\") {
+                scalars.append(byte)
+                index += 1
+                continue
+            }
+            index += 1
+            guard index < bytes.count else { throw error("Expected escape but found T_END") }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""): scalars.append(0x22)
+            case UInt8(ascii: "\\"): scalars.append(0x5C)
+            case UInt8(ascii: "/"): scalars.append(0x2F)
+            case UInt8(ascii: "b"): scalars.append(0x08)
+            case UInt8(ascii: "f"): scalars.append(0x0C)
+            case UInt8(ascii: "n"): scalars.append(0x0A)
+            case UInt8(ascii: "r"): scalars.append(0x0D)
+            case UInt8(ascii: "t"): scalars.append(0x09)
+            case UInt8(ascii: "u"):
+                var code = try readHex4()
+                if (0xD800...0xDBFF).contains(code), index + 1 < bytes.count,
+                   bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                    index += 2
+                    let low = try readHex4()
+                    if (0xDC00...0xDFFF).contains(low) {
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    } else {
+                        appendUTF8(0xFFFD, to: &scalars)
+                        code = low
+                    }
+                }
+                appendUTF8(Unicode.Scalar(code) != nil ? code : 0xFFFD, to: &scalars)
+            default:
+                index -= 1
+                throw error("Expected valid escape but found invalid token")
+            }
+        }
+        return String(decoding: scalars, as: UTF8.self)
+    }
+
+    mutating func readHex4() throws(JSONParseError) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw error("Expected unicode escape but found T_END") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw error("Expected unicode escape but found invalid token")
+            }
+            value = value * 16 + digit
+            index += 1
+        }
+        return value
+    }
+
+    func appendUTF8(_ code: UInt32, to out: inout [UInt8]) {
+        guard let scalar = Unicode.Scalar(code) else { return }
+        out.append(contentsOf: Array(String(Character(scalar)).utf8))
+    }
+
+    mutating func readNumber() throws(JSONParseError) -> Double {
+        let start = index
+        if bytes[index] == UInt8(ascii: "-") { index += 1 }
+        func digits(_ r: inout JSONReader) -> Int {
+            let s = r.index
+            while r.index < r.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(r.bytes[r.index]) {
+                r.index += 1
+            }
+            return r.index - s
+        }
+        guard digits(&self) > 0 else { throw error("Expected value but found invalid number") }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard digits(&self) > 0 else { throw error("Expected value but found invalid number") }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
+            guard digits(&self) > 0 else { throw error("Expected value but found invalid number") }
+        }
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        guard let value = Double(text) else { throw error("Expected value but found invalid number") }
+        return value
+    }
+}
+
+// MARK: - Writing
+
+public struct JSONWriteOptions: Sendable {
+    /// Sort object keys: deterministic output for tests, hashes and exports.
+    public var sortedKeys = true
+    /// Kong's encoder escapes `/` as `\/`.
+    public var escapeSlashes = false
+    public var pretty = false
+    public init(sortedKeys: Bool = true, escapeSlashes: Bool = false, pretty: Bool = false) {
+        self.sortedKeys = sortedKeys
+        self.escapeSlashes = escapeSlashes
+        self.pretty = pretty
+    }
+}
+
+extension JSONValue {
+    public func serialized(_ options: JSONWriteOptions = JSONWriteOptions()) -> String {
+        var out = ""
+        write(to: &out, options: options, indent: 0)
+        return out
+    }
+
+    private func write(to out: inout String, options: JSONWriteOptions, indent: Int) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .number(let n): out += JSONValue.formatNumber(n)
+        case .string(let s): JSONValue.writeString(s, to: &out, escapeSlashes: options.escapeSlashes)
+        case .array(let items):
+            if items.isEmpty { out += "[]"; return }
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                if options.pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                item.write(to: &out, options: options, indent: indent + 1)
+            }
+            if options.pretty { out += "\n" + String(repeating: "  ", count: indent) }
+            out += "]"
+        case .object(let members):
+            if members.isEmpty { out += "{}"; return }
+            out += "{"
+            let keys = options.sortedKeys ? members.keys.sorted() : Array(members.keys)
+            for (i, key) in keys.enumerated() {
+                if i > 0 { out += "," }
+                if options.pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                JSONValue.writeString(key, to: &out, escapeSlashes: options.escapeSlashes)
+                out += options.pretty ? ": " : ":"
+                members[key]!.write(to: &out, options: options, indent: indent + 1)
+            }
+            if options.pretty { out += "\n" + String(repeating: "  ", count: indent) }
+            out += "}"
+        }
+    }
+
+    /// Integral values print without a fractional part (as Kong does); others in the shortest
+    /// form that reads back to the same Double.
+    public static func formatNumber(_ n: Double) -> String {
+        if n.isNaN || n.isInfinite { return "null" }
+        if n == n.rounded(.towardZero), abs(n) < 1e15 { return String(Int64(n)) }
+        return "\(n)"
+    }
+
+    static func writeString(_ s: String, to out: inout String, escapeSlashes: Bool) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "/": out += escapeSlashes ? "\\/" : "/"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        out += "\""
+    }
+}
+
+extension JSONValue: CustomStringConvertible {
+    public var description: String { serialized() }
+}
