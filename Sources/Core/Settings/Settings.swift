@@ -1,0 +1,151 @@
+import Foundation
+
+/// Node settings, read as Kong reads them: defaults, then a kong.conf-style file (`-c`), then
+/// `KONG_<NAME>` environment variables, which win.
+public struct Settings: Sendable, Equatable {
+    public enum Database: String, Sendable, CaseIterable { case off, sqlite, postgres }
+
+    public var database: Database = .off
+    public var declarativeConfig: String?
+    public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 8000)]
+    public var adminListen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8001)]
+    public var prefix = "/usr/local/kong"
+    public var logLevel = "notice"
+    /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
+    public var plugins = ["bundled"]
+
+    public init() {}
+
+    public static let logLevels = ["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
+
+    /// Property names this node understands.
+    public static let knownProperties: Set<String> = [
+        "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
+    ]
+
+    /// Applies `name = value` pairs; unknown names and malformed values are errors.
+    public mutating func apply(_ name: String, _ rawValue: String, source: String) throws(SettingsError) {
+        let value = rawValue.trimmingCharacters(in: .whitespaces)
+        switch name {
+        case "database":
+            guard let db = Database(rawValue: value) else {
+                throw SettingsError("\(source): database has an invalid value: '\(value)' (off, sqlite, postgres)")
+            }
+            database = db
+        case "declarative_config":
+            declarativeConfig = value.isEmpty ? nil : value
+        case "proxy_listen":
+            proxyListen = try ListenAddress.parseList(value, property: name, source: source)
+        case "admin_listen":
+            adminListen = try ListenAddress.parseList(value, property: name, source: source)
+        case "prefix":
+            guard !value.isEmpty else { throw SettingsError("\(source): prefix must not be empty") }
+            prefix = value
+        case "log_level":
+            guard Self.logLevels.contains(value) else {
+                throw SettingsError("\(source): log_level has an invalid value: '\(value)' (\(Self.logLevels.joined(separator: ", ")))")
+            }
+            logLevel = value
+        case "plugins":
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw SettingsError("\(source): plugins must not be empty (use 'off' for none)") }
+            plugins = names
+        default:
+            throw SettingsError("\(source): unknown property '\(name)'")
+        }
+    }
+
+    /// Defaults ← file ← environment. `environment` is the process environment.
+    public static func load(confText: String?, confPath: String?, environment: [String: String]) throws(SettingsError) -> Settings {
+        var settings = Settings()
+        if let confText {
+            let source = confPath ?? "configuration file"
+            for (lineNumber, line) in confText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                guard let (name, value) = try parseLine(String(line), source: "\(source):\(lineNumber + 1)") else { continue }
+                try settings.apply(name, value, source: "\(source):\(lineNumber + 1)")
+            }
+        }
+        // Only variables naming a known property are read: the environment carries many other
+        // KONG_* variables (e.g. of Kong itself) that this node does not interpret.
+        for name in knownProperties.sorted() {
+            if let value = environment["KONG_" + name.uppercased()] {
+                try settings.apply(name, value, source: "KONG_\(name.uppercased())")
+            }
+        }
+        return settings
+    }
+
+    /// One kong.conf line: `name = value`, `#` starts a comment unless escaped as `\#`.
+    static func parseLine(_ line: String, source: String) throws(SettingsError) -> (String, String)? {
+        var text = ""
+        var escaped = false
+        for ch in line {
+            if escaped { text.append(ch); escaped = false; continue }
+            if ch == "\\" { escaped = true; continue }
+            if ch == "#" { break }
+            text.append(ch)
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty { return nil }
+        guard let eq = trimmed.firstIndex(of: "=") else {
+            throw SettingsError("\(source): malformed line, expected 'name = value': \(trimmed)")
+        }
+        let name = trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+        guard !name.isEmpty else { throw SettingsError("\(source): malformed line, missing property name") }
+        return (name, String(trimmed[trimmed.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
+    }
+}
+
+public struct SettingsError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One `*_listen` entry: `host:port` plus Kong's flags (`ssl`, `http2`, `reuseport`, ...).
+public struct ListenAddress: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var flags: [String] = []
+
+    public init(host: String, port: Int, flags: [String] = []) {
+        self.host = host
+        self.port = port
+        self.flags = flags
+    }
+
+    public var ssl: Bool { flags.contains("ssl") }
+
+    static let knownFlags: Set<String> = ["ssl", "http2", "proxy_protocol", "deferred", "bind", "reuseport",
+                                          "backlog", "ipv6only", "so_keepalive"]
+
+    static func parseList(_ value: String, property: String, source: String) throws(SettingsError) -> [ListenAddress] {
+        if value == "off" { return [] }
+        var out: [ListenAddress] = []
+        for entry in value.split(separator: ",") {
+            let words = entry.split(separator: " ").map(String.init)
+            guard let address = words.first else { continue }
+            let hostPort: (String, String)
+            if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+                let host = String(address[address.index(after: address.startIndex)..<close])
+                let rest = address[address.index(after: close)...]
+                guard rest.hasPrefix(":") else { throw SettingsError("\(source): \(property) has an invalid address: '\(address)'") }
+                hostPort = (host, String(rest.dropFirst()))
+            } else if let colon = address.lastIndex(of: ":") {
+                hostPort = (String(address[..<colon]), String(address[address.index(after: colon)...]))
+            } else {
+                throw SettingsError("\(source): \(property) has an invalid address: '\(address)' (expected host:port)")
+            }
+            guard let port = Int(hostPort.1), (0...65535).contains(port), !hostPort.0.isEmpty else {
+                throw SettingsError("\(source): \(property) has an invalid address: '\(address)'")
+            }
+            let flags = Array(words.dropFirst())
+            for flag in flags where !knownFlags.contains(flag.split(separator: "=").first.map(String.init) ?? flag) {
+                throw SettingsError("\(source): \(property) has an invalid flag: '\(flag)'")
+            }
+            out.append(ListenAddress(host: hostPort.0, port: port, flags: flags))
+        }
+        guard !out.isEmpty else { throw SettingsError("\(source): \(property) must not be empty") }
+        return out
+    }
+}

@@ -1,0 +1,53 @@
+import Core
+
+/// The plugins this build ships, and the resolution of Kong's `plugins` setting against them.
+public enum BundledPlugins {
+    /// In PRIORITY order (higher runs first).
+    public static let all: [PluginDefinition] = [
+        KeyAuthPlugin.definition,
+        AIRateLimitingAdvancedPlugin.definition,
+        AIRequestTransformerPlugin.definition,
+        AIAzureContentSafetyPlugin.definition,
+        AIProxyPlugin.definition,
+        AIResponseTransformerPlugin.definition,
+    ]
+
+    /// Resolves the `plugins` setting (comma-separated list, already split): `bundled` stands for
+    /// every bundled plugin, `off` as the first entry disables all plugins (elsewhere it is ignored,
+    /// as Kong does), other entries are plugin names. Duplicates collapse, first occurrence wins.
+    public static func definitions(for setting: [String]) throws -> [PluginDefinition] {
+        let entries = setting.map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
+        if entries.first == "off" { return [] }
+        var result: [PluginDefinition] = []
+        var seen: Set<String> = []
+        func add(_ plugin: PluginDefinition) {
+            if seen.insert(plugin.name).inserted { result.append(plugin) }
+        }
+        for entry in entries where entry != "off" {
+            if entry == "bundled" {
+                all.forEach(add)
+            } else if let plugin = all.first(where: { $0.name == entry }) {
+                add(plugin)
+            } else {
+                throw PluginsSettingError(name: entry)
+            }
+        }
+        return result
+    }
+}
+
+/// A name in the `plugins` setting that is no bundled plugin.
+public struct PluginsSettingError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let name: String
+    public init(name: String) { self.name = name }
+    public var description: String { "unknown plugin in 'plugins' setting: '\(name)'" }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,226 @@
+import Testing
+@testable import Core
+
+/// The declarative loader against spec §5 (format, nesting, ids, references, error forms).
+struct DeclarativeLoaderTests {
+    let loader = DeclarativeLoader(registry: EntityRegistry(plugins: []))
+
+    func load(_ yaml: String) -> Result<DeclarativeConfig, DeclarativeError> {
+        do {
+            return .success(try loader.load(text: yaml, format: .yaml))
+        } catch .invalid(let error) {
+            return .failure(error)
+        } catch {
+            Issue.record("unreadable: \(error)")
+            return .failure(DeclarativeError(tree: ErrorRecord(), entityErrors: [], documentErrors: ErrorRecord()))
+        }
+    }
+
+    func error(_ yaml: String) -> DeclarativeError? {
+        if case .failure(let e) = load(yaml) { return e }
+        return nil
+    }
+
+    @Test func nestedEntitiesAreFlattenedWithDeterministicIDs() throws {
+        let config = try load("""
+        _format_version: "3.0"
+        services:
+        - name: echo
+          url: http://echo.internal:8080/api
+          routes:
+          - name: echo-route
+            paths: ["/echo", "~/v\\\\d+/echo$"]
+        consumers:
+        - username: alice
+        """).get()
+        let service = config.rows("services")[0]
+        #expect(service["id"] == "adbd70b3-4224-5183-a52a-179d7b34ab5b", "UUIDv5 of the service name, as Kong")
+        #expect(service["port"] == 8080)
+        let route = config.rows("routes")[0]
+        #expect(route["service"] == ["id": "adbd70b3-4224-5183-a52a-179d7b34ab5b"])
+        #expect(route["paths"] == ["/echo", "~/v\\d+/echo$"])
+        #expect(config.rows("consumers")[0]["id"] == "b32379d9-3d28-5683-a79c-72139be6e34f")
+    }
+
+    @Test func sameInputGivesSameIDs() throws {
+        let yaml = "_format_version: \"3.0\"\nservices:\n- name: a\n  host: h\n"
+        #expect(try load(yaml).get() .rows("services")[0]["id"] == (try load(yaml).get()).rows("services")[0]["id"])
+    }
+
+    @Test func nestedErrorFormMatchesKong() throws {
+        let e = try #require(error("""
+        _format_version: "3.0"
+        services:
+        - port: 70000
+        """))
+        #expect(e.kongError.json == [
+            "code": 14, "name": "invalid declarative configuration",
+            "message": "declarative config is invalid: {services={{host=\"required field missing\",port=\"value should be between 0 and 65535\"}}}",
+            "fields": ["services": [["host": "required field missing", "port": "value should be between 0 and 65535"]]],
+        ])
+        #expect(e.text == """
+        in 'services':
+          - in entry 1 of 'services':
+            in 'host': required field missing
+            in 'port': value should be between 0 and 65535
+        """)
+    }
+
+    @Test func duplicateNamesArePositional() throws {
+        let e = try #require(error("""
+        _format_version: "3.0"
+        services:
+        - name: foo
+          host: a
+        - name: foo
+          host: b
+        """))
+        #expect(e.kongError.fields == ["services": [nil, "uniqueness violation: 'services' entity with name set to 'foo' already declared"]])
+        #expect(e.kongError.message == "declarative config is invalid: {services={[2]=\"uniqueness violation: 'services' entity with name set to 'foo' already declared\"}}")
+    }
+
+    @Test func otherUniqueFieldsAreKeyedByEndpointKey() throws {
+        let e = try #require(error("""
+        _format_version: "3.0"
+        consumers:
+        - username: foo
+          custom_id: conflict
+        - username: bar
+          custom_id: conflict
+        """))
+        #expect(e.kongError.fields == ["consumers": ["bar": "uniqueness violation: 'consumers' entity with custom_id set to 'conflict' already declared"]])
+    }
+
+    @Test func invalidReferences() throws {
+        let e = try #require(error("""
+        _format_version: "3.0"
+        routes:
+        - name: r1
+          paths: ["/x"]
+          service: nope
+        """))
+        #expect(e.kongError.fields == ["routes": ["r1": "invalid reference 'service: nope' (no such entry in 'services')"]])
+        let flat = e.flattenedKongError.json
+        #expect(flat["flattened_errors"] == [[
+            "entity_type": "route", "entity_name": "r1",
+            "entity": ["name": "r1", "paths": ["/x"], "service": "nope"],
+            "errors": [["type": "entity", "message": "invalid reference 'service: nope' (no such entry in 'services')"]],
+        ]])
+    }
+
+    @Test func referencesByNameAndIDResolve() throws {
+        let config = try load("""
+        _format_version: "3.0"
+        services:
+        - name: svc
+          host: h
+        routes:
+        - name: by-name
+          paths: ["/a"]
+          service: svc
+        - name: by-id
+          paths: ["/b"]
+          service: {id: adbd70b3-4224-5183-a52a-179d7b34ab5b}
+        """).get()
+        let svcID = config.rows("services")[0]["id"]!
+        #expect(config.rows("routes")[0]["service"] == ["id": svcID])
+        #expect(error("_format_version: \"3.0\"\nroutes:\n- paths: [\"/b\"]\n  service: {id: adbd70b3-4224-5183-a52a-179d7b34ab5b}\n") != nil)
+    }
+
+    @Test func flattenedErrorsForNestedChildren() throws {
+        let e = try #require(error("""
+        _format_version: "3.0"
+        services:
+        - name: svc
+          host: h
+          tags: [t1]
+          routes:
+          - name: bad
+            methods: [get]
+        """))
+        let items = e.flattenedKongError.json["flattened_errors"]?.arrayValue ?? []
+        #expect(items.count == 1)
+        #expect(items.first?["entity_type"] == "route")
+        #expect(items.first?["entity"]?["service"]?["id"] != nil, "nested child carries its parent link")
+        #expect(items.first?["errors"] == [["type": "field", "field": "methods.1", "message": "invalid value: get"]])
+        #expect(e.flattenedKongError.json["fields"] == [:])
+        #expect(e.kongError.fields?["services"]?.arrayValue?.first?["routes"]?.arrayValue?.first?["methods"] == ["invalid value: get"])
+    }
+
+    @Test func documentHeader() throws {
+        #expect(error("services: []")?.kongError.fields == ["_format_version": "required field missing"])
+        #expect(error("_format_version: \"4.0\"")?.kongError.fields == ["_format_version": "expected one of: 1.1, 2.1, 3.0"])
+        #expect(error("_format_version: \"3.0\"\nfoo: []")?.kongError.fields == ["foo": "unknown field"])
+        #expect(error("_format_version: \"3.0\"\nupstreams: []")?.kongError.fields ==
+                ["upstreams": "entity type 'upstreams' is not supported by Silverback"])
+        #expect(error("_format_version: \"3.0\"\nservices: {}")?.kongError.fields == ["services": "expected an array"])
+        let flat = try #require(error("services: []")).flattenedKongError.json
+        #expect(flat["message"] == "declarative config is invalid: {_format_version=\"required field missing\"}")
+        #expect(flat["flattened_errors"] == [])
+    }
+
+    @Test func legacyFormatMigratesRegexPaths() throws {
+        let config = try load("""
+        _format_version: "1.1"
+        services:
+        - name: s
+          host: h
+          routes:
+          - paths: ["/plain", "/v\\\\d+/x"]
+        """).get()
+        #expect(config.rows("routes")[0]["paths"] == ["/plain", "~/v\\d+/x"])
+    }
+
+    @Test func unreadableInput() {
+        #expect(throws: DeclarativeLoadError.self) { try loader.load(text: "{", format: .json) }
+        #expect(throws: DeclarativeLoadError.unreadable("unknown file type: kong.txt. (Accepted types: json, yaml)")) {
+            try loader.load(path: "kong.txt")
+        }
+    }
+
+    @Test func jsonDocument() throws {
+        let config = try loader.load(text: #"{"_format_version":"3.0","consumers":[{"custom_id":"c"}]}"#, format: .json)
+        #expect(config.rows("consumers").count == 1)
+    }
+}
+
+struct SettingsTests {
+    @Test func defaultsFileThenEnvironment() throws {
+        let conf = """
+        # comment
+        database = off   # trailing comment
+        declarative_config = /etc/kong/kong.yml
+        proxy_listen = 0.0.0.0:9000, 127.0.0.1:9443 ssl
+        plugins = bundled
+        """
+        let s = try Settings.load(confText: conf, confPath: "kong.conf",
+                                  environment: ["KONG_PROXY_LISTEN": "127.0.0.1:8080", "KONG_OTHER": "ignored"])
+        #expect(s.database == .off)
+        #expect(s.declarativeConfig == "/etc/kong/kong.yml")
+        #expect(s.proxyListen == [ListenAddress(host: "127.0.0.1", port: 8080)], "environment wins")
+        #expect(s.adminListen == [ListenAddress(host: "127.0.0.1", port: 8001)])
+        let fromFile = try Settings.load(confText: conf, confPath: "kong.conf", environment: [:])
+        #expect(fromFile.proxyListen == [ListenAddress(host: "0.0.0.0", port: 9000),
+                                         ListenAddress(host: "127.0.0.1", port: 9443, flags: ["ssl"])])
+    }
+
+    @Test(arguments: [
+        ("nope = 1", "kong.conf:1: unknown property 'nope'"),
+        ("database = mysql", "kong.conf:1: database has an invalid value: 'mysql' (off, sqlite, postgres)"),
+        ("proxy_listen = 0.0.0.0", "kong.conf:1: proxy_listen has an invalid address: '0.0.0.0' (expected host:port)"),
+        ("proxy_listen = 0.0.0.0:99999", "kong.conf:1: proxy_listen has an invalid address: '0.0.0.0:99999'"),
+        ("log_level = loud", "kong.conf:1: log_level has an invalid value: 'loud' (debug, info, notice, warn, error, crit, alert, emerg)"),
+        ("just words", "kong.conf:1: malformed line, expected 'name = value': just words"),
+    ])
+    func malformedSettings(line: String, message: String) {
+        #expect(throws: SettingsError(message)) {
+            try Settings.load(confText: line, confPath: "kong.conf", environment: [:])
+        }
+    }
+
+    @Test func malformedEnvironmentValue() {
+        #expect(throws: SettingsError("KONG_DATABASE: database has an invalid value: 'x' (off, sqlite, postgres)")) {
+            try Settings.load(confText: nil, confPath: nil, environment: ["KONG_DATABASE": "x"])
+        }
+    }
+}
