@@ -44,7 +44,7 @@ struct EntityTests {
         ErrorCase(["host": "h", "name": "bad name"], ["name": "invalid value 'bad name': the only accepted ascii characters are alphanumerics or ., -, _, and ~"]),
         ErrorCase(["host": "h", "tags": ["a,b"]], ["tags": ["invalid tag 'a,b': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"]]),
         ErrorCase(["host": "h", "connect_timeout": 0], ["connect_timeout": "value should be between 1 and 2147483646"]),
-        ErrorCase(["url": "invalid::#//url"], ["host": "required field missing"]),
+        ErrorCase(["url": "invalid::#//url"], ["url": "missing host in url"]),
     ]
 
     @Test(arguments: serviceCases)

@@ -56,7 +56,8 @@ struct SchemaEngineTests {
         FieldCase(["short": "abcd"], "short", "length must be at most 3"),
         FieldCase(["id": "nope"], "id", "expected a valid UUID"),
         FieldCase(["secret": "abc"], "secret", "length must be at least 5"),
-        FieldCase(["mode": ""], "mode", "length must be at least 1"),
+        FieldCase(["mode": ""], "mode", "expected one of: a, b"),
+        FieldCase(["prefix": ""], "prefix", "length must be at least 1"),
         FieldCase(["bogus": 1], "bogus", "unknown field"),
         FieldCase(["name": .null], "name", "required field missing"),
     ]

@@ -4,13 +4,13 @@ import Testing
 
 /// ai-proxy, and through it the shared `llm` record (its fields sit directly under `config`, its
 /// entity-check errors under `config["@entity"]`).
-private let minimalProxy: JSONValue = ["route_type": "llm/v1/chat", "model": ["provider": "openai"]]
+let minimalProxy: JSONValue = ["route_type": "llm/v1/chat", "model": ["provider": "openai"]]
 
 private func proxy(_ patch: JSONValue) -> Result<[String: JSONValue], ErrorRecord> {
     processPlugin("ai-proxy", config: merging(minimalProxy, patch))
 }
 
-private let proxyDefaults: [DefaultValue] = [
+let proxyDefaults: [DefaultValue] = [
     DefaultValue("config.response_streaming", "allow"),
     DefaultValue("config.max_request_body_size", 8192),
     DefaultValue("config.model_name_header", true),
@@ -31,7 +31,7 @@ func aiProxyMinimalConfigGetsDefaults(_ expected: DefaultValue) {
     #expect(lookup(entity, expected.path) == expected.value)
 }
 
-private let nestedRecordDefaults: [DefaultValue] = [
+let nestedRecordDefaults: [DefaultValue] = [
     DefaultValue("config.auth.allow_override", false),
     DefaultValue("config.auth.gcp_use_service_account", false),
     DefaultValue("config.auth.azure_use_managed_identity", false),
@@ -52,168 +52,170 @@ func aiProxyOptionalRecordsGetDefaultsWhenGiven(_ expected: DefaultValue) {
 }
 
 /// Configurations Kong accepts, one per provider family.
-private let validProxyConfigs: [InvalidConfig] = [
-    InvalidConfig("openai with header auth and options", [
+let validProxyConfigs: [ConfigCase] = [
+    ConfigCase("openai with header auth and options", [
         "auth": ["header_name": "Authorization", "header_value": "Bearer sk-test"],
         "model": ["name": "gpt-4o", "options": ["max_tokens": 512, "temperature": 0.5, "top_p": 1, "top_k": 500,
                                                  "input_cost": 2.5, "output_cost": 10]],
     ], [:]),
-    InvalidConfig("azure", [
+    ConfigCase("azure", [
         "model": ["provider": "azure", "options": ["azure_instance": "inst", "azure_deployment_id": "dep"]],
     ], [:]),
-    InvalidConfig("anthropic", ["model": ["provider": "anthropic", "options": ["anthropic_version": "2023-06-01"]]], [:]),
-    InvalidConfig("mistral", ["model": ["provider": "mistral", "options": ["mistral_format": "openai"]]], [:]),
-    InvalidConfig("llama2", [
+    ConfigCase("anthropic", ["model": ["provider": "anthropic", "options": ["anthropic_version": "2023-06-01"]]], [:]),
+    ConfigCase("mistral", ["model": ["provider": "mistral", "options": ["mistral_format": "openai"]]], [:]),
+    ConfigCase("llama2", [
         "model": ["provider": "llama2", "options": ["llama2_format": "ollama",
                                                     "upstream_url": "http://ollama:11434/api/chat"]],
     ], [:]),
-    InvalidConfig("gemini vertex", [
+    ConfigCase("gemini vertex", [
         "auth": ["gcp_use_service_account": true],
         "model": ["provider": "gemini", "options": ["gemini": ["api_endpoint": "us-central1-aiplatform.googleapis.com",
                                                                "project_id": "p", "location_id": "us-central1"]]],
     ], [:]),
-    InvalidConfig("bedrock native format", [
+    ConfigCase("bedrock native format", [
         "llm_format": "bedrock", "auth": ["allow_override": false],
         "model": ["provider": "bedrock", "options": ["bedrock": ["aws_region": "us-east-1"]]],
     ], [:]),
-    InvalidConfig("huggingface", ["model": ["provider": "huggingface", "options": ["huggingface": ["use_cache": true]]]], [:]),
-    InvalidConfig("cohere completions with statistics", [
+    ConfigCase("huggingface", ["model": ["provider": "huggingface", "options": ["huggingface": ["use_cache": true]]]], [:]),
+    ConfigCase("cohere completions with statistics", [
         "route_type": "llm/v1/completions", "logging": ["log_statistics": true], "model": ["provider": "cohere"],
     ], [:]),
-    InvalidConfig("param auth", [
+    ConfigCase("param auth", [
         "auth": ["param_name": "key", "param_value": "secret", "param_location": "query"],
     ], [:]),
-    InvalidConfig("preserve", ["route_type": "preserve", "response_streaming": "deny"], [:]),
+    ConfigCase("preserve", ["route_type": "preserve", "response_streaming": "deny"], [:]),
 ]
 
 @Test(arguments: validProxyConfigs)
-func aiProxyAcceptsValidConfigs(_ config: InvalidConfig) {
+func aiProxyAcceptsValidConfigs(_ config: ConfigCase) {
     _ = expectValid(proxy(config.patch))
 }
 
-private let invalidProxyConfigs: [InvalidConfig] = [
+let invalidProxyConfigs: [ConfigCase] = [
     // llm record: field constraints
-    InvalidConfig("route_type one_of", ["route_type": "llm/v1/embeddings"],
+    ConfigCase("route_type one_of", ["route_type": "llm/v1/embeddings"],
                   ["config.route_type": "expected one of: llm/v1/chat, llm/v1/completions, preserve"]),
-    InvalidConfig("route_type required", ["route_type": nil], ["config.route_type": "required field missing"]),
-    InvalidConfig("route_type type", ["route_type": 1], ["config.route_type": "expected a string"]),
-    InvalidConfig("auth record type", ["auth": "Bearer x"], ["config.auth": "expected a record"]),
-    InvalidConfig("auth.header_name type", ["auth": ["header_name": 1, "header_value": "v"]],
+    ConfigCase("route_type required", ["route_type": nil], ["config.route_type": "required field missing"]),
+    ConfigCase("route_type type", ["route_type": 1], ["config.route_type": "expected a string"]),
+    ConfigCase("auth record type", ["auth": "Bearer x"], ["config.auth": "expected a record"]),
+    ConfigCase("auth.header_name type", ["auth": ["header_name": 1, "header_value": "v"]],
                   ["config.auth.header_name": "expected a string"]),
-    InvalidConfig("auth.header_value empty", ["auth": ["header_name": "h", "header_value": ""]],
+    ConfigCase("auth.header_value empty", ["auth": ["header_name": "h", "header_value": ""]],
                   ["config.auth.header_value": "length must be at least 1"]),
-    InvalidConfig("auth.param_location one_of",
+    ConfigCase("auth.param_location one_of",
                   ["auth": ["param_name": "k", "param_value": "v", "param_location": "header"]],
                   ["config.auth.param_location": "expected one of: query, body"]),
-    InvalidConfig("auth.allow_override type", ["auth": ["allow_override": "yes"]],
+    ConfigCase("auth.allow_override type", ["auth": ["allow_override": "yes"]],
                   ["config.auth.allow_override": "expected a boolean"]),
-    InvalidConfig("auth.gcp_use_service_account type", ["auth": ["gcp_use_service_account": 1]],
+    ConfigCase("auth.gcp_use_service_account type", ["auth": ["gcp_use_service_account": 1]],
                   ["config.auth.gcp_use_service_account": "expected a boolean"]),
-    InvalidConfig("auth.azure_use_managed_identity type", ["auth": ["azure_use_managed_identity": "no"]],
+    ConfigCase("auth.azure_use_managed_identity type", ["auth": ["azure_use_managed_identity": "no"]],
                   ["config.auth.azure_use_managed_identity": "expected a boolean"]),
-    InvalidConfig("auth unknown field", ["auth": ["token": "x"]], ["config.auth.token": "unknown field"]),
-    InvalidConfig("model.provider one_of", ["model": ["provider": "openrouter"]],
+    ConfigCase("auth unknown field", ["auth": ["token": "x"]], ["config.auth.token": "unknown field"]),
+    ConfigCase("model.provider one_of", ["model": ["provider": "openrouter"]],
                   ["config.model.provider":
                     "expected one of: openai, azure, anthropic, cohere, mistral, llama2, gemini, bedrock, huggingface"]),
-    InvalidConfig("model.provider required", ["model": ["provider": nil]],
+    ConfigCase("model.provider required", ["model": ["provider": nil]],
                   ["config.model.provider": "required field missing"]),
-    InvalidConfig("model.name type", ["model": ["name": 4]], ["config.model.name": "expected a string"]),
-    InvalidConfig("model.options type", ["model": ["options": [1]]], ["config.model.options": "expected a record"]),
-    InvalidConfig("max_tokens integer", ["model": ["options": ["max_tokens": 1.5]]],
+    ConfigCase("model required", ["model": nil], ["config.model": "required field missing"]),
+    ConfigCase("model record type", ["model": "gpt-4o"], ["config.model": "expected a record"]),
+    ConfigCase("model.name type", ["model": ["name": 4]], ["config.model.name": "expected a string"]),
+    ConfigCase("model.options type", ["model": ["options": [1]]], ["config.model.options": "expected a record"]),
+    ConfigCase("max_tokens integer", ["model": ["options": ["max_tokens": 1.5]]],
                   ["config.model.options.max_tokens": "expected an integer"]),
-    InvalidConfig("input_cost gt 0", ["model": ["options": ["input_cost": 0]]],
+    ConfigCase("input_cost gt 0", ["model": ["options": ["input_cost": 0]]],
                   ["config.model.options.input_cost": "value must be greater than 0"]),
-    InvalidConfig("output_cost gt 0", ["model": ["options": ["output_cost": -1]]],
+    ConfigCase("output_cost gt 0", ["model": ["options": ["output_cost": -1]]],
                   ["config.model.options.output_cost": "value must be greater than 0"]),
-    InvalidConfig("input_cost type", ["model": ["options": ["input_cost": "1"]]],
+    ConfigCase("input_cost type", ["model": ["options": ["input_cost": "1"]]],
                   ["config.model.options.input_cost": "expected a number"]),
-    InvalidConfig("temperature above 5", ["model": ["options": ["temperature": 6]]],
+    ConfigCase("temperature above 5", ["model": ["options": ["temperature": 6]]],
                   ["config.model.options.temperature": "value should be between 0 and 5"]),
-    InvalidConfig("temperature below 0", ["model": ["options": ["temperature": -0.1]]],
+    ConfigCase("temperature below 0", ["model": ["options": ["temperature": -0.1]]],
                   ["config.model.options.temperature": "value should be between 0 and 5"]),
-    InvalidConfig("top_p above 1", ["model": ["options": ["top_p": 1.5]]],
+    ConfigCase("top_p above 1", ["model": ["options": ["top_p": 1.5]]],
                   ["config.model.options.top_p": "value should be between 0 and 1"]),
-    InvalidConfig("top_k above 500", ["model": ["options": ["top_k": 501]]],
+    ConfigCase("top_k above 500", ["model": ["options": ["top_k": 501]]],
                   ["config.model.options.top_k": "value should be between 0 and 500"]),
-    InvalidConfig("top_k integer", ["model": ["options": ["top_k": 2.5]]],
+    ConfigCase("top_k integer", ["model": ["options": ["top_k": 2.5]]],
                   ["config.model.options.top_k": "expected an integer"]),
-    InvalidConfig("anthropic_version empty", ["model": ["options": ["anthropic_version": ""]]],
+    ConfigCase("anthropic_version empty", ["model": ["options": ["anthropic_version": ""]]],
                   ["config.model.options.anthropic_version": "length must be at least 1"]),
-    InvalidConfig("azure_api_version type", ["model": ["options": ["azure_api_version": 2024]]],
+    ConfigCase("azure_api_version type", ["model": ["options": ["azure_api_version": 2024]]],
                   ["config.model.options.azure_api_version": "expected a string"]),
-    InvalidConfig("llama2_format one_of", ["model": ["options": ["llama2_format": "gguf"]]],
+    ConfigCase("llama2_format one_of", ["model": ["options": ["llama2_format": "gguf"]]],
                   ["config.model.options.llama2_format": "expected one of: raw, openai, ollama"]),
-    InvalidConfig("mistral_format one_of", ["model": ["options": ["mistral_format": "raw"]]],
+    ConfigCase("mistral_format one_of", ["model": ["options": ["mistral_format": "raw"]]],
                   ["config.model.options.mistral_format": "expected one of: openai, ollama"]),
-    InvalidConfig("upstream_url without host", ["model": ["options": ["upstream_url": "not-a-url"]]],
+    ConfigCase("upstream_url without host", ["model": ["options": ["upstream_url": "not-a-url"]]],
                   ["config.model.options.upstream_url": "missing host in url"]),
-    InvalidConfig("upstream_url without scheme", ["model": ["options": ["upstream_url": "//ollama:11434/api"]]],
+    ConfigCase("upstream_url without scheme", ["model": ["options": ["upstream_url": "//ollama:11434/api"]]],
                   ["config.model.options.upstream_url": "missing scheme in url"]),
-    InvalidConfig("upstream_path type", ["model": ["options": ["upstream_path": true]]],
+    ConfigCase("upstream_path type", ["model": ["options": ["upstream_path": true]]],
                   ["config.model.options.upstream_path": "expected a string"]),
-    InvalidConfig("gemini options type", ["model": ["options": ["gemini": "vertex"]]],
+    ConfigCase("gemini options type", ["model": ["options": ["gemini": "vertex"]]],
                   ["config.model.options.gemini": "expected a record"]),
-    InvalidConfig("gemini.project_id type", ["model": ["options": ["gemini": ["project_id": 1]]]],
+    ConfigCase("gemini.project_id type", ["model": ["options": ["gemini": ["project_id": 1]]]],
                   ["config.model.options.gemini.project_id": "expected a string"]),
-    InvalidConfig("bedrock.aws_region type", ["model": ["options": ["bedrock": ["aws_region": 1]]]],
+    ConfigCase("bedrock.aws_region type", ["model": ["options": ["bedrock": ["aws_region": 1]]]],
                   ["config.model.options.bedrock.aws_region": "expected a string"]),
-    InvalidConfig("bedrock.aws_sts_endpoint_url type", ["model": ["options": ["bedrock": ["aws_sts_endpoint_url": 1]]]],
+    ConfigCase("bedrock.aws_sts_endpoint_url type", ["model": ["options": ["bedrock": ["aws_sts_endpoint_url": 1]]]],
                   ["config.model.options.bedrock.aws_sts_endpoint_url": "expected a string"]),
-    InvalidConfig("huggingface.use_cache type", ["model": ["options": ["huggingface": ["use_cache": "yes"]]]],
+    ConfigCase("huggingface.use_cache type", ["model": ["options": ["huggingface": ["use_cache": "yes"]]]],
                   ["config.model.options.huggingface.use_cache": "expected a boolean"]),
-    InvalidConfig("huggingface.wait_for_model type", ["model": ["options": ["huggingface": ["wait_for_model": 1]]]],
+    ConfigCase("huggingface.wait_for_model type", ["model": ["options": ["huggingface": ["wait_for_model": 1]]]],
                   ["config.model.options.huggingface.wait_for_model": "expected a boolean"]),
-    InvalidConfig("options unknown field", ["model": ["options": ["frequency_penalty": 1]]],
+    ConfigCase("options unknown field", ["model": ["options": ["frequency_penalty": 1]]],
                   ["config.model.options.frequency_penalty": "unknown field"]),
-    InvalidConfig("logging required", ["logging": nil], ["config.logging": "required field missing"]),
-    InvalidConfig("logging.log_statistics required", ["logging": ["log_statistics": nil]],
+    ConfigCase("logging required", ["logging": nil], ["config.logging": "required field missing"]),
+    ConfigCase("logging.log_statistics required", ["logging": ["log_statistics": nil]],
                   ["config.logging.log_statistics": "required field missing"]),
-    InvalidConfig("logging.log_payloads type", ["logging": ["log_payloads": "true"]],
+    ConfigCase("logging.log_payloads type", ["logging": ["log_payloads": "true"]],
                   ["config.logging.log_payloads": "expected a boolean"]),
 
     // llm record: entity checks, reported under config["@entity"]
-    InvalidConfig("bedrock allow_override", [
+    ConfigCase("bedrock allow_override", [
         "auth": ["allow_override": true], "model": ["provider": "bedrock"],
     ], [
         "config.@entity": "bedrock and gemini only support auth.allow_override = false",
         "config.auth.allow_override": "value must be false",
     ]),
-    InvalidConfig("gemini without auth record", ["model": ["provider": "gemini"]], [
+    ConfigCase("gemini without auth record", ["model": ["provider": "gemini"]], [
         "config.@entity": "bedrock and gemini only support auth.allow_override = false",
         "config.auth.allow_override": "value must be false",
     ]),
-    InvalidConfig("header auth needs both", ["auth": ["header_name": "Authorization"]], [
+    ConfigCase("header auth needs both", ["auth": ["header_name": "Authorization"]], [
         "config.@entity": "all or none of these fields must be set: 'auth.header_name', 'auth.header_value'",
     ]),
-    InvalidConfig("param auth needs all three", ["auth": ["param_name": "key", "param_value": "v"]], [
+    ConfigCase("param auth needs all three", ["auth": ["param_name": "key", "param_value": "v"]], [
         "config.@entity":
             "all or none of these fields must be set: 'auth.param_name', 'auth.param_value', 'auth.param_location'",
     ]),
-    InvalidConfig("llama2 needs llama2_format", [
+    ConfigCase("llama2 needs llama2_format", [
         "model": ["provider": "llama2", "options": ["upstream_url": "http://ollama:11434/api/chat"]],
     ], ["config.@entity": "must set 'model.options.llama2_format' for llama2 provider"]),
-    InvalidConfig("mistral needs mistral_format", ["model": ["provider": "mistral"]],
+    ConfigCase("mistral needs mistral_format", ["model": ["provider": "mistral"]],
                   ["config.@entity": "must set 'model.options.mistral_format' for mistral provider"]),
-    InvalidConfig("anthropic needs anthropic_version", ["model": ["provider": "anthropic", "options": [:]]],
+    ConfigCase("anthropic needs anthropic_version", ["model": ["provider": "anthropic", "options": [:]]],
                   ["config.@entity": "must set 'model.options.anthropic_version' for anthropic provider"]),
-    InvalidConfig("azure needs azure_instance", [
+    ConfigCase("azure needs azure_instance", [
         "model": ["provider": "azure", "options": ["azure_deployment_id": "dep"]],
     ], ["config.@entity": "must set 'model.options.azure_instance' for azure provider"]),
-    InvalidConfig("azure needs azure_api_version", [
+    ConfigCase("azure needs azure_api_version", [
         "model": ["provider": "azure", "options": ["azure_instance": "i", "azure_deployment_id": "d",
                                                    "azure_api_version": nil]],
     ], ["config.@entity": "must set 'model.options.azure_api_version' for azure provider"]),
-    InvalidConfig("azure needs azure_deployment_id", [
+    ConfigCase("azure needs azure_deployment_id", [
         "model": ["provider": "azure", "options": ["azure_instance": "i"]],
     ], ["config.@entity": "must set 'model.options.azure_deployment_id' for azure provider"]),
-    InvalidConfig("llama2 needs upstream_url", [
+    ConfigCase("llama2 needs upstream_url", [
         "model": ["provider": "llama2", "options": ["llama2_format": "raw"]],
     ], ["config.@entity": "must set 'model.options.upstream_url' for self-hosted providers/models"]),
-    InvalidConfig("anthropic completions statistics", [
+    ConfigCase("anthropic completions statistics", [
         "route_type": "llm/v1/completions", "logging": ["log_statistics": true],
         "model": ["provider": "anthropic", "options": ["anthropic_version": "2023-06-01"]],
     ], ["config.@entity": "anthropic does not support statistics when route_type is llm/v1/completions"]),
-    InvalidConfig("gemini vertex options all or none", [
+    ConfigCase("gemini vertex options all or none", [
         "auth": [:], "model": ["provider": "gemini", "options": ["gemini": ["api_endpoint": "x.googleapis.com"]]],
     ], [
         "config.model.options.gemini.@entity":
@@ -221,52 +223,53 @@ private let invalidProxyConfigs: [InvalidConfig] = [
     ]),
 
     // ai-proxy's own fields
-    InvalidConfig("response_streaming one_of", ["response_streaming": "sometimes"],
+    ConfigCase("response_streaming one_of", ["response_streaming": "sometimes"],
                   ["config.response_streaming": "expected one of: allow, deny, always"]),
-    InvalidConfig("max_request_body_size gt 0", ["max_request_body_size": 0],
+    ConfigCase("max_request_body_size gt 0", ["max_request_body_size": 0],
                   ["config.max_request_body_size": "value must be greater than 0"]),
-    InvalidConfig("max_request_body_size integer", ["max_request_body_size": 10.5],
+    ConfigCase("max_request_body_size integer", ["max_request_body_size": 10.5],
                   ["config.max_request_body_size": "expected an integer"]),
-    InvalidConfig("model_name_header type", ["model_name_header": "yes"],
+    ConfigCase("model_name_header type", ["model_name_header": "yes"],
                   ["config.model_name_header": "expected a boolean"]),
-    InvalidConfig("llm_format one_of", ["llm_format": "cohere"],
+    ConfigCase("llm_format one_of", ["llm_format": "cohere"],
                   ["config.llm_format": "expected one of: openai, bedrock, gemini"]),
-    InvalidConfig("unknown config field", ["llm": ["route_type": "llm/v1/chat"]], ["config.llm": "unknown field"]),
+    ConfigCase("unknown config field", ["llm": ["route_type": "llm/v1/chat"]], ["config.llm": "unknown field"]),
 
     // plugin-level entity checks, reported under the top-level "@entity"
-    InvalidConfig("native format needs chat", [
+    ConfigCase("native format needs chat", [
         "llm_format": "bedrock", "route_type": "preserve", "auth": [:], "model": ["provider": "bedrock"],
     ], [
         "@entity": "native provider options in llm_format can only be used with the 'llm/v1/chat' route_type",
         "config.route_type": "value must be llm/v1/chat",
     ]),
-    InvalidConfig("bedrock format needs bedrock provider", ["llm_format": "bedrock"], [
+    ConfigCase("bedrock format needs bedrock provider", ["llm_format": "bedrock"], [
         "@entity": "native llm_format 'bedrock' can only be used with the 'bedrock' model.provider",
         "config.model.provider": "value must be bedrock",
     ]),
-    InvalidConfig("gemini format needs gemini provider", ["llm_format": "gemini"], [
+    ConfigCase("gemini format needs gemini provider", ["llm_format": "gemini"], [
         "@entity": "native llm_format 'gemini' can only be used with the 'gemini' model.provider",
         "config.model.provider": "value must be gemini",
     ]),
 ]
 
 @Test(arguments: invalidProxyConfigs)
-func aiProxyRejectsInvalidConfigs(_ config: InvalidConfig) {
+func aiProxyRejectsConfigCases(_ config: ConfigCase) {
     expectErrors(proxy(config.patch), config.expected)
 }
 
-@Test func aiProxyEntityErrorsAreListedInCheckOrder() throws {
+@Test func aiProxyEntityErrorsAreListedInCheckOrder() {
     let result = proxy(["model": ["provider": "azure"]])
     guard case .failure(let errors) = result else {
         Issue.record("expected a schema violation")
         return
     }
     // No options record at all: its default is not filled, so the api-version check fires too.
-    #expect(lookup(errors.json, "config.@entity") == [
+    let expected: JSONValue = [
         "must set 'model.options.azure_instance' for azure provider",
         "must set 'model.options.azure_api_version' for azure provider",
         "must set 'model.options.azure_deployment_id' for azure provider",
-    ])
+    ]
+    #expect(lookup(errors.json, "config.@entity") == expected)
 }
 
 @Test func aiProxyAcceptsVaultReferences() {

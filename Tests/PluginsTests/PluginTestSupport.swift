@@ -85,9 +85,9 @@ func expectErrors(_ result: Result<[String: JSONValue], ErrorRecord>, _ expected
     }
 }
 
-/// One invalid configuration: a patch over the plugin's minimal valid config and the errors
-/// (path in the error tree → Kong's message) it must produce.
-struct InvalidConfig: Sendable, CustomTestStringConvertible {
+/// One configuration case: a patch over the plugin's minimal valid config and, for invalid ones,
+/// the errors (path in the error tree → Kong's message) it must produce.
+struct ConfigCase: Sendable, CustomTestStringConvertible {
     let label: String
     let patch: JSONValue
     let expected: [String: String]

@@ -315,8 +315,8 @@ private struct LoadRun {
         for (index, input) in inputs.enumerated() {
             let schema = registry[input.type]!
             var keys: [(field: String, label: String, positional: Bool)] = []
-            if schema.primaryKey == ["id"] { keys.append(("id", "primary key", true)) }
             if let ek = schema.endpointKey { keys.append((ek, ek, true)) }
+            if schema.primaryKey == ["id"] { keys.append(("id", "primary key", true)) }
             for f in schema.uniqueFields where f != schema.endpointKey { keys.append((f, f, false)) }
             if schema.primaryKey.count > 1 { keys.append(("@pk", "primary key", true)) }
             for (field, label, positional) in keys {

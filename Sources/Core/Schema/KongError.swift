@@ -84,18 +84,24 @@ public struct KongError: Error, Sendable, Equatable {
                 entries.append("\(name): \(m)")
             case .list(let items):
                 for index in items.keys.sorted() {
-                    entries.append("\(name).\(index + 1): \(LuaLiteral.render(items[index]!))")
+                    entries.append("\(name).\(index + 1): \(entryText(items[index]!))")
                 }
             case .record(let inner):
                 if !inner.entity.isEmpty {
                     entries.append("\(name).@entity: \(LuaLiteral.render(.list(Dictionary(uniqueKeysWithValues: inner.entity.enumerated().map { ($0.offset, FieldError.message($0.element)) }))))")
                 }
                 for key in inner.fields.keys.sorted() {
-                    entries.append("\(name).\(key): \(LuaLiteral.render(inner.fields[key]!))")
+                    entries.append("\(name).\(key): \(entryText(inner.fields[key]!))")
                 }
             }
         }
         return entries
+    }
+
+    /// A sub-entry's text: messages as they are, deeper tables as Lua table literals.
+    private static func entryText(_ error: FieldError) -> String {
+        if case .message(let m) = error { return m }
+        return LuaLiteral.render(error)
     }
 }
 
