@@ -3,7 +3,7 @@ import Core
 /// key-auth (`kong/plugins/key-auth/schema.lua`, spec kong-core §2.7): API-key authentication.
 /// Cannot be scoped to a consumer; brings the `keyauth_credentials` entity.
 public enum KeyAuthPlugin {
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "key-auth",
         priority: 1250,
         version: "3.10.0",

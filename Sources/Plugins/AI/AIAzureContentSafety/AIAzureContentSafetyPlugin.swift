@@ -7,7 +7,7 @@ import Core
 /// Cannot be scoped to a consumer or a consumer group: Kong's published schema offers neither
 /// (`no_consumer`, `no_consumer_group`).
 public enum AIAzureContentSafetyPlugin {
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-azure-content-safety",
         priority: 774,
         version: "3.10.0",

@@ -3,7 +3,7 @@ import Core
 /// ai-proxy (`kong/plugins/ai-proxy/schema.lua`, spec ai-plugins §2.2): the shared `llm` fields
 /// directly under `config`, plus the proxy's own options.
 public enum AIProxyPlugin {
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-proxy",
         priority: 770,
         version: "3.10.0",

@@ -3,12 +3,12 @@ import Core
 /// ai-rate-limiting-advanced [EE] (spec ai-plugins §5.2, 3.10 schema): token-based rate limits per
 /// LLM provider, on top of Rate Limiting Advanced counters.
 public enum AIRateLimitingAdvancedPlugin {
-    public static let providerNames = ["openai", "azure", "anthropic", "cohere", "mistral", "llama2", "bedrock",
-                                       "gemini", "huggingface", "requestPrompt"]
+    public static let providerNames: [String] = ["openai", "azure", "anthropic", "cohere", "mistral", "llama2",
+                                                 "bedrock", "gemini", "huggingface", "requestPrompt"]
 
     static let maxInt: Double = 2_147_483_646
 
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-rate-limiting-advanced",
         priority: 905,
         version: "3.10.0",

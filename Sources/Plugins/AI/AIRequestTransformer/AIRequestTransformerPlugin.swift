@@ -3,7 +3,7 @@ import Core
 /// ai-request-transformer (spec ai-plugins §3): rewrites the request body with an LLM before
 /// proxying. Cannot be scoped to a consumer.
 public enum AIRequestTransformerPlugin {
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-request-transformer",
         priority: 777,
         version: "3.10.0",

@@ -3,7 +3,7 @@ import Core
 /// ai-response-transformer (spec ai-plugins §4): calls the upstream itself, rewrites its response
 /// with an LLM and answers the client. May be scoped to a consumer.
 public enum AIResponseTransformerPlugin {
-    public static let definition = PluginDefinition(
+    public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-response-transformer",
         priority: 768,
         version: "3.10.0",

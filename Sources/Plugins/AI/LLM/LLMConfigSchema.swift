@@ -6,16 +6,16 @@ import Core
 /// ai-proxy spreads these fields directly under `config` (its entity-check errors then sit under
 /// `config["@entity"]`); the transformers nest the record as `config.llm`.
 public enum LLMConfigSchema {
-    public static let providers = ["openai", "azure", "anthropic", "cohere", "mistral", "llama2", "gemini",
-                                   "bedrock", "huggingface"]
-    public static let routeTypes = ["llm/v1/chat", "llm/v1/completions", "preserve"]
+    public static let providers: [String] = ["openai", "azure", "anthropic", "cohere", "mistral", "llama2",
+                                             "gemini", "bedrock", "huggingface"]
+    public static let routeTypes: [String] = ["llm/v1/chat", "llm/v1/completions", "preserve"]
     /// Client input formats ai-proxy (and ai-rate-limiting-advanced) accept (`llm_format`).
-    public static let inputFormats = ["openai", "bedrock", "gemini"]
+    public static let inputFormats: [String] = ["openai", "bedrock", "gemini"]
 
     /// Route type → providers that cannot report statistics for it.
     static let unsupportedLogStatistics: [String: Set<String>] = ["llm/v1/completions": ["anthropic"]]
 
-    public static let record = RecordSchema([
+    public static let record: RecordSchema = RecordSchema([
         "route_type": Field.string.required().oneOf(routeTypes),
         "auth": auth,
         "model": model,

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+
+/// Runs the real `silverback` binary, as a user would, against the files in kong-compat/.
+struct CLITests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The binary `swift build`/`swift test` put next to the test bundle.
+    static var binary: URL {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("silverback")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug/silverback")
+    }
+
+    struct Run { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.currentDirectoryURL = cwd ?? Self.packageRoot
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                   stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func files(_ folder: String) -> [String] {
+        let dir = packageRoot.appendingPathComponent("kong-compat/declarative/\(folder)")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
+            .map { "kong-compat/declarative/\(folder)/\($0)" }
+    }
+
+    @Test(arguments: files("valid"))
+    func validFilesParse(file: String) throws {
+        let result = try run(["config", "parse", file])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "parse successful\n")
+    }
+
+    @Test func theExampleSetIsComplete() {
+        #expect(Self.files("valid").count >= 3)
+        #expect(Self.files("invalid").count >= 4)
+    }
+
+    @Test func brokenServiceGivesKongText() throws {
+        let result = try run(["config", "parse", "kong-compat/declarative/invalid/bad-service.yml"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("""
+        Failed parsing:
+        in 'services':
+          - in entry 1 of 'services':
+            in 'host': required field missing
+            in 'port': value should be between 0 and 65535
+        """))
+    }
+
+    @Test(arguments: [
+        ("bad-ai-proxy.yml", "in 'temperature': value should be between 0 and 5"),
+        ("bad-ai-proxy.yml", "must set 'model.options.azure_instance' for azure provider"),
+        ("bad-reference.yml", "in 'orphan': invalid reference 'service: missing-service' (no such entry in 'services')"),
+        ("unknown-plugin.yml", "in 'name': plugin 'rate-limiting' not enabled; add it to the 'plugins' configuration property"),
+    ])
+    func invalidFilesAreRefusedWithKongMessages(file: String, message: String) throws {
+        let result = try run(["config", "parse", "kong-compat/declarative/invalid/\(file)"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    @Test func pluginsSettingRestrictsEnabledPlugins() throws {
+        let result = try run(["config", "parse", "kong-compat/declarative/valid/minimal.json"],
+                             environment: ["KONG_PLUGINS": "ai-proxy"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("plugin 'key-auth' not enabled"))
+    }
+
+    @Test func unknownExtensionIsRefused() throws {
+        let result = try run(["config", "parse", "README.md"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("unknown file type: README.md. (Accepted types: json, yaml)"))
+    }
+
+    @Test func configInitWritesAParseableTemplateAndRefusesToOverwrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-init-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let first = try run(["config", "init"], cwd: dir)
+        #expect(first.status == 0)
+        let parsed = try run(["config", "parse", dir.appendingPathComponent("kong.yml").path])
+        #expect(parsed.stdout == "parse successful\n", "\(parsed.stderr)")
+        let second = try run(["config", "init"], cwd: dir)
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("already exists"))
+    }
+
+    @Test func startValidatesThenSaysTheProxyIsNotThereYet() throws {
+        let bad = try run(["start"], environment: ["KONG_DATABASE": "off",
+                                                    "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/invalid/bad-service.yml"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("error parsing declarative config file kong-compat/declarative/invalid/bad-service.yml:"))
+        let good = try run(["start"], environment: ["KONG_DATABASE": "off",
+                                                     "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/valid/full.yml"])
+        #expect(good.status != 0)
+        #expect(good.stderr.contains("proxy not implemented yet"))
+        let badSetting = try run(["start"], environment: ["KONG_DATABASE": "mysql"])
+        #expect(badSetting.status == 1)
+        #expect(badSetting.stderr.contains("database has an invalid value: 'mysql'"))
+    }
+
+    @Test func version() throws {
+        let result = try run(["version"])
+        #expect(result.status == 0)
+        #expect(result.stdout.hasPrefix("Silverback "))
+    }
+}
