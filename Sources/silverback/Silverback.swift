@@ -31,9 +31,11 @@ struct NodeOptions: ParsableArguments {
         }
     }
 
+    /// Declarative files describe DB-less nodes: their plugin checks for DB-less mode apply.
     func loader(for settings: Settings) throws -> DeclarativeLoader {
         do {
-            return DeclarativeLoader(registry: EntityRegistry(plugins: try BundledPlugins.definitions(for: settings.plugins)))
+            let plugins = try BundledPlugins.definitions(for: settings.plugins)
+            return DeclarativeLoader(registry: EntityRegistry(plugins: plugins, dbless: true))
         } catch {
             throw CLIError("\(error)")
         }

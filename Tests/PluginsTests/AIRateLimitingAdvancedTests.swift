@@ -86,7 +86,7 @@ let validRateLimitingConfigs: [ConfigCase] = [
     ConfigCase("redis cluster nodes only", [
         "strategy": "redis", "sync_rate": 1, "redis": ["host": nil, "cluster_nodes": [["ip": "10.0.0.1", "port": 7000]]],
     ], [:]),
-    ConfigCase("cluster strategy (database mode is checked by the loader)", ["strategy": "cluster", "sync_rate": 1], [:]),
+    ConfigCase("cluster strategy on a database-backed node", ["strategy": "cluster", "sync_rate": 1], [:]),
     ConfigCase("cluster strategy without sync", ["strategy": "cluster", "sync_rate": -1], [:]),
     ConfigCase("header identifier", ["identifier": "header", "header_name": "X-Tenant-Id"], [:]),
     ConfigCase("path identifier", ["identifier": "path", "path": "/v1/chat/completions"], [:]),
@@ -253,4 +253,21 @@ func rateLimitingRejectsInvalidConfigs(_ config: ConfigCase) {
 @Test func rateLimitingRestrictsProtocolsToHTTP() {
     expectErrors(rateLimiting([:], extra: ["protocols": ["http", "udp"]]),
                  ["protocols.1": "expected one of: grpc, grpcs, http, https"])
+}
+
+@Test func rateLimitingClusterStrategyIsRefusedOnDBlessNodes() {
+    let dbless = EntityRegistry(plugins: BundledPlugins.all, dbless: true)
+    func process(_ config: JSONValue) -> Result<[String: JSONValue], ErrorRecord> {
+        let base: JSONValue = ["llm_providers": [["name": "openai", "limit": [100], "window_size": [60]]]]
+        return dbless["plugins"]!.process(["name": "ai-rate-limiting-advanced", "config": merging(base, config)],
+                                          context: .insert)
+    }
+    guard case .failure(let errors) = process(["strategy": "cluster", "sync_rate": 1]) else {
+        Issue.record("cluster strategy accepted on a DB-less node")
+        return
+    }
+    #expect(errors.entity == ["[ai-rate-limiting-advanced] strategy 'cluster' is not supported with Hybrid deployments or DB-less mode. If you did not specify the strategy, please use 'redis' strategy, 'local' strategy or set 'sync_rate' to -1."])
+    if case .failure(let e) = process(["strategy": "cluster", "sync_rate": -1]) {
+        Issue.record("node-local cluster counting must stay allowed: \(e.json)")
+    }
 }

@@ -2,8 +2,8 @@ import Core
 import Plugins
 import Testing
 
-/// Every bundled plugin enabled, as a node with `plugins = bundled` has them.
-let registry = EntityRegistry(plugins: BundledPlugins.all)
+/// Every bundled plugin enabled, as a database-backed node with `plugins = bundled` has them.
+let registry = EntityRegistry(plugins: BundledPlugins.all, dbless: false)
 
 /// A consumer reference, for scope tests.
 let someConsumer: JSONValue = ["id": "6e2a4b8c-1f3d-4a5b-9c7d-0e1f2a3b4c5d"]

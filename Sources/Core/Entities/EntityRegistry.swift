@@ -3,13 +3,16 @@
 public struct EntityRegistry: Sendable {
     public let plugins: [String: PluginDefinition]
     public let schemas: [String: EntitySchema]
+    /// Whether the node runs without a database (declarative configuration only).
+    public let dbless: Bool
 
     /// Core entities in dependency order (parents before children): the order the declarative
     /// loader resolves references and generates ids.
     public static let coreEntityNames = ["services", "routes", "consumers", "consumer_groups",
                                          "consumer_group_consumers", "plugins"]
 
-    public init(plugins: [PluginDefinition]) {
+    public init(plugins: [PluginDefinition], dbless: Bool = true) {
+        self.dbless = dbless
         var byName: [String: PluginDefinition] = [:]
         for plugin in plugins { byName[plugin.name] = plugin }
         self.plugins = byName
@@ -19,7 +22,7 @@ public struct EntityRegistry: Sendable {
             "consumers": ConsumerSchema.schema,
             "consumer_groups": ConsumerGroupSchema.schema,
             "consumer_group_consumers": ConsumerGroupMembershipSchema.schema,
-            "plugins": PluginSchema.schema(plugins: plugins),
+            "plugins": PluginSchema.schema(plugins: plugins, dbless: dbless),
         ]
         for plugin in plugins {
             for entity in plugin.entities { schemas[entity.name] = entity }

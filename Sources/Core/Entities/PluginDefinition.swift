@@ -15,6 +15,9 @@ public struct PluginDefinition: Sendable {
     public var checks: [EntityCheck]
     /// Entities the plugin brings (key-auth: `keyauth_credentials`).
     public var entities: [EntitySchema]
+    /// Checks that apply only on DB-less nodes (Kong's schemas consult `kong.configuration.database`
+    /// for them, e.g. ai-rate-limiting-advanced refusing the `cluster` strategy).
+    public var dblessChecks: [EntityCheck] = []
 
     public enum Scope: String, Sendable, Hashable { case consumer, route, service, consumerGroup = "consumer_group" }
 
@@ -32,7 +35,7 @@ public struct PluginDefinition: Sendable {
     }
 
     /// The plugins-entity subschema this plugin contributes.
-    var subschema: Subschema {
+    func subschema(dbless: Bool) -> Subschema {
         var fields: [(name: String, field: Field)] = [("config", Field.record(config).required()), ("protocols", protocols)]
         for scope in forbiddenScopes.sorted(by: { $0.rawValue < $1.rawValue }) {
             switch scope {
@@ -42,7 +45,7 @@ public struct PluginDefinition: Sendable {
             case .consumerGroup: fields.append(("consumer_group", Typedefs.noConsumerGroup))
             }
         }
-        return Subschema(fields: fields, checks: checks)
+        return Subschema(fields: fields, checks: dbless ? dblessChecks + checks : checks)
     }
 }
 
@@ -50,7 +53,7 @@ public struct PluginDefinition: Sendable {
 public enum PluginSchema {
     public static let subschemaError = "plugin '%s' not enabled; add it to the 'plugins' configuration property"
 
-    public static func schema(plugins: [PluginDefinition]) -> EntitySchema {
+    public static func schema(plugins: [PluginDefinition], dbless: Bool) -> EntitySchema {
         let accessList = Field.record(["access": Field.array(of: Field.string)]).required(false)
         var schema = EntitySchema(name: "plugins", singularName: "plugin", record: RecordSchema([
             "id": Typedefs.uuid,
@@ -72,7 +75,7 @@ public enum PluginSchema {
         schema.cacheKey = ["name", "route", "service", "consumer"]
         schema.subschemaKey = "name"
         schema.subschemaError = subschemaError
-        for plugin in plugins { schema.subschemas[plugin.name] = plugin.subschema }
+        for plugin in plugins { schema.subschemas[plugin.name] = plugin.subschema(dbless: dbless) }
         return schema
     }
 }

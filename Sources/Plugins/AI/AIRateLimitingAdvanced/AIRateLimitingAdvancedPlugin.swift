@@ -8,7 +8,8 @@ public enum AIRateLimitingAdvancedPlugin {
 
     static let maxInt: Double = 2_147_483_646
 
-    public static let definition: PluginDefinition = PluginDefinition(
+    public static let definition: PluginDefinition = {
+        var definition = PluginDefinition(
         name: "ai-rate-limiting-advanced",
         priority: 905,
         version: "3.10.0",
@@ -46,7 +47,23 @@ public enum AIRateLimitingAdvancedPlugin {
                 return AIRateLimitingAdvancedPlugin.configProblem(config).map { EntityCheckFailure($0) }
             }),
         ]
-    )
+        )
+        definition.dblessChecks = [clusterNeedsDatabase]
+        return definition
+    }()
+
+    static let clusterUnsupportedMessage = "[ai-rate-limiting-advanced] strategy 'cluster' is not supported with Hybrid "
+        + "deployments or DB-less mode. If you did not specify the strategy, please use 'redis' strategy, "
+        + "'local' strategy or set 'sync_rate' to -1."
+
+    /// Counters of the `cluster` strategy live in the database: a DB-less node has none, unless
+    /// `sync_rate` is -1 (node-local counting only).
+    static let clusterNeedsDatabase = EntityCheck.custom(CustomEntityCheck(
+        name: "cluster_strategy_needs_database", fieldSources: ["config"]
+    ) { plugin in
+        guard plugin["config"]?["strategy"] == "cluster", plugin["config"]?["sync_rate"] != -1 else { return nil }
+        return EntityCheckFailure(AIRateLimitingAdvancedPlugin.clusterUnsupportedMessage)
+    })
 
     static var llmProvider: Field {
         Field.record([
@@ -106,11 +123,6 @@ public enum AIRateLimitingAdvancedPlugin {
 
         let strategy = config["strategy"]?.stringValue
         let syncRate = config["sync_rate"]?.numberValue
-
-        // Kong refuses `strategy: cluster` (with sync_rate != -1) on DB-less and hybrid nodes:
-        // "[ai-rate-limiting-advanced] strategy 'cluster' is not supported with Hybrid deployments or
-        // DB-less mode. ...". That depends on the node's database mode, unknown to the schema; the
-        // declarative loader / Admin API adds that check.
 
         if strategy == "redis" {
             let redis = config["redis"] ?? .null
