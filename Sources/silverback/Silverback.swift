@@ -42,6 +42,20 @@ struct NodeOptions: ParsableArguments {
     }
 }
 
+extension NodeOptions {
+    /// Loads a declarative file; a failure becomes `<failure>\n<Kong's error text>`.
+    func loadDeclarative(path: String, settings: Settings, failure: String) throws -> DeclarativeConfig {
+        do {
+            return try loader(for: settings).load(path: path)
+        } catch let error as DeclarativeLoadError {
+            switch error {
+            case .unreadable(let message): throw CLIError("\(failure)\n\(message)")
+            case .invalid(let invalid): throw CLIError("\(failure)\n\(invalid.text)")
+            }
+        }
+    }
+}
+
 /// A failure reported as Kong's CLI does: `Error: <message>` on stderr, exit status 1.
 struct CLIError: Error, CustomStringConvertible {
     let description: String
@@ -55,14 +69,8 @@ struct Start: ParsableCommand {
     func run() throws {
         let settings = try node.settings()
         if settings.database == .off, let path = settings.declarativeConfig {
-            let loader = try node.loader(for: settings)
-            do {
-                _ = try loader.load(path: path)
-            } catch .unreadable(let message) {
-                throw CLIError("error parsing declarative config file \(path):\n\(message)")
-            } catch .invalid(let error) {
-                throw CLIError("error parsing declarative config file \(path):\n\(error.text)")
-            }
+            _ = try node.loadDeclarative(path: path, settings: settings,
+                                         failure: "error parsing declarative config file \(path):")
             print("declarative config \(path) is valid")
         }
         throw CLIError("proxy not implemented yet: this build validates settings and configuration only")
@@ -81,14 +89,7 @@ struct Config: ParsableCommand {
         @OptionGroup var node: NodeOptions
 
         func run() throws {
-            let loader = try node.loader(for: try node.settings())
-            do {
-                _ = try loader.load(path: file)
-            } catch .unreadable(let message) {
-                throw CLIError("Failed parsing:\n\(message)")
-            } catch .invalid(let error) {
-                throw CLIError("Failed parsing:\n\(error.text)")
-            }
+            _ = try node.loadDeclarative(path: file, settings: try node.settings(), failure: "Failed parsing:")
             print("parse successful")
         }
     }
