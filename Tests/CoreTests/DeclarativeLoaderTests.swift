@@ -162,6 +162,44 @@ struct DeclarativeLoaderTests {
         #expect(flat["flattened_errors"] == [])
     }
 
+    @Test func consumerGroupMembershipInBothSpellings() throws {
+        let config = try load("""
+        _format_version: "3.0"
+        consumer_groups:
+        - name: gold
+          consumers:
+          - username: carol
+        - name: silver
+        consumers:
+        - username: alice
+          groups: [{name: gold}]
+        - username: bob
+          groups: [{name: gold}]
+        - username: carol
+        consumer_group_consumers:
+        - consumer: bob
+          consumer_group: silver
+        """).get()
+        let gold = config.rows("consumer_groups")[0]["id"]!
+        let members = config.rows("consumer_group_consumers")
+        #expect(members.count == 4)
+        #expect(members.filter { $0["consumer_group"] == ["id": gold] }.count == 3)
+        _ = try #require(error("""
+        _format_version: "3.0"
+        consumer_groups:
+        - name: gold
+        consumers:
+        - username: alice
+          groups: [{name: gold}, {name: gold}]
+        """), "the same membership twice is a duplicate")
+    }
+
+    @Test func transformFlag() throws {
+        #expect(try load("_format_version: \"3.0\"\n_transform: false\n").get().transform == false)
+        #expect(try load("_format_version: \"3.0\"\n").get().transform == true)
+        #expect(error("_format_version: \"3.0\"\n_transform: 1\n")?.kongError.fields == ["_transform": "expected a boolean"])
+    }
+
     @Test func legacyFormatMigratesRegexPaths() throws {
         let config = try load("""
         _format_version: "1.1"

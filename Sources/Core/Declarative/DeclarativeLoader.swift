@@ -86,6 +86,8 @@ private struct LoadRun {
     let loader: DeclarativeLoader
     var inputs: [EntityInput] = []
     var documentErrors = ErrorRecord()
+    /// `_transform` (default true).
+    var transform = true
     /// Errors per input index.
     var schemaErrors: [Int: ErrorRecord] = [:]
     /// Positional messages (duplicates of primary/endpoint key) per input index.
@@ -107,8 +109,8 @@ private struct LoadRun {
         for key in top.keys.sorted() {
             collectTopLevel(key: key, value: top[key]!)
         }
-        checkUniqueness()
         resolveReferences()
+        checkUniqueness()
         validateEntities()
         if !documentErrors.isEmpty || !schemaErrors.isEmpty || !positionalMessages.isEmpty || !keyedMessages.isEmpty {
             return .failure(makeError())
@@ -119,8 +121,7 @@ private struct LoadRun {
             if let ttl = input.ttl { row["ttl"] = ttl }
             entities[input.type, default: []].append(.object(row))
         }
-        return .success(DeclarativeConfig(formatVersion: version ?? "3.0",
-                                          transform: top["_transform"]?.boolValue ?? true, entities: entities))
+        return .success(DeclarativeConfig(formatVersion: version ?? "3.0", transform: transform, entities: entities))
     }
 
     // MARK: Document header
@@ -135,9 +136,9 @@ private struct LoadRun {
             }
         case .some: documentErrors["_format_version"] = .message("expected a string")
         }
-        if let t = top.removeValue(forKey: "_transform"), !t.isNull, t.boolValue == nil {
-            documentErrors["_transform"] = .message("expected a boolean")
-        } else if let t = top["_transform"] { top["_transform"] = t }
+        if let t = top.removeValue(forKey: "_transform"), !t.isNull {
+            if let flag = t.boolValue { transform = flag } else { documentErrors["_transform"] = .message("expected a boolean") }
+        }
         if let c = top.removeValue(forKey: "_comment"), !c.isNull, c.stringValue == nil {
             documentErrors["_comment"] = .message("expected a string")
         }
@@ -174,7 +175,6 @@ private struct LoadRun {
     // MARK: Flattening
 
     mutating func collectTopLevel(key: String, value: JSONValue) {
-        if key == "_transform" { return }
         guard registry[key] != nil else {
             documentErrors[key] = .message(DeclarativeLoader.unsupportedKongEntities.contains(key)
                 ? "entity type '\(key)' is not supported by Silverback" : "unknown field")
@@ -255,6 +255,8 @@ private struct LoadRun {
     // MARK: Ids (spec §5.4)
 
     static let namespace = "fd02801f-0957-4a15-a55a-c8d9606f30b5"
+    /// Stands in for a reference that could not be resolved (already reported).
+    static let unresolvedID = "00000000-0000-0000-0000-000000000000"
 
     /// Deterministic id for an entity without one; parents are assigned before their children.
     mutating func assignID(_ index: Int) {
@@ -322,7 +324,10 @@ private struct LoadRun {
             for (field, label, positional) in keys {
                 let value: String
                 if field == "@pk" {
-                    value = schema.primaryKey.map { input.fields[$0]?.luaText ?? "" }.joined(separator: ":")
+                    // Composite keys are foreign keys, compared once resolved to ids.
+                    let ids = schema.primaryKey.compactMap { input.fields[$0]?["id"]?.stringValue }
+                    guard ids.count == schema.primaryKey.count, !ids.contains(Self.unresolvedID) else { continue }
+                    value = ids.joined(separator: ":")
                 } else {
                     guard let v = input.fields[field], !v.isNull, v.stringValue != nil else { continue }
                     value = v.luaText
@@ -372,7 +377,7 @@ private struct LoadRun {
                     keyedMessages[index, default: []].append(
                         "invalid reference '\(field): \(shown)' (no such entry in '\(reference)')")
                     // A well-formed placeholder keeps the schema from reporting the same problem twice.
-                    inputs[index].fields[field] = ["id": "00000000-0000-0000-0000-000000000000"]
+                    inputs[index].fields[field] = ["id": .string(Self.unresolvedID)]
                 }
             }
         }
