@@ -1,0 +1,211 @@
+/// The typed, immutable view of one validated configuration: what the router, the plugin runtime
+/// and the credential index are compiled from. Built only from validated rows, so every required
+/// field is present; a row that is not (a bug upstream) is left out rather than crashing a node.
+public struct ConfigSnapshot: Sendable {
+    public let services: [Service]
+    public let routes: [Route]
+    public let consumers: [Consumer]
+    public let consumerGroups: [ConsumerGroup]
+    public let memberships: [ConsumerGroupMembership]
+    public let plugins: [PluginInstance]
+    public let keyAuthCredentials: [KeyAuthCredential]
+
+    public init(_ config: DeclarativeConfig) {
+        services = config.rows("services").compactMap(Service.init)
+        routes = config.rows("routes").compactMap(Route.init)
+        consumers = config.rows("consumers").compactMap(Consumer.init)
+        consumerGroups = config.rows("consumer_groups").compactMap(ConsumerGroup.init)
+        memberships = config.rows("consumer_group_consumers").compactMap(ConsumerGroupMembership.init)
+        plugins = config.rows("plugins").compactMap(PluginInstance.init)
+        keyAuthCredentials = config.rows("keyauth_credentials").compactMap(KeyAuthCredential.init)
+    }
+}
+
+public struct Service: Sendable, Equatable {
+    public let id: String
+    public let name: String?
+    public let `protocol`: String
+    public let host: String
+    public let port: Int
+    public let path: String?
+    public let retries: Int
+    public let connectTimeout: Int
+    public let writeTimeout: Int
+    public let readTimeout: Int
+    public let tlsVerify: Bool?
+    public let tlsVerifyDepth: Int?
+    public let enabled: Bool
+    public let tags: [String]
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue, let proto = row["protocol"]?.stringValue,
+              let host = row["host"]?.stringValue, let port = row["port"]?.intValue else { return nil }
+        self.id = id
+        self.name = row["name"]?.stringValue
+        self.protocol = proto
+        self.host = host
+        self.port = port
+        self.path = row["path"]?.stringValue
+        self.retries = row["retries"]?.intValue ?? 5
+        self.connectTimeout = row["connect_timeout"]?.intValue ?? 60000
+        self.writeTimeout = row["write_timeout"]?.intValue ?? 60000
+        self.readTimeout = row["read_timeout"]?.intValue ?? 60000
+        self.tlsVerify = row["tls_verify"]?.boolValue
+        self.tlsVerifyDepth = row["tls_verify_depth"]?.intValue
+        self.enabled = row["enabled"]?.boolValue ?? true
+        self.tags = row.stringList("tags") ?? []
+    }
+}
+
+public struct Route: Sendable, Equatable {
+    public let id: String
+    public let name: String?
+    public let protocols: [String]
+    public let methods: [String]
+    public let hosts: [String]
+    public let paths: [String]
+    /// Header name (lower-cased) → accepted values (`~*` prefix: regex).
+    public let headers: [String: [String]]
+    public let snis: [String]
+    public let stripPath: Bool
+    public let preserveHost: Bool
+    public let regexPriority: Int
+    public let pathHandling: String
+    public let httpsRedirectStatusCode: Int
+    public let requestBuffering: Bool
+    public let responseBuffering: Bool
+    public let serviceID: String?
+    public let createdAt: Int
+    public let tags: [String]
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue else { return nil }
+        self.id = id
+        self.name = row["name"]?.stringValue
+        self.protocols = row.stringList("protocols") ?? ["http", "https"]
+        self.methods = row.stringList("methods") ?? []
+        self.hosts = row.stringList("hosts") ?? []
+        self.paths = row.stringList("paths") ?? []
+        var headers: [String: [String]] = [:]
+        for (name, values) in row["headers"]?.objectValue ?? [:] {
+            headers[name.lowercased(), default: []] += values.arrayValue?.compactMap(\.stringValue) ?? []
+        }
+        self.headers = headers
+        self.snis = row.stringList("snis") ?? []
+        self.stripPath = row["strip_path"]?.boolValue ?? true
+        self.preserveHost = row["preserve_host"]?.boolValue ?? false
+        self.regexPriority = row["regex_priority"]?.intValue ?? 0
+        self.pathHandling = row["path_handling"]?.stringValue ?? "v0"
+        self.httpsRedirectStatusCode = row["https_redirect_status_code"]?.intValue ?? 426
+        self.requestBuffering = row["request_buffering"]?.boolValue ?? true
+        self.responseBuffering = row["response_buffering"]?.boolValue ?? true
+        self.serviceID = row["service"]?["id"]?.stringValue
+        self.createdAt = row["created_at"]?.intValue ?? 0
+        self.tags = row.stringList("tags") ?? []
+    }
+}
+
+public struct Consumer: Sendable, Equatable {
+    public let id: String
+    public let username: String?
+    public let customID: String?
+    public let tags: [String]
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue else { return nil }
+        self.id = id
+        self.username = row["username"]?.stringValue
+        self.customID = row["custom_id"]?.stringValue
+        self.tags = row.stringList("tags") ?? []
+    }
+}
+
+public struct ConsumerGroup: Sendable, Equatable {
+    public let id: String
+    public let name: String
+    public let tags: [String]
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue, let name = row["name"]?.stringValue else { return nil }
+        self.id = id
+        self.name = name
+        self.tags = row.stringList("tags") ?? []
+    }
+}
+
+public struct ConsumerGroupMembership: Sendable, Equatable {
+    public let consumerGroupID: String
+    public let consumerID: String
+
+    public init(consumerGroupID: String, consumerID: String) {
+        self.consumerGroupID = consumerGroupID
+        self.consumerID = consumerID
+    }
+
+    init?(_ row: JSONValue) {
+        guard let group = row["consumer_group"]?["id"]?.stringValue,
+              let consumer = row["consumer"]?["id"]?.stringValue else { return nil }
+        consumerGroupID = group
+        consumerID = consumer
+    }
+}
+
+public struct PluginInstance: Sendable, Equatable {
+    public let id: String
+    public let name: String
+    public let instanceName: String?
+    public let config: JSONValue
+    public let enabled: Bool
+    public let protocols: [String]
+    public let routeID: String?
+    public let serviceID: String?
+    public let consumerID: String?
+    public let consumerGroupID: String?
+    public let tags: [String]
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue, let name = row["name"]?.stringValue else { return nil }
+        self.id = id
+        self.name = name
+        self.instanceName = row["instance_name"]?.stringValue
+        self.config = row["config"] ?? .object([:])
+        self.enabled = row["enabled"]?.boolValue ?? true
+        self.protocols = row.stringList("protocols") ?? []
+        self.routeID = row["route"]?["id"]?.stringValue
+        self.serviceID = row["service"]?["id"]?.stringValue
+        self.consumerID = row["consumer"]?["id"]?.stringValue
+        self.consumerGroupID = row["consumer_group"]?["id"]?.stringValue
+        self.tags = row.stringList("tags") ?? []
+    }
+}
+
+public struct KeyAuthCredential: Sendable, Equatable {
+    public let id: String
+    public let key: String
+    public let consumerID: String
+    /// Seconds the credential lives after `createdAt`; nil = forever.
+    public let ttl: Int?
+    public let createdAt: Int
+
+    init?(_ row: JSONValue) {
+        guard let id = row["id"]?.stringValue, let key = row["key"]?.stringValue,
+              let consumer = row["consumer"]?["id"]?.stringValue else { return nil }
+        self.id = id
+        self.key = key
+        self.consumerID = consumer
+        self.ttl = row["ttl"]?.intValue
+        self.createdAt = row["created_at"]?.intValue ?? 0
+    }
+
+    /// Whether the credential is still valid at `now` (Unix seconds).
+    public func isValid(at now: Int) -> Bool {
+        guard let ttl, ttl > 0 else { return true }
+        return now < createdAt + ttl
+    }
+}
+
+extension JSONValue {
+    func stringList(_ key: String) -> [String]? {
+        self[key]?.arrayValue?.compactMap(\.stringValue)
+    }
+}
