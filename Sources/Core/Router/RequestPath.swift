@@ -1,0 +1,112 @@
+/// Request-path handling of Kong's router (spec §6.1): the path a route sees, and the upstream
+/// path and Host built from it (spec §6.5).
+public enum RequestPath {
+    /// Characters that stay percent-encoded when a request path is normalised.
+    static let reserved: Set<UInt8> = Set("!*'();:@&=+$,/?%#[]".utf8)
+
+    /// Kong's router normalisation: `%XX` decoded unless it encodes a reserved character (which
+    /// stays encoded, hex upper-cased), dot segments resolved, repeated `/` merged.
+    public static func normalize(_ raw: Substring) -> String {
+        let bytes = Array(raw.utf8)
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) {
+                let value = hi << 4 | lo
+                if reserved.contains(value) {
+                    decoded.append(UInt8(ascii: "%"))
+                    decoded.append(upperHex(hi))
+                    decoded.append(upperHex(lo))
+                } else {
+                    decoded.append(value)
+                }
+                i += 3
+                continue
+            }
+            if b == UInt8(ascii: "/"), decoded.last == UInt8(ascii: "/") {
+                i += 1
+                continue
+            }
+            decoded.append(b)
+            i += 1
+        }
+        let text = String(decoding: decoded, as: UTF8.self)
+        return text.contains("/.") ? PathSyntax.removeDotSegments(text) : text
+    }
+
+    static func hex(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    static func upperHex(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
+    }
+
+    /// Kong's `v0` upstream path composition (spec §6.5). `servicePath` nil means `/`;
+    /// `strippedPrefix` is the matched prefix when the route strips it, else nil.
+    public static func upstreamPath(servicePath: String?, requestPath: String, strippedPrefix: String?) -> String {
+        let s = servicePath ?? "/"
+        let r = requestPath
+        let sEndsWithSlash = s.hasSuffix("/")
+        guard let prefix = strippedPrefix else {
+            if sEndsWithSlash { return s + r.dropFirst() }
+            return r == "/" ? s : s + r
+        }
+        var post = Substring(String(decoding: r.utf8.dropFirst(prefix.utf8.count), as: UTF8.self))
+        if post.hasPrefix("./") { post = post.dropFirst(2) } else if post.hasPrefix("../") { post = post.dropFirst(3) }
+        if post == "." || post == ".." { post = "" }
+        if sEndsWithSlash {
+            if post.isEmpty {
+                if s == "/" { return "/" }
+                return r.hasSuffix("/") ? s : String(s.dropLast())
+            }
+            if post.hasPrefix("/") { return String(s.dropLast()) + post }
+            return s + post
+        }
+        if post.isEmpty { return r.hasSuffix("/") && r != "/" ? s + "/" : s }
+        if post.hasPrefix("/") { return s + post }
+        return s + "/" + post
+    }
+
+    static let upstreamSafe: Set<UInt8> = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~!#$&'()*+,/:;=?@[]%".utf8)
+
+    /// Percent-encodes bytes outside Kong's safe set, then appends the raw query when the request
+    /// target had a `?` (even an empty one).
+    public static func upstreamTarget(path: String, rawQuery: Substring?) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(path.utf8.count + (rawQuery?.utf8.count ?? 0) + 1)
+        for b in path.utf8 {
+            if upstreamSafe.contains(b) {
+                out.append(b)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHex(b >> 4))
+                out.append(upperHex(b & 0x0F))
+            }
+        }
+        if let rawQuery {
+            out.append(UInt8(ascii: "?"))
+            out.append(contentsOf: rawQuery.utf8)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The `Host` sent upstream: the client's with `preserve_host`, else the service host with
+    /// `:port` unless it is the scheme's default port.
+    public static func upstreamHost(service: Service, preserveHost: Bool, clientHost: String?) -> String {
+        if preserveHost, let clientHost { return clientHost }
+        let defaultPort: Int
+        switch service.protocol {
+        case "https", "grpcs": defaultPort = 443
+        default: defaultPort = 80
+        }
+        return service.port == defaultPort ? service.host : "\(service.host):\(service.port)"
+    }
+}
