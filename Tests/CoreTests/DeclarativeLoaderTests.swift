@@ -265,3 +265,109 @@ struct SettingsTests {
         }
     }
 }
+
+/// Review follow-ups: ids, credentials, cache keys, scope exclusivity.
+struct DeclarativeEntityRulesTests {
+    let loader = DeclarativeLoader(registry: EntityRegistry(plugins: [PluginDefinition(
+        name: "key-auth", priority: 1250, version: "test",
+        config: RecordSchema(["key_names": Field.array(of: Field.string).default(["apikey"])]),
+        forbiddenScopes: [.consumer], entities: [KeyAuthCredentialSchema.schema])]))
+
+    func load(_ yaml: String) throws -> DeclarativeConfig {
+        try loader.load(text: "_format_version: \"3.0\"\n" + yaml, format: .yaml)
+    }
+
+    func failure(_ yaml: String) -> DeclarativeError? {
+        do {
+            _ = try loader.load(text: "_format_version: \"3.0\"\n" + yaml, format: .yaml)
+            return nil
+        } catch .invalid(let e) {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    @Test func pluginIDsFollowKongsCacheKey() throws {
+        let config = try load("""
+        services:
+        - name: echo
+          host: h
+          plugins:
+          - name: key-auth
+        plugins:
+        - name: key-auth
+        """)
+        let ids = config.rows("plugins").compactMap { $0["id"]?.stringValue }.sorted()
+        // uuid5(uuid5(NS, "plugins"), "plugins:*:key-auth:::") and "...::<service id>:".
+        #expect(ids == ["6b4f38d1-e026-540b-a5ea-8634739dd2a7", "f6f079ef-c073-533c-a0e6-a1d80b2897e7"])
+    }
+
+    @Test func credentialIDsNeverDeriveFromTheSecret() throws {
+        let yaml = "consumers:\n- username: a\n  keyauth_credentials:\n  - key: secret\n"
+        let first = try load(yaml).rows("keyauth_credentials")[0]["id"]
+        let second = try load(yaml).rows("keyauth_credentials")[0]["id"]
+        #expect(first != second, "a credential without id gets a random one")
+        #expect(try load(yaml).rows("keyauth_credentials")[0]["key"] == "secret")
+    }
+
+    @Test func credentialRules() throws {
+        let ttl = try #require(failure("consumers:\n- username: a\n  keyauth_credentials:\n  - {key: k, ttl: -1}\n"))
+        #expect(ttl.kongError.fields == ["consumers": [["keyauth_credentials": [["ttl": "must be an integer between 0 and 100000000"]]]]])
+        let dup = try #require(failure("consumers:\n- username: a\n  keyauth_credentials:\n  - key: k\n  - key: k\n"))
+        #expect(dup.kongError.fields == ["keyauth_credentials": ["k": "uniqueness violation: 'keyauth_credentials' entity with key set to 'k' already declared"]]
+                || dup.kongError.fields == ["consumers": [["keyauth_credentials": [nil, "uniqueness violation: 'keyauth_credentials' entity with key set to 'k' already declared"]]]])
+        let orphan = try #require(failure("keyauth_credentials:\n- key: k\n"))
+        #expect(orphan.kongError.fields == ["keyauth_credentials": [["consumer": "required field missing"]]])
+    }
+
+    @Test func samePluginSameScopeTwiceIsRefused() throws {
+        let e = try #require(failure("""
+        services:
+        - name: svc
+          host: h
+          plugins:
+          - name: key-auth
+        plugins:
+        - name: key-auth
+          service: svc
+        """))
+        // The nested instance is the later one (top-level keys load in name order).
+        let message = try #require(e.kongError.fields?["services"]?.arrayValue?.first?["plugins"]?.arrayValue?.first?.stringValue)
+        #expect(message.hasPrefix("uniqueness violation: 'plugins' entity with cache key set to '{"))
+        #expect(message.contains("name=\"key-auth\""))
+    }
+
+    @Test func consumerAndConsumerGroupScopesExclude() throws {
+        let registry = EntityRegistry(plugins: [PluginDefinition(name: "p", priority: 1, version: "t", config: RecordSchema([:]))])
+        let result = registry["plugins"]!.process(["name": "p", "consumer": ["id": "6e2a4b8c-1f3d-4a5b-9c7d-0e1f2a3b4c5d"],
+                                                  "consumer_group": ["id": "7e2a4b8c-1f3d-4a5b-9c7d-0e1f2a3b4c5d"]],
+                                                 context: .insert)
+        guard case .failure(let errors) = result else { Issue.record("accepted"); return }
+        #expect(errors.entity == ["only one or none of these fields must be set: 'consumer', 'consumer_group'"])
+    }
+
+    @Test func explicitNullIDIsGenerated() throws {
+        let config = try load("services:\n- {name: s, host: h, id: null, routes: [{paths: [\"/a\"]}]}\n")
+        let id = try #require(config.rows("services")[0]["id"]?.stringValue)
+        #expect(UUIDText.isValid(id))
+        #expect(config.rows("routes")[0]["service"] == ["id": .string(id)])
+    }
+
+    @Test func everyReferenceErrorOfAnEntityIsKept() throws {
+        let e = try #require(failure("""
+        consumers:
+        - username: a
+        plugins:
+        - name: key-auth
+          instance_name: ka
+          route: nope-route
+          service: nope-service
+        """))
+        #expect(e.kongError.fields == ["plugins": ["ka": [
+            "invalid reference 'route: nope-route' (no such entry in 'routes')",
+            "invalid reference 'service: nope-service' (no such entry in 'services')",
+        ]]])
+        #expect(e.kongError.fields?["plugins"]?["ka"]?.arrayValue?.count == 2)
+    }
+}

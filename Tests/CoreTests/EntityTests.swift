@@ -44,7 +44,9 @@ struct EntityTests {
         ErrorCase(["host": "h", "name": "bad name"], ["name": "invalid value 'bad name': the only accepted ascii characters are alphanumerics or ., -, _, and ~"]),
         ErrorCase(["host": "h", "tags": ["a,b"]], ["tags": ["invalid tag 'a,b': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"]]),
         ErrorCase(["host": "h", "connect_timeout": 0], ["connect_timeout": "value should be between 1 and 2147483646"]),
-        ErrorCase(["url": "invalid::#//url"], ["url": "missing host in url"]),
+        ErrorCase(["url": "invalid::#//url"], ["host": "required field missing", "path": "should start with: /",
+                                             "protocol": "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp"]),
+        ErrorCase(["url": "foo"], ["host": "required field missing", "path": "should start with: /"]),
     ]
 
     @Test(arguments: serviceCases)

@@ -303,3 +303,25 @@ func aiProxyRejectsInvalidConfigs(_ config: ConfigCase) {
     #expect(KongError.schemaViolation(errors).message.hasPrefix(
         "2 schema violations (native llm_format 'gemini' can only be used with the 'gemini' model.provider; "))
 }
+
+/// Kong's conditional checks inherit the checked field's definition: a null provider or route
+/// type fails the match, so only `required field missing` is reported.
+@Test func nullProviderReportsOnlyTheMissingField() {
+    let result = processPlugin("ai-proxy", config: ["route_type": "llm/v1/chat", "model": ["provider": nil]])
+    guard case .failure(let errors) = result else {
+        Issue.record("accepted a null provider")
+        return
+    }
+    #expect(errors.json == ["config": ["model": ["provider": "required field missing"]]])
+}
+
+@Test func transformerNullRouteTypeReportsOnlyTheMissingField() {
+    let result = processPlugin("ai-request-transformer", config: [
+        "prompt": "p", "llm": ["route_type": nil, "model": ["provider": "openai"]],
+    ])
+    guard case .failure(let errors) = result else {
+        Issue.record("accepted a null route_type")
+        return
+    }
+    #expect(errors.json == ["config": ["llm": ["route_type": "required field missing"]]])
+}

@@ -207,6 +207,7 @@ private struct LoadRun {
             }
             fields["_comment"] = nil
             fields["_ignore"] = nil
+            if fields["id"] == .null { fields["id"] = nil }  // an explicit null id asks for a generated one
             var nested: [(type: String, link: String, items: [JSONValue])] = []
             for (child, link) in children {
                 guard let value = fields.removeValue(forKey: child) else { continue }
@@ -218,21 +219,23 @@ private struct LoadRun {
             }
             // decK's spellings of consumer-group membership.
             var memberships: [JSONValue] = []
-            if type == "consumers", let groups = fields.removeValue(forKey: "groups") {
+            if type == "consumers", let groups = fields.removeValue(forKey: "groups"), !groups.isNull {
+                if groups.arrayValue == nil { placeMessage("expected an array", at: itemPath + [.key("groups")]) }
                 for group in groups.arrayValue ?? [] {
                     let ref = group.stringValue.map(JSONValue.string) ?? group["name"] ?? group["id"] ?? .null
                     memberships.append(["consumer_group": ref])
                 }
             }
-            if type == "consumer_groups", let consumers = fields.removeValue(forKey: "consumers") {
+            if type == "consumer_groups", let consumers = fields.removeValue(forKey: "consumers"), !consumers.isNull {
+                if consumers.arrayValue == nil { placeMessage("expected an array", at: itemPath + [.key("consumers")]) }
                 for consumer in consumers.arrayValue ?? [] {
                     let ref = consumer.stringValue.map(JSONValue.string) ?? consumer["username"] ?? consumer["id"] ?? .null
                     memberships.append(["consumer": ref])
                 }
             }
+            var original = fields
             var ttl: JSONValue?
             if schema.ttl { ttl = fields.removeValue(forKey: "ttl") }
-            var original = fields
             if let parent, let linkField, let parentID = inputs[parent].id, UUIDText.isValid(parentID) {
                 original[linkField] = ["id": .string(parentID)]
             }
@@ -269,12 +272,15 @@ private struct LoadRun {
             var complete = true
             for name in cacheKey {
                 let field = schema.record.field(named: name)
+                // An auto-generated cache-key field (a credential's secret key) never feeds an id:
+                // the id would be a hash of the secret, and Kong sends ids upstream.
+                if field?.auto == true { complete = false; break }
                 switch input.fields[name] {
                 case .string(let s)?: parts.append(s)
                 case nil, .null?:
                     if name == input.linkField, let parent = input.parent, let parentID = inputs[parent].id {
                         parts.append(parentID)
-                    } else if field?.auto == true || field?.isRequired == true {
+                    } else if field?.isRequired == true {
                         complete = false
                     } else {
                         parts.append("")
@@ -321,9 +327,21 @@ private struct LoadRun {
             if schema.primaryKey == ["id"] { keys.append(("id", "primary key", true)) }
             for f in schema.uniqueFields where f != schema.endpointKey { keys.append((f, f, false)) }
             if schema.primaryKey.count > 1 { keys.append(("@pk", "primary key", true)) }
+            let foreignNames = Set(schema.foreignKeys.map(\.field))
+            if let cacheKey = schema.cacheKey, cacheKey.contains(where: foreignNames.contains) {
+                keys.append(("@cache_key", "cache key", true))
+            }
             for (field, label, positional) in keys {
                 let value: String
-                if field == "@pk" {
+                if field == "@cache_key" {
+                    // Same plugin, same scope: the entity's cache key (plus its consumer group) once
+                    // references are resolved, shown as Kong shows cache keys.
+                    var parts: [String: JSONValue] = [:]
+                    for name in (schema.cacheKey ?? []) + (foreignNames.contains("consumer_group") ? ["consumer_group"] : []) {
+                        parts[name] = input.fields[name] ?? .null
+                    }
+                    value = LuaLiteral.render(.object(parts))
+                } else if field == "@pk" {
                     // Composite keys are foreign keys, compared once resolved to ids.
                     let ids = schema.primaryKey.compactMap { input.fields[$0]?["id"]?.stringValue }
                     guard ids.count == schema.primaryKey.count, !ids.contains(Self.unresolvedID) else { continue }
@@ -453,9 +471,11 @@ private struct LoadRun {
             } else if !(schemaErrors[index]?.isEmpty ?? true) {
                 tree = Self.place(.record(schemaErrors[index]!), at: input.path[...], in: tree)
             }
-            for message in keyedMessages[index] ?? [] {
-                keyedByType[input.type, default: [:]][displayKey(input)] = .message(message)
-                own.entity.append(message)
+            if let messages = keyedMessages[index], !messages.isEmpty {
+                keyedByType[input.type, default: [:]][displayKey(input)] = messages.count == 1
+                    ? .message(messages[0])
+                    : .list(Dictionary(uniqueKeysWithValues: messages.enumerated().map { ($0.offset, .message($0.element)) }))
+                own.entity += messages
             }
             if !own.isEmpty {
                 let singular = registry[input.type]!.singularName
@@ -473,9 +493,8 @@ private struct LoadRun {
             default:
                 // Positional errors already hold this key: report keyed ones at their entity's place.
                 for (index, input) in inputs.enumerated() where input.type == type {
-                    for message in keyedMessages[index] ?? [] {
-                        tree = Self.place(.message(message), at: input.path[...], in: tree)
-                    }
+                    guard let messages = keyedMessages[index], !messages.isEmpty else { continue }
+                    tree = Self.place(.record(ErrorRecord(entity: messages)), at: input.path[...], in: tree)
                 }
             }
         }

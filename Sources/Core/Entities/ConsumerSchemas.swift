@@ -21,7 +21,7 @@ public enum ConsumerGroupSchema {
             "id": Typedefs.uuid,
             "created_at": Typedefs.autoTimestamp,
             "updated_at": Typedefs.autoTimestamp,
-            "name": Typedefs.utf8Name.required(),
+            "name": Field.string.required().unique(),
             "tags": Typedefs.tags,
         ]))
         schema.endpointKey = "name"

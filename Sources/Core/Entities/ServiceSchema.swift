@@ -34,7 +34,7 @@ public enum ServiceSchema {
             nullUnlessTLS("ca_certificates"),
         ]))
         schema.endpointKey = "name"
-        schema.shorthands = [Shorthand(name: "url", field: Typedefs.url, expand: expandURL)]
+        schema.shorthands = [Shorthand(name: "url", field: Field.string, expand: expandURL)]
         return schema
     }()
 

@@ -146,6 +146,33 @@ public struct Validators: Sendable {
     public var custom: CustomValidator?
     public var mutuallyExclusiveSubsets: [[String]]?
     public init() {}
+
+    /// These validators with every validator `other` sets taking its place.
+    func overlaid(by other: Validators) -> Validators {
+        var v = self
+        if let x = other.eq { v.eq = x }
+        if let x = other.ne { v.ne = x }
+        if let x = other.notOneOf { v.notOneOf = x }
+        if let x = other.oneOf { v.oneOf = x }
+        if let x = other.gt { v.gt = x }
+        if other.timestamp { v.timestamp = true }
+        if other.uuid { v.uuid = true }
+        if other.isRegex { v.isRegex = true }
+        if let x = other.between { v.between = x }
+        if let x = other.lenEq { v.lenEq = x }
+        if let x = other.lenMin { v.lenMin = x }
+        if let x = other.lenMax { v.lenMax = x }
+        if let x = other.startsWith { v.startsWith = x }
+        if let x = other.notMatch { v.notMatch = x }
+        if let x = other.matchNone { v.matchNone = x }
+        if let x = other.match { v.match = x }
+        if let x = other.matchAll { v.matchAll = x }
+        if let x = other.matchAny { v.matchAny = x }
+        if let x = other.contains { v.contains = x }
+        if let x = other.custom { v.custom = x }
+        if let x = other.mutuallyExclusiveSubsets { v.mutuallyExclusiveSubsets = x }
+        return v
+    }
 }
 
 public struct PatternRule: Sendable {

@@ -15,7 +15,7 @@ public struct URLParts: Sendable, Equatable {
         if let colon = rest.firstIndex(of: ":"), let first = rest.first, first.isASCII, first.isLetter || first.isNumber {
             let candidate = rest[..<colon]
             if candidate.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }) {
-                scheme = String(candidate).lowercased()
+                scheme = String(candidate)
                 rest = rest[rest.index(after: colon)...]
             }
         }

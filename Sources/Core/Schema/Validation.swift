@@ -110,23 +110,24 @@ extension RecordSchema {
         case .conditional(let ifField, let ifMatch, let thenField, let thenMatch, let thenErr):
             let ifValue = root.value(atPath: ifField) ?? .null
             let thenValue = root.value(atPath: thenField) ?? .null
-            guard ifMatch.checkRule(ifValue) == nil else { return nil }
+            guard ifMatch.inheriting(from: field(atPath: ifField)).checkRule(ifValue) == nil else { return nil }
             if thenMatch.isRequired && thenValue.isNull {
                 errors.set(path: thenField, .message(SchemaMessages.required))
                 return "failed conditional validation given value of field '\(ifField)'"
             }
-            guard let message = thenMatch.checkRule(thenValue) else { return nil }
+            guard let message = thenMatch.inheriting(from: field(atPath: thenField)).checkRule(thenValue) else { return nil }
             errors.set(path: thenField, .message(message))
             return thenErr.map { $0.replacingOccurrences(of: "%s", with: ifField) }
                 ?? "failed conditional validation given value of field '\(ifField)'"
         case .conditionalAtLeastOneOf(let c):
             guard let ifValue = root.value(atPath: c.ifField) else { return nil }
+            let ifDefinition = field(atPath: c.ifField)
             let names: [String]
             let err: String?
-            if c.ifMatch.checkRule(ifValue) == nil {
+            if c.ifMatch.inheriting(from: ifDefinition).checkRule(ifValue) == nil {
                 names = c.thenAtLeastOneOf
                 err = c.thenErr
-            } else if let elseMatch = c.elseMatch, elseMatch.checkRule(ifValue) == nil,
+            } else if let elseMatch = c.elseMatch, elseMatch.inheriting(from: ifDefinition).checkRule(ifValue) == nil,
                       let elseNames = c.elseThenAtLeastOneOf {
                 names = elseNames
                 err = c.elseThenErr
@@ -215,6 +216,17 @@ extension Field {
             if referenceable && VaultReference.isReference(s) { return nil }
         }
         return checkValidators(value).map(FieldError.message)
+    }
+
+    /// A `conditional` match as Kong applies it: the match's validators over the checked field's
+    /// own definition (Kong sets the field as the match table's `__index`), so a null value fails
+    /// a match on a required field.
+    func inheriting(from base: Field?) -> Field {
+        guard var merged = base else { return self }
+        if let requiredFlag { merged.requiredFlag = requiredFlag }
+        if let err { merged.err = err }
+        merged.validators = merged.validators.overlaid(by: validators)
+        return merged
     }
 
     /// Validators only (no type check): used for `conditional` matches, which Kong runs with

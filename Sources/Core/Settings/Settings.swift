@@ -80,7 +80,12 @@ public struct Settings: Sendable, Equatable {
         var text = ""
         var escaped = false
         for ch in line {
-            if escaped { text.append(ch); escaped = false; continue }
+            if escaped {
+                if ch != "#" { text.append("\\") }  // only `\#` is an escape
+                text.append(ch)
+                escaped = false
+                continue
+            }
             if ch == "\\" { escaped = true; continue }
             if ch == "#" { break }
             text.append(ch)
