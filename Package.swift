@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
     ],
     targets: [
         // Schema engine, entities, declarative loader, settings, snapshot. Never imports Plugins/AdminAPI.
@@ -24,10 +26,18 @@ let package = Package(
             dependencies: [
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         // Bundled plugins: each declares its schema (and later its phase handlers). Imports Core only.
-        .target(name: "Plugins", dependencies: ["Core"]),
+        .target(
+            name: "Plugins",
+            dependencies: ["Core", .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
         // Kong-compatible Admin API. Knows plugins only through their registered schemas.
         .target(name: "AdminAPI", dependencies: ["Core"]),
         .executableTarget(
@@ -41,6 +51,15 @@ let package = Package(
         .testTarget(name: "PluginsTests", dependencies: ["Core", "Plugins"]),
         .testTarget(name: "AdminAPITests", dependencies: ["Core", "AdminAPI"]),
         // Runs the real `silverback` binary against the files in kong-compat/.
-        .testTarget(name: "IntegrationTests", dependencies: ["silverback", "Core", "Plugins"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "silverback", "Core", "Plugins",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
     ]
 )

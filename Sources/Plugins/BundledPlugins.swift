@@ -12,6 +12,14 @@ public enum BundledPlugins {
         AIResponseTransformerPlugin.definition,
     ]
 
+    /// Runtime handlers of the plugins that have one so far. A configured plugin without a handler
+    /// is validated but does not run (the CLI says so at start).
+    public static let factories: [PluginFactory] = [
+        PluginFactory(name: KeyAuthPlugin.definition.name, priority: KeyAuthPlugin.definition.priority) { instance, directory in
+            KeyAuthHandler(config: instance.config, directory: directory)
+        },
+    ]
+
     /// Resolves the `plugins` setting (comma-separated list, already split): `bundled` stands for
     /// every bundled plugin, `off` as the first entry disables all plugins (elsewhere it is ignored,
     /// as Kong does), other entries are plugin names. Duplicates collapse, first occurrence wins.

@@ -4,7 +4,7 @@ import Foundation
 import Plugins
 
 @main
-struct Silverback: ParsableCommand {
+struct Silverback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "silverback",
         abstract: "A Kong-compatible AI gateway.",
@@ -62,18 +62,73 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-struct Start: ParsableCommand {
+struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Start the gateway.")
     @OptionGroup var node: NodeOptions
 
-    func run() throws {
+    func run() async throws {
         let settings = try node.settings()
-        if settings.database == .off, let path = settings.declarativeConfig {
-            _ = try node.loadDeclarative(path: path, settings: settings,
-                                         failure: "error parsing declarative config file \(path):")
-            print("declarative config \(path) is valid")
+        guard settings.database == .off else {
+            throw CLIError("database = \(settings.database.rawValue) is not implemented yet; use database = off with a declarative_config")
         }
-        throw CLIError("proxy not implemented yet: this build validates settings and configuration only")
+        let gateway = Gateway(loader: try node.loader(for: settings), factories: BundledPlugins.factories)
+        if let path = settings.declarativeConfig {
+            do throws(GatewayLoadError) { try gateway.applyFile(path) } catch {
+                throw CLIError("error parsing declarative config file \(path):\n\(error.message)")
+            }
+            warnAboutPluginsWithoutRuntime(gateway)
+        }
+        let ports: [Int]
+        do { ports = try await gateway.bind(settings.proxyListen) } catch {
+            throw CLIError("could not listen on \(settings.proxyListen.map { "\($0.host):\($0.port)" }.joined(separator: ", ")): \(error)")
+        }
+        let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
+        say("Silverback started: proxy listening on \(listening)")
+        let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig)
+        await gateway.run()
+        withExtendedLifetime(signals) {}
+        say("Silverback stopped")
+    }
+
+    /// Validated plugins whose runtime is not built yet are said out loud, never silently skipped.
+    func warnAboutPluginsWithoutRuntime(_ gateway: Gateway) {
+        let runnable = Set(BundledPlugins.factories.map(\.name))
+        let idle = Set(gateway.holder.current.snapshot.plugins.map(\.name)).subtracting(runnable).sorted()
+        if !idle.isEmpty {
+            FileHandle.standardError.write(Data(("warning: plugins configured but not run by this build yet: "
+                + idle.joined(separator: ", ") + "\n").utf8))
+        }
+    }
+}
+
+/// SIGTERM/SIGINT drain and stop; SIGHUP re-reads the declarative file (a bad file keeps the
+/// running configuration).
+final class SignalHandlers {
+    let sources: [any DispatchSourceSignal]
+
+    init(gateway: Gateway, declarativeConfig: String?) {
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { gateway.shutdown() }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler {
+            guard let path = declarativeConfig else { return }
+            do throws(GatewayLoadError) {
+                try gateway.applyFile(path)
+                say("reloaded declarative config \(path)")
+            } catch {
+                FileHandle.standardError.write(Data("error reloading declarative config file \(path), keeping the running configuration:\n\(error.message)\n".utf8))
+            }
+        }
+        hup.resume()
+        sources.append(hup)
+        self.sources = sources
     }
 }
 
@@ -120,4 +175,9 @@ struct Version: ParsableCommand {
 enum SilverbackVersion {
     static let version = "0.1.0"
     static let kongCompatibility = "3.10.0"
+}
+
+/// Status lines of a running node, written unbuffered so pipes and log collectors get them at once.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

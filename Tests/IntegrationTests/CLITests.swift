@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 
 /// Runs the real `silverback` binary, as a user would, against the files in kong-compat/.
@@ -106,18 +109,51 @@ struct CLITests {
         #expect(second.stderr.contains("already exists"))
     }
 
-    @Test func startValidatesThenSaysTheProxyIsNotThereYet() throws {
+    @Test func startRefusesBadConfigurationAndUnsupportedModes() throws {
         let bad = try run(["start"], environment: ["KONG_DATABASE": "off",
                                                     "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/invalid/bad-service.yml"])
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("error parsing declarative config file kong-compat/declarative/invalid/bad-service.yml:"))
-        let good = try run(["start"], environment: ["KONG_DATABASE": "off",
-                                                     "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/valid/full.yml"])
-        #expect(good.status != 0)
-        #expect(good.stderr.contains("proxy not implemented yet"))
+        #expect(bad.stderr.contains("in 'port': value should be between 0 and 65535"))
         let badSetting = try run(["start"], environment: ["KONG_DATABASE": "mysql"])
         #expect(badSetting.status == 1)
         #expect(badSetting.stderr.contains("database has an invalid value: 'mysql'"))
+        let dbMode = try run(["start"], environment: ["KONG_DATABASE": "sqlite"])
+        #expect(dbMode.status == 1)
+        #expect(dbMode.stderr.contains("database = sqlite is not implemented yet"))
+    }
+
+    /// The real binary: starts, proxies nothing-matched requests with Kong's 404, stops on SIGTERM.
+    @Test func startServesAndStopsOnSIGTERM() async throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["start"]
+        process.currentDirectoryURL = Self.packageRoot
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
+        env["KONG_DECLARATIVE_CONFIG"] = "kong-compat/declarative/valid/minimal.json"
+        env["KONG_PROXY_LISTEN"] = "127.0.0.1:0"
+        process.environment = env
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = Pipe()
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // First line: "Silverback started: proxy listening on 127.0.0.1:<port>"
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let port = try #require(text.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) },
+                                "no port in: \(text)")
+        let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/nothing-here")!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 404)
+        #expect(String(decoding: body, as: UTF8.self).contains("no Route matched with those values"))
+        process.terminate()  // SIGTERM
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
     }
 
     @Test func version() throws {

@@ -1,0 +1,88 @@
+import NIOConcurrencyHelpers
+
+/// Everything the proxy derives from one configuration, built once and immutable: the router,
+/// the plugin scope index, compiled plugin handlers, consumer groups per consumer and the
+/// directory plugins look things up in. A request keeps the instance it started with.
+public final class GatewayConfiguration: Sendable {
+    public let snapshot: ConfigSnapshot
+    public let router: Router
+    public let plugins: PluginScopeIndex
+    public let directory: GatewayDirectory
+    /// Plugin names that have a handler and at least one configuration, in execution order
+    /// (PRIORITY descending; ties by name descending, as Kong sorts them).
+    let pluginOrder: [String]
+    /// Compiled handler per plugin instance id.
+    let handlers: [String: any PluginHandler]
+    /// Consumer id → ids of its groups, ordered by group name (the tie-break between groups).
+    let groupsByConsumer: [String: [String]]
+
+    public init(_ config: DeclarativeConfig, factories: [PluginFactory]) throws(ConfigurationBuildError) {
+        let snapshot = ConfigSnapshot(config)
+        self.snapshot = snapshot
+        router = Router(snapshot: snapshot)
+        let plugins = PluginScopeIndex(plugins: snapshot.plugins)
+        self.plugins = plugins
+        let directory = GatewayDirectory(snapshot: snapshot)
+        self.directory = directory
+
+        let byName = Dictionary(factories.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var handlers: [String: any PluginHandler] = [:]
+        for instance in snapshot.plugins where instance.enabled {
+            guard let factory = byName[instance.name] else { continue }
+            do {
+                handlers[instance.id] = try factory.make(instance, directory)
+            } catch {
+                throw ConfigurationBuildError(message: "plugin '\(instance.name)' (\(instance.id)): \(error)")
+            }
+        }
+        self.handlers = handlers
+        pluginOrder = factories
+            .filter { plugins.pluginNames.contains($0.name) }
+            .sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.name > $1.name }
+            .map(\.name)
+
+        let groupNames = Dictionary(snapshot.consumerGroups.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+        var groups: [String: [String]] = [:]
+        for membership in snapshot.memberships {
+            groups[membership.consumerID, default: []].append(membership.consumerGroupID)
+        }
+        groupsByConsumer = groups.mapValues { ids in ids.sorted { (groupNames[$0] ?? $0) < (groupNames[$1] ?? $1) } }
+    }
+
+    /// The empty configuration a node starts with when it has none.
+    public static func empty(factories: [PluginFactory]) -> GatewayConfiguration {
+        // An empty document always validates; a failure here would be a programming error.
+        let config = DeclarativeConfig(formatVersion: "3.0", transform: true, entities: [:])
+        return try! GatewayConfiguration(config, factories: factories)
+    }
+
+    /// The handler of `name` that applies now, given what is known of the request so far.
+    func handler(_ name: String, match: RouteMatch?, consumerID: String?) -> (any PluginHandler)? {
+        let instance: PluginInstance?
+        if let match {
+            instance = plugins.resolve(name, routeID: match.route.id, serviceID: match.service?.id,
+                                       consumerID: consumerID,
+                                       consumerGroups: consumerID.flatMap { groupsByConsumer[$0] } ?? [])
+        } else {
+            instance = plugins.global(name)
+        }
+        return instance.flatMap { handlers[$0.id] }
+    }
+}
+
+public struct ConfigurationBuildError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The running configuration, replaced atomically. Readers take a reference and keep it for the
+/// whole request; a replacement never disturbs requests in flight.
+public final class ConfigurationHolder: Sendable {
+    private let box: NIOLockedValueBox<GatewayConfiguration>
+
+    public init(_ initial: GatewayConfiguration) { box = NIOLockedValueBox(initial) }
+
+    public var current: GatewayConfiguration { box.withLockedValue { $0 } }
+
+    public func replace(with configuration: GatewayConfiguration) { box.withLockedValue { $0 = configuration } }
+}

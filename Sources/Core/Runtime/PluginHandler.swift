@@ -1,0 +1,86 @@
+import NIOHTTP1
+
+/// A plugin configuration compiled for one configuration snapshot (Envoy's factory split): built
+/// once when the snapshot is built, then only its phase methods run per request. Phases a plugin
+/// does not implement cost nothing beyond the default no-op.
+public protocol PluginHandler: Sendable {
+    /// After routing, in PRIORITY order. Returning `.exit` stops the access phase and answers the
+    /// client without proxying (Kong's `kong.response.exit` / `kong.response.error`).
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict
+    /// Response headers on their way to the client (upstream or plugin-generated).
+    func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders)
+    /// After the response was sent; reads the log record.
+    func log(_ context: ProxyRequestContext)
+}
+
+extension PluginHandler {
+    public func access(_ context: ProxyRequestContext) async -> PluginVerdict { .proceed }
+    public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
+    public func log(_ context: ProxyRequestContext) {}
+}
+
+public enum PluginVerdict: Sendable {
+    case proceed
+    case exit(PluginExit)
+}
+
+/// A response produced by a plugin instead of the upstream's.
+public struct PluginExit: Sendable {
+    public enum Body: Sendable {
+        /// `kong.response.exit(status, table)`: compact JSON, no request id.
+        case json(JSONValue)
+        /// `kong.response.error(status, message)`: Kong's error template chosen by `Accept`.
+        case error(message: String?)
+        case empty
+    }
+
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Body
+
+    public init(status: Int, headers: [(String, String)] = [], body: Body) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func error(_ status: Int, _ message: String? = nil, headers: [(String, String)] = []) -> PluginExit {
+        PluginExit(status: status, headers: headers, body: .error(message: message))
+    }
+}
+
+/// Builds a plugin's handler from one configured instance. Registered by the Plugins module; the
+/// core only knows this shape.
+public struct PluginFactory: Sendable {
+    public let name: String
+    public let priority: Int
+    public let make: @Sendable (PluginInstance, GatewayDirectory) throws -> any PluginHandler
+
+    public init(name: String, priority: Int,
+                make: @escaping @Sendable (PluginInstance, GatewayDirectory) throws -> any PluginHandler) {
+        self.name = name
+        self.priority = priority
+        self.make = make
+    }
+}
+
+/// Read-only look-ups a plugin may need at request time (consumers, credentials), from the
+/// snapshot the request runs on.
+public struct GatewayDirectory: Sendable {
+    let consumersByID: [String: Consumer]
+    let consumersByUsername: [String: Consumer]
+    let keyAuthCredentials: [String: KeyAuthCredential]
+
+    init(snapshot: ConfigSnapshot) {
+        consumersByID = Dictionary(snapshot.consumers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var byUsername: [String: Consumer] = [:]
+        for consumer in snapshot.consumers { if let u = consumer.username { byUsername[u] = consumer } }
+        consumersByUsername = byUsername
+        keyAuthCredentials = Dictionary(snapshot.keyAuthCredentials.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func consumer(id: String) -> Consumer? { consumersByID[id] }
+    /// Kong's `anonymous` lookup: by id, else by username.
+    public func consumer(idOrUsername value: String) -> Consumer? { consumersByID[value] ?? consumersByUsername[value] }
+    public func keyAuthCredential(key: String) -> KeyAuthCredential? { keyAuthCredentials[key] }
+}

@@ -1,0 +1,86 @@
+import NIOHTTP1
+
+/// Per-request state shared by the plugins of one request (the counterpart of Kong's PDK view of
+/// `kong.request`, `kong.service.request`, `kong.client` and `kong.ctx.shared`).
+///
+/// Confined to the task serving the request: phases run one after another on it, never
+/// concurrently, which is why it is a class without locks.
+public final class ProxyRequestContext: @unchecked Sendable {
+    public let requestID: String
+    public let method: HTTPMethod
+    /// Request path as sent (no query); what the router normalised is in `match.path`.
+    public let rawPath: Substring
+    /// The query string without `?`; nil when the target had no `?`. Plugins may rewrite it.
+    public var rawQuery: Substring?
+    /// The request headers; plugins' changes are what the upstream receives.
+    public var headers: HTTPHeaders
+    public let clientAddress: String
+    public let isTLS: Bool
+    public internal(set) var match: RouteMatch?
+
+    /// The authenticated identity so far (set by auth plugins).
+    public var consumer: Consumer?
+    public var credentialID: String?
+    /// True when an auth plugin fell back to its `anonymous` consumer.
+    public var isAnonymous = false
+    /// Kong's `kong.ctx.shared`.
+    public var shared: [String: any Sendable] = [:]
+    /// Fields plugins add to the request's log record.
+    public var logRecord: [String: JSONValue] = [:]
+
+    public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
+                headers: HTTPHeaders, clientAddress: String, isTLS: Bool) {
+        self.requestID = requestID
+        self.method = method
+        self.rawPath = rawPath
+        self.rawQuery = rawQuery
+        self.headers = headers
+        self.clientAddress = clientAddress
+        self.isTLS = isTLS
+    }
+
+    /// Query arguments in order (`a=1&b&a=2` → [("a","1"),("b",""),("a","2")]), percent-decoded.
+    public var queryArguments: [(name: String, value: String)] {
+        guard let rawQuery, !rawQuery.isEmpty else { return [] }
+        return rawQuery.split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = QueryText.decode(parts[0])
+            let value = parts.count > 1 ? QueryText.decode(parts[1]) : ""
+            return (name, value)
+        }
+    }
+
+    /// Removes every argument called `name` from the query string sent upstream.
+    public func removeQueryArgument(_ name: String) {
+        guard let rawQuery else { return }
+        let kept = rawQuery.split(separator: "&", omittingEmptySubsequences: true).filter { pair in
+            let key = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            return QueryText.decode(key) != name
+        }
+        self.rawQuery = Substring(kept.joined(separator: "&"))
+    }
+}
+
+enum QueryText {
+    /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte).
+    static func decode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var i = text.utf8.startIndex
+        let utf8 = text.utf8
+        while i < utf8.endIndex {
+            let b = utf8[i]
+            if b == UInt8(ascii: "+") {
+                bytes.append(0x20)
+            } else if b == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex),
+                      h1 < utf8.endIndex, let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 < utf8.endIndex,
+                      let hi = RequestPath.hex(utf8[h1]), let lo = RequestPath.hex(utf8[h2]) {
+                bytes.append(hi << 4 | lo)
+                i = h2
+            } else {
+                bytes.append(b)
+            }
+            i = utf8.index(after: i)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,111 @@
+import Core
+import Foundation
+import NIOHTTP1
+
+/// key-auth at request time (spec §9): finds the API key, authenticates the consumer, sets the
+/// consumer headers upstream, or answers 401 — or falls back to the `anonymous` consumer.
+struct KeyAuthHandler: PluginHandler {
+    let keyNames: [String]
+    let hideCredentials: Bool
+    let anonymous: String?
+    let keyInHeader: Bool
+    let keyInQuery: Bool
+    let runOnPreflight: Bool
+    let realm: String?
+    let directory: GatewayDirectory
+    let now: @Sendable () -> Int
+
+    init(config: JSONValue, directory: GatewayDirectory, now: @escaping @Sendable () -> Int = KeyAuthHandler.unixTime) {
+        keyNames = config["key_names"]?.arrayValue?.compactMap(\.stringValue) ?? ["apikey"]
+        hideCredentials = config["hide_credentials"]?.boolValue ?? false
+        anonymous = config["anonymous"]?.stringValue
+        keyInHeader = config["key_in_header"]?.boolValue ?? true
+        keyInQuery = config["key_in_query"]?.boolValue ?? true
+        runOnPreflight = config["run_on_preflight"]?.boolValue ?? true
+        realm = config["realm"]?.stringValue
+        self.directory = directory
+        self.now = now
+    }
+
+    @Sendable static func unixTime() -> Int { Int(Date().timeIntervalSince1970) }
+
+    enum Failure {
+        case noKey, duplicate, unauthorized
+        var message: String {
+            switch self {
+            case .noKey: return "No API key found in request"
+            case .duplicate: return "Duplicate API key found"
+            case .unauthorized: return "Unauthorized"
+            }
+        }
+    }
+
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        if !runOnPreflight && context.method == .OPTIONS { return .proceed }
+        // Logical OR with other auth plugins: someone already authenticated the request.
+        if anonymous != nil && context.credentialID != nil { return .proceed }
+        switch authenticate(context) {
+        case .success: return .proceed
+        case .failure(let failure):
+            guard let anonymous else {
+                let challenge = realm.map { "Key realm=\"\($0)\"" } ?? "Key"
+                return .exit(.error(401, failure.message, headers: [("WWW-Authenticate", challenge)]))
+            }
+            guard let consumer = directory.consumer(idOrUsername: anonymous) else {
+                return .exit(.error(500, "anonymous consumer \(anonymous) is configured but doesn't exist"))
+            }
+            setConsumerHeaders(context, consumer: consumer)
+            context.headers.remove(name: "X-Credential-Identifier")
+            context.headers.replaceOrAdd(name: "X-Anonymous-Consumer", value: "true")
+            context.consumer = consumer
+            context.isAnonymous = true
+            return .proceed
+        }
+    }
+
+    enum Outcome { case success, failure(Failure) }
+
+    private func authenticate(_ context: ProxyRequestContext) -> Outcome {
+        var found: (key: String, name: String, inHeader: Bool)?
+        for name in keyNames {
+            if keyInHeader {
+                let values = context.headers[name]
+                if values.count > 1 { return .failure(.duplicate) }
+                if let value = values.first { found = (value, name, true); break }
+            }
+            if keyInQuery {
+                let values = context.queryArguments.filter { $0.name == name }
+                if values.count > 1 { return .failure(.duplicate) }
+                if let value = values.first { found = (value.value, name, false); break }
+            }
+        }
+        guard let found, !found.key.isEmpty else { return .failure(.noKey) }
+        guard let credential = directory.keyAuthCredential(key: found.key), credential.isValid(at: now()) else {
+            return .failure(.unauthorized)
+        }
+        guard let consumer = directory.consumer(id: credential.consumerID) else { return .failure(.unauthorized) }
+        if hideCredentials {
+            if found.inHeader { context.headers.remove(name: found.name) } else { context.removeQueryArgument(found.name) }
+        }
+        setConsumerHeaders(context, consumer: consumer)
+        context.headers.replaceOrAdd(name: "X-Credential-Identifier", value: credential.id)
+        context.headers.remove(name: "X-Anonymous-Consumer")
+        context.consumer = consumer
+        context.credentialID = credential.id
+        return .success
+    }
+
+    private func setConsumerHeaders(_ context: ProxyRequestContext, consumer: Consumer) {
+        context.headers.replaceOrAdd(name: "X-Consumer-ID", value: consumer.id)
+        if let customID = consumer.customID {
+            context.headers.replaceOrAdd(name: "X-Consumer-Custom-ID", value: customID)
+        } else {
+            context.headers.remove(name: "X-Consumer-Custom-ID")
+        }
+        if let username = consumer.username {
+            context.headers.replaceOrAdd(name: "X-Consumer-Username", value: username)
+        } else {
+            context.headers.remove(name: "X-Consumer-Username")
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Core
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// An upstream for proxy tests, on 127.0.0.1 with a random port. Paths:
+/// - `/echo...` (any other path too): JSON of what arrived (method, uri, headers, body length);
+/// - `/sse`: an event stream whose last event waits for `releaseStream()`;
+/// - `/slow`: answers after `slowDelay`;
+/// - `/status/<n>`: that status.
+final class MockUpstream: Sendable {
+    let port: Int
+    private let channel: any Channel
+    private let accepted = NIOLockedValueBox(0)
+    /// Whether `/sse` may finish, and the responses waiting for that.
+    private let streamGate = NIOLockedValueBox<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+    let slowDelay: TimeAmount
+
+    var acceptedConnections: Int { accepted.withLockedValue { $0 } }
+
+    private init(port: Int, channel: any Channel, slowDelay: TimeAmount) {
+        self.port = port
+        self.channel = channel
+        self.slowDelay = slowDelay
+    }
+
+    static func start(slowDelay: TimeAmount = .seconds(3)) async throws -> MockUpstream {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let upstream = MockUpstream(port: server.channel.localAddress!.port!, channel: server.channel, slowDelay: slowDelay)
+        Task {
+            try? await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        upstream.accepted.withLockedValue { $0 += 1 }
+                        group.addTask { try? await upstream.serve(connection) }
+                    }
+                }
+            }
+        }
+        return upstream
+    }
+
+    func stop() async { try? await channel.close() }
+
+    /// Lets the `/sse` response send its last event and finish.
+    func releaseStream() {
+        let waiting = streamGate.withLockedValue { gate -> [CheckedContinuation<Void, Never>] in
+            gate.open = true
+            defer { gate.waiting = [] }
+            return gate.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    private func waitForRelease() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let open = streamGate.withLockedValue { gate -> Bool in
+                if !gate.open { gate.waiting.append(continuation) }
+                return gate.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
+        try await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            var bodyLength = 0
+            for try await part in inbound {
+                switch part {
+                case .head(let h):
+                    head = h
+                    bodyLength = 0
+                case .body(let buffer):
+                    bodyLength += buffer.readableBytes
+                case .end:
+                    guard let head else { continue }
+                    try await respond(to: head, bodyLength: bodyLength, outbound: outbound)
+                }
+            }
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, bodyLength: Int,
+                         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+        func send(_ status: Int, _ body: String, contentType: String = "application/json") async throws {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: contentType)
+            headers.add(name: "Content-Length", value: String(body.utf8.count))
+            headers.add(name: "Server", value: "mock-upstream")
+            try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: headers)))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+            try await outbound.write(.end(nil))
+        }
+        if head.uri == "/sse" {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/event-stream")
+            try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: "data: first\n\n"))))
+            await waitForRelease()
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: "data: last\n\n"))))
+            try await outbound.write(.end(nil))
+            return
+        }
+        if head.uri == "/slow" {
+            try await Task.sleep(nanoseconds: UInt64(slowDelay.nanoseconds))
+            try await send(200, "{\"slow\":true}")
+            return
+        }
+        if head.uri.hasPrefix("/status/"), let code = Int(head.uri.dropFirst("/status/".count)) {
+            try await send(code, "upstream \(code)", contentType: "text/plain")
+            return
+        }
+        var headers: [String: JSONValue] = [:]
+        for (name, value) in head.headers {
+            let key = name.lowercased()
+            headers[key] = .array((headers[key]?.arrayValue ?? []) + [.string(value)])
+        }
+        let echo: JSONValue = ["method": .string(head.method.rawValue), "uri": .string(head.uri),
+                               "headers": .object(headers), "body_length": .number(Double(bodyLength))]
+        try await send(200, echo.serialized())
+    }
+}

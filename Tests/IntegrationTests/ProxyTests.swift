@@ -1,0 +1,386 @@
+import AsyncHTTPClient
+import Core
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Plugins
+import Testing
+
+/// A test plugin that records, in the upstream request, which configuration of it ran:
+/// header `X-Trace` gets `<plugin>:<tag>` appended.
+struct TracerHandler: PluginHandler {
+    let name: String
+    let tag: String
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        let previous = context.headers.first(name: "X-Trace").map { $0 + "," } ?? ""
+        context.headers.replaceOrAdd(name: "X-Trace", value: previous + "\(name):\(tag)")
+        if tag == "exit" { return .exit(PluginExit(status: 418, body: .json(["stopped_by": .string(name)]))) }
+        return .proceed
+    }
+    func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
+        headers.add(name: "X-Header-Filter", value: name)
+    }
+}
+
+/// Starts a gateway (in this process) and a mock upstream, both on 127.0.0.1 random ports.
+final class ProxyHarness: Sendable {
+    static let tracers = ["tracer-high": 2000, "tracer-low": 1000]
+
+    static var definitions: [PluginDefinition] {
+        [KeyAuthPlugin.definition] + tracers.map { name, priority in
+            PluginDefinition(name: name, priority: priority, version: "test",
+                             config: RecordSchema(["tag": Field.string.required()]))
+        }
+    }
+
+    static var factories: [PluginFactory] {
+        BundledPlugins.factories + tracers.map { name, priority in
+            PluginFactory(name: name, priority: priority) { instance, _ in
+                TracerHandler(name: name, tag: instance.config["tag"]?.stringValue ?? "")
+            }
+        }
+    }
+
+    let gateway: Gateway
+    let upstream: MockUpstream
+    let port: Int
+    let loader: DeclarativeLoader
+    let client: HTTPClient
+    private let running: Task<Void, Never>
+
+    private init(gateway: Gateway, upstream: MockUpstream, port: Int, loader: DeclarativeLoader, running: Task<Void, Never>) {
+        self.gateway = gateway
+        self.upstream = upstream
+        self.port = port
+        self.loader = loader
+        self.running = running
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(20))
+        configuration.redirectConfiguration = .disallow
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// `yaml` may use `UPSTREAM` for the mock upstream's `http://127.0.0.1:<port>`.
+    static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3)) async throws -> ProxyHarness {
+        let upstream = try await MockUpstream.start(slowDelay: slowDelay)
+        let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
+        let gateway = Gateway(loader: loader, factories: factories, threads: 2)
+        let port = try await gateway.bind([ListenAddress(host: "127.0.0.1", port: 0)])[0]
+        let running = Task { await gateway.run() }
+        let harness = ProxyHarness(gateway: gateway, upstream: upstream, port: port, loader: loader, running: running)
+        try harness.apply(yaml)
+        return harness
+    }
+
+    func apply(_ yaml: String) throws {
+        let text = "_format_version: \"3.0\"\n" + yaml.replacingOccurrences(of: "UPSTREAM", with: "http://127.0.0.1:\(upstream.port)")
+        try gateway.apply(try loader.load(text: text, format: .yaml))
+    }
+
+    func stop() async {
+        try? await client.shutdown()
+        gateway.shutdown()
+        await running.value
+        await upstream.stop()
+    }
+
+    struct Response {
+        let status: Int
+        let headers: HTTPHeaders
+        let body: String
+        var json: JSONValue? { try? JSONValue.parse(body) }
+    }
+
+    func send(_ path: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws -> Response {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await client.execute(request, timeout: .seconds(20))
+        let bytes = try await response.body.collect(upTo: 10 << 20)
+        return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
+    }
+}
+
+/// Proxy behaviour end to end (issue 3: router, proxying, plugin runtime, key-auth, hot swap).
+@Suite(.serialized)
+struct ProxyTests {
+    @Test func proxiesWithKongPathRulesAndHeaders() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM/base
+          routes:
+          - {name: strip, paths: ["/api"]}
+          - {name: keep, paths: ["/keep"], strip_path: false}
+          - {name: preserve, paths: ["/preserve"], preserve_host: true}
+        """)
+        defer { Task { await h.stop() } }
+        let stripped = try await h.send("/api/items?x=1&y", headers: [("X-Forwarded-For", "10.0.0.9"), ("Connection", "keep-alive, X-Drop"), ("X-Drop", "1")])
+        #expect(stripped.status == 200)
+        let echo = try #require(stripped.json)
+        #expect(echo["uri"] == "/base/items?x=1&y")
+        let seen = try #require(echo["headers"])
+        #expect(seen["host"] == [.string("127.0.0.1:\(h.upstream.port)")])
+        #expect(seen["x-forwarded-for"] == ["10.0.0.9, 127.0.0.1"])
+        #expect(seen["x-forwarded-proto"] == ["http"])
+        #expect(seen["x-forwarded-port"] == [.string(String(h.port))])
+        #expect(seen["x-forwarded-path"] == ["/api/items"])
+        #expect(seen["x-forwarded-prefix"] == ["/api"])
+        #expect(seen["x-real-ip"] == ["127.0.0.1"])
+        #expect(seen["via"] == ["1.1 kong/3.10.0"])
+        #expect(seen["x-drop"] == nil, "headers named in Connection are hop-by-hop")
+        let requestID = try #require(seen["x-kong-request-id"]?.arrayValue?.first?.stringValue)
+        #expect(requestID.count == 32)
+        #expect(stripped.headers.first(name: "X-Kong-Request-Id") == requestID)
+        #expect(stripped.headers.first(name: "Via") == "1.1 kong/3.10.0")
+        #expect(stripped.headers.first(name: "Server") == "mock-upstream", "the upstream's Server is kept")
+        #expect(stripped.headers.first(name: "X-Kong-Upstream-Latency") != nil)
+        #expect(stripped.headers.first(name: "X-Kong-Proxy-Latency") != nil)
+
+        #expect(try await h.send("/keep/x").json?["uri"] == "/base/keep/x")
+        let preserved = try await h.send("/preserve", headers: [("Host", "client.example:81")])
+        #expect(preserved.json?["headers"]?["host"] == ["client.example:81"])
+    }
+
+    @Test func kongErrorsForNoRouteAndNoService() async throws {
+        let h = try await ProxyHarness.start("""
+        routes:
+        - {name: orphan, paths: ["/orphan"]}
+        """)
+        defer { Task { await h.stop() } }
+        let none = try await h.send("/nothing")
+        #expect(none.status == 404)
+        #expect(none.json?["message"] == "no Route matched with those values")
+        #expect(none.json?["request_id"]?.stringValue == none.headers.first(name: "X-Kong-Request-Id"))
+        #expect(none.headers.first(name: "Server") == "kong/3.10.0")
+        #expect(none.headers.first(name: "X-Kong-Response-Latency") != nil)
+        let html = try await h.send("/nothing", headers: [("Accept", "text/html")])
+        #expect(html.headers.first(name: "Content-Type") == "text/html; charset=utf-8")
+        #expect(html.body.contains("<p>no Route matched with those values.</p>"))
+        let orphan = try await h.send("/orphan")
+        #expect(orphan.status == 503)
+        #expect(orphan.json?["message"] == "no Service found with those values")
+    }
+
+    @Test func upstreamFailuresMapToKongTexts() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: slow
+          url: UPSTREAM
+          read_timeout: 200
+          routes: [{paths: ["/slow", "/status"], strip_path: false}]
+        - name: refused
+          url: http://127.0.0.1:1
+          retries: 1
+          routes: [{paths: ["/refused"]}]
+        - name: unresolvable
+          url: http://no-such-host.invalid
+          routes: [{paths: ["/dns"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let timeout = try await h.send("/slow", headers: [("Accept", "text/plain")])
+        #expect(timeout.status == 504)
+        #expect(timeout.body.hasPrefix("The upstream server is timing out\nrequest_id: "))
+        let refused = try await h.send("/refused", headers: [("Accept", "application/json")])
+        #expect(refused.status == 502)
+        #expect(refused.json?["message"] == "An invalid response was received from the upstream server")
+        let dns = try await h.send("/dns", headers: [("Accept", "application/json")])
+        #expect(dns.status == 503)
+        #expect(dns.json?["message"] == "name resolution failed")
+        let passthrough = try await h.send("/status/502")
+        #expect(passthrough.status == 502)
+        #expect(passthrough.body == "upstream 502", "upstream error responses are never rewritten")
+    }
+
+    @Test func serverSentEventsStreamBeforeTheUpstreamFinishes() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: sse
+          url: UPSTREAM
+          routes: [{paths: ["/sse"], strip_path: false}]
+        """)
+        defer { Task { await h.stop() } }
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/sse")
+        let response = try await h.client.execute(request, timeout: .seconds(20))
+        #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+        var iterator = response.body.makeAsyncIterator()
+        // The upstream holds its last event until released: receiving the first one now proves
+        // the gateway forwards chunks as they arrive rather than buffering the response.
+        var received = ""
+        while !received.contains("data: first\n\n"), let chunk = try await iterator.next() {
+            received += String(buffer: chunk)
+        }
+        #expect(received == "data: first\n\n")
+        h.upstream.releaseStream()
+        while let chunk = try await iterator.next() { received += String(buffer: chunk) }
+        #expect(received == "data: first\n\ndata: last\n\n")
+    }
+
+    @Test func requestBodiesAndKeepAliveToTheUpstream() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{paths: ["/"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let big = String(repeating: "x", count: 3 << 20)
+        let upload = try await h.send("/upload", method: .POST, headers: [("Content-Type", "text/plain")], body: big)
+        #expect(upload.json?["body_length"] == .number(Double(big.utf8.count)))
+        #expect(upload.json?["method"] == "POST")
+        for _ in 0..<5 { #expect(try await h.send("/again").status == 200) }
+        #expect(h.upstream.acceptedConnections == 1, "upstream connections are pooled and reused")
+    }
+
+    @Test func keyAuthAuthenticatesAndSetsConsumerHeaders() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: open
+            paths: ["/open"]
+            plugins:
+            - name: key-auth
+              config: {anonymous: guest, hide_credentials: true}
+          - name: realm
+            paths: ["/realm"]
+            plugins:
+            - name: key-auth
+              config: {realm: gateway, key_names: [x-key]}
+          - name: secured
+            paths: ["/secured"]
+            plugins:
+            - name: key-auth
+              config: {hide_credentials: true}
+        consumers:
+        - username: alice
+          custom_id: a-1
+          keyauth_credentials: [{key: alice-key}]
+        - username: guest
+        - username: old
+          keyauth_credentials: [{key: expired-key, ttl: 1, created_at: 1000}]
+        """)
+        defer { Task { await h.stop() } }
+        let missing = try await h.send("/secured")
+        #expect(missing.status == 401)
+        #expect(missing.json?["message"] == "No API key found in request")
+        #expect(missing.headers.first(name: "WWW-Authenticate") == "Key")
+        #expect(try await h.send("/secured", headers: [("apikey", "wrong")]).json?["message"] == "Unauthorized")
+        #expect(try await h.send("/secured", headers: [("apikey", "expired-key")]).json?["message"] == "Unauthorized")
+        #expect(try await h.send("/secured?apikey=a&apikey=b").json?["message"] == "Duplicate API key found")
+        let realm = try await h.send("/realm")
+        #expect(realm.headers.first(name: "WWW-Authenticate") == "Key realm=\"gateway\"")
+
+        let ok = try await h.send("/secured?apikey=alice-key&q=1")
+        #expect(ok.status == 200)
+        let seen = try #require(ok.json?["headers"])
+        #expect(seen["x-consumer-username"] == ["alice"])
+        #expect(seen["x-consumer-custom-id"] == ["a-1"])
+        #expect(seen["x-consumer-id"]?.arrayValue?.count == 1)
+        #expect(seen["x-credential-identifier"]?.arrayValue?.count == 1)
+        #expect(ok.json?["uri"] == "/?q=1", "hide_credentials removes the key from the query")
+        let byHeader = try await h.send("/secured", headers: [("ApiKey", "alice-key")])
+        #expect(byHeader.json?["headers"]?["apikey"] == nil, "hide_credentials removes the key header")
+
+        let anonymous = try await h.send("/open", headers: [("X-Consumer-Username", "spoofed")])
+        #expect(anonymous.status == 200)
+        #expect(anonymous.json?["headers"]?["x-consumer-username"] == ["guest"])
+        #expect(anonymous.json?["headers"]?["x-anonymous-consumer"] == ["true"])
+        #expect(anonymous.json?["headers"]?["x-credential-identifier"] == nil)
+    }
+
+    @Test func pluginsRunInPriorityOrderWithScopePrecedence() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          plugins:
+          - {name: tracer-low, config: {tag: service}}
+          routes:
+          - name: traced
+            paths: ["/traced"]
+            plugins:
+            - {name: tracer-high, config: {tag: route}}
+            - {name: key-auth, config: {anonymous: nobody}}
+          - name: stop
+            paths: ["/stop"]
+            plugins:
+            - {name: tracer-high, config: {tag: exit}}
+        consumers:
+        - username: vip
+          keyauth_credentials: [{key: vip-key}]
+          plugins:
+          - {name: tracer-low, config: {tag: consumer}}
+        - username: nobody
+        plugins:
+        - {name: tracer-high, config: {tag: global}}
+        - {name: tracer-low, config: {tag: global}}
+        """)
+        defer { Task { await h.stop() } }
+        let plain = try await h.send("/traced")
+        #expect(plain.json?["headers"]?["x-trace"] == ["tracer-high:route,tracer-low:service"],
+                "higher PRIORITY first; route beats global, service beats global")
+        let vip = try await h.send("/traced", headers: [("apikey", "vip-key")])
+        #expect(vip.json?["headers"]?["x-trace"] == ["tracer-high:route,tracer-low:consumer"],
+                "a consumer-scoped configuration applies once key-auth (higher priority) authenticated")
+        let other = try await h.send("/nowhere")
+        #expect(other.status == 404)
+        let stopped = try await h.send("/stop")
+        #expect(stopped.status == 418)
+        #expect(stopped.body == #"{"stopped_by":"tracer-high"}"#)
+        #expect(stopped.headers[canonicalForm: "X-Header-Filter"].map(String.init) == ["tracer-high", "tracer-low"],
+                "plugins selected before the exit still run header_filter")
+    }
+
+    @Test func hotSwapKeepsInFlightRequestsAndRejectsBadConfigurations() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: sse
+          url: UPSTREAM
+          routes: [{name: first, paths: ["/sse"], strip_path: false}]
+        """)
+        defer { Task { await h.stop() } }
+        let response = try await h.client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/sse"), timeout: .seconds(20))
+        var iterator = response.body.makeAsyncIterator()
+        _ = try await iterator.next()
+        // Swap while the stream is open: the new configuration no longer has the route.
+        try h.apply("""
+        services:
+        - name: other
+          url: UPSTREAM
+          routes: [{name: second, paths: ["/new"]}]
+        """)
+        h.upstream.releaseStream()
+        var rest = ""
+        while let chunk = try await iterator.next() { rest += String(buffer: chunk) }
+        #expect(rest.hasSuffix("data: last\n\n"), "the in-flight request finished on its snapshot")
+        #expect(try await h.send("/sse").status == 404)
+        #expect(try await h.send("/new").status == 200)
+        #expect(throws: (any Error).self) { try h.apply("services:\n- port: 70000\n") }
+        #expect(try await h.send("/new").status == 200, "a rejected configuration leaves the running one")
+    }
+
+    @Test func httpsOnlyRoutesAnswerPlainHTTPWith426() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - {name: tls, paths: ["/tls"], protocols: [https]}
+          - {name: moved, paths: ["/moved"], protocols: [https], https_redirect_status_code: 301}
+        """)
+        defer { Task { await h.stop() } }
+        let upgrade = try await h.send("/tls")
+        #expect(upgrade.status == 426)
+        #expect(upgrade.json?["message"] == "Please use HTTPS protocol")
+        #expect(upgrade.headers.first(name: "Upgrade") == "TLS/1.2, HTTP/1.1")
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/moved?a=1")
+        request.headers.add(name: "Host", value: "site.test")
+        let moved = try await h.client.execute(request, timeout: .seconds(10))
+        #expect(moved.status.code == 301)
+        #expect(moved.headers.first(name: "Location") == "https://site.test/moved?a=1")
+    }
+}
