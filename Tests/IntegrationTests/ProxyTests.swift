@@ -18,8 +18,20 @@ struct TracerHandler: PluginHandler {
         if tag == "exit" { return .exit(PluginExit(status: 418, body: .json(["stopped_by": .string(name)]))) }
         return .proceed
     }
+    func rewrite(_ context: ProxyRequestContext) async -> PluginVerdict {
+        tag == "rewrite-exit" ? .exit(.error(403, "stopped in rewrite")) : .proceed
+    }
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
         headers.add(name: "X-Header-Filter", value: name)
+    }
+    /// Tag `upper` upper-cases the response body as it streams and appends a marker at the end.
+    var filtersBody: Bool { tag == "upper" }
+    func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {
+        if last {
+            chunk.writeString("<end>")
+        } else {
+            chunk = ByteBuffer(string: String(buffer: chunk).uppercased())
+        }
     }
 }
 
@@ -382,5 +394,59 @@ struct ProxyTests {
         let moved = try await h.client.execute(request, timeout: .seconds(10))
         #expect(moved.status.code == 301)
         #expect(moved.headers.first(name: "Location") == "https://site.test/moved?a=1")
+    }
+
+    @Test func keyInBodyBuffersOnlyWhenAskedAndHidesTheKey() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: body
+            paths: ["/body"]
+            plugins:
+            - name: key-auth
+              config: {key_in_body: true, hide_credentials: true, key_in_header: false, key_in_query: false}
+        consumers:
+        - username: alice
+          keyauth_credentials: [{key: alice-key}]
+        """)
+        defer { Task { await h.stop() } }
+        let form = try await h.send("/body", method: .POST, headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                                    body: "a=1&apikey=alice-key&b=2")
+        #expect(form.status == 200)
+        #expect(form.json?["body_length"] == .number(Double("a=1&b=2".utf8.count)), "the key left the body")
+        let json = try await h.send("/body", method: .POST, headers: [("Content-Type", "application/json")],
+                                    body: #"{"apikey":"alice-key","prompt":"hi"}"#)
+        #expect(json.status == 200)
+        #expect(json.json?["body_length"] == .number(Double(#"{"prompt":"hi"}"#.utf8.count)))
+        let duplicate = try await h.send("/body", method: .POST, headers: [("Content-Type", "application/json")],
+                                         body: #"{"apikey":["a","b"]}"#)
+        #expect(duplicate.json?["message"] == "Duplicate API key found")
+        let none = try await h.send("/body", method: .POST, headers: [("Content-Type", "text/plain")], body: "apikey=alice-key")
+        #expect(none.json?["message"] == "No API key found in request")
+    }
+
+    @Test func bodyFilterAndRewritePhases() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: shout
+            paths: ["/shout"]
+            plugins:
+            - {name: tracer-low, config: {tag: upper}}
+        """)
+        defer { Task { await h.stop() } }
+        let shouted = try await h.send("/shout/status/200")
+        #expect(shouted.body == "UPSTREAM 200<end>", "chunks pass through body_filter, then the last call")
+        try h.apply("""
+        plugins:
+        - {name: tracer-high, config: {tag: rewrite-exit}}
+        """)
+        let stopped = try await h.send("/anything")
+        #expect(stopped.status == 403, "global plugins run rewrite before routing")
+        #expect(stopped.json?["message"] == "stopped in rewrite")
     }
 }

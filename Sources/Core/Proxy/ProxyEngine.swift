@@ -30,6 +30,7 @@ struct ProxyEngine: Sendable {
         let context = ProxyRequestContext(requestID: RequestID.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers,
                                           clientAddress: connection.clientAddress, isTLS: connection.isTLS)
+        context.bodySource = body
         let keepAlive = head.isKeepAlive
         var respond = Responder(sink: sink, context: context, version: head.version, keepAlive: keepAlive,
                                 started: started, accept: head.headers.first(name: "accept"),
@@ -42,8 +43,19 @@ struct ProxyEngine: Sendable {
         let routerRequest = RouterRequest(method: head.method.rawValue, host: head.headers.first(name: "host"),
                                           rawPath: path, headers: routerHeaders, localPort: connection.localPort,
                                           isTLS: connection.isTLS)
+        // Rewrite phase: global plugins only, before routing.
+        let globals = configuration.pluginOrder.compactMap { configuration.handler($0, match: nil, consumerID: nil) }
+        for handler in globals {
+            if case .exit(let exit) = await handler.rewrite(context) {
+                try await respond.exit(exit, handlers: globals)
+                finish(context, handlers: globals)
+                return keepAlive
+            }
+        }
         guard let match = configuration.router.match(routerRequest) else {
-            try await respond.error(404, ProxyErrorText.noRoute, handlers: [])
+            // No route: only global plugins see the response.
+            try await respond.error(404, ProxyErrorText.noRoute, handlers: globals)
+            finish(context, handlers: globals)
             return keepAlive
         }
         context.match = match
@@ -113,10 +125,19 @@ struct ProxyEngine: Sendable {
         headers.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
         headers.add(name: "X-Kong-Request-Id", value: context.requestID)
         let status = Int(response.status.code)
+        let bodyFilters = selected.filter(\.filtersBody)
+        if !bodyFilters.isEmpty { headers.remove(name: "content-length") }  // filters may change the length
         for handler in selected { handler.headerFilter(context, status: status, headers: &headers) }
         try await respond.head(status: status, headers: headers)
         for try await chunk in response.body {
-            try await sink.write(.body(.byteBuffer(chunk)))
+            var chunk = chunk
+            for handler in bodyFilters { handler.bodyFilter(context, chunk: &chunk, last: false) }
+            if chunk.readableBytes > 0 { try await sink.write(.body(.byteBuffer(chunk))) }
+        }
+        if !bodyFilters.isEmpty {
+            var tail = ByteBuffer()
+            for handler in bodyFilters { handler.bodyFilter(context, chunk: &tail, last: true) }
+            if tail.readableBytes > 0 { try await sink.write(.body(.byteBuffer(tail))) }
         }
         try await sink.write(.end(nil))
         finish(context, handlers: selected)
@@ -144,11 +165,19 @@ struct ProxyEngine: Sendable {
         request.method = context.method
         request.headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service,
                                                               httpVersion: head.version, localPort: localPort)
+        request.headers.remove(name: "content-length")
+        if context.bodyWasBuffered {
+            // A plugin read (and maybe replaced) the body: send what it holds.
+            if let buffered = context.bufferedBody, buffered.readableBytes > 0 {
+                request.body = .bytes(buffered)
+                return UpstreamRequest(request: request, hasBody: true)
+            }
+            return UpstreamRequest(request: request, hasBody: false)
+        }
         let length = head.headers.first(name: "content-length").flatMap { Int($0) }
         let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
         let hasBody = (length ?? 0) > 0 || chunked
         if hasBody {
-            request.headers.remove(name: "content-length")
             request.body = .stream(body.sequence, length: length.map { .known(Int64($0)) } ?? .unknown)
         }
         return UpstreamRequest(request: request, hasBody: hasBody)

@@ -11,11 +11,14 @@ import NIOPosix
 /// can replace this type behind the same two methods.
 public final class UpstreamClient: Sendable {
     private let eventLoopGroup: any EventLoopGroup
-    /// One client per (connect timeout, TLS verification) pair: AsyncHTTPClient sets both per client.
+    /// One client per (timeouts, TLS verification) combination: AsyncHTTPClient sets them per
+    /// client, and services rarely use more than a handful of combinations.
     private let clients = NIOLockedValueBox<[ClientKey: HTTPClient]>([:])
 
     struct ClientKey: Hashable {
         let connectTimeoutMS: Int
+        let readTimeoutMS: Int
+        let writeTimeoutMS: Int
         let verifyTLS: Bool
     }
 
@@ -24,11 +27,16 @@ public final class UpstreamClient: Sendable {
     }
 
     func client(for service: Service) -> HTTPClient {
-        let key = ClientKey(connectTimeoutMS: service.connectTimeout, verifyTLS: service.tlsVerify ?? true)
+        let key = ClientKey(connectTimeoutMS: service.connectTimeout, readTimeoutMS: service.readTimeout,
+                            writeTimeoutMS: service.writeTimeout, verifyTLS: service.tlsVerify ?? true)
         return clients.withLockedValue { clients in
             if let existing = clients[key] { return existing }
             var configuration = HTTPClient.Configuration()
-            configuration.timeout = .init(connect: .milliseconds(Int64(max(1, key.connectTimeoutMS))))
+            // Kong's timeouts bound the gap between two successive reads or writes, not the whole
+            // exchange: a long stream that keeps sending never times out.
+            configuration.timeout = .init(connect: .milliseconds(Int64(max(1, key.connectTimeoutMS))),
+                                          read: .milliseconds(Int64(max(1, key.readTimeoutMS))),
+                                          write: .milliseconds(Int64(max(1, key.writeTimeoutMS))))
             configuration.redirectConfiguration = .disallow
             configuration.decompression = .disabled
             configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -49,9 +57,8 @@ public final class UpstreamClient: Sendable {
     /// Sends the request; returns once the response head arrived (the body streams after).
     func send(_ request: HTTPClientRequest, service: Service) async throws(UpstreamFailure) -> HTTPClientResponse {
         do {
-            // read_timeout bounds the wait for the response head; write and read of bodies are
-            // bounded by the connection's idle handling.
-            return try await client(for: service).execute(request, timeout: .milliseconds(Int64(service.readTimeout)))
+            // No overall deadline: the per-read/-write timeouts above are the limits.
+            return try await client(for: service).execute(request, deadline: .distantFuture)
         } catch {
             throw UpstreamFailure(error)
         }

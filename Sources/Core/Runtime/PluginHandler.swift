@@ -1,20 +1,31 @@
+import NIOCore
 import NIOHTTP1
 
 /// A plugin configuration compiled for one configuration snapshot (Envoy's factory split): built
 /// once when the snapshot is built, then only its phase methods run per request. Phases a plugin
 /// does not implement cost nothing beyond the default no-op.
 public protocol PluginHandler: Sendable {
+    /// Before routing; Kong runs it for global plugins only.
+    func rewrite(_ context: ProxyRequestContext) async -> PluginVerdict
     /// After routing, in PRIORITY order. Returning `.exit` stops the access phase and answers the
     /// client without proxying (Kong's `kong.response.exit` / `kong.response.error`).
     func access(_ context: ProxyRequestContext) async -> PluginVerdict
     /// Response headers on their way to the client (upstream or plugin-generated).
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders)
+    /// Each chunk of the response body on its way to the client, then once more with an empty
+    /// chunk and `last == true`. Streaming-safe: a handler sees chunks as they arrive.
+    func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool)
     /// After the response was sent; reads the log record.
     func log(_ context: ProxyRequestContext)
+    /// Whether `bodyFilter` does anything: the engine skips the per-chunk call otherwise.
+    var filtersBody: Bool { get }
 }
 
 extension PluginHandler {
+    public func rewrite(_ context: ProxyRequestContext) async -> PluginVerdict { .proceed }
     public func access(_ context: ProxyRequestContext) async -> PluginVerdict { .proceed }
+    public func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {}
+    public var filtersBody: Bool { false }
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
     public func log(_ context: ProxyRequestContext) {}
 }

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// Per-request state shared by the plugins of one request (the counterpart of Kong's PDK view of
@@ -27,6 +28,35 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var shared: [String: any Sendable] = [:]
     /// Fields plugins add to the request's log record.
     public var logRecord: [String: JSONValue] = [:]
+
+    /// Where the request body comes from until a plugin asks for it whole.
+    var bodySource: RequestBodySource?
+    /// The buffered request body once a plugin read it (nil: still streaming from the client).
+    public private(set) var bufferedBody: ByteBuffer?
+    /// Whether the body was buffered (and possibly replaced) by a plugin.
+    public private(set) var bodyWasBuffered = false
+
+    /// The whole request body, read from the client on first use (`kong.request.get_raw_body`).
+    /// Only plugins that call this cause buffering; `limit` caps what is held in memory.
+    public func requestBody(limit: Int = 8 << 20) async throws -> ByteBuffer? {
+        if bodyWasBuffered { return bufferedBody }
+        bodyWasBuffered = true
+        guard let bodySource else { return nil }
+        var collected: ByteBuffer?
+        for try await chunk in bodySource.sequence {
+            var chunk = chunk
+            if collected == nil { collected = chunk } else { collected!.writeBuffer(&chunk) }
+            if collected!.readableBytes > limit { throw RequestBodyTooLarge() }
+        }
+        bufferedBody = collected
+        return collected
+    }
+
+    /// Replaces the body sent upstream (`kong.service.request.set_raw_body`).
+    public func setRequestBody(_ body: ByteBuffer?) {
+        bodyWasBuffered = true
+        bufferedBody = body
+    }
 
     public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
                 headers: HTTPHeaders, clientAddress: String, isTLS: Bool) {
@@ -84,3 +114,5 @@ enum QueryText {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+public struct RequestBodyTooLarge: Error, Sendable {}

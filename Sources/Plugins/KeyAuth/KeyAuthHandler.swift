@@ -10,6 +10,7 @@ struct KeyAuthHandler: PluginHandler {
     let anonymous: String?
     let keyInHeader: Bool
     let keyInQuery: Bool
+    let keyInBody: Bool
     let runOnPreflight: Bool
     let realm: String?
     let directory: GatewayDirectory
@@ -21,6 +22,7 @@ struct KeyAuthHandler: PluginHandler {
         anonymous = config["anonymous"]?.stringValue
         keyInHeader = config["key_in_header"]?.boolValue ?? true
         keyInQuery = config["key_in_query"]?.boolValue ?? true
+        keyInBody = config["key_in_body"]?.boolValue ?? false
         runOnPreflight = config["run_on_preflight"]?.boolValue ?? true
         realm = config["realm"]?.stringValue
         self.directory = directory
@@ -44,7 +46,7 @@ struct KeyAuthHandler: PluginHandler {
         if !runOnPreflight && context.method == .OPTIONS { return .proceed }
         // Logical OR with other auth plugins: someone already authenticated the request.
         if anonymous != nil && context.credentialID != nil { return .proceed }
-        switch authenticate(context) {
+        switch await authenticate(context) {
         case .success: return .proceed
         case .failure(let failure):
             guard let anonymous else {
@@ -65,18 +67,29 @@ struct KeyAuthHandler: PluginHandler {
 
     enum Outcome { case success, failure(Failure) }
 
-    private func authenticate(_ context: ProxyRequestContext) -> Outcome {
-        var found: (key: String, name: String, inHeader: Bool)?
+    enum KeyLocation { case header, query, body(RequestBodyFields) }
+
+    private func authenticate(_ context: ProxyRequestContext) async -> Outcome {
+        var found: (key: String, name: String, location: KeyLocation)?
+        // The body is read only when key_in_body is on: nothing is buffered otherwise.
+        var bodyFields: RequestBodyFields?
+        if keyInBody, let body = try? await context.requestBody() {
+            bodyFields = RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: body)
+        }
         for name in keyNames {
             if keyInHeader {
                 let values = context.headers[name]
                 if values.count > 1 { return .failure(.duplicate) }
-                if let value = values.first { found = (value, name, true); break }
+                if let value = values.first { found = (value, name, .header); break }
             }
             if keyInQuery {
                 let values = context.queryArguments.filter { $0.name == name }
                 if values.count > 1 { return .failure(.duplicate) }
-                if let value = values.first { found = (value.value, name, false); break }
+                if let value = values.first { found = (value.value, name, .query); break }
+            }
+            if let bodyFields, let values = bodyFields.values[name] {
+                if values.count > 1 { return .failure(.duplicate) }
+                if let value = values.first { found = (value, name, .body(bodyFields)); break }
             }
         }
         guard let found, !found.key.isEmpty else { return .failure(.noKey) }
@@ -85,7 +98,11 @@ struct KeyAuthHandler: PluginHandler {
         }
         guard let consumer = directory.consumer(id: credential.consumerID) else { return .failure(.unauthorized) }
         if hideCredentials {
-            if found.inHeader { context.headers.remove(name: found.name) } else { context.removeQueryArgument(found.name) }
+            switch found.location {
+            case .header: context.headers.remove(name: found.name)
+            case .query: context.removeQueryArgument(found.name)
+            case .body(let fields): context.setRequestBody(fields.removing(found.name))
+            }
         }
         setConsumerHeaders(context, consumer: consumer)
         context.headers.replaceOrAdd(name: "X-Credential-Identifier", value: credential.id)

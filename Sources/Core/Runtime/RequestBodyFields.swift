@@ -1,0 +1,107 @@
+import Foundation
+import NIOCore
+
+/// Kong's `kong.request.get_body()`: the fields of a form-urlencoded, JSON-object or multipart
+/// body, and the same body re-encoded without some fields (for `hide_credentials`).
+public struct RequestBodyFields: Sendable {
+    public enum Kind: Sendable, Equatable { case form, json, multipart(boundary: String) }
+
+    public let kind: Kind
+    /// Field name → values in order (a JSON array value counts as several).
+    public let values: [String: [String]]
+    private let json: [String: JSONValue]?
+    private let formPairs: [(name: String, raw: Substring)]
+    private let parts: [(name: String?, raw: String)]
+
+    /// Nil when the content type is none of the three or the body does not parse (Kong: no fields).
+    public init?(contentType: String?, body: ByteBuffer) {
+        guard let contentType else { return nil }
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let text = String(buffer: body)
+        switch mediaType {
+        case "application/x-www-form-urlencoded":
+            kind = .form
+            var values: [String: [String]] = [:]
+            var pairs: [(String, Substring)] = []
+            for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+                let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = QueryText.decode(pieces[0])
+                values[name, default: []].append(pieces.count > 1 ? QueryText.decode(pieces[1]) : "")
+                pairs.append((name, pair))
+            }
+            self.values = values
+            formPairs = pairs
+            json = nil
+            parts = []
+        case "application/json":
+            guard case .object(let object)? = try? JSONValue.parse(text) else { return nil }
+            kind = .json
+            var values: [String: [String]] = [:]
+            for (name, value) in object {
+                switch value {
+                case .string(let s): values[name] = [s]
+                case .array(let items): values[name] = items.map { $0.stringValue ?? $0.serialized() }
+                case .null: break
+                default: values[name] = [value.serialized()]
+                }
+            }
+            self.values = values
+            json = object
+            formPairs = []
+            parts = []
+        case "multipart/form-data":
+            guard let boundary = Self.boundary(contentType) else { return nil }
+            kind = .multipart(boundary: boundary)
+            var values: [String: [String]] = [:]
+            var parts: [(String?, String)] = []
+            let segments = text.components(separatedBy: "--" + boundary)
+            for segment in segments.dropFirst() where !segment.hasPrefix("--") {
+                guard let split = segment.range(of: "\r\n\r\n") else { continue }
+                let headers = segment[..<split.lowerBound]
+                var value = String(segment[split.upperBound...])
+                if value.hasSuffix("\r\n") { value.removeLast(2) }
+                let name = Self.partName(String(headers))
+                if let name { values[name, default: []].append(value) }
+                parts.append((name, segment))
+            }
+            self.values = values
+            self.parts = parts
+            json = nil
+            formPairs = []
+        default:
+            return nil
+        }
+    }
+
+    /// The body again, without the named field.
+    public func removing(_ name: String) -> ByteBuffer {
+        switch kind {
+        case .form:
+            return ByteBuffer(string: formPairs.filter { $0.name != name }.map { String($0.raw) }.joined(separator: "&"))
+        case .json:
+            var object = json ?? [:]
+            object[name] = nil
+            return ByteBuffer(string: JSONValue.object(object).serialized())
+        case .multipart(let boundary):
+            let kept = parts.filter { $0.name != name }.map(\.raw)
+            return ByteBuffer(string: kept.map { "--" + boundary + $0 }.joined() + "--" + boundary + "--\r\n")
+        }
+    }
+
+    static func boundary(_ contentType: String) -> String? {
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == "boundary" {
+                return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+        }
+        return nil
+    }
+
+    static func partName(_ headers: String) -> String? {
+        guard let range = headers.range(of: "name=\"") else { return nil }
+        let rest = headers[range.upperBound...]
+        guard let end = rest.firstIndex(of: "\"") else { return nil }
+        return String(rest[..<end])
+    }
+}
