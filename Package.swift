@@ -45,6 +45,8 @@ let package = Package(
             dependencies: [
                 "Core", "Plugins", "AdminAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),

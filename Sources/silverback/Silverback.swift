@@ -3,7 +3,6 @@ import Core
 import Foundation
 import Plugins
 
-@main
 struct Silverback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "silverback",
@@ -66,7 +65,11 @@ struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Start the gateway.")
     @OptionGroup var node: NodeOptions
 
-    func run() async throws {
+    func run() async throws { try await serve() }
+
+    /// Named apart from `run()`: the entry point calls it directly, so overload resolution between
+    /// ArgumentParser's sync and async `run()` can never pick the help-printing one.
+    func serve() async throws {
         let settings = try node.settings()
         guard settings.database == .off else {
             throw CLIError("database = \(settings.database.rawValue) is not implemented yet; use database = off with a declarative_config")

@@ -11,13 +11,23 @@ public final class Gateway: Sendable {
     let upstream: UpstreamClient
     let logSink = LogSink()
     let server: ProxyServer
-    let group: MultiThreadedEventLoopGroup
+    let group: any EventLoopGroup
+    /// Whether this gateway created `group` (and so shuts it down).
+    let ownsGroup: Bool
     private let servers = NIOLockedValueBox<[NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>]>([])
 
-    public init(loader: DeclarativeLoader, factories: [PluginFactory], threads: Int = System.coreCount) {
+    /// `threads` nil: NIO's process-wide event loops (which the CLI also makes the Swift
+    /// concurrency executor, so request tasks never hop threads).
+    public init(loader: DeclarativeLoader, factories: [PluginFactory], threads: Int? = nil) {
         self.loader = loader
         self.factories = factories
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        if let threads {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+            ownsGroup = true
+        } else {
+            group = MultiThreadedEventLoopGroup.singleton
+            ownsGroup = false
+        }
         holder = ConfigurationHolder(.empty(factories: factories))
         upstream = UpstreamClient(eventLoopGroup: group)
         server = ProxyServer(holder: holder, upstream: upstream, logSink: logSink, group: group)
@@ -58,7 +68,7 @@ public final class Gateway: Sendable {
             logSink.finish()
         }
         await upstream.shutdown()
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
     }
 
     /// Stops accepting connections; requests in flight complete.
