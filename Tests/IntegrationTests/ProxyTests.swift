@@ -56,15 +56,16 @@ final class ProxyHarness: Sendable {
 
     let gateway: Gateway
     let upstream: MockUpstream
-    let port: Int
+    let ports: [Int]
+    var port: Int { ports[0] }
     let loader: DeclarativeLoader
     let client: HTTPClient
     private let running: Task<Void, Never>
 
-    private init(gateway: Gateway, upstream: MockUpstream, port: Int, loader: DeclarativeLoader, running: Task<Void, Never>) {
+    private init(gateway: Gateway, upstream: MockUpstream, ports: [Int], loader: DeclarativeLoader, running: Task<Void, Never>) {
         self.gateway = gateway
         self.upstream = upstream
-        self.port = port
+        self.ports = ports
         self.loader = loader
         self.running = running
         var configuration = HTTPClient.Configuration()
@@ -74,13 +75,13 @@ final class ProxyHarness: Sendable {
     }
 
     /// `yaml` may use `UPSTREAM` for the mock upstream's `http://127.0.0.1:<port>`.
-    static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3)) async throws -> ProxyHarness {
+    static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1) async throws -> ProxyHarness {
         let upstream = try await MockUpstream.start(slowDelay: slowDelay)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
         let gateway = Gateway(loader: loader, factories: factories, threads: 2)
-        let port = try await gateway.bind([ListenAddress(host: "127.0.0.1", port: 0)])[0]
+        let ports = try await gateway.bind(Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners))
         let running = Task { await gateway.run() }
-        let harness = ProxyHarness(gateway: gateway, upstream: upstream, port: port, loader: loader, running: running)
+        let harness = ProxyHarness(gateway: gateway, upstream: upstream, ports: ports, loader: loader, running: running)
         try harness.apply(yaml)
         return harness
     }
@@ -448,5 +449,40 @@ struct ProxyTests {
         let stopped = try await h.send("/anything")
         #expect(stopped.status == 403, "global plugins run rewrite before routing")
         #expect(stopped.json?["message"] == "stopped in rewrite")
+    }
+
+    @Test func clientKeepAliveAndSeveralListeners() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{paths: ["/"]}]
+        """, listeners: 2)
+        defer { Task { await h.stop() } }
+        // Two requests, one after the other, on one client connection.
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: h.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let responses = try await channel.executeThenClose { inbound, outbound in
+            var received = ""
+            var iterator = inbound.makeAsyncIterator()
+            for path in ["/first", "/second"] {
+                try await outbound.write(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n"))
+                while !received.contains("\"uri\":\"\(path)\""), let chunk = try await iterator.next() {
+                    received += String(buffer: chunk)
+                }
+            }
+            return received
+        }
+        #expect(responses.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "both answered on the same connection")
+
+        // The second listener (proxy_listen takes several) serves the same configuration.
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(h.ports[1])/other")
+        request.method = .GET
+        let response = try await h.client.execute(request, timeout: .seconds(10))
+        #expect(response.status == .ok)
     }
 }
