@@ -8,13 +8,11 @@ public final class Gateway: Sendable {
     public let holder: ConfigurationHolder
     let factories: [PluginFactory]
     let loader: DeclarativeLoader
-    let upstream: UpstreamClient
     let logSink = LogSink()
     let server: ProxyServer
     let group: any EventLoopGroup
     /// Whether this gateway created `group` (and so shuts it down).
     let ownsGroup: Bool
-    private let servers = NIOLockedValueBox<[NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>]>([])
 
     /// `threads` nil: NIO's process-wide event loops (which the CLI also makes the Swift
     /// concurrency executor, so request tasks never hop threads).
@@ -29,8 +27,9 @@ public final class Gateway: Sendable {
             ownsGroup = false
         }
         holder = ConfigurationHolder(.empty(factories: factories))
-        upstream = UpstreamClient(eventLoopGroup: group)
-        server = ProxyServer(holder: holder, upstream: upstream, logSink: logSink, group: group)
+        let services = ProxyServices(holder: holder, pools: UpstreamPools(), logSink: logSink,
+                                     connections: ConnectionRegistry())
+        server = ProxyServer(services: services, group: group)
     }
 
     /// Validates and compiles a configuration off the request path, then swaps it in atomically.
@@ -54,20 +53,16 @@ public final class Gateway: Sendable {
 
     /// Binds the proxy listeners; returns the bound ports in order.
     public func bind(_ addresses: [ListenAddress]) async throws -> [Int] {
-        let bound = try await server.bind(addresses)
-        servers.withLockedValue { $0 += bound }
-        return bound.map { $0.channel.localAddress?.port ?? 0 }
+        try await server.bind(addresses)
     }
 
     /// Serves until `shutdown()`; then drains in-flight requests and releases resources.
     public func run() async {
-        let bound = servers.withLockedValue { $0 }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.logSink.run() }
-            await server.serve(bound)
+            await server.waitUntilStopped()
             logSink.finish()
         }
-        await upstream.shutdown()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 

@@ -15,6 +15,8 @@ public final class GatewayConfiguration: Sendable {
     let handlers: [String: any PluginHandler]
     /// Consumer id → ids of its groups, ordered by group name (the tie-break between groups).
     let groupsByConsumer: [String: [String]]
+    /// Handlers of the global configurations, in execution order (rewrite phase, no-route responses).
+    let globalHandlers: [any PluginHandler]
 
     public init(_ config: DeclarativeConfig, factories: [PluginFactory]) throws(ConfigurationBuildError) {
         let snapshot = ConfigSnapshot(config)
@@ -40,6 +42,8 @@ public final class GatewayConfiguration: Sendable {
             .filter { plugins.pluginNames.contains($0.name) }
             .sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.name > $1.name }
             .map(\.name)
+
+        globalHandlers = pluginOrder.compactMap { plugins.global($0).flatMap { handlers[$0.id] } }
 
         let groupNames = Dictionary(snapshot.consumerGroups.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         var groups: [String: [String]] = [:]

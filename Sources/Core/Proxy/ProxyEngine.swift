@@ -1,72 +1,33 @@
-import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
 
-/// Where the response of one request goes.
-protocol ResponseSink: Sendable {
-    func write(_ part: HTTPServerResponsePart) async throws
+/// What the request phases decided for one request.
+enum ProxyDecision {
+    /// Answer from the gateway (no route, plugin exit, no service...). `handlers` still see the
+    /// response (header_filter) and the log.
+    case respond(PluginExit, handlers: [any PluginHandler])
+    /// Proxy to the service with the handlers selected in the access phase.
+    case proxy(RouteMatch, Service, handlers: [any PluginHandler])
 }
 
-/// What the proxy knows about the client connection a request came in on.
-struct ConnectionInfo: Sendable {
-    let clientAddress: String
-    let localPort: Int
-    let isTLS: Bool
-}
-
-/// Serves one request: route → access phase → upstream → header filter → streamed body → log
-/// (spec §6.4, §7.1, §8). Data flows one way; nothing reads configuration storage.
-struct ProxyEngine: Sendable {
-    let holder: ConfigurationHolder
-    let upstream: UpstreamClient
-    let logSink: LogSink
-
-    /// Returns whether the connection may serve another request.
-    func serve(head: HTTPRequestHead, body: RequestBodySource, sink: any ResponseSink,
-               connection: ConnectionInfo) async throws -> Bool {
-        let started = NIODeadline.now()
-        let configuration = holder.current
-        let (path, query) = Self.splitTarget(head.uri)
-        let context = ProxyRequestContext(requestID: RequestID.make(), method: head.method, rawPath: path,
-                                          rawQuery: query, headers: head.headers,
-                                          clientAddress: connection.clientAddress, isTLS: connection.isTLS)
-        context.bodySource = body
-        let keepAlive = head.isKeepAlive
-        var respond = Responder(sink: sink, context: context, version: head.version, keepAlive: keepAlive,
-                                started: started, accept: head.headers.first(name: "accept"),
-                                contentType: head.headers.first(name: "content-type"))
-
-        var routerHeaders: [String: [String]] = [:]
-        for (name, value) in head.headers {
-            routerHeaders[RouterRequest.normalizedHeaderName(name), default: []].append(value)
-        }
-        let routerRequest = RouterRequest(method: head.method.rawValue, host: head.headers.first(name: "host"),
-                                          rawPath: path, headers: routerHeaders, localPort: connection.localPort,
-                                          isTLS: connection.isTLS)
-        // Rewrite phase: global plugins only, before routing.
-        let globals = configuration.pluginOrder.compactMap { configuration.handler($0, match: nil, consumerID: nil) }
+/// The request phases up to the upstream call (spec §6.4, §7.1): rewrite (global plugins),
+/// routing, the HTTPS check, access (plugins resolved lazily in PRIORITY order), service check.
+/// Pure decisions over the request context; the connection handler does all I/O.
+enum RequestPhases {
+    /// With plugins: the phases may suspend (a plugin may read the body or call out).
+    static func decide(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
+                       localPort: Int) async -> ProxyDecision {
+        let globals = configuration.globalHandlers
         for handler in globals {
-            if case .exit(let exit) = await handler.rewrite(context) {
-                try await respond.exit(exit, handlers: globals)
-                finish(context, handlers: globals)
-                return keepAlive
-            }
+            if case .exit(let exit) = await handler.rewrite(context) { return .respond(exit, handlers: globals) }
         }
-        guard let match = configuration.router.match(routerRequest) else {
-            // No route: only global plugins see the response.
-            try await respond.error(404, ProxyErrorText.noRoute, handlers: globals)
-            finish(context, handlers: globals)
-            return keepAlive
+        guard let match = route(context, head: head, configuration: configuration, localPort: localPort) else {
+            return .respond(.error(404, ProxyErrorText.noRoute), handlers: globals)
         }
         context.match = match
-
-        if let redirect = Self.httpsRedirect(match.route, context: context, head: head) {
-            try await respond.exit(redirect, handlers: [])
-            return keepAlive
+        if let redirect = httpsRedirect(match.route, context: context, head: head) {
+            return .respond(redirect, handlers: [])
         }
-
-        // Access phase: each plugin's configuration is resolved at its turn, with the consumer
-        // authenticated so far (Kong's lazy resolution); the selected handlers run later phases.
         var selected: [any PluginHandler] = []
         for (position, name) in configuration.pluginOrder.enumerated() {
             guard let handler = configuration.handler(name, match: match, consumerID: context.consumer?.id) else {
@@ -81,112 +42,41 @@ struct ProxyEngine: Sendable {
                         selected.append(handler)
                     }
                 }
-                try await respond.exit(exit, handlers: selected)
-                finish(context, handlers: selected)
-                return keepAlive
+                return .respond(exit, handlers: selected)
             }
         }
-
         guard let service = match.service else {
-            try await respond.error(503, ProxyErrorText.noService, handlers: selected)
-            finish(context, handlers: selected)
-            return keepAlive
+            return .respond(.error(503, ProxyErrorText.noService), handlers: selected)
         }
+        return .proxy(match, service, handlers: selected)
+    }
 
-        let request = makeUpstreamRequest(context, match: match, service: service, head: head, body: body,
-                                          localPort: connection.localPort)
-        let proxyLatency = Self.milliseconds(since: started)
-        let upstreamStarted = NIODeadline.now()
-        var attempt = 0
-        let response: HTTPClientResponse
-        while true {
-            do {
-                response = try await upstream.send(request.request, service: service)
-                break
-            } catch {
-                attempt += 1
-                if attempt <= service.retries, error.isRetryable, !request.hasBody { continue }
-                try await respond.error(error.status, error.message, handlers: selected, nginxLevel: true)
-                finish(context, handlers: selected)
-                return keepAlive
+    /// Without any configured plugin: the same decisions, synchronously (the fast path).
+    static func decideWithoutPlugins(_ context: ProxyRequestContext, head: HTTPRequestHead,
+                                     configuration: GatewayConfiguration, localPort: Int) -> ProxyDecision {
+        guard let match = route(context, head: head, configuration: configuration, localPort: localPort) else {
+            return .respond(.error(404, ProxyErrorText.noRoute), handlers: [])
+        }
+        context.match = match
+        if let redirect = httpsRedirect(match.route, context: context, head: head) {
+            return .respond(redirect, handlers: [])
+        }
+        guard let service = match.service else { return .respond(.error(503, ProxyErrorText.noService), handlers: []) }
+        return .proxy(match, service, handlers: [])
+    }
+
+    static func route(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
+                      localPort: Int) -> RouteMatch? {
+        var routerHeaders: [String: [String]] = [:]
+        if configuration.router.usesHeaders {
+            for (name, value) in head.headers {
+                routerHeaders[RouterRequest.normalizedHeaderName(name), default: []].append(value)
             }
         }
-
-        var headers = response.headers
-        ProxyHeaders.removeHopByHop(&headers)
-        let via = "\(ProxyHeaders.versionToken(head.version)) \(ProxyHeaders.serverToken)"
-        if let upstreamVia = headers.first(name: "via") {
-            headers.replaceOrAdd(name: "Via", value: "\(upstreamVia), \(via)")
-        } else {
-            headers.add(name: "Via", value: via)
-        }
-        if !headers.contains(name: "server") { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
-        headers.add(name: "X-Kong-Upstream-Latency", value: String(Self.milliseconds(since: upstreamStarted)))
-        headers.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
-        headers.add(name: "X-Kong-Request-Id", value: context.requestID)
-        let status = Int(response.status.code)
-        let bodyFilters = selected.filter(\.filtersBody)
-        if !bodyFilters.isEmpty { headers.remove(name: "content-length") }  // filters may change the length
-        for handler in selected { handler.headerFilter(context, status: status, headers: &headers) }
-        try await respond.head(status: status, headers: headers)
-        for try await chunk in response.body {
-            var chunk = chunk
-            for handler in bodyFilters { handler.bodyFilter(context, chunk: &chunk, last: false) }
-            if chunk.readableBytes > 0 { try await sink.write(.body(.byteBuffer(chunk))) }
-        }
-        if !bodyFilters.isEmpty {
-            var tail = ByteBuffer()
-            for handler in bodyFilters { handler.bodyFilter(context, chunk: &tail, last: true) }
-            if tail.readableBytes > 0 { try await sink.write(.body(.byteBuffer(tail))) }
-        }
-        try await sink.write(.end(nil))
-        finish(context, handlers: selected)
-        return keepAlive
-    }
-
-    private func finish(_ context: ProxyRequestContext, handlers: [any PluginHandler]) {
-        guard !handlers.isEmpty else { return }
-        logSink.submit { for handler in handlers { handler.log(context) } }
-    }
-
-    struct UpstreamRequest {
-        let request: HTTPClientRequest
-        let hasBody: Bool
-    }
-
-    func makeUpstreamRequest(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
-                             head: HTTPRequestHead, body: RequestBodySource, localPort: Int) -> UpstreamRequest {
-        let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
-                                            strippedPrefix: match.strippedPrefix)
-        let target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
-        let scheme = service.protocol == "https" || service.protocol == "grpcs" ? "https" : "http"
-        let host = service.host.contains(":") ? "[\(service.host)]" : service.host
-        var request = HTTPClientRequest(url: "\(scheme)://\(host):\(service.port)\(target)")
-        request.method = context.method
-        request.headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service,
-                                                              httpVersion: head.version, localPort: localPort)
-        request.headers.remove(name: "content-length")
-        if context.bodyWasBuffered {
-            // A plugin read (and maybe replaced) the body: send what it holds.
-            if let buffered = context.bufferedBody, buffered.readableBytes > 0 {
-                request.body = .bytes(buffered)
-                return UpstreamRequest(request: request, hasBody: true)
-            }
-            return UpstreamRequest(request: request, hasBody: false)
-        }
-        let length = head.headers.first(name: "content-length").flatMap { Int($0) }
-        let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
-        let hasBody = (length ?? 0) > 0 || chunked
-        if hasBody {
-            request.body = .stream(body.sequence, length: length.map { .known(Int64($0)) } ?? .unknown)
-        }
-        return UpstreamRequest(request: request, hasBody: hasBody)
-    }
-
-    /// Splits a request target into path and query (nil when there is no `?`).
-    static func splitTarget(_ uri: String) -> (Substring, Substring?) {
-        guard let q = uri.firstIndex(of: "?") else { return (Substring(uri), nil) }
-        return (uri[..<q], uri[uri.index(after: q)...])
+        let request = RouterRequest(method: head.method.rawValue, host: head.headers.first(name: "host"),
+                                    rawPath: context.rawPath, headers: routerHeaders, localPort: localPort,
+                                    isTLS: context.isTLS)
+        return configuration.router.match(request)
     }
 
     /// Spec §6.4.1: https-only routes answer plain-HTTP requests with 426 or a redirect.
@@ -201,65 +91,81 @@ struct ProxyEngine: Sendable {
         return PluginExit(status: code, headers: [("Location", "https://\(host)\(head.uri)")], body: .empty)
     }
 
-    static func milliseconds(since start: NIODeadline) -> Int64 {
-        (NIODeadline.now() - start).nanoseconds / 1_000_000
-    }
-}
-
-/// Writes gateway-generated responses (errors, plugin exits) with Kong's headers.
-struct Responder {
-    let sink: any ResponseSink
-    let context: ProxyRequestContext
-    let version: HTTPVersion
-    let keepAlive: Bool
-    let started: NIODeadline
-    let accept: String?
-    let contentType: String?
-
-    mutating func error(_ status: Int, _ message: String, handlers: [any PluginHandler], nginxLevel: Bool = false) async throws {
-        try await exit(PluginExit.error(status, message), handlers: handlers, nginxLevel: nginxLevel)
+    /// Splits a request target into path and query (nil when there is no `?`).
+    static func splitTarget(_ uri: String) -> (Substring, Substring?) {
+        guard let q = uri.firstIndex(of: "?") else { return (Substring(uri), nil) }
+        return (uri[..<q], uri[uri.index(after: q)...])
     }
 
-    mutating func exit(_ exit: PluginExit, handlers: [any PluginHandler], nginxLevel: Bool = false) async throws {
+    /// The request line and headers sent upstream (spec §6.5, §8.1).
+    static func upstreamHead(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
+                             head: HTTPRequestHead, localPort: Int) -> HTTPRequestHead {
+        let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
+                                            strippedPrefix: match.strippedPrefix)
+        let target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
+        var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service,
+                                                          httpVersion: head.version, localPort: localPort)
+        if context.bodyWasBuffered {
+            headers.remove(name: "transfer-encoding")
+            headers.replaceOrAdd(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
+        } else if let length = head.headers.first(name: "content-length") {
+            headers.replaceOrAdd(name: "Content-Length", value: length)
+        } else if head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
+            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+        }
+        return HTTPRequestHead(version: .http1_1, method: context.method, uri: target, headers: headers)
+    }
+
+    /// Response headers from the upstream, with Kong's additions (spec §8.2).
+    static func downstreamHeaders(_ upstream: HTTPHeaders, context: ProxyRequestContext, version: HTTPVersion,
+                                  upstreamLatency: Int64, proxyLatency: Int64) -> HTTPHeaders {
+        var headers = upstream
+        ProxyHeaders.removeHopByHop(&headers)
+        let via = "\(ProxyHeaders.versionToken(version)) \(ProxyHeaders.serverToken)"
+        if let upstreamVia = headers.first(name: "via") {
+            headers.replaceOrAdd(name: "Via", value: "\(upstreamVia), \(via)")
+        } else {
+            headers.add(name: "Via", value: via)
+        }
+        if !headers.contains(name: "server") { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
+        headers.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency))
+        headers.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
+        headers.add(name: "X-Kong-Request-Id", value: context.requestID)
+        return headers
+    }
+
+    /// A gateway-generated response (error template, plugin JSON, empty), with Kong's headers.
+    static func generatedResponse(_ exit: PluginExit, context: ProxyRequestContext, head: HTTPRequestHead,
+                                  started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
         var headers = HTTPHeaders()
-        var bodyText = ""
+        var body = ""
         var status = exit.status
         switch exit.body {
         case .json(let value):
             headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-            bodyText = value.serialized()
+            body = value.serialized()
         case .error(let message):
-            let format = KongErrorResponse.format(accept: accept, contentType: contentType, nginxLevel: nginxLevel)
+            let format = KongErrorResponse.format(accept: head.headers.first(name: "accept"),
+                                                  contentType: head.headers.first(name: "content-type"),
+                                                  nginxLevel: nginxLevel)
             let rendered = KongErrorResponse(status: exit.status, message: message, requestID: context.requestID,
                                              format: format)
             status = rendered.status
             headers.add(name: "Content-Type", value: rendered.contentType)
-            bodyText = rendered.body
+            body = rendered.body
         case .empty:
             break
         }
         for (name, value) in exit.headers { headers.replaceOrAdd(name: name, value: value) }
-        headers.replaceOrAdd(name: "Content-Length", value: String(bodyText.utf8.count))
+        headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
         headers.replaceOrAdd(name: "Server", value: ProxyHeaders.serverToken)
-        headers.replaceOrAdd(name: "X-Kong-Response-Latency", value: String(ProxyEngine.milliseconds(since: started)))
+        headers.replaceOrAdd(name: "X-Kong-Response-Latency", value: String(milliseconds(since: started)))
         headers.replaceOrAdd(name: "X-Kong-Request-Id", value: context.requestID)
-        for handler in handlers { handler.headerFilter(context, status: status, headers: &headers) }
-        try await head(status: status, headers: headers)
-        if !bodyText.isEmpty {
-            try await sink.write(.body(.byteBuffer(ByteBuffer(string: bodyText))))
-        }
-        try await sink.write(.end(nil))
+        return (status, headers, body)
     }
 
-    func head(status: Int, headers: HTTPHeaders) async throws {
-        var headers = headers
-        if !keepAlive {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if version == .http1_0 {
-            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
-        try await sink.write(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status),
-                                                    headers: headers)))
+    static func milliseconds(since start: NIODeadline) -> Int64 {
+        (NIODeadline.now() - start).nanoseconds / 1_000_000
     }
 }
 

@@ -59,6 +59,8 @@ public struct Router: Sendable {
     let trie: PrefixTrie
     /// Ranks of routes that must always be evaluated (no plain path).
     let unindexed: [Int]
+    /// Whether any route matches on headers: callers build the header map only then.
+    public let usesHeaders: Bool
 
     public init(snapshot: ConfigSnapshot) {
         let services = Dictionary(snapshot.services.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -85,6 +87,7 @@ public struct Router: Sendable {
         self.routes = compiled
         self.trie = trie
         self.unindexed = unindexed
+        self.usesHeaders = compiled.contains { !$0.headers.isEmpty }
     }
 
     public var count: Int { routes.count }

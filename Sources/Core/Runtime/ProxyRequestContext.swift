@@ -30,7 +30,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var logRecord: [String: JSONValue] = [:]
 
     /// Where the request body comes from until a plugin asks for it whole.
-    var bodySource: RequestBodySource?
+    var bodyProvider: (any RequestBodyProvider)?
     /// The buffered request body once a plugin read it (nil: still streaming from the client).
     public private(set) var bufferedBody: ByteBuffer?
     /// Whether the body was buffered (and possibly replaced) by a plugin.
@@ -41,15 +41,9 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public func requestBody(limit: Int = 8 << 20) async throws -> ByteBuffer? {
         if bodyWasBuffered { return bufferedBody }
         bodyWasBuffered = true
-        guard let bodySource else { return nil }
-        var collected: ByteBuffer?
-        for try await chunk in bodySource.sequence {
-            var chunk = chunk
-            if collected == nil { collected = chunk } else { collected!.writeBuffer(&chunk) }
-            if collected!.readableBytes > limit { throw RequestBodyTooLarge() }
-        }
-        bufferedBody = collected
-        return collected
+        guard let bodyProvider else { return nil }
+        bufferedBody = try await bodyProvider.collect(limit: limit)
+        return bufferedBody
     }
 
     /// Replaces the body sent upstream (`kong.service.request.set_raw_body`).
@@ -116,3 +110,9 @@ enum QueryText {
 }
 
 public struct RequestBodyTooLarge: Error, Sendable {}
+
+/// Delivers the whole request body when a plugin asks for it (the proxy buffers it then, and
+/// only then).
+protocol RequestBodyProvider: Sendable {
+    func collect(limit: Int) async throws -> ByteBuffer?
+}

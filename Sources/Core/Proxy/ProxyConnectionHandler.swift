@@ -1,0 +1,434 @@
+import NIOCore
+import NIOHTTP1
+
+/// What every client connection shares: the running configuration, upstream pools, the log queue
+/// and the drain state.
+final class ProxyServices: Sendable {
+    let holder: ConfigurationHolder
+    let pools: UpstreamPools
+    let logSink: LogSink
+    let connections: ConnectionRegistry
+
+    init(holder: ConfigurationHolder, pools: UpstreamPools, logSink: LogSink, connections: ConnectionRegistry) {
+        self.holder = holder
+        self.pools = pools
+        self.logSink = logSink
+        self.connections = connections
+    }
+}
+
+/// Serves the requests of one client connection, on its event loop: phases, then the upstream
+/// exchange on a pooled connection of the same loop, bodies streamed both ways with backpressure
+/// (reading from one side pauses while the other cannot take more).
+final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let services: ProxyServices
+    private var context: ChannelHandlerContext?
+    private var pool: UpstreamPool?
+    private var exchange: Exchange?
+    private var clientAddress = "unknown"
+    private var localPort = 0
+
+    /// Bytes of request body held while the upstream is not connected yet; beyond this the
+    /// client is paused (unless a plugin asked for the whole body).
+    static let pendingBodyLimit = 1 << 20
+
+    init(services: ProxyServices) { self.services = services }
+
+    /// One request in flight on this connection.
+    final class Exchange {
+        enum State { case deciding, connecting, proxying, responded }
+
+        let head: HTTPRequestHead
+        let request: ProxyRequestContext
+        let configuration: GatewayConfiguration
+        let started: NIODeadline
+        var state = State.deciding
+        var handlers: [any PluginHandler] = []
+        var bodyFilters: [any PluginHandler] = []
+        var service: Service?
+        var upstreamHead: HTTPRequestHead?
+        var upstream: UpstreamConnection?
+        var attempts = 0
+        // Request body from the client.
+        var pendingBody: [ByteBuffer] = []
+        var pendingBytes = 0
+        var clientBodyDone = false
+        var bodyWaiters: [(limit: Int, promise: EventLoopPromise<ByteBuffer?>)] = []
+        var requestSent = false
+        // Response.
+        var responseStarted = false
+        var proxyLatency: Int64 = 0
+        var upstreamStarted = NIODeadline.now()
+        var lastRead = NIODeadline.now()
+        var readTimer: Scheduled<Void>?
+
+        init(head: HTTPRequestHead, request: ProxyRequestContext, configuration: GatewayConfiguration) {
+            self.head = head
+            self.request = request
+            self.configuration = configuration
+            started = .now()
+        }
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        pool = services.pools.pool(for: context.eventLoop)
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        localPort = context.channel.localAddress?.port ?? 0
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !services.connections.register(context.channel) { context.close(promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        services.connections.unregister(context.channel)
+        if let exchange {
+            exchange.readTimer?.cancel()
+            if let upstream = exchange.upstream {
+                upstream.reusable = false
+                upstream.delegate = nil
+                upstream.channel?.close(promise: nil)
+            }
+            for waiter in exchange.bodyWaiters { waiter.promise.fail(ChannelError.eof) }
+            self.exchange = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): start(head)
+        case .body(let buffer): clientBody(buffer)
+        case .end: clientBodyEnded()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // The client cannot take more: stop reading from the upstream until it can.
+        if let channel = exchange?.upstream?.channel {
+            channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: Request phases
+
+    private func start(_ head: HTTPRequestHead) {
+        services.connections.setBusy(true, for: context!.channel)
+        let configuration = services.holder.current
+        let (path, query) = RequestPhases.splitTarget(head.uri)
+        let request = ProxyRequestContext(requestID: RequestID.make(), method: head.method, rawPath: path,
+                                          rawQuery: query, headers: head.headers, clientAddress: clientAddress,
+                                          isTLS: false)
+        let exchange = Exchange(head: head, request: request, configuration: configuration)
+        self.exchange = exchange
+        if configuration.pluginOrder.isEmpty {
+            proceed(RequestPhases.decideWithoutPlugins(request, head: head, configuration: configuration,
+                                                       localPort: localPort), exchange: exchange)
+            return
+        }
+        let loop = context!.eventLoop
+        request.bodyProvider = LoopBodyProvider(handler: NIOLoopBound(self, eventLoop: loop), exchange: NIOLoopBound(exchange, eventLoop: loop))
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
+        let localPort = localPort
+        Task {
+            let decision = await RequestPhases.decide(request, head: head, configuration: configuration, localPort: localPort)
+            let sendable = UncheckedDecision(decision)
+            loop.execute { bound.value.proceed(sendable.decision, exchange: boundExchange.value) }
+        }
+    }
+
+    private func proceed(_ decision: ProxyDecision, exchange: Exchange) {
+        guard self.exchange === exchange else { return }  // the client went away meanwhile
+        switch decision {
+        case .respond(let exit, let handlers):
+            exchange.handlers = handlers
+            respond(exit, exchange: exchange, nginxLevel: false)
+        case .proxy(let match, let service, let handlers):
+            exchange.handlers = handlers
+            exchange.bodyFilters = handlers.filter(\.filtersBody)
+            exchange.service = service
+            exchange.upstreamHead = RequestPhases.upstreamHead(exchange.request, match: match, service: service,
+                                                               head: exchange.head, localPort: localPort)
+            exchange.proxyLatency = RequestPhases.milliseconds(since: exchange.started)
+            exchange.upstreamStarted = .now()
+            exchange.state = .connecting
+            connect(exchange)
+        }
+    }
+
+    // MARK: Request body from the client
+
+    private func clientBody(_ buffer: ByteBuffer) {
+        guard let exchange else { return }
+        switch exchange.state {
+        case .deciding, .connecting:
+            exchange.pendingBody.append(buffer)
+            exchange.pendingBytes += buffer.readableBytes
+            if let waiter = exchange.bodyWaiters.first, exchange.pendingBytes > waiter.limit {
+                failBodyWaiters(exchange, RequestBodyTooLarge())
+            }
+            if exchange.pendingBytes > Self.pendingBodyLimit && exchange.bodyWaiters.isEmpty {
+                setClientReading(false)
+            }
+        case .proxying:
+            guard !exchange.request.bodyWasBuffered, let upstream = exchange.upstream else { return }
+            upstream.write(.body(.byteBuffer(buffer)), flush: true)
+            if upstream.channel?.isWritable == false { setClientReading(false) }
+        case .responded:
+            break  // a generated answer was sent: the rest of the body is discarded
+        }
+    }
+
+    private func clientBodyEnded() {
+        guard let exchange else { return }
+        exchange.clientBodyDone = true
+        completeBodyWaiters(exchange)
+        if exchange.state == .proxying, !exchange.requestSent, let upstream = exchange.upstream,
+           !exchange.request.bodyWasBuffered {
+            upstream.write(.end(nil), flush: true)
+            exchange.requestSent = true
+        }
+    }
+
+    /// A plugin asked for the whole body (`ProxyRequestContext.requestBody()`).
+    fileprivate func collectBody(_ exchange: Exchange, limit: Int) -> EventLoopFuture<ByteBuffer?> {
+        let promise = context!.eventLoop.makePromise(of: ByteBuffer?.self)
+        exchange.bodyWaiters.append((limit, promise))
+        if exchange.clientBodyDone {
+            completeBodyWaiters(exchange)
+        } else if exchange.pendingBytes > limit {
+            failBodyWaiters(exchange, RequestBodyTooLarge())
+        } else {
+            setClientReading(true)
+        }
+        return promise.futureResult
+    }
+
+    private func completeBodyWaiters(_ exchange: Exchange) {
+        guard !exchange.bodyWaiters.isEmpty else { return }
+        var whole: ByteBuffer?
+        for var chunk in exchange.pendingBody {
+            if whole == nil { whole = chunk } else { whole!.writeBuffer(&chunk) }
+        }
+        for waiter in exchange.bodyWaiters { waiter.promise.succeed(whole) }
+        exchange.bodyWaiters = []
+    }
+
+    private func failBodyWaiters(_ exchange: Exchange, _ error: any Error) {
+        for waiter in exchange.bodyWaiters { waiter.promise.fail(error) }
+        exchange.bodyWaiters = []
+    }
+
+    private func setClientReading(_ on: Bool) {
+        context?.channel.setOption(ChannelOptions.autoRead, value: on).whenComplete { _ in }
+    }
+
+    // MARK: Upstream exchange
+
+    private func connect(_ exchange: Exchange) {
+        guard let service = exchange.service, let pool else { return }
+        let target = UpstreamTarget(tls: service.protocol == "https" || service.protocol == "grpcs", host: service.host,
+                                    port: service.port, verifyTLS: service.tlsVerify ?? true)
+        exchange.attempts += 1
+        pool.acquire(target, connectTimeout: .milliseconds(Int64(max(1, service.connectTimeout))))
+            .assumeIsolated()
+            .whenComplete { result in
+                guard self.exchange === exchange else {
+                    if case .success(let connection) = result { pool.release(connection) }
+                    return
+                }
+                switch result {
+                case .success(let connection): self.send(exchange, over: connection)
+                case .failure(let error):
+                    let failure = UpstreamFailure(error)
+                    if failure.isRetryable && exchange.attempts <= service.retries {
+                        self.connect(exchange)
+                    } else {
+                        self.respond(.error(failure.status, failure.message), exchange: exchange, nginxLevel: true)
+                    }
+                }
+            }
+    }
+
+    private func send(_ exchange: Exchange, over connection: UpstreamConnection) {
+        connection.delegate = self
+        exchange.upstream = connection
+        exchange.state = .proxying
+        guard let head = exchange.upstreamHead else { return }
+        connection.write(.head(head), flush: false)
+        if exchange.request.bodyWasBuffered {
+            if let body = exchange.request.bufferedBody, body.readableBytes > 0 {
+                connection.write(.body(.byteBuffer(body)), flush: false)
+            }
+            connection.write(.end(nil), flush: true)
+            exchange.requestSent = true
+        } else {
+            for chunk in exchange.pendingBody { connection.write(.body(.byteBuffer(chunk)), flush: false) }
+            exchange.pendingBody = []
+            if exchange.clientBodyDone {
+                connection.write(.end(nil), flush: true)
+                exchange.requestSent = true
+            } else {
+                connection.channel?.flush()
+                setClientReading(connection.channel?.isWritable ?? true)
+            }
+        }
+        exchange.lastRead = .now()
+        armReadTimer(exchange)
+    }
+
+    /// Kong's read_timeout: the longest gap between two reads from the upstream.
+    private func armReadTimer(_ exchange: Exchange) {
+        guard let service = exchange.service, let loop = context?.eventLoop else { return }
+        let timeout = TimeAmount.milliseconds(Int64(max(1, service.readTimeout)))
+        let remaining = timeout - (NIODeadline.now() - exchange.lastRead)
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
+        exchange.readTimer = loop.scheduleTask(in: max(remaining, .milliseconds(1))) {
+            let handler = bound.value, exchange = boundExchange.value
+            guard handler.exchange === exchange, exchange.state == .proxying else { return }
+            if NIODeadline.now() - exchange.lastRead >= timeout {
+                handler.upstreamTimedOut(exchange)
+            } else {
+                handler.armReadTimer(exchange)
+            }
+        }
+    }
+
+    private func upstreamTimedOut(_ exchange: Exchange) {
+        if let upstream = exchange.upstream {
+            upstream.reusable = false
+            upstream.delegate = nil
+            upstream.channel?.close(promise: nil)
+            exchange.upstream = nil
+        }
+        if exchange.responseStarted {
+            context?.close(promise: nil)
+        } else {
+            respond(.error(504, ProxyErrorText.upstreamTimeout), exchange: exchange, nginxLevel: true)
+        }
+    }
+
+    func upstreamReceived(_ part: HTTPClientResponsePart) {
+        guard let exchange, let context else { return }
+        exchange.lastRead = .now()
+        switch part {
+        case .head(let response):
+            var headers = RequestPhases.downstreamHeaders(
+                response.headers, context: exchange.request, version: exchange.head.version,
+                upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
+                proxyLatency: exchange.proxyLatency)
+            if !exchange.bodyFilters.isEmpty { headers.remove(name: "content-length") }
+            let status = Int(response.status.code)
+            for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
+            if !exchange.head.isKeepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+            exchange.responseStarted = true
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status,
+                                                                 headers: headers))), promise: nil)
+        case .body(var chunk):
+            for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &chunk, last: false) }
+            if chunk.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
+            if !context.channel.isWritable, let upstream = exchange.upstream?.channel {
+                upstream.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+            }
+        case .end:
+            if !exchange.bodyFilters.isEmpty {
+                var tail = ByteBuffer()
+                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
+                if tail.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil) }
+            }
+            exchange.readTimer?.cancel()
+            if let upstream = exchange.upstream {
+                if !exchange.requestSent { upstream.reusable = false }
+                pool?.release(upstream)
+                exchange.upstream = nil
+            }
+            complete(exchange)
+        }
+    }
+
+    func upstreamFailed(_ error: any Error) {
+        guard let exchange else { return }
+        exchange.readTimer?.cancel()
+        exchange.upstream = nil
+        if exchange.responseStarted {
+            context?.close(promise: nil)  // mid-body: the client sees the connection end
+        } else if exchange.state == .proxying {
+            respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
+        }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if exchange?.state == .proxying, exchange?.request.bodyWasBuffered == false { setClientReading(writable) }
+    }
+
+    // MARK: Responses
+
+    private func respond(_ exit: PluginExit, exchange: Exchange, nginxLevel: Bool) {
+        guard let context else { return }
+        exchange.state = .responded
+        let (status, generated, body) = RequestPhases.generatedResponse(exit, context: exchange.request, head: exchange.head,
+                                                                        started: exchange.started, nginxLevel: nginxLevel)
+        var headers = generated
+        for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
+        if !exchange.head.isKeepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        exchange.responseStarted = true
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
+                                                             status: HTTPResponseStatus(statusCode: status), headers: headers))),
+                      promise: nil)
+        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
+        failBodyWaiters(exchange, ChannelError.ioOnClosedChannel)
+        // Whatever is left of the request body is read and dropped (no exchange takes it), so the
+        // connection stays usable for the next request.
+        complete(exchange)
+    }
+
+    /// Ends the response, queues the log phase and frees the connection for the next request.
+    private func complete(_ exchange: Exchange) {
+        guard let context else { return }
+        self.exchange = nil
+        let keepAlive = exchange.head.isKeepAlive
+        let draining = services.connections.setBusy(false, for: context.channel)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            if !keepAlive || draining { context.close(promise: nil) }
+        }
+        setClientReading(true)
+        let handlers = exchange.handlers
+        if !handlers.isEmpty {
+            let request = exchange.request
+            services.logSink.submit { for handler in handlers { handler.log(request) } }
+        }
+    }
+}
+
+/// Lets plugins (in their task) ask the connection's handler (on its loop) for the whole body.
+private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
+    let handler: NIOLoopBound<ProxyConnectionHandler>
+    let exchange: NIOLoopBound<ProxyConnectionHandler.Exchange>
+
+    func collect(limit: Int) async throws -> ByteBuffer? {
+        let handler = self.handler, exchange = self.exchange
+        return try await handler.eventLoop.flatSubmit {
+            handler.value.collectBody(exchange.value, limit: limit)
+        }.get()
+    }
+}
+
+/// Carries a decision (holding handler existentials, all Sendable) back to the loop.
+private struct UncheckedDecision: @unchecked Sendable {
+    let decision: ProxyDecision
+    init(_ decision: ProxyDecision) { self.decision = decision }
+}

@@ -1,0 +1,206 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// Where an upstream connection goes; connections are reused only for the same target.
+struct UpstreamTarget: Hashable {
+    let tls: Bool
+    let host: String
+    let port: Int
+    let verifyTLS: Bool
+}
+
+/// Receives one upstream exchange's events, on the event loop.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamReceived(_ part: HTTPClientResponsePart)
+    func upstreamFailed(_ error: any Error)
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+/// One pooled HTTP/1.1 connection to an upstream: the last handler of its pipeline, forwarding
+/// response parts to the exchange currently using it.
+final class UpstreamConnection: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let target: UpstreamTarget
+    private(set) var channel: (any Channel)?
+    /// The exchange using the connection; nil while idle in the pool.
+    var delegate: (any UpstreamDelegate)?
+    /// Set when the upstream says it will close, or the connection misbehaved.
+    var reusable = true
+    weak var pool: UpstreamPool?
+
+    init(target: UpstreamTarget) { self.target = target }
+
+    func handlerAdded(context: ChannelHandlerContext) { channel = context.channel }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part, !head.isKeepAlive { reusable = false }
+        delegate?.upstreamReceived(part)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        reusable = false
+        pool?.forget(self)
+        delegate?.upstreamFailed(ChannelError.eof)
+        delegate = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        reusable = false
+        delegate?.upstreamFailed(error)
+        delegate = nil
+        context.close(promise: nil)
+    }
+
+    func write(_ part: HTTPClientRequestPart, flush: Bool) {
+        guard let channel else { return }
+        if flush {
+            channel.writeAndFlush(NIOAny(part), promise: nil)
+        } else {
+            channel.write(NIOAny(part), promise: nil)
+        }
+    }
+}
+
+/// Keep-alive upstream connections of one event loop. Used only on that loop, so requests never
+/// hop threads between the client connection and its upstream.
+final class UpstreamPool {
+    let eventLoop: any EventLoop
+    private var idle: [UpstreamTarget: [UpstreamConnection]] = [:]
+    private var sslContexts: [Bool: NIOSSLContext] = [:]
+    static let maxIdlePerTarget = 128
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    /// An idle connection to `target`, or a new one.
+    func acquire(_ target: UpstreamTarget, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
+        while var list = idle[target], let connection = list.popLast() {
+            idle[target] = list
+            if connection.channel?.isActive == true && connection.reusable { return eventLoop.makeSucceededFuture(connection) }
+        }
+        let connection = UpstreamConnection(target: target)
+        connection.pool = self
+        let sslContext: NIOSSLContext?
+        if target.tls {
+            do { sslContext = try context(verify: target.verifyTLS) } catch { return eventLoop.makeFailedFuture(error) }
+        } else {
+            sslContext = nil
+        }
+        let loop = eventLoop
+        let handlerBox = NIOLoopBound(connection, eventLoop: loop)
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let sslContext {
+                        let sni = HostSyntax.parse(target.host).map { $0.kind == .name } == .success(true) ? target.host : nil
+                        try sync.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: sni))
+                    }
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(handlerBox.value)
+                }
+            }
+            .connect(host: target.host, port: target.port)
+            .map { _ in handlerBox.value }
+    }
+
+    /// Returns a connection after a complete exchange; keeps it when both sides allow reuse.
+    func release(_ connection: UpstreamConnection) {
+        connection.delegate = nil
+        guard connection.reusable, connection.channel?.isActive == true,
+              (idle[connection.target]?.count ?? 0) < Self.maxIdlePerTarget else {
+            connection.channel?.close(promise: nil)
+            return
+        }
+        idle[connection.target, default: []].append(connection)
+    }
+
+    func forget(_ connection: UpstreamConnection) {
+        idle[connection.target]?.removeAll { $0 === connection }
+    }
+
+    func closeAll() {
+        for connections in idle.values { for c in connections { c.channel?.close(promise: nil) } }
+        idle = [:]
+    }
+
+    private func context(verify: Bool) throws -> NIOSSLContext {
+        if let existing = sslContexts[verify] { return existing }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if !verify { configuration.certificateVerification = .none }
+        let context = try NIOSSLContext(configuration: configuration)
+        sslContexts[verify] = context
+        return context
+    }
+}
+
+/// One pool per event loop, created on first use.
+final class UpstreamPools: Sendable {
+    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+
+    /// Must be called on `eventLoop`.
+    func pool(for eventLoop: any EventLoop) -> UpstreamPool {
+        let key = ObjectIdentifier(eventLoop)
+        return pools.withLockedValue { pools in
+            if let existing = pools[key] { return existing.value }
+            let pool = UpstreamPool(eventLoop: eventLoop)
+            pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
+            return pool
+        }
+    }
+}
+
+/// Why connecting upstream failed, mapped to Kong's status and text (spec §8.4).
+struct UpstreamFailure: Error {
+    enum Kind { case timeout, nameResolution, refused }
+    let kind: Kind
+
+    init(_ error: any Error) {
+        if case .connectTimeout? = error as? ChannelError {
+            kind = .timeout
+        } else if let e = error as? NIOConnectionError {
+            let timedOut = e.connectionErrors.contains { if case .connectTimeout? = $0.error as? ChannelError { return true } else { return false } }
+            if e.connectionErrors.isEmpty, e.dnsAError != nil || e.dnsAAAAError != nil {
+                kind = .nameResolution
+            } else {
+                kind = timedOut ? .timeout : .refused
+            }
+        } else if error is NIOConnectionError == false, "\(error)".contains("resolve") {
+            kind = .nameResolution
+        } else {
+            kind = .refused
+        }
+    }
+
+    /// A new attempt may be made unless the name does not resolve.
+    var isRetryable: Bool { kind != .nameResolution }
+
+    var status: Int {
+        switch kind {
+        case .timeout: return 504
+        case .nameResolution: return 503
+        case .refused: return 502
+        }
+    }
+
+    var message: String {
+        switch kind {
+        case .timeout: return ProxyErrorText.upstreamTimeout
+        case .nameResolution: return ProxyErrorText.nameResolutionFailed
+        case .refused: return ProxyErrorText.invalidUpstreamResponse
+        }
+    }
+}
