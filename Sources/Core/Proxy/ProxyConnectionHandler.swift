@@ -340,7 +340,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                                                  headers: headers))), promise: nil)
         case .body(var chunk):
             for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &chunk, last: false) }
-            if chunk.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
+            // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
+            // per batch of what arrived together, and each batch reaches the client at once.
+            if chunk.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
             if !context.channel.isWritable, let upstream = exchange.upstream?.channel {
                 upstream.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
             }
@@ -358,6 +360,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
             complete(exchange)
         }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
     }
 
     func upstreamFailed(_ error: any Error) {
@@ -402,8 +408,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         self.exchange = nil
         let keepAlive = exchange.head.isKeepAlive
         let draining = services.connections.setBusy(false, for: context.channel)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-            if !keepAlive || draining { context.close(promise: nil) }
+        if keepAlive && !draining {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
         }
         setClientReading(true)
         let handlers = exchange.handlers

@@ -15,6 +15,8 @@ struct UpstreamTarget: Hashable {
 /// Receives one upstream exchange's events, on the event loop.
 protocol UpstreamDelegate: AnyObject {
     func upstreamReceived(_ part: HTTPClientResponsePart)
+    /// The end of one read cycle: what was received so far may be flushed to the client in one go.
+    func upstreamReadComplete()
     func upstreamFailed(_ error: any Error)
     func upstreamWritabilityChanged(_ writable: Bool)
 }
@@ -41,6 +43,11 @@ final class UpstreamConnection: ChannelInboundHandler {
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, !head.isKeepAlive { reusable = false }
         delegate?.upstreamReceived(part)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
