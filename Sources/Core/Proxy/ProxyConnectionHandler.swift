@@ -30,6 +30,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private var exchange: Exchange?
     private var clientAddress = "unknown"
     private var localPort = 0
+    private var requestIDs = RequestIDGenerator()
 
     /// Bytes of request body held while the upstream is not connected yet; beyond this the
     /// client is paused (unless a plugin asked for the whole body).
@@ -128,7 +129,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         services.connections.setBusy(true, for: context!.channel)
         let configuration = services.holder.current
         let (path, query) = RequestPhases.splitTarget(head.uri)
-        let request = ProxyRequestContext(requestID: RequestID.make(), method: head.method, rawPath: path,
+        let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers, clientAddress: clientAddress,
                                           isTLS: false)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
@@ -327,11 +328,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.lastRead = .now()
         switch part {
         case .head(let response):
-            var headers = RequestPhases.downstreamHeaders(
-                response.headers, context: exchange.request, version: exchange.head.version,
+            // Body filters may change the length: the response is then sent chunked.
+            var headers = ProxyHeaders.downstreamHeaders(
+                response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
                 upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
-                proxyLatency: exchange.proxyLatency)
-            if !exchange.bodyFilters.isEmpty { headers.remove(name: "content-length") }
+                proxyLatency: exchange.proxyLatency, keepContentLength: exchange.bodyFilters.isEmpty)
             let status = Int(response.status.code)
             for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
             if !exchange.head.isKeepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }

@@ -106,32 +106,13 @@ enum RequestPhases {
         var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service,
                                                           httpVersion: head.version, localPort: localPort)
         if context.bodyWasBuffered {
-            headers.remove(name: "transfer-encoding")
-            headers.replaceOrAdd(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
+            headers.add(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
         } else if let length = head.headers.first(name: "content-length") {
-            headers.replaceOrAdd(name: "Content-Length", value: length)
+            headers.add(name: "Content-Length", value: length)
         } else if head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
-            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+            headers.add(name: "Transfer-Encoding", value: "chunked")
         }
         return HTTPRequestHead(version: .http1_1, method: context.method, uri: target, headers: headers)
-    }
-
-    /// Response headers from the upstream, with Kong's additions (spec §8.2).
-    static func downstreamHeaders(_ upstream: HTTPHeaders, context: ProxyRequestContext, version: HTTPVersion,
-                                  upstreamLatency: Int64, proxyLatency: Int64) -> HTTPHeaders {
-        var headers = upstream
-        ProxyHeaders.removeHopByHop(&headers)
-        let via = "\(ProxyHeaders.versionToken(version)) \(ProxyHeaders.serverToken)"
-        if let upstreamVia = headers.first(name: "via") {
-            headers.replaceOrAdd(name: "Via", value: "\(upstreamVia), \(via)")
-        } else {
-            headers.add(name: "Via", value: via)
-        }
-        if !headers.contains(name: "server") { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
-        headers.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency))
-        headers.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
-        headers.add(name: "X-Kong-Request-Id", value: context.requestID)
-        return headers
     }
 
     /// A gateway-generated response (error template, plugin JSON, empty), with Kong's headers.
@@ -169,16 +150,34 @@ enum RequestPhases {
     }
 }
 
-enum RequestID {
-    /// 32 lower-case hex characters, as Kong's request ids.
-    static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let a = generator.next() as UInt64, b = generator.next() as UInt64
-        return hex16(a) + hex16(b)
+/// Kong-style request ids: 32 lower-case hex characters. One generator per client connection,
+/// seeded once from the system's random source, so ids cost no system call per request.
+struct RequestIDGenerator {
+    private var state: UInt64
+
+    init() {
+        var system = SystemRandomNumberGenerator()
+        state = system.next()
     }
 
+    /// wyrand: fast, well-distributed 64-bit output.
+    private mutating func next() -> UInt64 {
+        state &+= 0xA0761D6478BD642F
+        let product = state.multipliedFullWidth(by: state ^ 0xE7037ED1A0B428DB)
+        return product.high ^ product.low
+    }
+
+    mutating func make() -> String {
+        let a = next(), b = next()
+        return Self.hex16(a) + Self.hex16(b)
+    }
+
+    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
     private static func hex16(_ value: UInt64) -> String {
-        let s = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            for i in 0..<16 { buffer[i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)] }
+            return 16
+        }
     }
 }

@@ -1,57 +1,105 @@
 import NIOHTTP1
 
-/// Header rules of spec §8.1 and §8.2: what goes upstream and what comes back.
+/// Header rules of spec §8.1 and §8.2: what goes upstream and what comes back. Each direction is
+/// one pass over the headers (no repeated scans per header set): this runs on every request.
 enum ProxyHeaders {
     static let serverToken = "kong/3.10.0"
 
-    /// Hop-by-hop headers never forwarded, plus those the peer lists in `Connection`.
-    static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let listed = headers[canonicalForm: "connection"].map { $0.lowercased() }
-        for name in listed where !name.isEmpty { headers.remove(name: String(name)) }
-        for name in ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding", "upgrade",
-                     "proxy-authenticate"] {
-            headers.remove(name: name)
-        }
-    }
+    /// Always hop-by-hop (RFC 9110 §7.6.1, plus nginx's `Proxy-Connection`/`Proxy`).
+    static let hopByHop: [String] = ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding",
+                                     "upgrade", "proxy-authenticate", "te", "trailer"]
+
+    /// Headers the gateway sets itself on the upstream request; client values are read, not copied.
+    static let gatewaySet: [String] = ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                       "x-forwarded-port", "x-forwarded-path", "x-forwarded-prefix", "x-real-ip",
+                                       "via", "x-kong-request-id", "content-length"]
 
     /// Headers sent upstream (spec §8.1). `context.headers` already carries plugin changes.
+    /// Content-Length / Transfer-Encoding are added by the caller, which knows the body.
     static func upstreamRequestHeaders(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
                                        httpVersion: HTTPVersion, localPort: Int) -> HTTPHeaders {
-        var headers = context.headers
-        let clientHost = headers.first(name: "host")
-        let te = headers[canonicalForm: "te"].contains { $0.lowercased() == "trailers" }
-        removeHopByHop(&headers)
-        headers.remove(name: "te")
-        if te { headers.add(name: "TE", value: "trailers") }
-        headers.replaceOrAdd(name: "Host", value: RequestPath.upstreamHost(
-            service: service, preserveHost: match.route.preserveHost, clientHost: clientHost))
-
-        let forwardedFor = headers.first(name: "x-forwarded-for")
-        headers.replaceOrAdd(name: "X-Forwarded-For",
-                             value: forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress)
+        let source = context.headers
+        let listed = connectionTokens(source)
+        var clientHost: String?, forwardedFor: String?, clientVia: String?
+        var trailers = false
+        var out = HTTPHeaders()
+        out.reserveCapacity(source.count + 10)
+        for (name, value) in source {
+            if equalsIgnoringCase(name, "host") { if clientHost == nil { clientHost = value }; continue }
+            if equalsIgnoringCase(name, "x-forwarded-for") { if forwardedFor == nil { forwardedFor = value }; continue }
+            if equalsIgnoringCase(name, "via") { if clientVia == nil { clientVia = value }; continue }
+            if equalsIgnoringCase(name, "te") { trailers = trailers || value.lowercased().contains("trailers"); continue }
+            if value.isEmpty || isListed(name, in: hopByHop) || isListed(name, in: gatewaySet)
+                || isListed(name, in: listed) { continue }
+            out.add(name: name, value: value)
+        }
+        out.add(name: "Host", value: RequestPath.upstreamHost(service: service, preserveHost: match.route.preserveHost,
+                                                              clientHost: clientHost))
+        if trailers { out.add(name: "TE", value: "trailers") }
+        out.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress)
         // No trusted_ips yet: the gateway's own view always wins.
-        headers.replaceOrAdd(name: "X-Forwarded-Proto", value: context.isTLS ? "https" : "http")
+        out.add(name: "X-Forwarded-Proto", value: context.isTLS ? "https" : "http")
         let hostName = clientHost.map { HostAndPort($0, defaultPort: localPort).name ?? $0 } ?? ""
-        headers.replaceOrAdd(name: "X-Forwarded-Host", value: hostName.lowercased())
-        headers.replaceOrAdd(name: "X-Forwarded-Port", value: String(localPort))
-        headers.replaceOrAdd(name: "X-Forwarded-Path", value: String(context.rawPath))
-        if let prefix = match.strippedPrefix, prefix != "/" {
-            headers.replaceOrAdd(name: "X-Forwarded-Prefix", value: prefix)
-        } else {
-            headers.remove(name: "x-forwarded-prefix")
-        }
-        headers.replaceOrAdd(name: "X-Real-IP", value: context.clientAddress)
+        if !hostName.isEmpty { out.add(name: "X-Forwarded-Host", value: hostName.lowercased()) }
+        out.add(name: "X-Forwarded-Port", value: String(localPort))
+        if !context.rawPath.isEmpty { out.add(name: "X-Forwarded-Path", value: String(context.rawPath)) }
+        if let prefix = match.strippedPrefix, prefix != "/" { out.add(name: "X-Forwarded-Prefix", value: prefix) }
+        out.add(name: "X-Real-IP", value: context.clientAddress)
         let via = "\(versionToken(httpVersion)) \(serverToken)"
-        if let clientVia = headers.first(name: "via") {
-            headers.replaceOrAdd(name: "Via", value: "\(clientVia), \(via)")
-        } else {
-            headers.replaceOrAdd(name: "Via", value: via)
+        out.add(name: "Via", value: clientVia.map { "\($0), \(via)" } ?? via)
+        out.add(name: "X-Kong-Request-Id", value: context.requestID)
+        return out
+    }
+
+    /// Response headers from the upstream with Kong's additions (spec §8.2), in one pass.
+    static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String, version: HTTPVersion,
+                                  upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool) -> HTTPHeaders {
+        let listed = connectionTokens(upstream)
+        var upstreamVia: String?
+        var hasServer = false
+        var out = HTTPHeaders()
+        out.reserveCapacity(upstream.count + 6)
+        for (name, value) in upstream {
+            if equalsIgnoringCase(name, "via") { if upstreamVia == nil { upstreamVia = value }; continue }
+            if isListed(name, in: hopByHop) || isListed(name, in: listed) { continue }
+            if !keepContentLength && equalsIgnoringCase(name, "content-length") { continue }
+            if equalsIgnoringCase(name, "server") { hasServer = true }
+            out.add(name: name, value: value)
         }
-        headers.replaceOrAdd(name: "X-Kong-Request-Id", value: context.requestID)
-        // Headers with empty values are not sent.
-        let empty = headers.filter { $0.value.isEmpty }.map(\.name)
-        for name in empty { headers.remove(name: name) }
-        return headers
+        let via = "\(versionToken(version)) \(serverToken)"
+        out.add(name: "Via", value: upstreamVia.map { "\($0), \(via)" } ?? via)
+        if !hasServer { out.add(name: "Server", value: serverToken) }
+        out.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency))
+        out.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
+        out.add(name: "X-Kong-Request-Id", value: requestID)
+        return out
+    }
+
+    /// Header names the peer lists in `Connection` (lower-cased); `close`/`keep-alive` included.
+    static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
+        var tokens: [String] = []
+        for (name, value) in headers where equalsIgnoringCase(name, "connection") {
+            for token in value.split(separator: ",") {
+                let trimmed = token.trimmingASCIISpaces()
+                if !trimmed.isEmpty { tokens.append(trimmed.lowercased()) }
+            }
+        }
+        return tokens
+    }
+
+    static func isListed(_ name: String, in lowercasedNames: [String]) -> Bool {
+        lowercasedNames.contains { equalsIgnoringCase(name, $0) }
+    }
+
+    /// ASCII case-insensitive equality against an already lower-case name, without allocating.
+    @inline(__always)
+    static func equalsIgnoringCase(_ name: String, _ lowercased: String) -> Bool {
+        let a = name.utf8, b = lowercased.utf8
+        guard a.count == b.count else { return false }
+        for (x, y) in zip(a, b) where x != y {
+            guard x >= 0x41 && x <= 0x5A && x | 0x20 == y else { return false }
+        }
+        return true
     }
 
     static func versionToken(_ version: HTTPVersion) -> String {
@@ -60,5 +108,14 @@ enum ProxyHeaders {
         case (2, _): return "2"
         default: return "1.1"
         }
+    }
+}
+
+extension Substring {
+    func trimmingASCIISpaces() -> Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return s
     }
 }
