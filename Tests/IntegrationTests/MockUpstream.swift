@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// An upstream for proxy tests, on 127.0.0.1 with a random port. Paths:
 /// - `/echo...` (any other path too): JSON of what arrived (method, uri, headers, body length);
@@ -25,11 +26,23 @@ final class MockUpstream: Sendable {
         self.slowDelay = slowDelay
     }
 
-    static func start(slowDelay: TimeAmount = .seconds(3)) async throws -> MockUpstream {
+    /// `tls`: serve HTTPS with a fresh self-signed certificate.
+    static func start(slowDelay: TimeAmount = .seconds(3), tls: Bool = false) async throws -> MockUpstream {
+        let sslContext: NIOSSLContext?
+        if tls {
+            let (certificate, key) = try TestCertificate.make()
+            sslContext = try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: [.certificate(certificate)], privateKey: .privateKey(key)))
+        } else {
+            sslContext = nil
+        }
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                 }

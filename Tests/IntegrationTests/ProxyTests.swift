@@ -75,8 +75,9 @@ final class ProxyHarness: Sendable {
     }
 
     /// `yaml` may use `UPSTREAM` for the mock upstream's `http://127.0.0.1:<port>`.
-    static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1) async throws -> ProxyHarness {
-        let upstream = try await MockUpstream.start(slowDelay: slowDelay)
+    static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
+                      tlsUpstream: Bool = false) async throws -> ProxyHarness {
+        let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
         let gateway = Gateway(loader: loader, factories: factories, threads: 2)
         let ports = try await gateway.bind(Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners))
@@ -87,7 +88,9 @@ final class ProxyHarness: Sendable {
     }
 
     func apply(_ yaml: String) throws {
-        let text = "_format_version: \"3.0\"\n" + yaml.replacingOccurrences(of: "UPSTREAM", with: "http://127.0.0.1:\(upstream.port)")
+        let text = "_format_version: \"3.0\"\n" + yaml
+            .replacingOccurrences(of: "UPSTREAM_TLS", with: "https://localhost:\(upstream.port)")
+            .replacingOccurrences(of: "UPSTREAM", with: "http://127.0.0.1:\(upstream.port)")
         try gateway.apply(try loader.load(text: text, format: .yaml))
     }
 
@@ -484,5 +487,26 @@ struct ProxyTests {
         request.method = .GET
         let response = try await h.client.execute(request, timeout: .seconds(10))
         #expect(response.status == .ok)
+    }
+
+    @Test func httpsUpstreamsVerifyCertificatesUnlessTurnedOff() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: verified
+          url: UPSTREAM_TLS
+          routes: [{paths: ["/verified"]}]
+        - name: unverified
+          url: UPSTREAM_TLS
+          tls_verify: false
+          routes: [{paths: ["/unverified"]}]
+        """, tlsUpstream: true)
+        defer { Task { await h.stop() } }
+        let refused = try await h.send("/verified", headers: [("Accept", "application/json")])
+        #expect(refused.status == 502, "a self-signed upstream certificate fails verification (on by default)")
+        #expect(refused.json?["message"] == "An invalid response was received from the upstream server")
+        let accepted = try await h.send("/unverified/x")
+        #expect(accepted.status == 200)
+        #expect(accepted.json?["uri"] == "/x")
+        #expect(accepted.json?["headers"]?["host"] == [.string("localhost:\(h.upstream.port)")])
     }
 }
