@@ -509,4 +509,24 @@ struct ProxyTests {
         #expect(accepted.json?["uri"] == "/x")
         #expect(accepted.json?["headers"]?["host"] == [.string("localhost:\(h.upstream.port)")])
     }
+
+    @Test func writeTimeoutWhenTheUpstreamStopsReading() async throws {
+        // An upstream that accepts connections and never reads from them.
+        let stalled = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(.autoRead, value: false)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { stalled.close(promise: nil) }
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: stalled
+          url: http://127.0.0.1:\(stalled.localAddress!.port!)
+          write_timeout: 300
+          routes: [{paths: ["/upload"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let body = String(repeating: "y", count: 32 << 20)
+        let response = try await h.send("/upload", method: .POST, headers: [("Accept", "application/json")], body: body)
+        #expect(response.status == 504)
+        #expect(response.json?["message"] == "The upstream server is timing out")
+    }
 }

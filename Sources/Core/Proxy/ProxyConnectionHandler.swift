@@ -65,6 +65,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var upstreamStarted = NIODeadline.now()
         var lastRead = NIODeadline.now()
         var readTimer: Scheduled<Void>?
+        /// Armed while the upstream cannot take more request body (Kong's write_timeout).
+        var writeTimer: Scheduled<Void>?
 
         init(head: HTTPRequestHead, request: ProxyRequestContext, configuration: GatewayConfiguration) {
             self.head = head
@@ -92,6 +94,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         services.connections.unregister(context.channel)
         if let exchange {
             exchange.readTimer?.cancel()
+            exchange.writeTimer?.cancel()
             if let upstream = exchange.upstream {
                 upstream.reusable = false
                 upstream.delegate = nil
@@ -187,7 +190,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         case .proxying:
             guard !exchange.request.bodyWasBuffered, let upstream = exchange.upstream else { return }
             upstream.write(.body(.byteBuffer(buffer)), flush: true)
-            if upstream.channel?.isWritable == false { setClientReading(false) }
+            if upstream.channel?.isWritable == false {
+                setClientReading(false)
+                armWriteTimer(exchange)
+            }
         case .responded:
             break  // a generated answer was sent: the rest of the body is discarded
         }
@@ -354,6 +360,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 if tail.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil) }
             }
             exchange.readTimer?.cancel()
+            exchange.writeTimer?.cancel()
             if let upstream = exchange.upstream {
                 if !exchange.requestSent { upstream.reusable = false }
                 pool?.release(upstream)
@@ -370,6 +377,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     func upstreamFailed(_ error: any Error) {
         guard let exchange else { return }
         exchange.readTimer?.cancel()
+        exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {
             context?.close(promise: nil)  // mid-body: the client sees the connection end
@@ -379,7 +387,28 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
-        if exchange?.state == .proxying, exchange?.request.bodyWasBuffered == false { setClientReading(writable) }
+        guard let exchange, exchange.state == .proxying, !exchange.request.bodyWasBuffered else { return }
+        setClientReading(writable)
+        if writable {
+            exchange.writeTimer?.cancel()
+            exchange.writeTimer = nil
+        } else {
+            armWriteTimer(exchange)
+        }
+    }
+
+    /// Kong's write_timeout: the upstream must take more of the request body within it.
+    private func armWriteTimer(_ exchange: Exchange) {
+        guard exchange.writeTimer == nil, let service = exchange.service, let loop = context?.eventLoop else { return }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
+        exchange.writeTimer = loop.scheduleTask(in: .milliseconds(Int64(max(1, service.writeTimeout)))) {
+            let handler = bound.value, exchange = boundExchange.value
+            exchange.writeTimer = nil
+            guard handler.exchange === exchange, exchange.state == .proxying,
+                  exchange.upstream?.channel?.isWritable == false else { return }
+            handler.upstreamTimedOut(exchange)
+        }
     }
 
     // MARK: Responses
