@@ -82,7 +82,10 @@ struct Start: AsyncParsableCommand {
             warnAboutPluginsWithoutRuntime(gateway)
         }
         let ports: [Int]
-        do { ports = try await gateway.bind(settings.proxyListen) } catch {
+        let certificate = settings.sslCert.flatMap { cert in
+            settings.sslCertKey.map { TLSCertificateFiles(certificatePath: cert, keyPath: $0) }
+        }
+        do { ports = try await gateway.bind(settings.proxyListen, certificate: certificate) } catch {
             throw CLIError("could not listen on \(settings.proxyListen.map { "\($0.host):\($0.port)" }.joined(separator: ", ")): \(error)")
         }
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")

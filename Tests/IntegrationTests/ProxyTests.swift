@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Plugins
 import Testing
 
@@ -69,18 +70,29 @@ final class ProxyHarness: Sendable {
         self.loader = loader
         self.running = running
         var configuration = HTTPClient.Configuration()
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none  // the TLS listener's certificate is self-signed
+        configuration.tlsConfiguration = tls
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(20))
         configuration.redirectConfiguration = .disallow
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     /// `yaml` may use `UPSTREAM` for the mock upstream's `http://127.0.0.1:<port>`.
+    /// `tlsListener`: one more listener, with the `ssl` flag, after the plain ones.
     static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
-                      tlsUpstream: Bool = false) async throws -> ProxyHarness {
+                      tlsUpstream: Bool = false, tlsListener: Bool = false) async throws -> ProxyHarness {
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
         let gateway = Gateway(loader: loader, factories: factories, threads: 2)
-        let ports = try await gateway.bind(Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners))
+        var addresses = Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners)
+        var certificate: TLSCertificateFiles?
+        if tlsListener {
+            addresses.append(ListenAddress(host: "127.0.0.1", port: 0, flags: ["ssl"]))
+            let files = try TestCertificate.makePEMFiles()
+            certificate = TLSCertificateFiles(certificatePath: files.certificatePath, keyPath: files.keyPath)
+        }
+        let ports = try await gateway.bind(addresses, certificate: certificate)
         let running = Task { await gateway.run() }
         let harness = ProxyHarness(gateway: gateway, upstream: upstream, ports: ports, loader: loader, running: running)
         try harness.apply(yaml)
@@ -528,5 +540,30 @@ struct ProxyTests {
         let response = try await h.send("/upload", method: .POST, headers: [("Accept", "application/json")], body: body)
         #expect(response.status == 504)
         #expect(response.json?["message"] == "The upstream server is timing out")
+    }
+
+    @Test func tlsListenerServesHTTPSAndHTTPSOnlyRoutes() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{name: secure, paths: ["/secure"], protocols: [https]}]
+        """, tlsListener: true)
+        defer { Task { await h.stop() } }
+        let plain = try await h.send("/secure")
+        #expect(plain.status == 426, "the plain listener still refuses the https-only route")
+        let request = HTTPClientRequest(url: "https://127.0.0.1:\(h.ports[1])/secure/x")
+        let response = try await h.client.execute(request, timeout: .seconds(10))
+        let body = try JSONValue.parse(String(buffer: try await response.body.collect(upTo: 1 << 20)))
+        #expect(response.status == .ok)
+        #expect(body["uri"] == "/x")
+        #expect(body["headers"]?["x-forwarded-proto"] == ["https"])
+    }
+
+    @Test func sslListenersNeedACertificate() async throws {
+        let gateway = Gateway(loader: DeclarativeLoader(registry: EntityRegistry(plugins: [])), factories: [], threads: 1)
+        await #expect(throws: GatewayLoadError.self) {
+            _ = try await gateway.bind([ListenAddress(host: "127.0.0.1", port: 0, flags: ["ssl"])])
+        }
     }
 }

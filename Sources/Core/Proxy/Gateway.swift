@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One running data-plane node: listeners, the current configuration and its replacement.
 public final class Gateway: Sendable {
@@ -51,9 +52,21 @@ public final class Gateway: Sendable {
         do { try apply(config) } catch { throw GatewayLoadError(message: error.message) }
     }
 
-    /// Binds the proxy listeners; returns the bound ports in order.
-    public func bind(_ addresses: [ListenAddress]) async throws -> [Int] {
-        try await server.bind(addresses)
+    /// Binds the proxy listeners; returns the bound ports in order. Addresses with the `ssl`
+    /// flag serve TLS with the PEM certificate and key given.
+    public func bind(_ addresses: [ListenAddress], certificate: TLSCertificateFiles? = nil) async throws -> [Int] {
+        var tls: NIOSSLContext?
+        if addresses.contains(where: \.ssl) {
+            guard let certificate else { throw GatewayLoadError(message: "ssl_cert and ssl_cert_key must be set for listeners with the 'ssl' flag") }
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(certificate.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(file: certificate.keyPath, format: .pem)
+                tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            } catch {
+                throw GatewayLoadError(message: "could not load ssl_cert / ssl_cert_key: \(error)")
+            }
+        }
+        return try await server.bind(addresses, tls: tls)
     }
 
     /// Serves until `shutdown()`; then drains in-flight requests and releases resources.
@@ -68,6 +81,15 @@ public final class Gateway: Sendable {
 
     /// Stops accepting connections; requests in flight complete.
     public func shutdown() { server.shutdown() }
+}
+
+public struct TLSCertificateFiles: Sendable {
+    public let certificatePath: String
+    public let keyPath: String
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+    }
 }
 
 public struct GatewayLoadError: Error, Sendable, CustomStringConvertible {

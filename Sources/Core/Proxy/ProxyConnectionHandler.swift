@@ -36,7 +36,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// client is paused (unless a plugin asked for the whole body).
     static let pendingBodyLimit = 1 << 20
 
-    init(services: ProxyServices) { self.services = services }
+    /// Whether the listener serves TLS (scheme `https` for routing and X-Forwarded-Proto).
+    private let isTLS: Bool
+
+    init(services: ProxyServices, isTLS: Bool) {
+        self.services = services
+        self.isTLS = isTLS
+    }
 
     /// One request in flight on this connection.
     final class Exchange {
@@ -134,7 +140,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (path, query) = RequestPhases.splitTarget(head.uri)
         let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers, clientAddress: clientAddress,
-                                          isTLS: false)
+                                          isTLS: isTLS)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         self.exchange = exchange
         if configuration.pluginOrder.isEmpty {

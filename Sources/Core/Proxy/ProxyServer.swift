@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The proxy listener(s): HTTP/1.1 with keep-alive, one `ProxyConnectionHandler` per client
 /// connection on its event loop (spec §8). `shutdown()` stops accepting and lets requests in
@@ -17,10 +18,11 @@ public final class ProxyServer: Sendable {
     }
 
     /// Binds every address; returns the bound ports in order.
-    func bind(_ addresses: [ListenAddress]) async throws -> [Int] {
+    func bind(_ addresses: [ListenAddress], tls: NIOSSLContext?) async throws -> [Int] {
         var ports: [Int] = []
         for address in addresses {
             let services = self.services
+            let sslContext = address.ssl ? tls : nil
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -29,8 +31,9 @@ public final class ProxyServer: Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        if let sslContext { try sync.addHandler(NIOSSLServerHandler(context: sslContext)) }
                         try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                        try sync.addHandler(ProxyConnectionHandler(services: services))
+                        try sync.addHandler(ProxyConnectionHandler(services: services, isTLS: sslContext != nil))
                     }
                 }
                 .bind(host: address.host, port: address.port)

@@ -13,6 +13,9 @@ public struct Settings: Sendable, Equatable {
     public var logLevel = "notice"
     /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
     public var plugins = ["bundled"]
+    /// PEM certificate and key for `proxy_listen` entries with the `ssl` flag.
+    public var sslCert: String?
+    public var sslCertKey: String?
 
     public init() {}
 
@@ -21,6 +24,7 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
+        "ssl_cert", "ssl_cert_key",
     ]
 
     /// Applies `name = value` pairs; unknown names and malformed values are errors.
@@ -50,6 +54,10 @@ public struct Settings: Sendable, Equatable {
             let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !names.isEmpty else { throw SettingsError("\(source): plugins must not be empty (use 'off' for none)") }
             plugins = names
+        case "ssl_cert":
+            sslCert = value.isEmpty ? nil : value
+        case "ssl_cert_key":
+            sslCertKey = value.isEmpty ? nil : value
         default:
             throw SettingsError("\(source): unknown property '\(name)'")
         }
