@@ -399,6 +399,7 @@ struct ProxyTests {
           routes:
           - {name: tls, paths: ["/tls"], protocols: [https]}
           - {name: moved, paths: ["/moved"], protocols: [https], https_redirect_status_code: 301}
+          - {name: grpc, paths: ["/grpc.Service"], protocols: [grpc]}
         """)
         defer { Task { await h.stop() } }
         let upgrade = try await h.send("/tls")
@@ -410,6 +411,12 @@ struct ProxyTests {
         let moved = try await h.client.execute(request, timeout: .seconds(10))
         #expect(moved.status.code == 301)
         #expect(moved.headers.first(name: "Location") == "https://site.test/moved?a=1")
+        let notGRPC = try await h.send("/grpc.Service/Call", headers: [("Accept", "application/json")])
+        #expect(notGRPC.status == 415)
+        #expect(notGRPC.json?["message"] == "Non-gRPC request matched gRPC route")
+        let grpcOverHTTP1 = try await h.send("/grpc.Service/Call", headers: [("Content-Type", "application/grpc")])
+        #expect(grpcOverHTTP1.status == 426)
+        #expect(grpcOverHTTP1.json?["message"] == "Please use HTTP2 protocol")
     }
 
     @Test func keyInBodyBuffersOnlyWhenAskedAndHidesTheKey() async throws {

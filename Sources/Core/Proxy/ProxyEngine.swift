@@ -25,7 +25,7 @@ enum RequestPhases {
             return .respond(.error(404, ProxyErrorText.noRoute), handlers: globals)
         }
         context.match = match
-        if let redirect = httpsRedirect(match.route, context: context, head: head) {
+        if let redirect = protocolCheck(match.route, context: context, head: head) {
             return .respond(redirect, handlers: [])
         }
         var selected: [any PluginHandler] = []
@@ -58,7 +58,7 @@ enum RequestPhases {
             return .respond(.error(404, ProxyErrorText.noRoute), handlers: [])
         }
         context.match = match
-        if let redirect = httpsRedirect(match.route, context: context, head: head) {
+        if let redirect = protocolCheck(match.route, context: context, head: head) {
             return .respond(redirect, handlers: [])
         }
         guard let service = match.service else { return .respond(.error(503, ProxyErrorText.noService), handlers: []) }
@@ -79,10 +79,20 @@ enum RequestPhases {
         return configuration.router.match(request)
     }
 
-    /// Spec §6.4.1: https-only routes answer plain-HTTP requests with 426 or a redirect.
-    static func httpsRedirect(_ route: Route, context: ProxyRequestContext, head: HTTPRequestHead) -> PluginExit? {
+    /// Spec §6.4.1–2: https-only routes answer plain-HTTP requests with 426 or a redirect; gRPC
+    /// routes need a gRPC request over HTTP/2 (this gateway speaks HTTP/1.1 to clients, so a
+    /// gRPC request gets Kong's 426 asking for HTTP/2).
+    static func protocolCheck(_ route: Route, context: ProxyRequestContext, head: HTTPRequestHead) -> PluginExit? {
+        let grpcOnly = !route.protocols.isEmpty && route.protocols.allSatisfy { $0 == "grpc" || $0 == "grpcs" }
+        if grpcOnly {
+            let contentType = head.headers.first(name: "content-type")?.lowercased() ?? ""
+            if !contentType.hasPrefix("application/grpc") {
+                return .error(415, "Non-gRPC request matched gRPC route")
+            }
+            return .error(426, "Please use HTTP2 protocol", headers: [("Connection", "Upgrade"), ("Upgrade", "HTTP/2")])
+        }
         guard route.protocols.contains("https"), !route.protocols.contains("http"), !context.isTLS else { return nil }
-        let code = route.httpsRedirectStatusCode
+        let code = route.protocolCheckStatusCode
         if code == 426 {
             return PluginExit.error(426, ProxyErrorText.httpsRequired,
                                     headers: [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")])

@@ -71,7 +71,7 @@ public struct Route: Sendable, Equatable {
     public let preserveHost: Bool
     public let regexPriority: Int
     public let pathHandling: String
-    public let httpsRedirectStatusCode: Int
+    public let protocolCheckStatusCode: Int
     public let requestBuffering: Bool
     public let responseBuffering: Bool
     public let serviceID: String?
@@ -96,7 +96,7 @@ public struct Route: Sendable, Equatable {
         self.preserveHost = row["preserve_host"]?.boolValue ?? false
         self.regexPriority = row["regex_priority"]?.intValue ?? 0
         self.pathHandling = row["path_handling"]?.stringValue ?? "v0"
-        self.httpsRedirectStatusCode = row["https_redirect_status_code"]?.intValue ?? 426
+        self.protocolCheckStatusCode = row["https_redirect_status_code"]?.intValue ?? 426
         self.requestBuffering = row["request_buffering"]?.boolValue ?? true
         self.responseBuffering = row["response_buffering"]?.boolValue ?? true
         self.serviceID = row["service"]?["id"]?.stringValue
