@@ -7,6 +7,18 @@ public enum RequestPath {
     /// Kong's router normalisation: `%XX` decoded unless it encodes a reserved character (which
     /// stays encoded, hex upper-cased), dot segments resolved, repeated `/` merged.
     public static func normalize(_ raw: Substring) -> String {
+        // Most paths need nothing: no escapes, no repeated slashes, no dot segments.
+        var previous: UInt8 = 0
+        var clean = true
+        for byte in raw.utf8 {
+            if byte == UInt8(ascii: "%") || (byte == UInt8(ascii: "/") && previous == UInt8(ascii: "/"))
+                || (byte == UInt8(ascii: ".") && previous == UInt8(ascii: "/")) {
+                clean = false
+                break
+            }
+            previous = byte
+        }
+        if clean { return String(raw) }
         let bytes = Array(raw.utf8)
         var decoded: [UInt8] = []
         decoded.reserveCapacity(bytes.count)
