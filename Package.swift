@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
         // Tests only: a self-signed certificate for the HTTPS-upstream tests.
         .package(url: "https://github.com/apple/swift-certificates", exact: "1.21.1"),
     ],
@@ -42,7 +44,15 @@ let package = Package(
             dependencies: ["Core", .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         // Kong-compatible Admin API. Knows plugins only through their registered schemas.
-        .target(name: "AdminAPI", dependencies: ["Core"]),
+        .target(
+            name: "AdminAPI",
+            dependencies: [
+                "Core",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "silverback",
             dependencies: [
@@ -54,7 +64,14 @@ let package = Package(
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "PluginsTests", dependencies: ["Core", "Plugins"]),
-        .testTarget(name: "AdminAPITests", dependencies: ["Core", "AdminAPI"]),
+        .testTarget(
+            name: "AdminAPITests",
+            dependencies: [
+                "Core", "AdminAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         // Runs the real `silverback` binary against the files in kong-compat/.
         .testTarget(
             name: "IntegrationTests",

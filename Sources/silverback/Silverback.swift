@@ -1,4 +1,5 @@
 import ArgumentParser
+import AdminAPI
 import Core
 import Foundation
 import Plugins
@@ -74,13 +75,26 @@ struct Start: AsyncParsableCommand {
         guard settings.database == .off else {
             throw CLIError("database = \(settings.database.rawValue) is not implemented yet; use database = off with a declarative_config")
         }
-        let gateway = Gateway(loader: try node.loader(for: settings), factories: BundledPlugins.factories)
+        let loader = try node.loader(for: settings)
+        let gateway = Gateway(loader: loader, factories: BundledPlugins.factories)
+        let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
+        var initialHash: String?
         if let path = settings.declarativeConfig {
             do throws(GatewayLoadError) { try gateway.applyFile(path) } catch {
                 throw CLIError("error parsing declarative config file \(path):\n\(error.message)")
             }
-            warnAboutPluginsWithoutRuntime(gateway)
+            initialHash = (try? String(contentsOfFile: path, encoding: .utf8)).map(DeclarativeConfig.hash(of:))
+        } else if let text = try? String(contentsOfFile: persisted, encoding: .utf8) {
+            // The configuration last accepted by `POST /config`, as Kong keeps it across restarts.
+            let format: DocumentFormat = text.drop(while: \.isWhitespace).first == "{" ? .json : .yaml
+            do {
+                try gateway.apply(try loader.load(text: text, format: format))
+                initialHash = DeclarativeConfig.hash(of: text)
+            } catch {
+                throw CLIError("error loading the configuration kept in \(persisted): \(error)")
+            }
         }
+        warnAboutPluginsWithoutRuntime(gateway)
         let ports: [Int]
         let certificate = settings.sslCert.flatMap { cert in
             settings.sslCertKey.map { TLSCertificateFiles(certificatePath: cert, keyPath: $0) }
@@ -91,7 +105,23 @@ struct Start: AsyncParsableCommand {
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
         say("Silverback started: proxy listening on \(listening)")
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig)
-        await gateway.run()
+        let admin = AdminServer(api: AdminAPI(gateway: gateway, loader: loader, settings: settings,
+                                              persistencePath: persisted, initialHash: initialHash))
+        await withTaskGroup(of: Void.self) { group in
+            for address in settings.adminListen {
+                group.addTask {
+                    do {
+                        try await admin.run(host: address.host, port: address.port) { port in
+                            say("Admin API listening on \(address.host):\(port)")
+                        }
+                    } catch {
+                        FileHandle.standardError.write(Data("admin API on \(address.host):\(address.port) stopped: \(error)\n".utf8))
+                    }
+                }
+            }
+            await gateway.run()
+            group.cancelAll()
+        }
         withExtendedLifetime(signals) {}
         say("Silverback stopped")
     }

@@ -79,6 +79,9 @@ public final class Gateway: Sendable {
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 
+    /// Connection and request counters of the proxy listeners.
+    public var statistics: ConnectionRegistry.Statistics { server.services.connections.statistics }
+
     /// Stops accepting connections; requests in flight complete.
     public func shutdown() { server.shutdown() }
 }

@@ -4,6 +4,8 @@ import NIOConcurrencyHelpers
 /// the plugin scope index, compiled plugin handlers, consumer groups per consumer and the
 /// directory plugins look things up in. A request keeps the instance it started with.
 public final class GatewayConfiguration: Sendable {
+    /// The validated configuration this was built from (Admin API reads and `/config` export).
+    public let config: DeclarativeConfig
     public let snapshot: ConfigSnapshot
     public let router: Router
     public let plugins: PluginScopeIndex
@@ -19,6 +21,7 @@ public final class GatewayConfiguration: Sendable {
     let globalHandlers: [any PluginHandler]
 
     public init(_ config: DeclarativeConfig, factories: [PluginFactory]) throws(ConfigurationBuildError) {
+        self.config = config
         let snapshot = ConfigSnapshot(config)
         self.snapshot = snapshot
         router = Router(snapshot: snapshot)

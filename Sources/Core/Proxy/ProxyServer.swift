@@ -60,10 +60,12 @@ public final class ProxyServer: Sendable {
 }
 
 /// Open client connections and whether each is serving a request, for graceful shutdown.
-final class ConnectionRegistry: Sendable {
+public final class ConnectionRegistry: Sendable {
     private struct State {
         var busy: [ObjectIdentifier: (channel: any Channel, busy: Bool)] = [:]
         var draining = false
+        var accepted = 0
+        var requests = 0
         var emptyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -73,6 +75,7 @@ final class ConnectionRegistry: Sendable {
     func register(_ channel: any Channel) -> Bool {
         state.withLockedValue { state in
             guard !state.draining else { return false }
+            state.accepted += 1
             state.busy[ObjectIdentifier(channel)] = (channel, false)
             return true
         }
@@ -93,7 +96,23 @@ final class ConnectionRegistry: Sendable {
     func setBusy(_ busy: Bool, for channel: any Channel) -> Bool {
         state.withLockedValue { state in
             state.busy[ObjectIdentifier(channel)]?.busy = busy
+            if busy { state.requests += 1 }
             return state.draining
+        }
+    }
+
+    /// Counters for `/status`: open connections, busy ones, accepted so far, requests so far.
+    public struct Statistics: Sendable {
+        public let active: Int
+        public let busy: Int
+        public let accepted: Int
+        public let requests: Int
+    }
+
+    var statistics: Statistics {
+        state.withLockedValue { state in
+            Statistics(active: state.busy.count, busy: state.busy.values.filter(\.busy).count,
+                       accepted: state.accepted, requests: state.requests)
         }
     }
 

@@ -1,0 +1,234 @@
+import Core
+import Foundation
+
+/// Generated entity endpoints (spec §3.2–§3.4) over the running configuration, with DB-less
+/// write refusals (spec §4.1).
+extension AdminAPI {
+    func entityEndpoint(_ segments: [String], method: String, request: AdminRequest) -> AdminResponse {
+        guard let entity = entity(forAdminName: segments[0]) else { return .notFound }
+        switch segments.count {
+        case 1:
+            return method == "GET" ? list(entity, request: request, path: "/" + segments[0], parent: nil)
+                : refuseCreate(entity, request: request, forcing: [:])
+        case 2:
+            return single(entity, key: segments[1], method: method, request: request)
+        case 3:
+            if let (child, link) = nestedChild(parent: entity, nestedName: segments[2]) {
+                guard let parentRow = find(entity, key: segments[1]), let parentID = parentRow["id"] else { return .notFound }
+                if method == "GET" {
+                    return list(child, request: request, path: "/\(segments[0])/\(segments[1])/\(segments[2])",
+                                parent: (link, parentID))
+                }
+                return refuseCreate(child, request: request, forcing: [link: ["id": parentID]])
+            }
+            return parentOf(entity, key: segments[1], field: segments[2], method: method, request: request)
+        case 4:
+            guard let (child, link) = nestedChild(parent: entity, nestedName: segments[2]),
+                  let parentRow = find(entity, key: segments[1]), let parentID = parentRow["id"] else { return .notFound }
+            if let row = find(child, key: segments[3]), row[link]?["id"] != parentID {
+                return .notFound  // exists, but belongs to another parent
+            }
+            return single(child, key: segments[3], method: method, request: request)
+        default:
+            return .notFound
+        }
+    }
+
+    // MARK: Reads
+
+    var currentConfig: DeclarativeConfig { gateway.holder.current.config }
+
+    /// By id, else by the entity's endpoint key.
+    func find(_ entity: String, key: String) -> JSONValue? {
+        let rows = currentConfig.rows(entity)
+        if UUIDLike.isUUID(key), let row = rows.first(where: { $0["id"]?.stringValue == key }) { return row }
+        guard let endpointKey = registry[entity]?.endpointKey else { return nil }
+        return rows.first(where: { $0[endpointKey]?.stringValue == key })
+    }
+
+    func list(_ entity: String, request: AdminRequest, path: String, parent: (field: String, id: JSONValue)?) -> AdminResponse {
+        var size = 100
+        if let raw = request.queryValue("size") {
+            guard let number = Double(raw) else {
+                return .error(KongError(code: .invalidSize, message: "size must be a number"))
+            }
+            guard number == number.rounded(), number >= 1, number <= 1000 else {
+                return .error(KongError(code: .invalidSize, message: "size must be an integer between 1 and 1000"))
+            }
+            size = Int(number)
+        }
+        var start = 0
+        if let token = request.queryValue("offset") {
+            guard let decoded = Data(base64Encoded: token).flatMap({ String(data: $0, encoding: .utf8) }),
+                  let index = Int(decoded), index >= 0 else {
+                return .error(KongError(code: .invalidOffset, message: "'\(token)' is not a valid offset: bad base64 encoding"))
+            }
+            start = index
+        }
+        var rows = currentConfig.rows(entity)
+        if let parent { rows = rows.filter { $0[parent.field]?["id"] == parent.id } }
+        if let raw = request.queryValue("tags") {
+            switch TagFilter.parse(raw) {
+            case .failure(let error):
+                return .error(KongError(code: .invalidOptions, message: "invalid option (tags: \(error.description))",
+                                        extra: ["options": ["tags": .string(error.description)]]))
+            case .success(let filter):
+                rows = rows.filter { filter.matches($0["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) }
+            }
+        }
+        let page = Array(rows.dropFirst(start).prefix(size))
+        var body: [String: JSONValue] = ["data": .array(page.map(output)), "next": .null]
+        if start + size < rows.count {
+            let token = Data(String(start + size).utf8).base64EncodedString()
+            var next = "\(path)?offset=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token)"
+            if let size = request.queryValue("size") { next += "&size=\(size)" }
+            if let tags = request.queryValue("tags") {
+                next += "&tags=\(tags.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? tags)"
+            }
+            body["next"] = .string(next)
+            body["offset"] = .string(token)
+        }
+        // Kong encodes an empty list as `{}`... except for `data`, which it always writes as an array.
+        return .json(200, .object(body))
+    }
+
+    /// Entity JSON as the Admin API shows it: every field present; empty strings as null.
+    func output(_ row: JSONValue) -> JSONValue {
+        guard case .object(var fields) = row else { return row }
+        for (key, value) in fields where value == "" { fields[key] = .null }
+        return .object(fields)
+    }
+
+    // MARK: One entity
+
+    func single(_ entity: String, key: String, method: String, request: AdminRequest) -> AdminResponse {
+        let row = find(entity, key: key)
+        let byID = UUIDLike.isUUID(key)
+        let endpointKey = registry[entity]?.endpointKey ?? "id"
+        switch method {
+        case "GET":
+            return row.map { .json(200, output($0)) } ?? .notFound
+        case "PUT":
+            var forcing: [String: JSONValue] = [:]
+            forcing[byID ? "id" : endpointKey] = .string(key)
+            if let failure = validateBody(entity, request: request, forcing: forcing, context: .upsert) { return failure }
+            return unsupported(byID ? "cannot create or update '\(entity)' entities when not using a database"
+                : "cannot create or update '\(entity)' entities by '\(endpointKey)' when not using a database")
+        case "PATCH":
+            guard let row else { return notFoundError(entity, key: key, byID: byID, endpointKey: endpointKey) }
+            if let failure = validatePatch(entity, row: row, request: request) { return failure }
+            return unsupported(byID ? "cannot update '\(entity)' entities when not using a database"
+                : "cannot update '\(entity)' entities by '\(endpointKey)' when not using a database")
+        case "DELETE":
+            guard row != nil else { return .noContent }
+            return unsupported(byID ? "cannot remove '\(entity)' entities when not using a database"
+                : "cannot remove '\(entity)' entities by '\(endpointKey)' when not using a database")
+        default:
+            return .methodNotAllowed
+        }
+    }
+
+    /// `/A/{x}/f`: the entity `f` references.
+    func parentOf(_ entity: String, key: String, field: String, method: String, request: AdminRequest) -> AdminResponse {
+        guard let row = find(entity, key: key),
+              let reference = registry[entity]?.foreignKeys.first(where: { $0.field == field })?.reference else { return .notFound }
+        guard let parentID = row[field]?["id"]?.stringValue else {
+            return method == "PUT" ? refuseCreate(reference, request: request, forcing: [:]) : .notFound
+        }
+        if method == "DELETE" { return .methodNotAllowed }
+        return single(reference, key: parentID, method: method, request: request)
+    }
+
+    // MARK: DB-less refusals (after validation, as Kong does)
+
+    func refuseCreate(_ entity: String, request: AdminRequest, forcing: [String: JSONValue]) -> AdminResponse {
+        if let failure = validateBody(entity, request: request, forcing: forcing, context: .insert) { return failure }
+        return unsupported("cannot create '\(entity)' entities when not using a database")
+    }
+
+    func validateBody(_ entity: String, request: AdminRequest, forcing: [String: JSONValue],
+                      context: WriteContext) -> AdminResponse? {
+        guard let schema = registry[entity] else { return .notFound }
+        var body: [String: JSONValue]
+        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
+        for (key, value) in forcing { body[key] = value }
+        if case .failure(let errors) = schema.process(body, context: context) { return .error(.schemaViolation(errors)) }
+        return nil
+    }
+
+    /// PATCH: the stored entity merged with the body (records recursively), then validated whole.
+    func validatePatch(_ entity: String, row: JSONValue, request: AdminRequest) -> AdminResponse? {
+        guard let schema = registry[entity] else { return .notFound }
+        let body: [String: JSONValue]
+        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
+        let merged = Self.merge(row.objectValue ?? [:], with: body)
+        if case .failure(let errors) = schema.process(merged, context: .upsert) { return .error(.schemaViolation(errors)) }
+        return nil
+    }
+
+    /// Kong's `merge_values`: objects merge recursively, anything else is replaced.
+    static func merge(_ base: [String: JSONValue], with top: [String: JSONValue]) -> [String: JSONValue] {
+        var out = base
+        for (key, value) in top {
+            if case .object(let baseChild)? = base[key], case .object(let topChild) = value,
+               !(baseChild.count == 1 && baseChild["id"] != nil) {
+                out[key] = .object(merge(baseChild, with: topChild))
+            } else {
+                out[key] = value
+            }
+        }
+        return out
+    }
+
+    func unsupported(_ message: String) -> AdminResponse {
+        .error(KongError(code: .operationUnsupported, message: message))
+    }
+
+    func notFoundError(_ entity: String, key: String, byID: Bool, endpointKey: String) -> AdminResponse {
+        let field = byID ? "id" : endpointKey
+        return .error(KongError(code: .notFound,
+                                message: byID ? "could not find the entity with primary key '{id=\"\(key)\"}'"
+                                    : "could not find the entity with '{\(field)=\"\(key)\"}'",
+                                fields: [field: .string(key)]))
+    }
+}
+
+enum UUIDLike {
+    static func isUUID(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, b) in bytes.enumerated() {
+            if [8, 13, 18, 23].contains(i) { if b != UInt8(ascii: "-") { return false } } else if !isHex(b) { return false }
+        }
+        return true
+    }
+
+    static func isHex(_ b: UInt8) -> Bool { (0x30...0x39).contains(b) || (0x61...0x66).contains(b | 0x20) }
+}
+
+/// `tags=a,b` (all of them) or `tags=a/b` (any of them), at most 5 (spec §3.4).
+enum TagFilter {
+    case all([String]), any([String])
+
+    static func parse(_ raw: String) -> Result<TagFilter, TagFilterError> {
+        if raw.isEmpty { return .failure(TagFilterError("cannot be null")) }
+        let hasComma = raw.contains(","), hasSlash = raw.contains("/")
+        if hasComma && hasSlash { return .failure(TagFilterError("invalid filter syntax")) }
+        let tags = raw.split(separator: hasSlash ? "/" : ",", omittingEmptySubsequences: false).map(String.init)
+        if tags.contains(where: \.isEmpty) { return .failure(TagFilterError("invalid filter syntax")) }
+        if tags.count > 5 { return .failure(TagFilterError("cannot query more than 5 tags")) }
+        return .success(hasSlash ? .any(tags) : .all(tags))
+    }
+
+    func matches(_ tags: [String]) -> Bool {
+        switch self {
+        case .all(let wanted): return wanted.allSatisfy(tags.contains)
+        case .any(let wanted): return wanted.contains(where: tags.contains)
+        }
+    }
+}
+
+struct TagFilterError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}

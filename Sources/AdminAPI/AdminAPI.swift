@@ -1,0 +1,256 @@
+import Core
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Kong's Admin API over a running gateway (spec §3, §4). This build serves DB-less mode: entity
+/// reads come from the loaded configuration, writes are refused with Kong's 405 objects after
+/// validation, and `POST /config` replaces the whole configuration atomically.
+public final class AdminAPI: Sendable {
+    let gateway: Gateway
+    let registry: EntityRegistry
+    let loader: DeclarativeLoader
+    let settings: Settings
+    /// Where the last accepted `POST /config` is kept, so it survives a restart.
+    let persistencePath: String?
+    let stateBox: NIOLockedValueBox<State>
+
+    struct State {
+        var hash: String
+        var loading = false
+    }
+
+    public init(gateway: Gateway, loader: DeclarativeLoader, settings: Settings, persistencePath: String?,
+                initialHash: String? = nil) {
+        self.gateway = gateway
+        self.registry = loader.registry
+        self.loader = loader
+        self.settings = settings
+        self.persistencePath = persistencePath
+        stateBox = NIOLockedValueBox(State(hash: initialHash ?? DeclarativeConfig.emptyHash))
+    }
+
+    /// Kong's file name for the configuration kept by `POST /config`, under `prefix`.
+    public static func persistedConfigPath(prefix: String) -> String { prefix + "/silverback-config.json" }
+
+    var configurationHash: String { stateBox.withLockedValue { $0.hash } }
+
+    // MARK: Entry point
+
+    public func respond(to request: AdminRequest) async -> AdminResponse {
+        var response: AdminResponse
+        if request.method == "OPTIONS" {
+            response = options(request)
+        } else {
+            response = await route(request)
+            if request.method == "HEAD" { response.body = [] }
+        }
+        let origin = request.header("origin") ?? "*"
+        response.headers.append(("Access-Control-Allow-Origin", origin))
+        response.headers.append(("Access-Control-Allow-Credentials", "true"))
+        response.headers.append(("Server", "kong/3.10.0"))
+        return response
+    }
+
+    /// Segments of the path, percent-decoded; a trailing `/` is tolerated.
+    static func segments(_ path: String) -> [String] {
+        path.split(separator: "/", omittingEmptySubsequences: true).map { $0.removingPercentEncoding ?? String($0) }
+    }
+
+    private func options(_ request: AdminRequest) -> AdminResponse {
+        let methods = allowedMethods(Self.segments(request.path))
+        guard !methods.isEmpty else { return .notFound }
+        let allow = (methods + ["OPTIONS"] + (methods.contains("GET") ? ["HEAD"] : [])).sorted().joined(separator: ", ")
+        return AdminResponse(status: 204, headers: [
+            ("Allow", allow), ("Access-Control-Allow-Methods", allow),
+            ("Access-Control-Allow-Headers", request.header("access-control-request-headers") ?? "Content-Type"),
+        ])
+    }
+
+    /// The methods a path answers (empty: unknown path).
+    func allowedMethods(_ segments: [String]) -> [String] {
+        switch segments.count {
+        case 0: return ["GET"]
+        case 1:
+            if ["status", "endpoints"].contains(segments[0]) { return ["GET"] }
+            if segments[0] == "config" { return ["GET", "POST"] }
+            if entity(forAdminName: segments[0]) != nil { return ["GET", "POST"] }
+        case 2:
+            if segments == ["plugins", "enabled"] || segments[0] == "schemas" { return ["GET"] }
+            if entity(forAdminName: segments[0]) != nil { return ["GET", "PUT", "PATCH", "DELETE"] }
+        case 3:
+            if segments[0] == "schemas" { return segments[1] == "plugins" ? (segments[2] == "validate" ? ["POST"] : ["GET"]) : ["POST"] }
+            if let parent = entity(forAdminName: segments[0]) {
+                if registry[parent]?.foreignKeys.contains(where: { $0.field == segments[2] }) == true {
+                    return ["GET", "PUT", "PATCH", "DELETE"]
+                }
+                if nestedChild(parent: parent, nestedName: segments[2]) != nil { return ["GET", "POST"] }
+            }
+        case 4:
+            if let parent = entity(forAdminName: segments[0]), nestedChild(parent: parent, nestedName: segments[2]) != nil {
+                return ["GET", "PUT", "PATCH", "DELETE"]
+            }
+        default: break
+        }
+        return []
+    }
+
+    private func route(_ request: AdminRequest) async -> AdminResponse {
+        let segments = Self.segments(request.path)
+        let allowed = allowedMethods(segments)
+        guard !allowed.isEmpty else { return .notFound }
+        let method = request.method == "HEAD" ? "GET" : request.method
+        guard allowed.contains(method) else { return .methodNotAllowed }
+
+        switch segments.count {
+        case 0: return root()
+        case 1 where segments[0] == "status": return status(request)
+        case 1 where segments[0] == "endpoints": return endpoints()
+        case 1 where segments[0] == "config": return method == "GET" ? exportConfig() : await postConfig(request)
+        case 2 where segments == ["plugins", "enabled"]:
+            return .json(200, ["enabled_plugins": .array(registry.plugins.keys.sorted().map(JSONValue.string))])
+        case 2 where segments[0] == "schemas": return entitySchema(segments[1])
+        case 3 where segments[0] == "schemas" && segments[1] == "plugins":
+            return segments[2] == "validate" ? validatePlugin(request) : pluginSchema(segments[2])
+        case 3 where segments[0] == "schemas": return validateEntity(segments[1], request)
+        default: return entityEndpoint(segments, method: method, request: request)
+        }
+    }
+
+    // MARK: Information endpoints
+
+    private func root() -> AdminResponse {
+        var available: [String: JSONValue] = [:]
+        for plugin in registry.plugins.values {
+            available[plugin.name] = ["version": .string(plugin.version), "priority": .number(Double(plugin.priority))]
+        }
+        let configured = Set(gateway.holder.current.snapshot.plugins.map(\.name)).sorted()
+        return .json(200, [
+            "tagline": "Welcome to kong",
+            "version": "3.10.0",
+            "edition": "community",
+            "hostname": .string(ProcessInfo.processInfo.hostName),
+            "plugins": ["available_on_server": .object(available),
+                        "enabled_in_cluster": .array(configured.map(JSONValue.string))],
+            "configuration": configurationJSON(),
+        ])
+    }
+
+    /// The node's settings; secrets would show as `******` (none of today's settings is secret).
+    private func configurationJSON() -> JSONValue {
+        func listen(_ list: [ListenAddress]) -> JSONValue {
+            .array(list.map { .string(([ "\($0.host):\($0.port)"] + $0.flags).joined(separator: " ")) })
+        }
+        return [
+            "database": .string(settings.database.rawValue),
+            "declarative_config": settings.declarativeConfig.map(JSONValue.string) ?? .null,
+            "proxy_listen": listen(settings.proxyListen),
+            "admin_listen": listen(settings.adminListen),
+            "prefix": .string(settings.prefix),
+            "log_level": .string(settings.logLevel),
+            "plugins": .array(settings.plugins.map(JSONValue.string)),
+        ]
+    }
+
+    private func status(_ request: AdminRequest) -> AdminResponse {
+        let stats = gateway.statistics
+        var body: [String: JSONValue] = [
+            "server": [
+                "total_requests": .number(Double(stats.requests)),
+                "connections_active": .number(Double(stats.active)),
+                "connections_accepted": .number(Double(stats.accepted)),
+                "connections_handled": .number(Double(stats.accepted)),
+                "connections_reading": 0,
+                "connections_writing": .number(Double(stats.busy)),
+                "connections_waiting": .number(Double(stats.active - stats.busy)),
+            ],
+        ]
+        if settings.database == .off { body["configuration_hash"] = .string(configurationHash) }
+        return .json(200, .object(body))
+    }
+
+    private func endpoints() -> AdminResponse {
+        var paths: Set<String> = ["/", "/status", "/endpoints", "/config", "/plugins/enabled", "/schemas/{db_entity_name}",
+                                  "/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}", "/schemas/plugins/validate"]
+        for (adminName, entity) in exposedEntities {
+            let key = "{\(registry[entity]!.singularName)s}"
+            paths.insert("/\(adminName)")
+            paths.insert("/\(adminName)/\(key)")
+            for (field, reference) in registry[entity]!.foreignKeys where exposedName(reference) != nil {
+                paths.insert("/\(adminName)/\(key)/\(field)")
+                let parentAdmin = exposedName(reference)!
+                let nested = registry[entity]!.nestedAdminName ?? adminName
+                let parentKey = "{\(registry[reference]!.singularName)s}"
+                paths.insert("/\(parentAdmin)/\(parentKey)/\(nested)")
+                paths.insert("/\(parentAdmin)/\(parentKey)/\(nested)/\(key)")
+            }
+        }
+        return .json(200, ["data": .array(paths.sorted().map(JSONValue.string))])
+    }
+
+    // MARK: Schemas
+
+    private func entitySchema(_ name: String) -> AdminResponse {
+        guard let schema = registry[name] else { return .message(404, "No entity named '\(name)'") }
+        return .json(200, schema.exportJSON)
+    }
+
+    private func pluginSchema(_ name: String) -> AdminResponse {
+        guard let export = registry["plugins"]?.exportSubschema(name) else { return .message(404, "No plugin named '\(name)'") }
+        return .json(200, export)
+    }
+
+    private func validateEntity(_ name: String, _ request: AdminRequest) -> AdminResponse {
+        guard let schema = registry[name] else { return .message(404, "No entity named '\(name)'") }
+        return validate(schema, request)
+    }
+
+    private func validatePlugin(_ request: AdminRequest) -> AdminResponse {
+        validate(registry["plugins"]!, request)
+    }
+
+    private func validate(_ schema: EntitySchema, _ request: AdminRequest) -> AdminResponse {
+        let body: [String: JSONValue]
+        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
+        switch schema.process(body, context: .insert) {
+        case .success: return .message(200, "schema validation successful")
+        case .failure(let errors): return .error(.schemaViolation(errors))
+        }
+    }
+
+    func bodyFailure(_ failure: RequestBodyDecoder.Failure) -> AdminResponse {
+        switch failure {
+        case .invalidJSON: return .message(400, "Cannot parse JSON body")
+        case .unsupportedMediaType: return AdminResponse(status: 415)
+        case .multipleContentTypes:
+            return AdminResponse(status: 400, headers: [("Content-Type", "text/plain; charset=utf-8")],
+                                 body: Array("Multiple Content-Type headers not allowed".utf8))
+        }
+    }
+
+    // MARK: Entity names
+
+    /// Admin name → entity name, for the entities served here.
+    var exposedEntities: [(adminName: String, entity: String)] {
+        registry.orderedEntityNames.compactMap { name in
+            guard name != "consumer_group_consumers", let schema = registry[name] else { return nil }
+            return (schema.adminName ?? name, name)
+        }
+    }
+
+    func entity(forAdminName name: String) -> String? {
+        exposedEntities.first(where: { $0.adminName == name })?.entity
+    }
+
+    func exposedName(_ entity: String) -> String? {
+        exposedEntities.first(where: { $0.entity == entity })?.adminName
+    }
+
+    /// The child entity nested under `parent` as `nestedName` (e.g. consumers → key-auth), with its link field.
+    func nestedChild(parent: String, nestedName: String) -> (entity: String, field: String)? {
+        for (adminName, entity) in exposedEntities {
+            guard let schema = registry[entity], (schema.nestedAdminName ?? adminName) == nestedName else { continue }
+            if let link = schema.foreignKeys.first(where: { $0.reference == parent }) { return (entity, link.field) }
+        }
+        return nil
+    }
+}

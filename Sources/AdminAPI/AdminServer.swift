@@ -1,0 +1,44 @@
+import Core
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Serves the Admin API over HTTP/1.1 with Hummingbird on `admin_listen`.
+public struct AdminServer: Sendable {
+    public let api: AdminAPI
+    /// Kong's limit on Admin API request bodies (`nginx_admin_client_max_body_size`, 10m).
+    static let maxBodySize = 10 << 20
+
+    public init(api: AdminAPI) { self.api = api }
+
+    /// Runs until the surrounding task is cancelled; `onRunning` receives the bound port.
+    public func run(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let api = self.api
+        let responder = CallbackResponder<BasicRequestContext> { request, _ in
+            try await Self.response(for: request, api: api)
+        }
+        let app = Application(
+            responder: responder,
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }
+        )
+        try await app.run()
+    }
+
+    static func response(for request: Request, api: AdminAPI) async throws -> Response {
+        var headers: [String: [String]] = [:]
+        for field in request.headers { headers[field.name.canonicalName, default: []].append(field.value) }
+        let body = try await request.body.collect(upTo: maxBodySize)
+        var query: [(name: String, value: String)] = []
+        for (name, value) in request.uri.queryParameters { query.append((String(name), String(value))) }
+        let adminRequest = AdminRequest(method: request.method.rawValue, path: request.uri.path, query: query,
+                                        headers: headers, body: Array(buffer: body))
+        let answer = await api.respond(to: adminRequest)
+        var fields = HTTPFields()
+        for (name, value) in answer.headers {
+            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+        }
+        return Response(status: .init(code: answer.status), headers: fields,
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+    }
+}

@@ -1,0 +1,180 @@
+import Core
+
+/// Admin API request bodies (spec §3.1): JSON, form-urlencoded or multipart, with Kong's dotted
+/// and bracket keys (`config.key_names[1]=apikey`, `paths[]=/a`, `service.id=<uuid>`) and
+/// schema-driven coercion of form values.
+enum RequestBodyDecoder {
+    enum Failure: Error {
+        case unsupportedMediaType
+        case invalidJSON
+        case multipleContentTypes
+    }
+
+    static func decode(_ request: AdminRequest, schema: RecordSchema?) throws(Failure) -> [String: JSONValue] {
+        if (request.headers["content-type"]?.count ?? 0) > 1 { throw .multipleContentTypes }
+        guard !request.body.isEmpty else { return [:] }
+        let contentType = request.header("content-type")?.lowercased() ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
+        switch mediaType {
+        case "application/json":
+            guard case .object(let object)? = try? JSONValue.parse(bytes: request.body) else { throw .invalidJSON }
+            return object
+        case "application/x-www-form-urlencoded":
+            let text = String(decoding: request.body, as: UTF8.self)
+            let pairs = text.split(separator: "&").map { pair -> (String, String) in
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                return (formDecode(parts[0]), parts.count > 1 ? formDecode(parts[1]) : "")
+            }
+            return coerce(assemble(pairs), schema: schema)
+        case "multipart/form-data":
+            return coerce(assemble(multipartFields(request.body, contentType: contentType)), schema: schema)
+        default:
+            throw .unsupportedMediaType
+        }
+    }
+
+    /// Builds nested values from `a.b[1]`-style keys; repeated keys become arrays.
+    static func assemble(_ pairs: [(String, String)]) -> [String: JSONValue] {
+        var root = JSONValue.object([:])
+        for (key, value) in pairs {
+            let path = parseKey(key)
+            guard !path.isEmpty else { continue }
+            insert(.string(value), at: path[...], into: &root)
+        }
+        return root.objectValue ?? [:]
+    }
+
+    enum KeyStep { case name(String), index(Int?) }
+
+    static func parseKey(_ key: String) -> [KeyStep] {
+        var steps: [KeyStep] = []
+        var current = ""
+        var i = key.startIndex
+        while i < key.endIndex {
+            let c = key[i]
+            if c == "." {
+                if !current.isEmpty { steps.append(.name(current)); current = "" }
+            } else if c == "[" {
+                if !current.isEmpty { steps.append(.name(current)); current = "" }
+                guard let close = key[i...].firstIndex(of: "]") else { current.append(c); i = key.index(after: i); continue }
+                let inside = key[key.index(after: i)..<close]
+                steps.append(.index(Int(inside)))
+                i = key.index(after: close)
+                continue
+            } else {
+                current.append(c)
+            }
+            i = key.index(after: i)
+        }
+        if !current.isEmpty { steps.append(.name(current)) }
+        return steps
+    }
+
+    static func insert(_ value: JSONValue, at path: ArraySlice<KeyStep>, into node: inout JSONValue) {
+        guard let step = path.first else { return }
+        let rest = path.dropFirst()
+        switch step {
+        case .name(let name):
+            var object = node.objectValue ?? [:]
+            if rest.isEmpty {
+                if let existing = object[name] {
+                    // A repeated key becomes an array.
+                    object[name] = .array((existing.arrayValue ?? [existing]) + [value])
+                } else {
+                    object[name] = value
+                }
+            } else {
+                var child = object[name] ?? (isIndex(rest.first) ? .array([]) : .object([:]))
+                insert(value, at: rest, into: &child)
+                object[name] = child
+            }
+            node = .object(object)
+        case .index(let position):
+            var array = node.arrayValue ?? []
+            let index = position.map { max(0, $0 - 1) } ?? array.count  // 1-based as in Kong; `[]` appends
+            while array.count <= index { array.append(.null) }
+            if rest.isEmpty {
+                array[index] = value
+            } else {
+                var child = array[index].isNull ? (isIndex(rest.first) ? .array([]) : .object([:])) : array[index]
+                insert(value, at: rest, into: &child)
+                array[index] = child
+            }
+            node = .array(array)
+        }
+    }
+
+    static func isIndex(_ step: KeyStep?) -> Bool {
+        if case .index? = step { return true }
+        return false
+    }
+
+    /// Form values are strings: make them what the schema expects.
+    static func coerce(_ object: [String: JSONValue], schema: RecordSchema?) -> [String: JSONValue] {
+        guard let schema else { return object }
+        var out = object
+        for (name, value) in object {
+            guard let field = schema.field(named: name) else { continue }
+            out[name] = coerce(value, field: field)
+        }
+        return out
+    }
+
+    static func coerce(_ value: JSONValue, field: Field) -> JSONValue {
+        if case .string(let s) = value, s.isEmpty { return .null }
+        switch field.kind {
+        case .integer, .number:
+            if case .string(let s) = value, let n = Double(s) { return .number(n) }
+        case .boolean:
+            if value == "true" { return true }
+            if value == "false" { return false }
+        case .array(let element), .set(let element):
+            let items = value.arrayValue ?? [value]
+            return .array(items.map { coerce($0, field: element) })
+        case .record(let record):
+            if case .object(let members) = value { return .object(coerce(members, schema: record)) }
+        case .foreign:
+            if case .string(let s) = value { return ["id": .string(s)] }
+        default:
+            break
+        }
+        return value
+    }
+
+    static func formDecode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8)[...]
+        while let b = iterator.popFirst() {
+            if b == UInt8(ascii: "+") { bytes.append(0x20); continue }
+            if b == UInt8(ascii: "%"), iterator.count >= 2,
+               let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+                continue
+            }
+            bytes.append(b)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func multipartFields(_ body: [UInt8], contentType: String) -> [(String, String)] {
+        guard let range = contentType.range(of: "boundary=") else { return [] }
+        let boundary = contentType[range.upperBound...].split(separator: ";").first.map {
+            String($0).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+        } ?? ""
+        let text = String(decoding: body, as: UTF8.self)
+        var fields: [(String, String)] = []
+        for segment in text.components(separatedBy: "--" + boundary).dropFirst() where !segment.hasPrefix("--") {
+            guard let split = segment.range(of: "\r\n\r\n"),
+                  let nameRange = segment[..<split.lowerBound].range(of: "name=\"") else { continue }
+            let afterName = segment[nameRange.upperBound...]
+            guard let close = afterName.firstIndex(of: "\"") else { continue }
+            var value = String(segment[split.upperBound...])
+            if value.hasSuffix("\r\n") { value.removeLast(2) }
+            fields.append((String(afterName[..<close]), value))
+        }
+        return fields
+    }
+}
+
+import Foundation

@@ -1,0 +1,185 @@
+import AdminAPI
+import Core
+import Foundation
+import Testing
+
+/// The Admin API in DB-less mode (spec §3, §4), through `AdminAPI.respond` — the same entry the
+/// HTTP server calls (the CLI test drives it over a real socket).
+struct AdminAPITests {
+    static let keyAuth = PluginDefinition(
+        name: "key-auth", priority: 1250, version: "3.10.0",
+        config: RecordSchema(["key_names": Field.array(of: Field.string).required().default(["apikey"])]),
+        forbiddenScopes: [.consumer], entities: [KeyAuthCredentialSchema.schema])
+
+    let loader = DeclarativeLoader(registry: EntityRegistry(plugins: [Self.keyAuth]))
+    let gateway: Gateway
+    let api: AdminAPI
+    let persisted: String
+
+    init() throws {
+        gateway = Gateway(loader: loader, factories: [], threads: 1)
+        var settings = Settings()
+        settings.database = .off
+        persisted = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-admin-\(UUID().uuidString)/config.json").path
+        api = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: persisted)
+        try gateway.apply(try loader.load(text: """
+        _format_version: "3.0"
+        services:
+        - name: svc
+          url: http://upstream.test:8080/api
+          tags: [blue]
+          routes:
+          - name: r1
+            paths: ["/one"]
+          - name: r2
+            paths: ["/two"]
+            tags: [blue, green]
+        consumers:
+        - username: alice
+          keyauth_credentials:
+          - key: alice-key
+        plugins:
+        - name: key-auth
+        """, format: .yaml))
+    }
+
+    func call(_ method: String, _ path: String, query: [(String, String)] = [], body: String = "",
+              contentType: String? = nil) async -> AdminResponse {
+        var headers: [String: [String]] = [:]
+        if let contentType { headers["content-type"] = [contentType] }
+        return await api.respond(to: AdminRequest(method: method, path: path, query: query.map { ($0.0, $0.1) },
+                                                  headers: headers, body: Array(body.utf8)))
+    }
+
+    @Test func rootStatusAndPlugins() async {
+        let root = await call("GET", "/")
+        #expect(root.status == 200)
+        #expect(root.json?["tagline"] == "Welcome to kong")
+        #expect(root.json?["plugins"]?["enabled_in_cluster"] == ["key-auth"])
+        #expect(root.headers.contains { $0 == ("Server", "kong/3.10.0") })
+        let status = await call("GET", "/status")
+        #expect(status.json?["configuration_hash"]?.stringValue?.count == 32)
+        #expect(await call("GET", "/plugins/enabled").json == ["enabled_plugins": ["key-auth"]])
+    }
+
+    @Test func listsGetsAndNestedReads() async throws {
+        let services = await call("GET", "/services")
+        #expect(services.status == 200)
+        let service = try #require(services.json?["data"]?.arrayValue?.first)
+        #expect(service["host"] == "upstream.test")
+        #expect(service["tls_verify"] == .null, "every field is present, null when unset")
+        let id = try #require(service["id"]?.stringValue)
+        #expect(await call("GET", "/services/svc").json?["id"]?.stringValue == id, "by endpoint key")
+        #expect(await call("GET", "/services/\(id)").json?["name"] == "svc", "by id")
+        #expect(await call("GET", "/services/nope").status == 404)
+        #expect(await call("GET", "/services/nope").json == ["message": "Not found"])
+        let routes = await call("GET", "/services/svc/routes")
+        #expect(routes.json?["data"]?.arrayValue?.count == 2)
+        #expect(await call("GET", "/routes/r1/service").json?["id"]?.stringValue == id)
+        #expect(await call("GET", "/consumers/alice/key-auth").json?["data"]?.arrayValue?.first?["key"] == "alice-key")
+        #expect(await call("GET", "/key-auths/alice-key").status == 200)
+        #expect(await call("GET", "/plugins").json?["data"]?.arrayValue?.first?["name"] == "key-auth")
+    }
+
+    @Test func paginationAndTags() async throws {
+        let first = await call("GET", "/routes", query: [("size", "1")])
+        #expect(first.json?["data"]?.arrayValue?.count == 1)
+        let offset = try #require(first.json?["offset"]?.stringValue)
+        #expect(first.json?["next"]?.stringValue?.hasPrefix("/routes?offset=") == true)
+        let second = await call("GET", "/routes", query: [("size", "1"), ("offset", offset)])
+        #expect(second.json?["data"]?.arrayValue?.count == 1)
+        #expect(second.json?["next"] == .null)
+        #expect(await call("GET", "/routes", query: [("size", "x")]).json ==
+                ["code": 9, "name": "invalid size", "message": "size must be a number"])
+        #expect(await call("GET", "/routes", query: [("size", "1001")]).json?["message"] ==
+                "size must be an integer between 1 and 1000")
+        #expect(await call("GET", "/routes", query: [("offset", "!!")]).json?["code"] == 7)
+        #expect(await call("GET", "/routes", query: [("tags", "blue,green")]).json?["data"]?.arrayValue?.count == 1)
+        #expect(await call("GET", "/services", query: [("tags", "blue/red")]).json?["data"]?.arrayValue?.count == 1)
+        #expect(await call("GET", "/routes", query: [("tags", "a,b/c")]).json ==
+                ["code": 11, "name": "invalid options", "message": "invalid option (tags: invalid filter syntax)",
+                 "options": ["tags": "invalid filter syntax"]])
+    }
+
+    @Test func writesAreValidatedThenRefused() async {
+        let invalid = await call("POST", "/services", body: #"{"port":70000}"#, contentType: "application/json")
+        #expect(invalid.status == 400)
+        #expect(invalid.json?["code"] == 2)
+        let valid = await call("POST", "/services", body: "name=new&host=example.com&port=8080",
+                               contentType: "application/x-www-form-urlencoded")
+        #expect(valid.status == 405)
+        #expect(valid.json == ["code": 12, "name": "operation unsupported",
+                               "message": "cannot create 'services' entities when not using a database"])
+        #expect(await call("PUT", "/services/svc", body: #"{"host":"h"}"#, contentType: "application/json").json?["message"]
+                == "cannot create or update 'services' entities by 'name' when not using a database")
+        #expect(await call("PATCH", "/services/svc", body: #"{"retries":1}"#, contentType: "application/json").json?["message"]
+                == "cannot update 'services' entities by 'name' when not using a database")
+        #expect(await call("PATCH", "/services/missing", body: "{}", contentType: "application/json").json ==
+                ["code": 6, "name": "not found", "message": "could not find the entity with '{name=\"missing\"}'",
+                 "fields": ["name": "missing"]])
+        #expect(await call("DELETE", "/services/missing").status == 204)
+        #expect(await call("DELETE", "/services/svc").json?["message"]
+                == "cannot remove 'services' entities by 'name' when not using a database")
+        #expect(await call("POST", "/consumers/alice/key-auth", body: #"{"key":"k2"}"#, contentType: "application/json")
+                .json?["message"] == "cannot create 'keyauth_credentials' entities when not using a database")
+        #expect(await call("POST", "/services", body: "{", contentType: "application/json").json == ["message": "Cannot parse JSON body"])
+        #expect(await call("POST", "/services", body: "x", contentType: "text/csv").status == 415)
+        #expect(await call("DELETE", "/routes").json == ["message": "Method not allowed"])
+        #expect(await call("GET", "/nowhere").status == 404)
+    }
+
+    @Test func schemasAndValidation() async {
+        #expect(await call("GET", "/schemas/services").json?["fields"]?.arrayValue?.first == ["id": ["type": "string", "uuid": true, "auto": true]])
+        #expect(await call("GET", "/schemas/nope").json == ["message": "No entity named 'nope'"])
+        #expect(await call("GET", "/schemas/plugins/key-auth").status == 200)
+        #expect(await call("GET", "/schemas/plugins/nope").json == ["message": "No plugin named 'nope'"])
+        #expect(await call("POST", "/schemas/services/validate", body: #"{"host":"h"}"#, contentType: "application/json").json
+                == ["message": "schema validation successful"])
+        #expect(await call("POST", "/schemas/plugins/validate", body: #"{"name":"nope"}"#, contentType: "application/json").json?["fields"]
+                == ["name": "plugin 'nope' not enabled; add it to the 'plugins' configuration property"])
+    }
+
+    @Test func optionsAndCORS() async {
+        let options = await call("OPTIONS", "/services")
+        #expect(options.status == 204)
+        #expect(options.headers.contains { $0 == ("Allow", "GET, HEAD, OPTIONS, POST") })
+        let head = await call("HEAD", "/services")
+        #expect(head.status == 200 && head.body.isEmpty)
+        #expect(head.headers.contains { $0 == ("Access-Control-Allow-Origin", "*") })
+    }
+
+    @Test func postConfigReplacesAtomicallyAndPersists() async throws {
+        let before = await call("GET", "/status").json?["configuration_hash"]
+        let bad = await call("POST", "/config", body: "_format_version: \"3.0\"\nservices:\n- port: 70000\n",
+                             contentType: "application/yaml")
+        #expect(bad.status == 400)
+        #expect(bad.json?["fields"] == ["services": [["host": "required field missing", "port": "value should be between 0 and 65535"]]])
+        #expect(await call("GET", "/services").json?["data"]?.arrayValue?.count == 1, "a rejected config keeps the running one")
+        #expect(await call("GET", "/status").json?["configuration_hash"] == before)
+
+        let yaml = "_format_version: \"3.0\"\nservices:\n- name: fresh\n  host: h\n"
+        let good = await call("POST", "/config", body: yaml, contentType: "application/yaml")
+        #expect(good.status == 201)
+        let created = try #require(good.json?["services"]?.objectValue)
+        #expect(created.values.first?["name"] == "fresh")
+        #expect(await call("GET", "/services/fresh").status == 200)
+        #expect(await call("GET", "/services/svc").status == 404)
+        #expect(await call("GET", "/status").json?["configuration_hash"] == .string(DeclarativeConfig.hash(of: yaml)))
+        #expect(try String(contentsOfFile: persisted, encoding: .utf8) == yaml, "kept under prefix for restarts")
+        #expect(await call("POST", "/config", query: [("check_hash", "1")], body: yaml, contentType: "application/yaml").status == 304)
+
+        let object = await call("POST", "/config", body: #"{"_format_version":"3.0","consumers":[{"username":"bob"}]}"#,
+                                contentType: "application/json")
+        #expect(object.status == 201)
+        #expect(await call("GET", "/consumers/bob").status == 200)
+        let flattened = await call("POST", "/config", query: [("flatten_errors", "true")],
+                                   body: #"{"_format_version":"3.0","consumers":[{}]}"#, contentType: "application/json")
+        #expect(flattened.json?["flattened_errors"]?.arrayValue?.first?["entity_type"] == "consumer")
+        #expect(await call("POST", "/config").json == ["message": "expected a declarative configuration"])
+        let export = await call("GET", "/config")
+        let text = try #require(export.json?["config"]?.stringValue)
+        #expect(text.contains("_transform: false") && text.contains("username: bob"))
+        let reloaded = try loader.load(text: text, format: .yaml)
+        #expect(reloaded.rows("consumers").first?["username"] == "bob", "the export loads back")
+    }
+}
