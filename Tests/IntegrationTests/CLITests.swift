@@ -123,8 +123,10 @@ struct CLITests {
         #expect(dbMode.stderr.contains("database = sqlite is not implemented yet"))
     }
 
-    /// The real binary: starts, proxies nothing-matched requests with Kong's 404, stops on SIGTERM.
-    @Test func startServesAndStopsOnSIGTERM() async throws {
+    /// The real binary: starts, proxies with Kong's 404, serves the Admin API over a socket,
+    /// takes a new configuration through `POST /config`, stops on SIGTERM.
+    @Test func startServesProxyAndAdminAndStopsOnSIGTERM() async throws {
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = ["start"]
@@ -132,28 +134,47 @@ struct CLITests {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
         env["KONG_DECLARATIVE_CONFIG"] = "kong-compat/declarative/valid/minimal.json"
         env["KONG_PROXY_LISTEN"] = "127.0.0.1:0"
+        env["KONG_ADMIN_LISTEN"] = "127.0.0.1:0"
+        env["KONG_PREFIX"] = prefix.path
         process.environment = env
         let out = Pipe()
         process.standardOutput = out
         process.standardError = Pipe()
         try process.run()
         defer { if process.isRunning { process.terminate() } }
-        // First line: "Silverback started: proxy listening on 127.0.0.1:<port>"
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
+        // "Silverback started: proxy listening on 127.0.0.1:<port>", then "Admin API listening on 127.0.0.1:<port>".
+        var text = ""
+        while !text.contains("Admin API listening on") || !text.hasSuffix("\n") {
             let chunk = out.fileHandleForReading.availableData
             if chunk.isEmpty { break }
-            line.append(chunk)
+            text += String(decoding: chunk, as: UTF8.self)
         }
-        let text = String(decoding: line, as: UTF8.self)
-        let port = try #require(text.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) },
-                                "no port in: \(text)")
-        let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/nothing-here")!)
+        func port(after marker: String) -> Int? {
+            guard let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
+            return line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        let proxyPort = try #require(port(after: "proxy listening on"), "no proxy port in: \(text)")
+        let adminPort = try #require(port(after: "Admin API listening on"), "no admin port in: \(text)")
+
+        let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(proxyPort)/nothing-here")!)
         #expect((response as? HTTPURLResponse)?.statusCode == 404)
         #expect(String(decoding: body, as: UTF8.self).contains("no Route matched with those values"))
+
+        let (status, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(adminPort)/status")!)
+        #expect(String(decoding: status, as: UTF8.self).contains("configuration_hash"))
+        var post = URLRequest(url: URL(string: "http://127.0.0.1:\(adminPort)/config")!)
+        post.httpMethod = "POST"
+        post.setValue("application/yaml", forHTTPHeaderField: "Content-Type")
+        post.httpBody = Data("_format_version: \"3.0\"\nroutes:\n- name: lonely\n  paths: [\"/lonely\"]\n".utf8)
+        let (_, posted) = try await URLSession.shared.data(for: post)
+        #expect((posted as? HTTPURLResponse)?.statusCode == 201)
+        let (_, lonely) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(proxyPort)/lonely")!)
+        #expect((lonely as? HTTPURLResponse)?.statusCode == 503, "the posted configuration is live on the proxy")
+
         process.terminate()  // SIGTERM
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: prefix.appendingPathComponent("silverback-config.json").path))
     }
 
     @Test func version() throws {
