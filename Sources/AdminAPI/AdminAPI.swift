@@ -38,7 +38,9 @@ public final class AdminAPI: Sendable {
 
     public func respond(to request: AdminRequest) async -> AdminResponse {
         var response: AdminResponse
-        if request.method == "OPTIONS" {
+        if let token = settings.adminToken, !Self.constantTimeEquals(request.header("kong-admin-token") ?? "", token) {
+            response = .message(401, "Invalid credentials. Token or User credentials required")
+        } else if request.method == "OPTIONS" {
             response = options(request)
         } else {
             response = await route(request)
@@ -49,6 +51,16 @@ public final class AdminAPI: Sendable {
         response.headers.append(("Access-Control-Allow-Credentials", "true"))
         response.headers.append(("Server", "kong/3.10.0"))
         return response
+    }
+
+    /// Compares without an early exit, so response time does not reveal how much of a guess matched.
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var difference = UInt8(truncatingIfNeeded: x.count ^ y.count)
+        for i in 0..<max(x.count, y.count) {
+            difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return difference == 0
     }
 
     /// Segments of the path, percent-decoded; a trailing `/` is tolerated.
@@ -71,13 +83,14 @@ public final class AdminAPI: Sendable {
         switch segments.count {
         case 0: return ["GET"]
         case 1:
-            if ["status", "endpoints"].contains(segments[0]) { return ["GET"] }
+            if ["status", "endpoints", "tags"].contains(segments[0]) { return ["GET"] }
             if segments[0] == "config" { return ["GET", "POST"] }
             if entity(forAdminName: segments[0]) != nil { return ["GET", "POST"] }
         case 2:
-            if segments == ["plugins", "enabled"] || segments[0] == "schemas" { return ["GET"] }
+            if segments == ["plugins", "enabled"] || segments[0] == "schemas" || segments[0] == "tags" { return ["GET"] }
             if entity(forAdminName: segments[0]) != nil { return ["GET", "PUT", "PATCH", "DELETE"] }
         case 3:
+            if Self.isMembership(segments) { return ["GET", "POST", "DELETE"] }
             if segments[0] == "schemas" { return segments[1] == "plugins" ? (segments[2] == "validate" ? ["POST"] : ["GET"]) : ["POST"] }
             if let parent = entity(forAdminName: segments[0]) {
                 if registry[parent]?.foreignKeys.contains(where: { $0.field == segments[2] }) == true {
@@ -86,6 +99,7 @@ public final class AdminAPI: Sendable {
                 if nestedChild(parent: parent, nestedName: segments[2]) != nil { return ["GET", "POST"] }
             }
         case 4:
+            if Self.isMembership(Array(segments.prefix(3))) { return ["DELETE"] }
             if let parent = entity(forAdminName: segments[0]), nestedChild(parent: parent, nestedName: segments[2]) != nil {
                 return ["GET", "PUT", "PATCH", "DELETE"]
             }
@@ -105,6 +119,10 @@ public final class AdminAPI: Sendable {
         case 0: return root()
         case 1 where segments[0] == "status": return status(request)
         case 1 where segments[0] == "endpoints": return endpoints()
+        case 1 where segments[0] == "tags": return tags(request, only: nil)
+        case 2 where segments[0] == "tags": return tags(request, only: segments[1])
+        case 3 where Self.isMembership(segments), 4 where Self.isMembership(Array(segments.prefix(3))):
+            return membership(segments, method: method, request: request)
         case 1 where segments[0] == "config": return method == "GET" ? exportConfig() : await postConfig(request)
         case 2 where segments == ["plugins", "enabled"]:
             return .json(200, ["enabled_plugins": .array(registry.plugins.keys.sorted().map(JSONValue.string))])
@@ -135,7 +153,7 @@ public final class AdminAPI: Sendable {
         ])
     }
 
-    /// The node's settings; secrets would show as `******` (none of today's settings is secret).
+    /// The node's settings; secrets show as `******`.
     private func configurationJSON() -> JSONValue {
         func listen(_ list: [ListenAddress]) -> JSONValue {
             .array(list.map { .string(([ "\($0.host):\($0.port)"] + $0.flags).joined(separator: " ")) })
@@ -148,6 +166,7 @@ public final class AdminAPI: Sendable {
             "prefix": .string(settings.prefix),
             "log_level": .string(settings.logLevel),
             "plugins": .array(settings.plugins.map(JSONValue.string)),
+            "admin_token": settings.adminToken == nil ? .null : "******",
         ]
     }
 
@@ -174,6 +193,12 @@ public final class AdminAPI: Sendable {
         for (adminName, entity) in exposedEntities {
             let key = "{\(registry[entity]!.singularName)s}"
             paths.insert("/\(adminName)")
+        paths.insert("/tags")
+        paths.insert("/tags/{tags}")
+        paths.insert("/consumer_groups/{consumer_groups}/consumers")
+        paths.insert("/consumer_groups/{consumer_groups}/consumers/{consumers}")
+        paths.insert("/consumers/{consumers}/consumer_groups")
+        paths.insert("/consumers/{consumers}/consumer_groups/{consumer_groups}")
             paths.insert("/\(adminName)/\(key)")
             for (field, reference) in registry[entity]!.foreignKeys where exposedName(reference) != nil {
                 paths.insert("/\(adminName)/\(key)/\(field)")

@@ -38,6 +38,9 @@ struct AdminAPITests {
         - username: alice
           keyauth_credentials:
           - key: alice-key
+          groups: [{name: gold}]
+        consumer_groups:
+        - name: gold
         plugins:
         - name: key-auth
         """, format: .yaml))
@@ -181,5 +184,33 @@ struct AdminAPITests {
         #expect(text.contains("_transform: false") && text.contains("username: bob"))
         let reloaded = try loader.load(text: text, format: .yaml)
         #expect(reloaded.rows("consumers").first?["username"] == "bob", "the export loads back")
+    }
+
+    @Test func tagsAndMemberships() async {
+        let tags = await call("GET", "/tags")
+        #expect(tags.json?["data"]?.arrayValue?.count == 3, "svc:blue, r2:blue, r2:green")
+        #expect(await call("GET", "/tags/green").json?["data"]?.arrayValue?.first?["entity_name"] == "routes")
+        let members = await call("GET", "/consumer_groups/gold/consumers")
+        #expect(members.json?["consumer_group"]?["name"] == "gold")
+        #expect(members.json?["consumers"]?.arrayValue?.first?["username"] == "alice")
+        #expect(await call("GET", "/consumers/alice/consumer_groups").json?["consumer_groups"]?.arrayValue?.first?["name"] == "gold")
+        #expect(await call("POST", "/consumer_groups/gold/consumers", body: "consumer=alice",
+                           contentType: "application/x-www-form-urlencoded").json?["code"] == 12)
+        #expect(await call("DELETE", "/consumer_groups/gold/consumers/nobody").status == 404)
+        #expect(await call("GET", "/consumer_groups/none/consumers").status == 404)
+    }
+
+    @Test func adminTokenProtectsEveryRequest() async {
+        var settings = Settings()
+        settings.adminToken = "s3cret"
+        let guarded = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: nil)
+        let denied = await guarded.respond(to: AdminRequest(method: "GET", path: "/services"))
+        #expect(denied.status == 401)
+        #expect(denied.json == ["message": "Invalid credentials. Token or User credentials required"])
+        let wrong = await guarded.respond(to: AdminRequest(method: "GET", path: "/", headers: ["kong-admin-token": ["s3cre"]]))
+        #expect(wrong.status == 401)
+        let allowed = await guarded.respond(to: AdminRequest(method: "GET", path: "/", headers: ["kong-admin-token": ["s3cret"]]))
+        #expect(allowed.status == 200)
+        #expect(allowed.json?["configuration"]?["admin_token"] == "******", "the token is never shown")
     }
 }

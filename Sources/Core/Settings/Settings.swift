@@ -13,6 +13,8 @@ public struct Settings: Sendable, Equatable {
     public var logLevel = "notice"
     /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
     public var plugins = ["bundled"]
+    /// When set, every Admin API request needs `Kong-Admin-Token: <token>`.
+    public var adminToken: String?
     /// PEM certificate and key for `proxy_listen` entries with the `ssl` flag.
     public var sslCert: String?
     public var sslCertKey: String?
@@ -24,7 +26,7 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
-        "ssl_cert", "ssl_cert_key",
+        "ssl_cert", "ssl_cert_key", "admin_token",
     ]
 
     /// Applies `name = value` pairs; unknown names and malformed values are errors.
@@ -54,6 +56,8 @@ public struct Settings: Sendable, Equatable {
             let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !names.isEmpty else { throw SettingsError("\(source): plugins must not be empty (use 'off' for none)") }
             plugins = names
+        case "admin_token":
+            adminToken = value.isEmpty ? nil : value
         case "ssl_cert":
             sslCert = value.isEmpty ? nil : value
         case "ssl_cert_key":
