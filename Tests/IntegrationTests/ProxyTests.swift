@@ -573,4 +573,42 @@ struct ProxyTests {
             _ = try await gateway.bind([ListenAddress(host: "127.0.0.1", port: 0, flags: ["ssl"])])
         }
     }
+
+    @Test func swapsUnderTrafficNeverFailARequest() async throws {
+        let configA = """
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{name: stable, paths: ["/stable"]}, {name: a-only, paths: ["/a"]}]
+        """
+        let configB = """
+        services:
+        - name: echo
+          url: UPSTREAM
+          retries: 3
+          routes: [{name: stable, paths: ["/stable"]}, {name: b-only, paths: ["/b"]}]
+        plugins:
+        - {name: tracer-low, config: {tag: b}}
+        """
+        let h = try await ProxyHarness.start(configA)
+        defer { Task { await h.stop() } }
+        let statuses = try await withThrowingTaskGroup(of: [Int].self) { group in
+            group.addTask {
+                for i in 0..<40 { try h.apply(i % 2 == 0 ? configB : configA) }
+                return []
+            }
+            for _ in 0..<4 {
+                group.addTask {
+                    var seen: [Int] = []
+                    for _ in 0..<50 { seen.append(try await h.send("/stable/x").status) }
+                    return seen
+                }
+            }
+            var all: [Int] = []
+            for try await part in group { all += part }
+            return all
+        }
+        #expect(statuses.count == 200)
+        #expect(statuses.allSatisfy { $0 == 200 }, "every request saw one whole configuration: \(Set(statuses))")
+    }
 }
