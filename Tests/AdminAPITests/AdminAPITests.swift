@@ -1,4 +1,4 @@
-import AdminAPI
+@testable import AdminAPI
 import Core
 import Foundation
 import Testing
@@ -212,5 +212,17 @@ struct AdminAPITests {
         let allowed = await guarded.respond(to: AdminRequest(method: "GET", path: "/", headers: ["kong-admin-token": ["s3cret"]]))
         #expect(allowed.status == 200)
         #expect(allowed.json?["configuration"]?["admin_token"] == "******", "the token is never shown")
+    }
+
+    @Test func postConfigWhileAnotherLoadRunsAnswers429() async {
+        // Another load holds the reservation (as a concurrent POST would while it validates).
+        api.stateBox.withLockedValue { $0.loading = true }
+        let busy = await call("POST", "/config", body: "_format_version: \"3.0\"\n", contentType: "application/yaml")
+        #expect(busy.status == 429)
+        #expect(busy.json == ["message": "Currently loading previous configuration"])
+        #expect(busy.headers.contains { $0.0 == "Retry-After" })
+        #expect(await call("GET", "/services").json?["data"]?.arrayValue?.count == 1, "nothing was applied")
+        api.stateBox.withLockedValue { $0.loading = false }
+        #expect(await call("POST", "/config", body: "_format_version: \"3.0\"\n", contentType: "application/yaml").status == 201)
     }
 }
