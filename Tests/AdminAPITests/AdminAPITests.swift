@@ -225,4 +225,20 @@ struct AdminAPITests {
         api.stateBox.withLockedValue { $0.loading = false }
         #expect(await call("POST", "/config", body: "_format_version: \"3.0\"\n", contentType: "application/yaml").status == 201)
     }
+
+    /// docs/admin-api.yaml is the contract: every served path and method appears in it, and it
+    /// names nothing that is not served.
+    @Test func openAPIDocumentMatchesTheServedRoutes() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("docs/admin-api.yaml"), encoding: .utf8)
+        let document = try DocumentReader.read(text, format: .yaml)
+        let documented = try #require(document["paths"]?.objectValue)
+        let served = try #require(await call("GET", "/endpoints").json?["data"]?.arrayValue?.compactMap(\.stringValue))
+        #expect(Set(served) == Set(documented.keys), "paths served vs documented")
+        for path in served {
+            let methods = api.allowedMethods(AdminAPI.segments(path)).map { $0.lowercased() }
+            let operations = Set(documented[path]?.objectValue?.keys.filter { $0 != "parameters" } ?? [])
+            #expect(Set(methods) == operations, "methods of \(path)")
+        }
+    }
 }
