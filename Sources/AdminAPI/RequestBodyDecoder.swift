@@ -1,4 +1,6 @@
 import Core
+import Foundation
+import NIOCore
 
 /// Admin API request bodies (spec §3.1): JSON, form-urlencoded or multipart, with Kong's dotted
 /// and bracket keys (`config.key_names[1]=apikey`, `paths[]=/a`, `service.id=<uuid>`) and
@@ -19,15 +21,14 @@ enum RequestBodyDecoder {
         case "application/json":
             guard case .object(let object)? = try? JSONValue.parse(bytes: request.body) else { throw .invalidJSON }
             return object
-        case "application/x-www-form-urlencoded":
-            let text = String(decoding: request.body, as: UTF8.self)
-            let pairs = text.split(separator: "&").map { pair -> (String, String) in
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                return (formDecode(parts[0]), parts.count > 1 ? formDecode(parts[1]) : "")
+        case "application/x-www-form-urlencoded", "multipart/form-data":
+            // One parser for form bodies, shared with the proxy's `kong.request.get_body()`.
+            // The boundary is case-sensitive: hand over the header as sent.
+            guard let fields = RequestBodyFields(contentType: request.header("content-type"), body: ByteBuffer(bytes: request.body)) else {
+                return [:]
             }
+            let pairs = fields.names.flatMap { name in (fields.values[name] ?? []).map { (name, $0) } }
             return coerce(assemble(pairs), schema: schema)
-        case "multipart/form-data":
-            return coerce(assemble(multipartFields(request.body, contentType: contentType)), schema: schema)
         default:
             throw .unsupportedMediaType
         }
@@ -141,40 +142,4 @@ enum RequestBodyDecoder {
         return value
     }
 
-    static func formDecode(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8)[...]
-        while let b = iterator.popFirst() {
-            if b == UInt8(ascii: "+") { bytes.append(0x20); continue }
-            if b == UInt8(ascii: "%"), iterator.count >= 2,
-               let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
-                bytes.append(value)
-                iterator = iterator.dropFirst(2)
-                continue
-            }
-            bytes.append(b)
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    static func multipartFields(_ body: [UInt8], contentType: String) -> [(String, String)] {
-        guard let range = contentType.range(of: "boundary=") else { return [] }
-        let boundary = contentType[range.upperBound...].split(separator: ";").first.map {
-            String($0).trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
-        } ?? ""
-        let text = String(decoding: body, as: UTF8.self)
-        var fields: [(String, String)] = []
-        for segment in text.components(separatedBy: "--" + boundary).dropFirst() where !segment.hasPrefix("--") {
-            guard let split = segment.range(of: "\r\n\r\n"),
-                  let nameRange = segment[..<split.lowerBound].range(of: "name=\"") else { continue }
-            let afterName = segment[nameRange.upperBound...]
-            guard let close = afterName.firstIndex(of: "\"") else { continue }
-            var value = String(segment[split.upperBound...])
-            if value.hasSuffix("\r\n") { value.removeLast(2) }
-            fields.append((String(afterName[..<close]), value))
-        }
-        return fields
-    }
 }
-
-import Foundation

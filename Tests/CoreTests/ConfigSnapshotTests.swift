@@ -1,5 +1,6 @@
 import Testing
 @testable import Core
+import NIOCore
 
 struct ConfigSnapshotTests {
     @Test func typedViewOfAValidatedConfiguration() throws {
@@ -45,5 +46,29 @@ struct ConfigSnapshotTests {
         #expect(!credential.isValid(at: credential.createdAt + 60))
         #expect(snapshot.memberships == [ConsumerGroupMembership(consumerGroupID: snapshot.consumerGroups[0].id,
                                                                  consumerID: credential.consumerID)])
+    }
+}
+
+struct RequestBodyFieldsTests {
+    @Test func multipartPartsIncludingEmptyOnes() throws {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n\r\n"
+            + "--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n--b--\r\n"
+        let fields = try #require(RequestBodyFields(contentType: "multipart/form-data; boundary=b", body: ByteBuffer(string: body)))
+        #expect(fields.values["apikey"] == [""])
+        #expect(fields.values["prompt"] == ["hi"])
+        #expect(fields.names == ["apikey", "prompt"])
+        #expect(String(buffer: fields.removing("apikey")).contains("name=\"prompt\""))
+        #expect(!String(buffer: fields.removing("apikey")).contains("apikey"))
+    }
+
+    @Test func formAndJSON() throws {
+        let form = try #require(RequestBodyFields(contentType: "application/x-www-form-urlencoded",
+                                                  body: ByteBuffer(string: "a=1&b=x+y&a=2")))
+        #expect(form.values == ["a": ["1", "2"], "b": ["x y"]])
+        #expect(String(buffer: form.removing("a")) == "b=x+y")
+        let json = try #require(RequestBodyFields(contentType: "application/json", body: ByteBuffer(string: #"{"k":["a","b"],"n":1}"#)))
+        #expect(json.values == ["k": ["a", "b"], "n": ["1"]])
+        #expect(RequestBodyFields(contentType: "application/json", body: ByteBuffer(string: "[1]")) == nil)
+        #expect(RequestBodyFields(contentType: "text/plain", body: ByteBuffer(string: "a=1")) == nil)
     }
 }

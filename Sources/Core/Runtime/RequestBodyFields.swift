@@ -13,6 +13,18 @@ public struct RequestBodyFields: Sendable {
     private let formPairs: [(name: String, raw: Substring)]
     private let parts: [(name: String?, raw: String)]
 
+    /// Field names in the order they first appear (JSON: sorted).
+    public var names: [String] {
+        var seen: Set<String> = []
+        let ordered: [String]
+        switch kind {
+        case .form: ordered = formPairs.map(\.name)
+        case .multipart: ordered = parts.compactMap(\.name)
+        case .json: ordered = values.keys.sorted()
+        }
+        return ordered.filter { seen.insert($0).inserted }
+    }
+
     /// Nil when the content type is none of the three or the body does not parse (Kong: no fields).
     public init?(contentType: String?, body: ByteBuffer) {
         guard let contentType else { return nil }
@@ -58,8 +70,11 @@ public struct RequestBodyFields: Sendable {
             for segment in segments.dropFirst() where !segment.hasPrefix("--") {
                 guard let split = segment.range(of: "\r\n\r\n") else { continue }
                 let headers = segment[..<split.lowerBound]
-                var value = String(segment[split.upperBound...])
-                if value.hasSuffix("\r\n") { value.removeLast(2) }
+                // The part's value ends before the CRLF that precedes the next boundary. Work on
+                // bytes: "\r\n" is a single Character in Swift, so character counts would be wrong.
+                var valueBytes = Array(segment[split.upperBound...].utf8)
+                if valueBytes.suffix(2) == [0x0D, 0x0A] { valueBytes.removeLast(2) }
+                let value = String(decoding: valueBytes, as: UTF8.self)
                 let name = Self.partName(String(headers))
                 if let name { values[name, default: []].append(value) }
                 parts.append((name, segment))
