@@ -113,7 +113,13 @@ public final class AdminAPI: Sendable {
         let allowed = allowedMethods(segments)
         guard !allowed.isEmpty else { return .notFound }
         let method = request.method == "HEAD" ? "GET" : request.method
-        guard allowed.contains(method) else { return .methodNotAllowed }
+        guard allowed.contains(method) else {
+            // Kong's body; the Allow header as RFC 9110 asks for it.
+            var response = AdminResponse.methodNotAllowed
+            let allow = (allowed + ["OPTIONS"] + (allowed.contains("GET") ? ["HEAD"] : [])).sorted().joined(separator: ", ")
+            response.headers.append(("Allow", allow))
+            return response
+        }
 
         switch segments.count {
         case 0: return root()
