@@ -60,7 +60,7 @@ extension AdminAPI {
         var start = 0
         if let token = request.queryValue("offset") {
             guard let decoded = Data(base64Encoded: token).flatMap({ String(data: $0, encoding: .utf8) }),
-                  let index = Int(decoded), index >= 0 else {
+                  let index = Int(decoded), index >= 0, index <= 1_000_000_000 else {
                 return .error(KongError(code: .invalidOffset, message: "'\(token)' is not a valid offset: bad base64 encoding"))
             }
             start = index

@@ -71,11 +71,16 @@ public final class AdminAPI: Sendable {
     private func options(_ request: AdminRequest) -> AdminResponse {
         let methods = allowedMethods(Self.segments(request.path))
         guard !methods.isEmpty else { return .notFound }
-        let allow = (methods + ["OPTIONS"] + (methods.contains("GET") ? ["HEAD"] : [])).sorted().joined(separator: ", ")
+        let allow = Self.allowHeader(methods)
         return AdminResponse(status: 204, headers: [
             ("Allow", allow), ("Access-Control-Allow-Methods", allow),
             ("Access-Control-Allow-Headers", request.header("access-control-request-headers") ?? "Content-Type"),
         ])
+    }
+
+    /// `Allow` value: the path's methods plus OPTIONS, and HEAD wherever GET is.
+    static func allowHeader(_ methods: [String]) -> String {
+        (methods + ["OPTIONS"] + (methods.contains("GET") ? ["HEAD"] : [])).sorted().joined(separator: ", ")
     }
 
     /// The methods a path answers (empty: unknown path).
@@ -91,7 +96,10 @@ public final class AdminAPI: Sendable {
             if entity(forAdminName: segments[0]) != nil { return ["GET", "PUT", "PATCH", "DELETE"] }
         case 3:
             if Self.isMembership(segments) { return ["GET", "POST", "DELETE"] }
-            if segments[0] == "schemas" { return segments[1] == "plugins" ? (segments[2] == "validate" ? ["POST"] : ["GET"]) : ["POST"] }
+            if segments[0] == "schemas" {
+                if segments[1] == "plugins" { return segments[2] == "validate" ? ["POST"] : ["GET"] }
+                return segments[2] == "validate" ? ["POST"] : []
+            }
             if let parent = entity(forAdminName: segments[0]) {
                 if registry[parent]?.foreignKeys.contains(where: { $0.field == segments[2] }) == true {
                     return ["GET", "PUT", "PATCH", "DELETE"]
@@ -116,8 +124,7 @@ public final class AdminAPI: Sendable {
         guard allowed.contains(method) else {
             // Kong's body; the Allow header as RFC 9110 asks for it.
             var response = AdminResponse.methodNotAllowed
-            let allow = (allowed + ["OPTIONS"] + (allowed.contains("GET") ? ["HEAD"] : [])).sorted().joined(separator: ", ")
-            response.headers.append(("Allow", allow))
+            response.headers.append(("Allow", Self.allowHeader(allowed)))
             return response
         }
 
@@ -195,16 +202,15 @@ public final class AdminAPI: Sendable {
 
     private func endpoints() -> AdminResponse {
         var paths: Set<String> = ["/", "/status", "/endpoints", "/config", "/plugins/enabled", "/schemas/{db_entity_name}",
-                                  "/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}", "/schemas/plugins/validate"]
+                                  "/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}", "/schemas/plugins/validate",
+                                  "/tags", "/tags/{tags}",
+                                  "/consumer_groups/{consumer_groups}/consumers",
+                                  "/consumer_groups/{consumer_groups}/consumers/{consumers}",
+                                  "/consumers/{consumers}/consumer_groups",
+                                  "/consumers/{consumers}/consumer_groups/{consumer_groups}"]
         for (adminName, entity) in exposedEntities {
             let key = "{\(registry[entity]!.singularName)s}"
             paths.insert("/\(adminName)")
-        paths.insert("/tags")
-        paths.insert("/tags/{tags}")
-        paths.insert("/consumer_groups/{consumer_groups}/consumers")
-        paths.insert("/consumer_groups/{consumer_groups}/consumers/{consumers}")
-        paths.insert("/consumers/{consumers}/consumer_groups")
-        paths.insert("/consumers/{consumers}/consumer_groups/{consumer_groups}")
             paths.insert("/\(adminName)/\(key)")
             for (field, reference) in registry[entity]!.foreignKeys where exposedName(reference) != nil {
                 paths.insert("/\(adminName)/\(key)/\(field)")

@@ -35,11 +35,19 @@ enum RequestBodyDecoder {
     }
 
     /// Builds nested values from `a.b[1]`-style keys; repeated keys become arrays.
+    /// Bounds on form keys: nesting depth and array positions (a key like `a[999999999]` must not
+    /// make the decoder allocate without limit).
+    static let maxDepth = 16
+    static let maxIndex = 1000
+
     static func assemble(_ pairs: [(String, String)]) -> [String: JSONValue] {
         var root = JSONValue.object([:])
         for (key, value) in pairs {
             let path = parseKey(key)
-            guard !path.isEmpty else { continue }
+            guard !path.isEmpty, path.count <= maxDepth else { continue }
+            if path.contains(where: { if case .index(let i?) = $0 { return i > maxIndex || i < 0 } else { return false } }) {
+                continue
+            }
             insert(.string(value), at: path[...], into: &root)
         }
         return root.objectValue ?? [:]

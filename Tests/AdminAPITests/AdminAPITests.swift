@@ -253,4 +253,17 @@ struct AdminAPITests {
                               contentType: "application/x-www-form-urlencoded")
         #expect(form.json?["fields"]?["service"]?["id"] == "expected a valid UUID")
     }
+
+    /// Found in review: inputs that could crash or exhaust the process.
+    @Test func hostileInputsAreRefusedCalmly() async {
+        let huge = Data("9223372036854775807".utf8).base64EncodedString()
+        #expect(await call("GET", "/routes", query: [("offset", huge)]).json?["code"] == 7)
+        let index = await call("POST", "/routes", body: "paths[999999999999]=/a&hosts[]=x.test",
+                               contentType: "application/x-www-form-urlencoded")
+        #expect(index.status == 405, "an absurd array position is ignored, the rest validates")
+        let deep = String(repeating: "a.", count: 5000) + "b=1"
+        #expect(await call("POST", "/services", body: deep + "&host=h", contentType: "application/x-www-form-urlencoded")
+                .json?["fields"]?["a"] == nil, "over-deep keys are ignored")
+        #expect(await call("POST", "/schemas/services/other", body: "{}", contentType: "application/json").status == 404)
+    }
 }

@@ -611,4 +611,33 @@ struct ProxyTests {
         #expect(statuses.count == 200)
         #expect(statuses.allSatisfy { $0 == 200 }, "every request saw one whole configuration: \(Set(statuses))")
     }
+
+    @Test func expectContinueGetsA100FromTheGateway() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{paths: ["/"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: h.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let received = try await channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
+            // The body is sent only after the interim answer, as a careful client does.
+            var text = ""
+            while !text.contains("100 Continue"), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+            try await outbound.write(ByteBuffer(string: "hello"))
+            while !text.contains("\"body_length\":5"), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+            return text
+        }
+        #expect(received.hasPrefix("HTTP/1.1 100 Continue"))
+        #expect(received.contains("HTTP/1.1 200 OK"))
+        #expect(!received.contains("\"expect\""), "Expect is not forwarded upstream")
+    }
 }

@@ -21,10 +21,10 @@ public struct KongErrorResponse: Sendable, Equatable {
         case 415: return "Unsupported media type"
         case 426: return "Upgrade required"
         case 429: return "Too many requests"
-        case 500: return "An unexpected error occurred"
-        case 502: return "An invalid response was received from the upstream server"
+        case 500: return ProxyErrorText.unexpected
+        case 502: return ProxyErrorText.invalidUpstreamResponse
         case 503: return "The upstream server is currently unavailable"
-        case 504: return "The upstream server is timing out"
+        case 504: return ProxyErrorText.upstreamTimeout
         default: return "The upstream server responded with \(status)"
         }
     }

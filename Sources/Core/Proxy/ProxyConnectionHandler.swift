@@ -65,6 +65,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var clientBodyDone = false
         var bodyWaiters: [(limit: Int, promise: EventLoopPromise<ByteBuffer?>)] = []
         var requestSent = false
+        /// Client body went to the upstream as it arrived: such a request cannot be replayed.
+        var bodyStreamed = false
         // Response.
         var responseStarted = false
         var proxyLatency: Int64 = 0
@@ -91,6 +93,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         localPort = context.channel.localAddress?.port ?? 0
     }
 
+    /// Breaks the handler → context → pipeline → handler cycle once the connection is gone.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         if !services.connections.register(context.channel) { context.close(promise: nil) }
         context.fireChannelActive()
@@ -101,12 +108,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if let exchange {
             exchange.readTimer?.cancel()
             exchange.writeTimer?.cancel()
-            if let upstream = exchange.upstream {
-                upstream.reusable = false
-                upstream.delegate = nil
-                upstream.channel?.close(promise: nil)
-            }
+            detachUpstream(exchange)
             for waiter in exchange.bodyWaiters { waiter.promise.fail(ChannelError.eof) }
+            exchange.bodyWaiters = []
             self.exchange = nil
         }
         context.fireChannelInactive()
@@ -122,8 +126,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // The client cannot take more: stop reading from the upstream until it can.
-        if let channel = exchange?.upstream?.channel {
+        if let exchange, let channel = exchange.upstream?.channel {
             channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+            // Time spent waiting for a slow client is not the upstream being slow.
+            if context.channel.isWritable { exchange.lastRead = .now() }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -143,6 +149,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                           isTLS: isTLS)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         self.exchange = exchange
+        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            // The gateway reads the body itself (as nginx does): the client may send it now.
+            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+                                   promise: nil)
+        }
         if configuration.pluginOrder.isEmpty {
             proceed(RequestPhases.decideWithoutPlugins(request, head: head, configuration: configuration,
                                                        localPort: localPort), exchange: exchange)
@@ -195,6 +206,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
         case .proxying:
             guard !exchange.request.bodyWasBuffered, let upstream = exchange.upstream else { return }
+            exchange.bodyStreamed = true
+            exchange.lastRead = .now()  // the exchange is making progress: no read timeout yet
             upstream.write(.body(.byteBuffer(buffer)), flush: true)
             if upstream.channel?.isWritable == false {
                 setClientReading(false)
@@ -218,7 +231,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// A plugin asked for the whole body (`ProxyRequestContext.requestBody()`).
     fileprivate func collectBody(_ exchange: Exchange, limit: Int) -> EventLoopFuture<ByteBuffer?> {
-        let promise = context!.eventLoop.makePromise(of: ByteBuffer?.self)
+        guard let context, self.exchange === exchange else {
+            // The client went away (or the exchange ended): nothing more will arrive.
+            return pool!.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        let promise = context.eventLoop.makePromise(of: ByteBuffer?.self)
         exchange.bodyWaiters.append((limit, promise))
         if exchange.clientBodyDone {
             completeBodyWaiters(exchange)
@@ -270,7 +287,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                     if failure.isRetryable && exchange.attempts <= service.retries {
                         self.connect(exchange)
                     } else {
-                        self.respond(.error(failure.status, failure.message), exchange: exchange, nginxLevel: true)
+                        // Name resolution failures are gateway errors in Kong (JSON by default);
+                        // connect failures and timeouts are NGINX-level (Accept, else text).
+                        self.respond(.error(failure.status, failure.message), exchange: exchange,
+                                     nginxLevel: failure.kind != .nameResolution)
                     }
                 }
             }
@@ -321,13 +341,17 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
     }
 
+    /// Stops using the exchange's upstream connection and closes it (it may be mid-response).
+    private func detachUpstream(_ exchange: Exchange) {
+        guard let upstream = exchange.upstream else { return }
+        upstream.reusable = false
+        upstream.delegate = nil
+        upstream.channel?.close(promise: nil)
+        exchange.upstream = nil
+    }
+
     private func upstreamTimedOut(_ exchange: Exchange) {
-        if let upstream = exchange.upstream {
-            upstream.reusable = false
-            upstream.delegate = nil
-            upstream.channel?.close(promise: nil)
-            exchange.upstream = nil
-        }
+        detachUpstream(exchange)
         if exchange.responseStarted {
             context?.close(promise: nil)
         } else {
@@ -347,7 +371,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 proxyLatency: exchange.proxyLatency, keepContentLength: exchange.bodyFilters.isEmpty)
             let status = Int(response.status.code)
             for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
-            if !exchange.head.isKeepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+            if !exchange.head.isKeepAlive || services.connections.isDraining {
+                headers.replaceOrAdd(name: "Connection", value: "close")
+            }
             exchange.responseStarted = true
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status,
                                                                  headers: headers))), promise: nil)
@@ -388,7 +414,16 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             context?.close(promise: nil)  // mid-body: the client sees the connection end
         } else if exchange.state == .proxying {
-            respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
+            // A kept-alive connection the upstream closed meanwhile, or a failure before any answer:
+            // try again (Kong's `retries`) when the request can be sent again whole.
+            let replayable = !exchange.bodyStreamed && (exchange.request.bodyWasBuffered || exchange.pendingBytes == 0)
+            if replayable, let service = exchange.service, exchange.attempts <= service.retries {
+                exchange.state = .connecting
+                exchange.requestSent = false
+                connect(exchange)
+            } else {
+                respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
+            }
         }
     }
 
@@ -426,7 +461,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                                                         started: exchange.started, nginxLevel: nginxLevel)
         var headers = generated
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
-        if !exchange.head.isKeepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        if !exchange.head.isKeepAlive || services.connections.isDraining {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        }
         exchange.responseStarted = true
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
                                                              status: HTTPResponseStatus(statusCode: status), headers: headers))),
@@ -442,6 +479,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func complete(_ exchange: Exchange) {
         guard let context else { return }
         self.exchange = nil
+        exchange.readTimer?.cancel()
+        exchange.writeTimer?.cancel()
         let keepAlive = exchange.head.isKeepAlive
         let draining = services.connections.setBusy(false, for: context.channel)
         if keepAlive && !draining {

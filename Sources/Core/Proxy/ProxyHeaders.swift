@@ -12,7 +12,7 @@ enum ProxyHeaders {
     /// Headers the gateway sets itself on the upstream request; client values are read, not copied.
     static let gatewaySet: [String] = ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                                        "x-forwarded-port", "x-forwarded-path", "x-forwarded-prefix", "x-real-ip",
-                                       "via", "x-kong-request-id", "content-length"]
+                                       "via", "x-kong-request-id", "content-length", "expect"]
 
     /// Headers sent upstream (spec §8.1). `context.headers` already carries plugin changes.
     /// Content-Length / Transfer-Encoding are added by the caller, which knows the body.

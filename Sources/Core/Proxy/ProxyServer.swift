@@ -116,6 +116,8 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
+    var isDraining: Bool { state.withLockedValue { $0.draining } }
+
     /// Starts draining; returns the idle connections to close now.
     func drain() -> [any Channel] {
         state.withLockedValue { state in

@@ -39,6 +39,12 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { channel = context.channel }
 
+    /// Breaks the channel → pipeline → handler → channel cycle when the connection goes away.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        channel = nil
+        delegate = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, !head.isKeepAlive { reusable = false }
@@ -127,21 +133,19 @@ final class UpstreamPool {
     /// Returns a connection after a complete exchange; keeps it when both sides allow reuse.
     func release(_ connection: UpstreamConnection) {
         connection.delegate = nil
-        guard connection.reusable, connection.channel?.isActive == true,
+        guard connection.reusable, let channel = connection.channel, channel.isActive,
               (idle[connection.target]?.count ?? 0) < Self.maxIdlePerTarget else {
             connection.channel?.close(promise: nil)
             return
         }
+        // The exchange may have paused reading (slow client); an idle connection reads, so it
+        // notices the upstream closing and the next exchange gets its response.
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         idle[connection.target, default: []].append(connection)
     }
 
     func forget(_ connection: UpstreamConnection) {
         idle[connection.target]?.removeAll { $0 === connection }
-    }
-
-    func closeAll() {
-        for connections in idle.values { for c in connections { c.channel?.close(promise: nil) } }
-        idle = [:]
     }
 
     private func context(verify: Bool) throws -> NIOSSLContext {
@@ -185,7 +189,7 @@ struct UpstreamFailure: Error {
             } else {
                 kind = timedOut ? .timeout : .refused
             }
-        } else if error is NIOConnectionError == false, "\(error)".contains("resolve") {
+        } else if "\(error)".contains("resolve") {
             kind = .nameResolution
         } else {
             kind = .refused

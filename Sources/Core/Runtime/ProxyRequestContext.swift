@@ -40,10 +40,13 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// Only plugins that call this cause buffering; `limit` caps what is held in memory.
     public func requestBody(limit: Int = 8 << 20) async throws -> ByteBuffer? {
         if bodyWasBuffered { return bufferedBody }
-        bodyWasBuffered = true
         guard let bodyProvider else { return nil }
-        bufferedBody = try await bodyProvider.collect(limit: limit)
-        return bufferedBody
+        // Marked buffered only once collected: after a failure (too large) the body still
+        // streams to the upstream as it would have without the plugin.
+        let collected = try await bodyProvider.collect(limit: limit)
+        bufferedBody = collected
+        bodyWasBuffered = true
+        return collected
     }
 
     /// Replaces the body sent upstream (`kong.service.request.set_raw_body`).

@@ -113,8 +113,16 @@ public struct RequestBodyFields: Sendable {
         return nil
     }
 
+    /// The `name="..."` of a part's Content-Disposition (not `filename="..."`).
     static func partName(_ headers: String) -> String? {
-        guard let range = headers.range(of: "name=\"") else { return nil }
+        var searchFrom = headers.startIndex
+        var found: Range<String.Index>?
+        while let range = headers.range(of: "name=\"", range: searchFrom..<headers.endIndex) {
+            let before = range.lowerBound == headers.startIndex ? nil : headers[headers.index(before: range.lowerBound)]
+            if before == nil || before == " " || before == ";" { found = range; break }
+            searchFrom = range.upperBound
+        }
+        guard let range = found else { return nil }
         let rest = headers[range.upperBound...]
         guard let end = rest.firstIndex(of: "\"") else { return nil }
         return String(rest[..<end])
