@@ -36,7 +36,7 @@ extension AdminAPI {
             if request.queryValue("check_hash") == "1", DeclarativeConfig.hash(of: text) == configurationHash {
                 return AdminResponse(status: 304)
             }
-            let format: DocumentFormat = text.drop(while: \.isWhitespace).first == "{" ? .json : .yaml
+            let format = DocumentFormat.sniff(text)
             do {
                 document = try DocumentReader.read(text, format: format)
             } catch {
@@ -72,7 +72,7 @@ extension AdminAPI {
             return .message(500, "An unexpected error occurred")
         }
         let persistedText = text ?? document.serialized()
-        setHash(config.entities.values.allSatisfy(\.isEmpty) ? DeclarativeConfig.emptyHash : DeclarativeConfig.hash(of: persistedText))
+        configurationApplied(config, text: persistedText)
         persist(persistedText)
 
         var body: [String: JSONValue] = [:]
@@ -98,7 +98,12 @@ extension AdminAPI {
 
     private func finishLoading() { stateBox.withLockedValue { $0.loading = false } }
 
-    private func setHash(_ hash: String) { stateBox.withLockedValue { $0.hash = hash } }
+    /// Records the configuration now running (also after a SIGHUP reload), for `/status` and
+    /// `check_hash`.
+    public func configurationApplied(_ config: DeclarativeConfig, text: String) {
+        let hash = config.configurationHash(text: text)
+        stateBox.withLockedValue { $0.hash = hash }
+    }
 
     /// Keeps the accepted configuration under `prefix` (written atomically: a crash never leaves
     /// half a file), so a restart without `declarative_config` comes back with it.

@@ -83,13 +83,14 @@ struct Start: AsyncParsableCommand {
             do throws(GatewayLoadError) { try gateway.applyFile(path) } catch {
                 throw CLIError("error parsing declarative config file \(path):\n\(error.message)")
             }
-            initialHash = (try? String(contentsOfFile: path, encoding: .utf8)).map(DeclarativeConfig.hash(of:))
+            initialHash = (try? String(contentsOfFile: path, encoding: .utf8))
+                .map { gateway.holder.current.config.configurationHash(text: $0) }
         } else if let text = try? String(contentsOfFile: persisted, encoding: .utf8) {
             // The configuration last accepted by `POST /config`, as Kong keeps it across restarts.
-            let format: DocumentFormat = text.drop(while: \.isWhitespace).first == "{" ? .json : .yaml
             do {
-                try gateway.apply(try loader.load(text: text, format: format))
-                initialHash = DeclarativeConfig.hash(of: text)
+                let config = try loader.load(text: text, format: DocumentFormat.sniff(text))
+                try gateway.apply(config)
+                initialHash = config.configurationHash(text: text)
             } catch {
                 throw CLIError("error loading the configuration kept in \(persisted): \(error)")
             }
@@ -104,9 +105,10 @@ struct Start: AsyncParsableCommand {
         }
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
         say("Silverback started: proxy listening on \(listening)")
-        let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig)
-        let admin = AdminServer(api: AdminAPI(gateway: gateway, loader: loader, settings: settings,
-                                              persistencePath: persisted, initialHash: initialHash))
+        let adminAPI = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: persisted,
+                                initialHash: initialHash)
+        let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig, admin: adminAPI)
+        let admin = AdminServer(api: adminAPI)
         await withTaskGroup(of: Void.self) { group in
             for address in settings.adminListen {
                 group.addTask {
@@ -142,7 +144,7 @@ struct Start: AsyncParsableCommand {
 final class SignalHandlers {
     let sources: [any DispatchSourceSignal]
 
-    init(gateway: Gateway, declarativeConfig: String?) {
+    init(gateway: Gateway, declarativeConfig: String?, admin: AdminAPI) {
         var sources: [any DispatchSourceSignal] = []
         for number in [SIGTERM, SIGINT] {
             signal(number, SIG_IGN)
@@ -157,6 +159,9 @@ final class SignalHandlers {
             guard let path = declarativeConfig else { return }
             do throws(GatewayLoadError) {
                 try gateway.applyFile(path)
+                if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                    admin.configurationApplied(gateway.holder.current.config, text: text)
+                }
                 say("reloaded declarative config \(path)")
             } catch {
                 FileHandle.standardError.write(Data("error reloading declarative config file \(path), keeping the running configuration:\n\(error.message)\n".utf8))

@@ -38,6 +38,11 @@ extension DeclarativeConfig {
     }
 
     public static let emptyHash = String(repeating: "0", count: 32)
+
+    /// The hash `/status` reports for this configuration loaded from `text`: zeros when empty.
+    public func configurationHash(text: String) -> String {
+        entities.values.allSatisfy(\.isEmpty) ? Self.emptyHash : Self.hash(of: text)
+    }
 }
 
 extension JSONValue {

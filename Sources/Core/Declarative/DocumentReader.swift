@@ -4,6 +4,12 @@ import Yams
 public enum DocumentFormat: Sendable {
     case json, yaml
 
+    /// Text without a file name (a `POST /config` body, the kept configuration): JSON when it
+    /// starts like a JSON object, else YAML (which also reads JSON).
+    public static func sniff(_ text: String) -> DocumentFormat {
+        text.drop(while: \.isWhitespace).first == "{" ? .json : .yaml
+    }
+
     /// Kong picks the parser by file extension.
     public static func forPath(_ path: String) -> DocumentFormat? {
         let lower = path.lowercased()
