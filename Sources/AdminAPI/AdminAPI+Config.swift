@@ -19,6 +19,10 @@ extension AdminAPI {
         let document: JSONValue
         var text: String?
         let mediaType = request.header("content-type")?.lowercased() ?? ""
+        let accepted = ["", "application/json", "application/x-www-form-urlencoded", "multipart/form-data",
+                        "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"]
+        let bareType = mediaType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if !request.body.isEmpty && !accepted.contains(bareType) { return AdminResponse(status: 415) }
         var fields: [String: JSONValue] = [:]
         if mediaType.hasPrefix("application/json") || mediaType.hasPrefix("application/x-www-form-urlencoded")
             || mediaType.hasPrefix("multipart/form-data") {

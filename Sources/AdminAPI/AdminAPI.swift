@@ -37,6 +37,7 @@ public final class AdminAPI: Sendable {
     // MARK: Entry point
 
     public func respond(to request: AdminRequest) async -> AdminResponse {
+        let started = ContinuousClock.now
         var response: AdminResponse
         if let token = settings.adminToken, !Self.constantTimeEquals(request.header("kong-admin-token") ?? "", token) {
             response = .message(401, "Invalid credentials. Token or User credentials required")
@@ -50,6 +51,9 @@ public final class AdminAPI: Sendable {
         response.headers.append(("Access-Control-Allow-Origin", origin))
         response.headers.append(("Access-Control-Allow-Credentials", "true"))
         response.headers.append(("Server", "kong/3.10.0"))
+        let elapsed = ContinuousClock.now - started
+        response.headers.append(("X-Kong-Admin-Latency", String(elapsed.components.seconds * 1000
+            + elapsed.components.attoseconds / 1_000_000_000_000_000)))
         return response
     }
 

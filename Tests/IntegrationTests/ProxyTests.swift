@@ -310,6 +310,7 @@ struct ProxyTests {
         #expect(seen["x-consumer-id"]?.arrayValue?.count == 1)
         #expect(seen["x-credential-identifier"]?.arrayValue?.count == 1)
         #expect(ok.json?["uri"] == "/?q=1", "hide_credentials removes the key from the query")
+        #expect(try await h.send("/secured?apikey=alice-key").json?["uri"] == "/", "no dangling `?` once the key is gone")
         let byHeader = try await h.send("/secured", headers: [("ApiKey", "alice-key")])
         #expect(byHeader.json?["headers"]?["apikey"] == nil, "hide_credentials removes the key header")
 

@@ -84,7 +84,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
             let key = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             return QueryText.decode(key) != name
         }
-        self.rawQuery = Substring(kept.joined(separator: "&"))
+        // Nothing left: no `?` at all upstream, as Kong sends it once the last argument is gone.
+        self.rawQuery = kept.isEmpty ? nil : Substring(kept.joined(separator: "&"))
     }
 }
 
