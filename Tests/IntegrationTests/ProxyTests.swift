@@ -555,7 +555,9 @@ struct ProxyTests {
         services:
         - name: echo
           url: UPSTREAM
-          routes: [{name: secure, paths: ["/secure"], protocols: [https]}]
+          routes:
+          - {name: secure, paths: ["/secure"], protocols: [https]}
+          - {name: by-sni, paths: ["/sni"], protocols: [https], snis: [localhost]}
         """, tlsListener: true)
         defer { Task { await h.stop() } }
         let plain = try await h.send("/secure")
@@ -566,6 +568,10 @@ struct ProxyTests {
         #expect(response.status == .ok)
         #expect(body["uri"] == "/x")
         #expect(body["headers"]?["x-forwarded-proto"] == ["https"])
+        let bySNI = try await h.client.execute(HTTPClientRequest(url: "https://localhost:\(h.ports[1])/sni/y"), timeout: .seconds(10))
+        #expect(bySNI.status == .ok, "the client's SNI (localhost) selects the `snis` route")
+        let noSNI = try await h.client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(h.ports[1])/sni/y"), timeout: .seconds(10))
+        #expect(noSNI.status == .notFound, "an IP address sends no SNI: the `snis` route does not match")
     }
 
     @Test func sslListenersNeedACertificate() async throws {

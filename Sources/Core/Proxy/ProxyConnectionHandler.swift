@@ -38,6 +38,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// Whether the listener serves TLS (scheme `https` for routing and X-Forwarded-Proto).
     private let isTLS: Bool
+    /// The TLS server name the client asked for (set before the first request is read).
+    var serverName: String?
 
     init(services: ProxyServices, isTLS: Bool) {
         self.services = services
@@ -146,7 +148,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (path, query) = RequestPhases.splitTarget(head.uri)
         let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers, clientAddress: clientAddress,
-                                          isTLS: isTLS)
+                                          isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         self.exchange = exchange
         if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {

@@ -75,7 +75,7 @@ enum RequestPhases {
         }
         let request = RouterRequest(method: head.method.rawValue, host: head.headers.first(name: "host"),
                                     rawPath: context.rawPath, headers: routerHeaders, localPort: localPort,
-                                    isTLS: context.isTLS)
+                                    sni: context.serverName, isTLS: context.isTLS)
         return configuration.router.match(request)
     }
 

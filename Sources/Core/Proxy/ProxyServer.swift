@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// The proxy listener(s): HTTP/1.1 with keep-alive, one `ProxyConnectionHandler` per client
 /// connection on its event loop (spec §8). `shutdown()` stops accepting and lets requests in
@@ -31,9 +32,19 @@ public final class ProxyServer: Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
-                        if let sslContext { try sync.addHandler(NIOSSLServerHandler(context: sslContext)) }
+                        let proxy = ProxyConnectionHandler(services: services, isTLS: sslContext != nil)
+                        if let sslContext {
+                            // Reads the ClientHello's server name first (routes may match on `snis`),
+                            // then lets the TLS handler behind it take the bytes.
+                            let eventLoop = channel.eventLoop
+                            try sync.addHandler(ByteToMessageHandler(SNIHandler { result in
+                                if case .hostname(let name) = result { proxy.serverName = name }
+                                return eventLoop.makeSucceededVoidFuture()
+                            }))
+                            try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                        }
                         try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                        try sync.addHandler(ProxyConnectionHandler(services: services, isTLS: sslContext != nil))
+                        try sync.addHandler(proxy)
                     }
                 }
                 .bind(host: address.host, port: address.port)

@@ -17,6 +17,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var headers: HTTPHeaders
     public let clientAddress: String
     public let isTLS: Bool
+    /// The TLS server name (SNI) of the connection, when the client sent one.
+    public let serverName: String?
     public internal(set) var match: RouteMatch?
 
     /// The authenticated identity so far (set by auth plugins).
@@ -56,7 +58,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
     }
 
     public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
-                headers: HTTPHeaders, clientAddress: String, isTLS: Bool) {
+                headers: HTTPHeaders, clientAddress: String, isTLS: Bool, serverName: String? = nil) {
         self.requestID = requestID
         self.method = method
         self.rawPath = rawPath
@@ -64,6 +66,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
         self.headers = headers
         self.clientAddress = clientAddress
         self.isTLS = isTLS
+        self.serverName = serverName
     }
 
     /// Query arguments in order (`a=1&b&a=2` → [("a","1"),("b",""),("a","2")]), percent-decoded.
