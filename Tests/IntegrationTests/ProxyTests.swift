@@ -647,4 +647,24 @@ struct ProxyTests {
         #expect(received.contains("HTTP/1.1 200 OK"))
         #expect(!received.contains("\"expect\""), "Expect is not forwarded upstream")
     }
+
+    @Test func malformedRequestsGetKongsBadRequest() async throws {
+        let h = try await ProxyHarness.start("routes: [{paths: [\"/\"]}]\n")
+        defer { Task { await h.stop() } }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: h.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GARBAGE\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
+            return text
+        }
+        #expect(received.hasPrefix("HTTP/1.1 400 Bad Request"))
+        #expect(received.contains("Server: kong/3.10.0"))
+        #expect(received.contains("\r\n\r\nBad request\nrequest_id: "))
+    }
 }

@@ -137,6 +137,24 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain
+        // text) when nothing was answered on this request yet; then the connection closes.
+        if error is HTTPParserError, exchange?.responseStarted != true {
+            exchange = nil
+            let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: rendered.contentType)
+            headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
+            headers.add(name: "Server", value: ProxyHeaders.serverToken)
+            headers.add(name: "Connection", value: "close")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
+                          promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: rendered.body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
         context.close(promise: nil)
     }
 

@@ -43,7 +43,8 @@ public final class ProxyServer: Sendable {
                             }))
                             try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                         }
-                        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                        // Malformed requests are answered by the proxy handler, in Kong's template.
+                        try sync.configureHTTPServerPipeline(withErrorHandling: false)
                         try sync.addHandler(proxy)
                     }
                 }
