@@ -128,8 +128,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // The client cannot take more: stop reading from the upstream until it can.
-        if let exchange, let channel = exchange.upstream?.channel {
-            channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+        if let exchange, let upstream = exchange.upstream {
+            upstream.setReading(context.channel.isWritable)
             // Time spent waiting for a slow client is not the upstream being slow.
             if context.channel.isWritable { exchange.lastRead = .now() }
         }
@@ -282,8 +282,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.bodyWaiters = []
     }
 
+    /// Whether reading from the client is paused; changed only here, and only when it changes
+    /// (this is called on every request).
+    private var clientReadingPaused = false
+
     private func setClientReading(_ on: Bool) {
-        context?.channel.setOption(ChannelOptions.autoRead, value: on).whenComplete { _ in }
+        guard clientReadingPaused == on, let channel = context?.channel else { return }
+        clientReadingPaused = !on
+        try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
     }
 
     // MARK: Upstream exchange
@@ -402,9 +408,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
             // per batch of what arrived together, and each batch reaches the client at once.
             if chunk.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
-            if !context.channel.isWritable, let upstream = exchange.upstream?.channel {
-                upstream.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-            }
+            if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
             if !exchange.bodyFilters.isEmpty {
                 var tail = ByteBuffer()

@@ -33,6 +33,15 @@ final class UpstreamConnection: ChannelInboundHandler {
     var delegate: (any UpstreamDelegate)?
     /// Set when the upstream says it will close, or the connection misbehaved.
     var reusable = true
+    /// Whether reading is paused (the client cannot take more); changed only through `setReading`.
+    private(set) var readingPaused = false
+
+    /// Pauses or resumes reading from the upstream; a no-op when already so (this runs per chunk).
+    func setReading(_ on: Bool) {
+        guard readingPaused == on, let channel else { return }
+        readingPaused = !on
+        try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
+    }
     weak var pool: UpstreamPool?
 
     init(target: UpstreamTarget) { self.target = target }
@@ -140,7 +149,7 @@ final class UpstreamPool {
         }
         // The exchange may have paused reading (slow client); an idle connection reads, so it
         // notices the upstream closing and the next exchange gets its response.
-        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        connection.setReading(true)
         idle[connection.target, default: []].append(connection)
     }
 
