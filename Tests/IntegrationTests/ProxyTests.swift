@@ -408,7 +408,7 @@ struct ProxyTests {
         #expect(upgrade.json?["message"] == "Please use HTTPS protocol")
         #expect(upgrade.headers.first(name: "Upgrade") == "TLS/1.2, HTTP/1.1")
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/moved?a=1")
-        request.headers.add(name: "Host", value: "site.test")
+        request.headers.add(name: "Host", value: "Site.test:8080")
         let moved = try await h.client.execute(request, timeout: .seconds(10))
         #expect(moved.status.code == 301)
         #expect(moved.headers.first(name: "Location") == "https://site.test/moved?a=1")

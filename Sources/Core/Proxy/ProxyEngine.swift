@@ -26,7 +26,7 @@ enum RequestPhases {
         }
         context.match = match
         if let redirect = protocolCheck(match.route, context: context, head: head) {
-            return .respond(redirect, handlers: [])
+            return .respond(redirect, handlers: globals)  // collection never happened: globals only
         }
         var selected: [any PluginHandler] = []
         for (position, name) in configuration.pluginOrder.enumerated() {
@@ -97,7 +97,8 @@ enum RequestPhases {
             return PluginExit.error(426, ProxyErrorText.httpsRequired,
                                     headers: [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")])
         }
-        let host = head.headers.first(name: "host") ?? ""
+        // Kong's forwarded host: the Host header's name, lower-cased, without the port.
+        let host = head.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 443).name }?.lowercased() ?? ""
         return PluginExit(status: code, headers: [("Location", "https://\(host)\(head.uri)")], body: .empty)
     }
 
