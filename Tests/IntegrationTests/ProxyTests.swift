@@ -113,6 +113,17 @@ final class ProxyHarness: Sendable {
         await upstream.stop()
     }
 
+    /// A plain TCP connection to the proxy, for what an HTTP client library hides (pipelining,
+    /// interim responses, malformed requests).
+    func rawConnection() async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
     struct Response {
         let status: Int
         let headers: HTTPHeaders
@@ -483,12 +494,7 @@ struct ProxyTests {
         """, listeners: 2)
         defer { Task { await h.stop() } }
         // Two requests, one after the other, on one client connection.
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: h.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await h.rawConnection()
         let responses = try await channel.executeThenClose { inbound, outbound in
             var received = ""
             var iterator = inbound.makeAsyncIterator()
@@ -627,12 +633,7 @@ struct ProxyTests {
           routes: [{paths: ["/"]}]
         """)
         defer { Task { await h.stop() } }
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: h.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await h.rawConnection()
         let received = try await channel.executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             try await outbound.write(ByteBuffer(string: "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"))
@@ -651,12 +652,7 @@ struct ProxyTests {
     @Test func malformedRequestsGetKongsBadRequest() async throws {
         let h = try await ProxyHarness.start("routes: [{paths: [\"/\"]}]\n")
         defer { Task { await h.stop() } }
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: h.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await h.rawConnection()
         let received = try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: "GARBAGE\r\n\r\n"))
             var text = ""
