@@ -76,6 +76,8 @@ struct KeyAuthHandler: PluginHandler {
         if keyInBody, let body = try? await context.requestBody() {
             bodyFields = RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: body)
         }
+        // Decoded once, not once per key name.
+        let queryArguments = keyInQuery ? context.queryArguments : []
         for name in keyNames {
             if keyInHeader {
                 let values = context.headers[name]
@@ -83,7 +85,7 @@ struct KeyAuthHandler: PluginHandler {
                 if let value = values.first { found = (value, name, .header); break }
             }
             if keyInQuery {
-                let values = context.queryArguments.filter { $0.name == name }
+                let values = queryArguments.filter { $0.name == name }
                 if values.count > 1 { return .failure(.duplicate) }
                 if let value = values.first { found = (value.value, name, .query); break }
             }
