@@ -4,14 +4,14 @@ import Foundation
 /// Generated entity endpoints (spec §3.2–§3.4) over the running configuration, with DB-less
 /// write refusals (spec §4.1).
 extension AdminAPI {
-    func entityEndpoint(_ segments: [String], method: String, request: AdminRequest) -> AdminResponse {
+    func entityEndpoint(_ segments: [String], method: String, request: AdminRequest) async -> AdminResponse {
         guard let entity = entity(forAdminName: segments[0]) else { return .notFound }
         switch segments.count {
         case 1:
             return method == "GET" ? list(entity, request: request, path: "/" + segments[0], parent: nil)
-                : refuseCreate(entity, request: request, forcing: [:])
+                : await create(entity, request: request, forcing: [:])
         case 2:
-            return single(entity, key: segments[1], method: method, request: request)
+            return await single(entity, key: segments[1], method: method, request: request)
         case 3:
             if let (child, link) = nestedChild(parent: entity, nestedName: segments[2]) {
                 guard let parentRow = find(entity, key: segments[1]), let parentID = parentRow["id"] else { return .notFound }
@@ -19,16 +19,17 @@ extension AdminAPI {
                     return list(child, request: request, path: "/\(segments[0])/\(segments[1])/\(segments[2])",
                                 parent: (link, parentID))
                 }
-                return refuseCreate(child, request: request, forcing: [link: ["id": parentID]])
+                return await create(child, request: request, forcing: [link: ["id": parentID]])
             }
-            return parentOf(entity, key: segments[1], field: segments[2], method: method, request: request)
+            return await parentOf(entity, key: segments[1], field: segments[2], method: method, request: request)
         case 4:
             guard let (child, link) = nestedChild(parent: entity, nestedName: segments[2]),
                   let parentRow = find(entity, key: segments[1]), let parentID = parentRow["id"] else { return .notFound }
             if let row = find(child, key: segments[3]), row[link]?["id"] != parentID {
                 return .notFound  // exists, but belongs to another parent
             }
-            return single(child, key: segments[3], method: method, request: request)
+            return await single(child, key: segments[3], method: method, request: request,
+                                forcing: [link: ["id": parentID]])
         default:
             return .notFound
         }
@@ -36,7 +37,8 @@ extension AdminAPI {
 
     // MARK: Reads
 
-    var currentConfig: DeclarativeConfig { gateway.holder.current.config }
+    /// The entities served: the database's committed rows in DB mode, else the loaded configuration.
+    var currentConfig: DeclarativeConfig { database?.current ?? gateway.holder.current.config }
 
     /// By id, else by the entity's endpoint key.
     func find(_ entity: String, key: String) -> JSONValue? {
@@ -96,12 +98,17 @@ extension AdminAPI {
     func output(_ row: JSONValue) -> JSONValue {
         guard case .object(var fields) = row else { return row }
         for (key, value) in fields where value == "" { fields[key] = .null }
+        // A credential's `ttl` is kept relative to `created_at`; Kong shows the seconds left.
+        if let ttl = fields["ttl"]?.intValue, ttl > 0, let createdAt = fields["created_at"]?.intValue {
+            fields["ttl"] = .number(Double(max(0, createdAt + ttl - Int(Date().timeIntervalSince1970))))
+        }
         return .object(fields)
     }
 
     // MARK: One entity
 
-    func single(_ entity: String, key: String, method: String, request: AdminRequest) -> AdminResponse {
+    func single(_ entity: String, key: String, method: String, request: AdminRequest,
+                forcing: [String: JSONValue] = [:]) async -> AdminResponse {
         let row = find(entity, key: key)
         let byID = UUIDLike.isUUID(key)
         let endpointKey = registry[entity]?.endpointKey ?? "id"
@@ -109,18 +116,21 @@ extension AdminAPI {
         case "GET":
             return row.map { .json(200, output($0)) } ?? .notFound
         case "PUT":
-            var forcing: [String: JSONValue] = [:]
+            if let database { return await upsert(entity, key: key, request: request, forcing: forcing, database: database) }
+            var forcing = forcing
             forcing[byID ? "id" : endpointKey] = .string(key)
             if let failure = validateBody(entity, request: request, forcing: forcing, context: .upsert) { return failure }
             return unsupported(byID ? "cannot create or update '\(entity)' entities when not using a database"
                 : "cannot create or update '\(entity)' entities by '\(endpointKey)' when not using a database")
         case "PATCH":
             guard let row else { return notFoundError(entity, key: key, byID: byID, endpointKey: endpointKey) }
+            if let database { return await update(entity, row: row, request: request, forcing: forcing, database: database) }
             if let failure = validatePatch(entity, row: row, request: request) { return failure }
             return unsupported(byID ? "cannot update '\(entity)' entities when not using a database"
                 : "cannot update '\(entity)' entities by '\(endpointKey)' when not using a database")
         case "DELETE":
-            guard row != nil else { return .noContent }
+            guard let row else { return .noContent }
+            if let database { return await remove(entity, row: row, database: database) }
             return unsupported(byID ? "cannot remove '\(entity)' entities when not using a database"
                 : "cannot remove '\(entity)' entities by '\(endpointKey)' when not using a database")
         default:
@@ -129,19 +139,22 @@ extension AdminAPI {
     }
 
     /// `/A/{x}/f`: the entity `f` references.
-    func parentOf(_ entity: String, key: String, field: String, method: String, request: AdminRequest) -> AdminResponse {
+    func parentOf(_ entity: String, key: String, field: String, method: String, request: AdminRequest) async -> AdminResponse {
         guard let row = find(entity, key: key),
               let reference = registry[entity]?.foreignKeys.first(where: { $0.field == field })?.reference else { return .notFound }
         guard let parentID = row[field]?["id"]?.stringValue else {
-            return method == "PUT" ? refuseCreate(reference, request: request, forcing: [:]) : .notFound
+            guard method == "PUT" else { return .notFound }
+            guard let database else { return await create(reference, request: request, forcing: [:]) }
+            return await createAndLink(reference, child: entity, childRow: row, field: field, request: request, database: database)
         }
         if method == "DELETE" { return .methodNotAllowed }
-        return single(reference, key: parentID, method: method, request: request)
+        return await single(reference, key: parentID, method: method, request: request)
     }
 
     // MARK: DB-less refusals (after validation, as Kong does)
 
-    func refuseCreate(_ entity: String, request: AdminRequest, forcing: [String: JSONValue]) -> AdminResponse {
+    func create(_ entity: String, request: AdminRequest, forcing: [String: JSONValue]) async -> AdminResponse {
+        if let database { return await insert(entity, request: request, forcing: forcing, database: database) }
         if let failure = validateBody(entity, request: request, forcing: forcing, context: .insert) { return failure }
         return unsupported("cannot create '\(entity)' entities when not using a database")
     }
@@ -161,23 +174,9 @@ extension AdminAPI {
         guard let schema = registry[entity] else { return .notFound }
         let body: [String: JSONValue]
         do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
-        let merged = Self.merge(row.objectValue ?? [:], with: body)
+        let merged = EntityDAO.merge(row.objectValue ?? [:], with: body)
         if case .failure(let errors) = schema.process(merged, context: .upsert) { return .error(.schemaViolation(errors)) }
         return nil
-    }
-
-    /// Kong's `merge_values`: objects merge recursively, anything else is replaced.
-    static func merge(_ base: [String: JSONValue], with top: [String: JSONValue]) -> [String: JSONValue] {
-        var out = base
-        for (key, value) in top {
-            if case .object(let baseChild)? = base[key], case .object(let topChild) = value,
-               !(baseChild.count == 1 && baseChild["id"] != nil) {
-                out[key] = .object(merge(baseChild, with: topChild))
-            } else {
-                out[key] = value
-            }
-        }
-        return out
     }
 
     func unsupported(_ message: String) -> AdminResponse {

@@ -8,11 +8,14 @@ extension AdminAPI {
             || (segments[0] == "consumers" && segments[2] == "consumer_groups"))
     }
 
-    func membership(_ segments: [String], method: String, request: AdminRequest) -> AdminResponse {
+    func membership(_ segments: [String], method: String, request: AdminRequest) async -> AdminResponse {
         let fromGroup = segments[0] == "consumer_groups"
         let ownerEntity = fromGroup ? "consumer_groups" : "consumers"
         guard let owner = find(ownerEntity, key: segments[1]), let ownerID = owner["id"] else { return .notFound }
         let memberships = currentConfig.rows("consumer_group_consumers")
+        if method != "GET", let database {
+            return await writeMembership(segments, method: method, request: request, owner: owner, database: database)
+        }
         if method != "GET" {
             // Adding or removing members is a write: refused without a database, as every write.
             if segments.count == 4, find(fromGroup ? "consumers" : "consumer_groups", key: segments[3]) == nil {
@@ -47,5 +50,77 @@ extension AdminAPI {
             }
         }
         return .json(200, ["data": .array(data), "next": .null])
+    }
+}
+
+extension AdminAPI {
+    /// DB mode: `POST` adds members (`consumer` / `group`, may repeat) → 201 with the owner and
+    /// the added entities; `DELETE` removes one membership or all of the owner's → 204.
+    func writeMembership(_ segments: [String], method: String, request: AdminRequest, owner: JSONValue,
+                         database: EntityDatabase) async -> AdminResponse {
+        let fromGroup = segments[0] == "consumer_groups"
+        let ownerField = fromGroup ? "consumer_group" : "consumer"
+        let otherField = fromGroup ? "consumer" : "consumer_group"
+        let otherEntity = fromGroup ? "consumers" : "consumer_groups"
+        let entity = "consumer_group_consumers"
+        let ownerID = owner["id"] ?? .null
+
+        if method == "DELETE" {
+            var only: JSONValue?
+            if segments.count == 4 {
+                guard let found = find(otherEntity, key: segments[3]) else { return .notFound }
+                only = found["id"]
+            }
+            let other = only
+            let result: Result<Void, KongError> = await database.write { dao, current in
+                var changes: [EntityChange] = []
+                for row in current.rows(entity) where row[ownerField]?["id"] == ownerID {
+                    guard other == nil || row[otherField]?["id"] == other,
+                          let schema = dao.registry[entity], let key = RowKey.of(row, schema: schema) else { continue }
+                    changes.append(.delete(entity: entity, key: key))
+                }
+                return .success(((), changes))
+            }
+            if case .failure(let error) = result { return .error(error) }
+            return .noContent
+        }
+
+        // POST
+        let bodyField = fromGroup ? "consumer" : "group"
+        let fields: [String: JSONValue]
+        do { fields = try RequestBodyDecoder.decode(request, schema: nil) } catch { return bodyFailure(error) }
+        let given: [String]
+        switch fields[bodyField] {
+        case .string(let one)?: given = [one]
+        case .array(let many)?: given = many.compactMap(\.stringValue)
+        default: given = []
+        }
+        guard !given.isEmpty else { return .message(400, "must provide \(bodyField)") }
+        var others: [JSONValue] = []
+        for key in given {
+            guard let found = find(otherEntity, key: key) else {
+                return .message(404, "\(fromGroup ? "consumer" : "consumer group") '\(key)' not found")
+            }
+            others.append(found)
+        }
+        let chosen = others
+        let result: Result<Void, KongError> = await database.write { dao, current in
+            var state = current
+            var changes: [EntityChange] = []
+            for other in chosen {
+                let input: [String: JSONValue] = [ownerField: ["id": ownerID], otherField: ["id": other["id"] ?? .null]]
+                switch dao.insert(entity, input, in: state) {
+                case .failure(let error): return .failure(error)
+                case .success(let write):
+                    changes += write.changes
+                    state = state.applying(write.changes, registry: dao.registry)
+                }
+            }
+            return .success(((), changes))
+        }
+        if case .failure(let error) = result { return .error(error) }
+        return .json(201, fromGroup
+            ? ["consumer_group": output(owner), "consumers": .array(others.map(output))]
+            : ["consumer": output(owner), "consumer_groups": .array(others.map(output))])
     }
 }

@@ -2,9 +2,10 @@ import Core
 import Foundation
 import NIOConcurrencyHelpers
 
-/// Kong's Admin API over a running gateway (spec §3, §4). This build serves DB-less mode: entity
-/// reads come from the loaded configuration, writes are refused with Kong's 405 objects after
-/// validation, and `POST /config` replaces the whole configuration atomically.
+/// Kong's Admin API over a running gateway (spec §3, §4). In DB-less mode entity reads come from
+/// the loaded configuration, writes are refused with Kong's 405 objects after validation, and
+/// `POST /config` replaces the whole configuration atomically. In DB mode entities are read from
+/// and written to the `EntityDatabase`, whose commits rebuild the proxy's snapshot.
 public final class AdminAPI: Sendable {
     let gateway: Gateway
     let registry: EntityRegistry
@@ -13,6 +14,8 @@ public final class AdminAPI: Sendable {
     /// Where the last accepted `POST /config` is kept, so it survives a restart.
     let persistencePath: String?
     let stateBox: NIOLockedValueBox<State>
+    /// DB mode's entities; nil in DB-less mode.
+    public let database: EntityDatabase?
 
     struct State {
         var hash: String
@@ -20,7 +23,8 @@ public final class AdminAPI: Sendable {
     }
 
     public init(gateway: Gateway, loader: DeclarativeLoader, settings: Settings, persistencePath: String?,
-                initialHash: String? = nil) {
+                initialHash: String? = nil, database: EntityDatabase? = nil) {
+        self.database = database
         self.gateway = gateway
         self.registry = loader.registry
         self.loader = loader
@@ -139,7 +143,7 @@ public final class AdminAPI: Sendable {
         case 1 where segments[0] == "tags": return tags(request, only: nil)
         case 2 where segments[0] == "tags": return tags(request, only: segments[1])
         case 3 where Self.isMembership(segments), 4 where Self.isMembership(Array(segments.prefix(3))):
-            return membership(segments, method: method, request: request)
+            return await membership(segments, method: method, request: request)
         case 1 where segments[0] == "config": return method == "GET" ? exportConfig() : await postConfig(request)
         case 2 where segments == ["plugins", "enabled"]:
             return .json(200, ["enabled_plugins": .array(registry.plugins.keys.sorted().map(JSONValue.string))])
@@ -147,7 +151,7 @@ public final class AdminAPI: Sendable {
         case 3 where segments[0] == "schemas" && segments[1] == "plugins":
             return segments[2] == "validate" ? validatePlugin(request) : pluginSchema(segments[2])
         case 3 where segments[0] == "schemas": return validateEntity(segments[1], request)
-        default: return entityEndpoint(segments, method: method, request: request)
+        default: return await entityEndpoint(segments, method: method, request: request)
         }
     }
 
@@ -200,7 +204,11 @@ public final class AdminAPI: Sendable {
                 "connections_waiting": .number(Double(stats.active - stats.busy)),
             ],
         ]
-        if settings.database == .off { body["configuration_hash"] = .string(configurationHash) }
+        if settings.database == .off {
+            body["configuration_hash"] = .string(configurationHash)
+        } else {
+            body["database"] = ["reachable": true]
+        }
         return .json(200, .object(body))
     }
 

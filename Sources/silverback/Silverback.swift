@@ -31,11 +31,12 @@ struct NodeOptions: ParsableArguments {
         }
     }
 
-    /// Declarative files describe DB-less nodes: their plugin checks for DB-less mode apply.
-    func loader(for settings: Settings) throws -> DeclarativeLoader {
+    /// The node's entity schemas; plugin checks for DB-less mode apply when it has no database
+    /// (`dbless` forces them, for commands that read a declarative file for a DB-less node).
+    func loader(for settings: Settings, dbless: Bool? = nil) throws -> DeclarativeLoader {
         do {
             let plugins = try BundledPlugins.definitions(for: settings.plugins)
-            return DeclarativeLoader(registry: EntityRegistry(plugins: plugins, dbless: true))
+            return DeclarativeLoader(registry: EntityRegistry(plugins: plugins, dbless: dbless ?? (settings.database == .off)))
         } catch {
             throw CLIError("\(error)")
         }
@@ -44,9 +45,9 @@ struct NodeOptions: ParsableArguments {
 
 extension NodeOptions {
     /// Loads a declarative file; a failure becomes `<failure>\n<Kong's error text>`.
-    func loadDeclarative(path: String, settings: Settings, failure: String) throws -> DeclarativeConfig {
+    func loadDeclarative(path: String, settings: Settings, failure: String, dbless: Bool? = true) throws -> DeclarativeConfig {
         do {
-            return try loader(for: settings).load(path: path)
+            return try loader(for: settings, dbless: dbless).load(path: path)
         } catch let error as DeclarativeLoadError {
             switch error {
             case .unreadable(let message): throw CLIError("\(failure)\n\(message)")
@@ -62,7 +63,12 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-struct Start: AsyncParsableCommand {
+/// Commands the entry point awaits (see main.swift).
+protocol AsyncEntry {
+    func serve() async throws
+}
+
+struct Start: AsyncParsableCommand, AsyncEntry {
     static let configuration = CommandConfiguration(abstract: "Start the gateway.")
     @OptionGroup var node: NodeOptions
 
@@ -72,14 +78,17 @@ struct Start: AsyncParsableCommand {
     /// ArgumentParser's sync and async `run()` can never pick the help-printing one.
     func serve() async throws {
         let settings = try node.settings()
-        guard settings.database == .off else {
-            throw CLIError("database = \(settings.database.rawValue) is not implemented yet; use database = off with a declarative_config")
+        guard settings.database != .postgres else {
+            throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
         let loader = try node.loader(for: settings)
         let gateway = Gateway(loader: loader, factories: BundledPlugins.factories)
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
-        if let path = settings.declarativeConfig {
+        var database: EntityDatabase?
+        if settings.database == .sqlite {
+            database = try await DatabaseMode.open(settings: settings, registry: loader.registry, gateway: gateway)
+        } else if let path = settings.declarativeConfig {
             do throws(GatewayLoadError) { try gateway.applyFile(path) } catch {
                 throw CLIError("error parsing declarative config file \(path):\n\(error.message)")
             }
@@ -106,7 +115,7 @@ struct Start: AsyncParsableCommand {
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
         say("Silverback started: proxy listening on \(listening)")
         let adminAPI = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: persisted,
-                                initialHash: initialHash)
+                                initialHash: initialHash, database: database)
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig, admin: adminAPI)
         let admin = AdminServer(api: adminAPI)
         await withTaskGroup(of: Void.self) { group in
@@ -156,7 +165,7 @@ final class SignalHandlers {
         signal(SIGHUP, SIG_IGN)
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hup.setEventHandler {
-            guard let path = declarativeConfig else { return }
+            guard admin.database == nil, let path = declarativeConfig else { return }
             do throws(GatewayLoadError) {
                 try gateway.applyFile(path)
                 if let text = try? String(contentsOfFile: path, encoding: .utf8) {
@@ -176,7 +185,7 @@ final class SignalHandlers {
 struct Config: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Work with declarative configuration files.",
-        subcommands: [Parse.self, Init.self]
+        subcommands: [Parse.self, Init.self, DBImport.self, DBExport.self]
     )
 
     struct Parse: ParsableCommand {

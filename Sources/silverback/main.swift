@@ -9,8 +9,8 @@ _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGloba
 
 do {
     var command = try Silverback.parseAsRoot()
-    if let start = command as? Start {
-        try await start.serve()
+    if let asyncCommand = command as? AsyncEntry {
+        try await asyncCommand.serve()
     } else {
         try command.run()
     }
