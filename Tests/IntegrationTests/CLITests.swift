@@ -118,44 +118,18 @@ struct CLITests {
         let badSetting = try run(["start"], environment: ["KONG_DATABASE": "mysql"])
         #expect(badSetting.status == 1)
         #expect(badSetting.stderr.contains("database has an invalid value: 'mysql'"))
-        let dbMode = try run(["start"], environment: ["KONG_DATABASE": "sqlite"])
-        #expect(dbMode.status == 1)
-        #expect(dbMode.stderr.contains("database = sqlite is not implemented yet"))
+        let postgres = try run(["start"], environment: ["KONG_DATABASE": "postgres"])
+        #expect(postgres.status == 1)
+        #expect(postgres.stderr.contains("database = postgres is not implemented yet"))
     }
 
     /// The real binary: starts, proxies with Kong's 404, serves the Admin API over a socket,
     /// takes a new configuration through `POST /config`, stops on SIGTERM.
     @Test func startServesProxyAndAdminAndStopsOnSIGTERM() async throws {
         let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = ["start"]
-        process.currentDirectoryURL = Self.packageRoot
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
-        env["KONG_DECLARATIVE_CONFIG"] = "kong-compat/declarative/valid/minimal.json"
-        env["KONG_PROXY_LISTEN"] = "127.0.0.1:0"
-        env["KONG_ADMIN_LISTEN"] = "127.0.0.1:0"
-        env["KONG_PREFIX"] = prefix.path
-        process.environment = env
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = Pipe()
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        // "Silverback started: proxy listening on 127.0.0.1:<port>", then "Admin API listening on 127.0.0.1:<port>".
-        var text = ""
-        while !text.contains("Admin API listening on") || !text.hasSuffix("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        func port(after marker: String) -> Int? {
-            guard let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
-            return line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        }
-        let proxyPort = try #require(port(after: "proxy listening on"), "no proxy port in: \(text)")
-        let adminPort = try #require(port(after: "Admin API listening on"), "no admin port in: \(text)")
-
+        let node = try SilverbackNode(environment: ["KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/valid/minimal.json",
+                                                    "KONG_PREFIX": prefix.path])
+        let proxyPort = node.proxyPort, adminPort = node.adminPort
         let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(proxyPort)/nothing-here")!)
         #expect((response as? HTTPURLResponse)?.statusCode == 404)
         #expect(String(decoding: body, as: UTF8.self).contains("no Route matched with those values"))
@@ -171,9 +145,7 @@ struct CLITests {
         let (_, lonely) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(proxyPort)/lonely")!)
         #expect((lonely as? HTTPURLResponse)?.statusCode == 503, "the posted configuration is live on the proxy")
 
-        process.terminate()  // SIGTERM
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        #expect(node.stop() == 0)  // SIGTERM
         #expect(FileManager.default.fileExists(atPath: prefix.appendingPathComponent("silverback-config.json").path))
     }
 
