@@ -63,6 +63,9 @@ struct EntityTests {
     }
 
     static let routeCases: [ErrorCase] = [
+        // No protocols: the defaults (http, https) bring their rules; https is reported, as in Kong.
+        ErrorCase(["name": "r"],
+         ["@entity": ["must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"]]),
         ErrorCase(["protocols": ["http"]],
          ["@entity": ["must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'"]]),
         ErrorCase(["paths": ["/a"], "protocols": ["https"], "sources": [["ip": "1.2.3.4"]]],

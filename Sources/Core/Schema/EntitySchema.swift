@@ -95,8 +95,10 @@ public struct EntitySchema: Sendable {
                 return .failure(ErrorRecord(fields: [key: .message(format.replacingOccurrences(of: "%s", with: shown))]))
             }
         }
-        let effective = effectiveRecord(for: data)
-        let processed = effective.processAutoFields(data, context: context, auto: auto)
+        let processed = effectiveRecord(for: data).processAutoFields(data, context: context, auto: auto)
+        // The subschema is chosen again once defaults are in: a route without `protocols` gets
+        // the default protocols' rules, as in Kong (auto fields run before validation).
+        let effective = effectiveRecord(for: processed)
         var validationInput = processed
         if ttl { validationInput["ttl"] = nil }
         if let errors = effective.validate(validationInput, options: context == .update ? .update : .insert) {
