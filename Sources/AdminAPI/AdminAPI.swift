@@ -54,10 +54,12 @@ public final class AdminAPI: Sendable {
         let origin = request.header("origin") ?? "*"
         response.headers.append(("Access-Control-Allow-Origin", origin))
         response.headers.append(("Access-Control-Allow-Credentials", "true"))
-        response.headers.append(("Server", "kong/3.10.0"))
-        let elapsed = ContinuousClock.now - started
-        response.headers.append(("X-Kong-Admin-Latency", String(elapsed.components.seconds * 1000
-            + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+        if settings.proxy.responseHeaders.server { response.headers.append(("Server", "kong/3.10.0")) }
+        if settings.proxy.responseHeaders.adminLatency {
+            let elapsed = ContinuousClock.now - started
+            response.headers.append(("X-Kong-Admin-Latency", String(elapsed.components.seconds * 1000
+                + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+        }
         return response
     }
 

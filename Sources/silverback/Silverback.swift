@@ -82,7 +82,7 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
         let loader = try node.loader(for: settings)
-        let gateway = Gateway(loader: loader, factories: BundledPlugins.factories)
+        let gateway = Gateway(loader: loader, factories: BundledPlugins.factories, options: settings.proxy)
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
         var database: EntityDatabase?

@@ -252,11 +252,45 @@ struct SettingsTests {
         ("proxy_listen = 0.0.0.0:99999", "kong.conf:1: proxy_listen has an invalid address: '0.0.0.0:99999'"),
         ("log_level = loud", "kong.conf:1: log_level has an invalid value: 'loud' (debug, info, notice, warn, error, crit, alert, emerg)"),
         ("just words", "kong.conf:1: malformed line, expected 'name = value': just words"),
+        ("trusted_ips = 10.0.0.0/33", "kong.conf:1: trusted_ips: invalid IP or CIDR range: '10.0.0.0/33'"),
+        ("trusted_ips = example.com", "kong.conf:1: trusted_ips: invalid IP or CIDR range: 'example.com'"),
+        ("headers = server_tokens, bogus", "kong.conf:1: headers: invalid header value: bogus"),
+        ("headers = off, server_tokens", "kong.conf:1: headers: 'off' cannot be used with other values"),
+        ("headers_upstream = x-other", "kong.conf:1: headers_upstream: invalid header value: x-other (x-kong-request-id, off)"),
     ])
     func malformedSettings(line: String, message: String) {
         #expect(throws: SettingsError(message)) {
             try Settings.load(confText: line, confPath: "kong.conf", environment: [:])
         }
+    }
+
+    @Test func proxyHeaderSettings() throws {
+        let defaults = try Settings.load(confText: nil, confPath: nil, environment: [:])
+        #expect(defaults.proxy.responseHeaders == .kongDefault)
+        #expect(defaults.proxy.trustedIPs.isEmpty && defaults.proxy.requestIDUpstream)
+        let off = try Settings.load(confText: "headers = off\nheaders_upstream = off", confPath: nil, environment: [:])
+        #expect(off.proxy.responseHeaders == .none)
+        #expect(!off.proxy.requestIDUpstream)
+        let some = try Settings.load(confText: "headers = Server, X-Kong-Upstream-Status", confPath: nil, environment: [:])
+        #expect(some.proxy.responseHeaders.server && some.proxy.responseHeaders.upstreamStatus)
+        #expect(!some.proxy.responseHeaders.via && !some.proxy.responseHeaders.proxyLatency && !some.proxy.responseHeaders.requestID)
+        let latency = try Settings.load(confText: "headers = latency_tokens", confPath: nil, environment: [:]).proxy.responseHeaders
+        #expect(latency.proxyLatency && latency.upstreamLatency && latency.responseLatency && latency.adminLatency && !latency.server)
+    }
+
+    @Test func trustedIPsMatchAddressesAndBlocks() throws {
+        let ips = try TrustedIPs.parse("10.1.2.3, 192.168.0.0/16, 2001:db8::/32, unix:").get()
+        #expect(ips.contains("10.1.2.3"))
+        #expect(!ips.contains("10.1.2.4"))
+        #expect(ips.contains("192.168.200.1"))
+        #expect(!ips.contains("192.169.0.1"))
+        #expect(ips.contains("2001:db8:1::5"))
+        #expect(!ips.contains("2001:db9::1"))
+        #expect(ips.contains("::ffff:192.168.1.1"), "IPv4-mapped IPv6 peers match IPv4 blocks")
+        #expect(!ips.contains("not an address"))
+        let everyone = try TrustedIPs.parse("0.0.0.0/0,::/0").get()
+        #expect(everyone.contains("8.8.8.8") && everyone.contains("::1"))
+        #expect(!TrustedIPs().contains("127.0.0.1"), "nobody is trusted by default")
     }
 
     @Test func malformedEnvironmentValue() {

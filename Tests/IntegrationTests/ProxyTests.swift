@@ -81,10 +81,11 @@ final class ProxyHarness: Sendable {
     /// `yaml` may use `UPSTREAM` for the mock upstream's `http://127.0.0.1:<port>`.
     /// `tlsListener`: one more listener, with the `ssl` flag, after the plain ones.
     static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
-                      tlsUpstream: Bool = false, tlsListener: Bool = false) async throws -> ProxyHarness {
+                      tlsUpstream: Bool = false, tlsListener: Bool = false,
+                      options: ProxyOptions = ProxyOptions()) async throws -> ProxyHarness {
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
-        let gateway = Gateway(loader: loader, factories: factories, threads: 2)
+        let gateway = Gateway(loader: loader, factories: factories, threads: 2, options: options)
         var addresses = Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners)
         var certificate: TLSCertificateFiles?
         if tlsListener {
@@ -181,6 +182,76 @@ struct ProxyTests {
         #expect(try await h.send("/keep/x").json?["uri"] == "/base/keep/x")
         let preserved = try await h.send("/preserve", headers: [("Host", "client.example:81")])
         #expect(preserved.json?["headers"]?["host"] == ["client.example:81"])
+    }
+
+    /// `trusted_ips`: a trusted peer's X-Forwarded-* values go upstream as sent; anyone else's are
+    /// replaced by the gateway's own view (the default trusts nobody: see the test above).
+    @Test func trustedPeersKeepTheirForwardedHeaders() async throws {
+        var options = ProxyOptions()
+        options.trustedIPs = try TrustedIPs.parse("127.0.0.0/8").get()
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+        let forwarded = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.example"),
+                         ("X-Forwarded-Port", "443"), ("X-Forwarded-Path", "/outer/api/x"), ("X-Forwarded-Prefix", "/outer")]
+        let seen = try #require(try await h.send("/api/x", headers: forwarded).json?["headers"])
+        #expect(seen["x-forwarded-proto"] == ["https"])
+        #expect(seen["x-forwarded-host"] == ["public.example"])
+        #expect(seen["x-forwarded-port"] == ["443"])
+        #expect(seen["x-forwarded-path"] == ["/outer/api/x"])
+        #expect(seen["x-forwarded-prefix"] == ["/outer"])
+        let own = try #require(try await h.send("/api/x").json?["headers"])
+        #expect(own["x-forwarded-proto"] == ["http"], "nothing sent: the gateway's own values")
+        #expect(own["x-forwarded-prefix"] == ["/api"])
+
+        options.trustedIPs = try TrustedIPs.parse("10.0.0.0/8").get()
+        let untrusted = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await untrusted.stop() } }
+        let replaced = try #require(try await untrusted.send("/api/x", headers: forwarded).json?["headers"])
+        #expect(replaced["x-forwarded-proto"] == ["http"])
+        #expect(replaced["x-forwarded-host"] == ["127.0.0.1"])
+        #expect(replaced["x-forwarded-prefix"] == ["/api"])
+    }
+
+    /// `headers = off` and `headers_upstream = off`: no Server/Via/latency/request-id headers added,
+    /// neither on proxied nor on generated responses; `X-Kong-Upstream-Status` only when asked.
+    @Test func headersSettingControlsKongsHeaders() async throws {
+        var options = ProxyOptions()
+        options.responseHeaders = try ResponseHeaderSet.parse("off").get()
+        options.requestIDUpstream = false
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+        let proxied = try await h.send("/api/x")
+        #expect(proxied.status == 200)
+        for name in ["Via", "X-Kong-Upstream-Latency", "X-Kong-Proxy-Latency", "X-Kong-Request-Id", "X-Kong-Upstream-Status"] {
+            #expect(proxied.headers.first(name: name) == nil, "\(name)")
+        }
+        #expect(proxied.headers.first(name: "Server") == "mock-upstream", "the upstream's own Server is kept")
+        #expect(proxied.json?["headers"]?["x-kong-request-id"] == nil, "headers_upstream = off")
+        let generated = try await h.send("/nowhere")
+        #expect(generated.status == 404)
+        for name in ["Server", "X-Kong-Response-Latency", "X-Kong-Request-Id"] {
+            #expect(generated.headers.first(name: name) == nil, "\(name)")
+        }
+
+        options.responseHeaders = try ResponseHeaderSet.parse("X-Kong-Upstream-Status, server_tokens").get()
+        let status = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await status.stop() } }
+        let teapot = try await status.send("/api/status/418")
+        #expect(teapot.headers.first(name: "X-Kong-Upstream-Status") == "418")
+        #expect(teapot.headers.first(name: "Via") == "1.1 kong/3.10.0")
+        #expect(teapot.headers.first(name: "X-Kong-Proxy-Latency") == nil)
     }
 
     @Test func kongErrorsForNoRouteAndNoService() async throws {

@@ -17,7 +17,8 @@ public final class Gateway: Sendable {
 
     /// `threads` nil: NIO's process-wide event loops (which the CLI also makes the Swift
     /// concurrency executor, so request tasks never hop threads).
-    public init(loader: DeclarativeLoader, factories: [PluginFactory], threads: Int? = nil) {
+    public init(loader: DeclarativeLoader, factories: [PluginFactory], threads: Int? = nil,
+                options: ProxyOptions = ProxyOptions()) {
         self.loader = loader
         self.factories = factories
         if let threads {
@@ -29,7 +30,7 @@ public final class Gateway: Sendable {
         }
         holder = ConfigurationHolder(.empty(factories: factories))
         let services = ProxyServices(holder: holder, pools: UpstreamPools(), logSink: logSink,
-                                     connections: ConnectionRegistry())
+                                     connections: ConnectionRegistry(), options: options)
         server = ProxyServer(services: services, group: group)
     }
 

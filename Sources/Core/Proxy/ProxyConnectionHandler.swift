@@ -8,8 +8,11 @@ final class ProxyServices: Sendable {
     let pools: UpstreamPools
     let logSink: LogSink
     let connections: ConnectionRegistry
+    let options: ProxyOptions
 
-    init(holder: ConfigurationHolder, pools: UpstreamPools, logSink: LogSink, connections: ConnectionRegistry) {
+    init(holder: ConfigurationHolder, pools: UpstreamPools, logSink: LogSink, connections: ConnectionRegistry,
+         options: ProxyOptions) {
+        self.options = options
         self.holder = holder
         self.pools = pools
         self.logSink = logSink
@@ -145,7 +148,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: rendered.contentType)
             headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
-            headers.add(name: "Server", value: ProxyHeaders.serverToken)
+            if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
             headers.add(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
                           promise: nil)
@@ -201,7 +204,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.handlers = handlers
             exchange.bodyFilters = handlers.filter(\.filtersBody)
             exchange.service = service
-            exchange.upstreamHead = RequestPhases.upstreamHead(exchange.request, match: match, service: service,
+            exchange.upstreamHead = RequestPhases.upstreamHead(exchange.request, match: match, service: service, options: services.options,
                                                                head: exchange.head, localPort: localPort)
             exchange.proxyLatency = RequestPhases.milliseconds(since: exchange.started)
             exchange.upstreamStarted = .now()
@@ -393,6 +396,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // Body filters may change the length: the response is then sent chunked.
             var headers = ProxyHeaders.downstreamHeaders(
                 response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
+                status: Int(response.status.code), headerSet: services.options.responseHeaders,
                 upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
                 proxyLatency: exchange.proxyLatency, keepContentLength: exchange.bodyFilters.isEmpty)
             let status = Int(response.status.code)
@@ -482,6 +486,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let context else { return }
         exchange.state = .responded
         let (status, generated, body) = RequestPhases.generatedResponse(exit, context: exchange.request, head: exchange.head,
+                                                                        headerSet: services.options.responseHeaders,
                                                                         started: exchange.started, nginxLevel: nginxLevel)
         var headers = generated
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }

@@ -109,12 +109,12 @@ enum RequestPhases {
     }
 
     /// The request line and headers sent upstream (spec §6.5, §8.1).
-    static func upstreamHead(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
+    static func upstreamHead(_ context: ProxyRequestContext, match: RouteMatch, service: Service, options: ProxyOptions,
                              head: HTTPRequestHead, localPort: Int) -> HTTPRequestHead {
         let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
                                             strippedPrefix: match.strippedPrefix)
         let target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
-        var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service,
+        var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service, options: options,
                                                           httpVersion: head.version, localPort: localPort)
         if context.bodyWasBuffered {
             headers.add(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
@@ -128,7 +128,7 @@ enum RequestPhases {
 
     /// A gateway-generated response (error template, plugin JSON, empty), with Kong's headers.
     static func generatedResponse(_ exit: PluginExit, context: ProxyRequestContext, head: HTTPRequestHead,
-                                  started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
+                                  headerSet: ResponseHeaderSet = .kongDefault, started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
         var headers = HTTPHeaders()
         var body = ""
         var status = exit.status
@@ -150,9 +150,11 @@ enum RequestPhases {
         }
         for (name, value) in exit.headers { headers.replaceOrAdd(name: name, value: value) }
         headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
-        headers.replaceOrAdd(name: "Server", value: ProxyHeaders.serverToken)
-        headers.replaceOrAdd(name: "X-Kong-Response-Latency", value: String(milliseconds(since: started)))
-        headers.replaceOrAdd(name: "X-Kong-Request-Id", value: context.requestID)
+        if headerSet.server { headers.replaceOrAdd(name: "Server", value: ProxyHeaders.serverToken) }
+        if headerSet.responseLatency {
+            headers.replaceOrAdd(name: "X-Kong-Response-Latency", value: String(milliseconds(since: started)))
+        }
+        if headerSet.requestID { headers.replaceOrAdd(name: "X-Kong-Request-Id", value: context.requestID) }
         return (status, headers, body)
     }
 

@@ -17,9 +17,12 @@ enum ProxyHeaders {
     /// Headers sent upstream (spec §8.1). `context.headers` already carries plugin changes.
     /// Content-Length / Transfer-Encoding are added by the caller, which knows the body.
     static func upstreamRequestHeaders(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
+                                       options: ProxyOptions = ProxyOptions(),
                                        httpVersion: HTTPVersion, localPort: Int) -> HTTPHeaders {
         let source = context.headers
         let listed = connectionTokens(source)
+        let trusted = options.trustedIPs.contains(context.clientAddress)
+        var forwarded = TrustedForwarded()
         var clientHost: String?, forwardedFor: String?, clientVia: String?
         var trailers = false
         var out = HTTPHeaders()
@@ -29,6 +32,7 @@ enum ProxyHeaders {
             if equalsIgnoringCase(name, "x-forwarded-for") { if forwardedFor == nil { forwardedFor = value }; continue }
             if equalsIgnoringCase(name, "via") { if clientVia == nil { clientVia = value }; continue }
             if equalsIgnoringCase(name, "te") { trailers = trailers || value.lowercased().contains("trailers"); continue }
+            if trusted { forwarded.read(name, value) }
             if value.isEmpty || isListed(name, in: hopByHop) || isListed(name, in: gatewaySet)
                 || isListed(name, in: listed) { continue }
             out.add(name: name, value: value)
@@ -37,22 +41,45 @@ enum ProxyHeaders {
                                                               clientHost: clientHost))
         if trailers { out.add(name: "TE", value: "trailers") }
         out.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress)
-        // No trusted_ips yet: the gateway's own view always wins.
-        out.add(name: "X-Forwarded-Proto", value: context.isTLS ? "https" : "http")
+        // A peer in `trusted_ips` (a load balancer in front) keeps its X-Forwarded-* values; the
+        // gateway's own view fills what it did not send, and is all an untrusted peer gets.
+        out.add(name: "X-Forwarded-Proto", value: forwarded.proto ?? (context.isTLS ? "https" : "http"))
         let hostName = clientHost.map { HostAndPort($0, defaultPort: localPort).name ?? $0 } ?? ""
-        if !hostName.isEmpty { out.add(name: "X-Forwarded-Host", value: hostName.lowercased()) }
-        out.add(name: "X-Forwarded-Port", value: String(localPort))
-        if !context.rawPath.isEmpty { out.add(name: "X-Forwarded-Path", value: String(context.rawPath)) }
-        if let prefix = match.strippedPrefix, prefix != "/" { out.add(name: "X-Forwarded-Prefix", value: prefix) }
+        if let host = forwarded.host { out.add(name: "X-Forwarded-Host", value: host) }
+        else if !hostName.isEmpty { out.add(name: "X-Forwarded-Host", value: hostName.lowercased()) }
+        out.add(name: "X-Forwarded-Port", value: forwarded.port ?? String(localPort))
+        if let path = forwarded.path { out.add(name: "X-Forwarded-Path", value: path) }
+        else if !context.rawPath.isEmpty { out.add(name: "X-Forwarded-Path", value: String(context.rawPath)) }
+        if let prefix = forwarded.prefix { out.add(name: "X-Forwarded-Prefix", value: prefix) }
+        else if let prefix = match.strippedPrefix, prefix != "/" { out.add(name: "X-Forwarded-Prefix", value: prefix) }
         out.add(name: "X-Real-IP", value: context.clientAddress)
         let via = "\(versionToken(httpVersion)) \(serverToken)"
         out.add(name: "Via", value: clientVia.map { "\($0), \(via)" } ?? via)
-        out.add(name: "X-Kong-Request-Id", value: context.requestID)
+        if options.requestIDUpstream { out.add(name: "X-Kong-Request-Id", value: context.requestID) }
         return out
+    }
+
+    /// The client's X-Forwarded-* values, read only from a trusted peer (first value of each).
+    struct TrustedForwarded {
+        var proto: String?, host: String?, port: String?, path: String?, prefix: String?
+
+        mutating func read(_ name: String, _ value: String) {
+            guard name.utf8.count > 12, equalsIgnoringCase(String(name.prefix(12)), "x-forwarded-") else { return }
+            let rest = name.dropFirst(12).lowercased()
+            switch rest {
+            case "proto": proto = proto ?? value
+            case "host": host = host ?? value
+            case "port": port = port ?? value
+            case "path": path = path ?? value
+            case "prefix": prefix = prefix ?? value
+            default: break
+            }
+        }
     }
 
     /// Response headers from the upstream with Kong's additions (spec §8.2), in one pass.
     static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String, version: HTTPVersion,
+                                  status: Int = 0, headerSet: ResponseHeaderSet = .kongDefault,
                                   upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool) -> HTTPHeaders {
         let listed = connectionTokens(upstream)
         var upstreamVia: String?
@@ -66,12 +93,17 @@ enum ProxyHeaders {
             if equalsIgnoringCase(name, "server") { hasServer = true }
             out.add(name: name, value: value)
         }
-        let via = "\(versionToken(version)) \(serverToken)"
-        out.add(name: "Via", value: upstreamVia.map { "\($0), \(via)" } ?? via)
-        if !hasServer { out.add(name: "Server", value: serverToken) }
-        out.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency))
-        out.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency))
-        out.add(name: "X-Kong-Request-Id", value: requestID)
+        if headerSet.via {
+            let via = "\(versionToken(version)) \(serverToken)"
+            out.add(name: "Via", value: upstreamVia.map { "\($0), \(via)" } ?? via)
+        } else if let upstreamVia {
+            out.add(name: "Via", value: upstreamVia)
+        }
+        if !hasServer && headerSet.server { out.add(name: "Server", value: serverToken) }
+        if headerSet.upstreamLatency { out.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency)) }
+        if headerSet.proxyLatency { out.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency)) }
+        if headerSet.upstreamStatus { out.add(name: "X-Kong-Upstream-Status", value: String(status)) }
+        if headerSet.requestID { out.add(name: "X-Kong-Request-Id", value: requestID) }
         return out
     }
 

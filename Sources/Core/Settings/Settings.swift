@@ -18,6 +18,8 @@ public struct Settings: Sendable, Equatable {
     /// PEM certificate and key for `proxy_listen` entries with the `ssl` flag.
     public var sslCert: String?
     public var sslCertKey: String?
+    /// `trusted_ips`, `headers`, `headers_upstream`: what the proxy path reads per request.
+    public var proxy = ProxyOptions()
 
     public init() {}
 
@@ -26,7 +28,7 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
-        "ssl_cert", "ssl_cert_key", "admin_token",
+        "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "headers", "headers_upstream",
     ]
 
     /// Applies `name = value` pairs; unknown names and malformed values are errors.
@@ -62,6 +64,22 @@ public struct Settings: Sendable, Equatable {
             sslCert = value.isEmpty ? nil : value
         case "ssl_cert_key":
             sslCertKey = value.isEmpty ? nil : value
+        case "trusted_ips":
+            switch TrustedIPs.parse(value) {
+            case .success(let ips): proxy.trustedIPs = ips
+            case .failure(let error): throw SettingsError("\(source): trusted_ips: \(error.message)")
+            }
+        case "headers":
+            switch ResponseHeaderSet.parse(value) {
+            case .success(let set): proxy.responseHeaders = set
+            case .failure(let error): throw SettingsError("\(source): headers: \(error.message)")
+            }
+        case "headers_upstream":
+            let tokens = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard tokens.allSatisfy({ ["x-kong-request-id", "off"].contains($0) }) else {
+                throw SettingsError("\(source): headers_upstream: invalid header value: \(value) (x-kong-request-id, off)")
+            }
+            proxy.requestIDUpstream = tokens.contains("x-kong-request-id")
         default:
             throw SettingsError("\(source): unknown property '\(name)'")
         }
