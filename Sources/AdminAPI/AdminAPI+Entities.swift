@@ -174,7 +174,7 @@ extension AdminAPI {
         guard let schema = registry[entity] else { return .notFound }
         let body: [String: JSONValue]
         do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
-        let merged = EntityDAO.merge(row.objectValue ?? [:], with: body)
+        let merged = EntityDAO(registry: registry).merge(entity, row.objectValue ?? [:], with: body)
         if case .failure(let errors) = schema.process(merged, context: .upsert) { return .error(.schemaViolation(errors)) }
         return nil
     }

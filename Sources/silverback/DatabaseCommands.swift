@@ -2,11 +2,28 @@ import AdminAPI
 import ArgumentParser
 import Core
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// DB mode on SQLite: where the database lives and how a node opens it.
 enum DatabaseMode {
     /// One file under `prefix`, next to everything else the node keeps.
     static func path(settings: Settings) -> String { settings.prefix + "/silverback.db" }
+
+    /// One writer process per database: a running node holds this lock, so `db_import` cannot
+    /// change rows under it (its in-memory copy would go stale). Held until the process exits.
+    static func lockForWriting(settings: Settings) throws {
+        let lockPath = path(settings: settings) + ".lock"
+        try? FileManager.default.createDirectory(atPath: settings.prefix, withIntermediateDirectories: true)
+        let fd = Glibc.open(lockPath, O_CREAT | O_RDWR, 0o600)
+        guard fd >= 0 else { throw CLIError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Glibc.close(fd)
+            throw CLIError("the database \(path(settings: settings)) is in use by a running node; stop it first, or change it through the Admin API")
+        }
+        // The descriptor stays open on purpose: the lock lasts as long as this process.
+    }
 
     static func openStore(settings: Settings, registry: EntityRegistry) throws -> SQLiteEntityStore {
         do { return try SQLiteEntityStore(path: path(settings: settings), registry: registry) } catch {
@@ -17,6 +34,7 @@ enum DatabaseMode {
     /// Opens the store (migrating it), applies what it holds, and keeps the gateway following
     /// every later commit.
     static func open(settings: Settings, registry: EntityRegistry, gateway: Gateway) async throws -> EntityDatabase {
+        try lockForWriting(settings: settings)
         let store = try openStore(settings: settings, registry: registry)
         let rebuilder = SnapshotRebuilder(gateway: gateway) { message in
             FileHandle.standardError.write(Data((message + "\n").utf8))
@@ -52,6 +70,7 @@ extension Config {
             }
             let config = try node.loadDeclarative(path: file, settings: settings, failure: "Failed importing:", dbless: false)
             let registry = try node.loader(for: settings).registry
+            try DatabaseMode.lockForWriting(settings: settings)
             let store = try DatabaseMode.openStore(settings: settings, registry: registry)
             var changes: [EntityChange] = []
             for entity in registry.orderedEntityNames {

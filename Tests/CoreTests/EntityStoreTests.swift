@@ -247,6 +247,15 @@ struct EntityDAOTests {
         #expect(renamed.row["config"] == ["key_names": ["x-key"], "hide_credentials": true], "arrays are replaced, not merged")
     }
 
+    /// Maps (route `headers`) are replaced by PATCH, never merged: Kong merges records only, so a
+    /// header key can be dropped.
+    @Test func updateReplacesMaps() throws {
+        var state = empty
+        let route = try insert("routes", ["paths": ["/a"], "headers": ["x-a": ["1"]]], into: &state)
+        let patched = try dao.update("routes", existing: route, ["headers": ["x-b": ["2"]]], in: state).get()
+        #expect(patched.row["headers"] == ["x-b": ["2"]])
+    }
+
     @Test func updateReplacesArraysAndKeepsIdentity() throws {
         var state = empty
         try insert("services", ["name": "svc", "host": "h"], into: &state)

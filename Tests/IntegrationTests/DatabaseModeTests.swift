@@ -157,6 +157,9 @@ struct DatabaseModeTests {
         try FileManager.default.createDirectory(at: prefix, withIntermediateDirectories: true)
         #expect(try cli(["config", "db_import", "kong-compat/declarative/valid/full.yml"]).status == 0)
         let node = try startNode()
+        let busy = try cli(["config", "db_import", "kong-compat/declarative/valid/full.yml"])
+        #expect(busy.status == 1, "a running node owns the database")
+        #expect(busy.stderr.contains("is in use by a running node"))
         let services = try await node.admin("GET", "/services")
         let names = (services.json?["data"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         #expect(Set(names) == ["openai-chat", "azure-embeddings"])

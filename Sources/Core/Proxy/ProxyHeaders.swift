@@ -64,7 +64,7 @@ enum ProxyHeaders {
         var proto: String?, host: String?, port: String?, path: String?, prefix: String?
 
         mutating func read(_ name: String, _ value: String) {
-            guard name.utf8.count > 12, equalsIgnoringCase(String(name.prefix(12)), "x-forwarded-") else { return }
+            guard !value.isEmpty, name.utf8.count > 12, equalsIgnoringCase(String(name.prefix(12)), "x-forwarded-") else { return }
             let rest = name.dropFirst(12).lowercased()
             switch rest {
             case "proto": proto = proto ?? value

@@ -82,8 +82,8 @@ public struct TrustedIPs: Sendable, Equatable {
         for raw in value.split(separator: ",") {
             let entry = raw.trimmingCharacters(in: .whitespaces)
             if entry.isEmpty || entry == "unix:" { continue }
-            let parts = entry.split(separator: "/", maxSplits: 1).map(String.init)
-            guard let address = bytes(of: parts[0]) else { return .failure(SettingsError("invalid IP or CIDR range: '\(entry)'")) }
+            let parts = entry.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count <= 2, let address = bytes(of: parts[0]) else { return .failure(SettingsError("invalid IP or CIDR range: '\(entry)'")) }
             var length = address.count * 8
             if parts.count == 2 {
                 guard let given = Int(parts[1]), (0...address.count * 8).contains(given) else {

@@ -76,7 +76,8 @@ public struct Settings: Sendable, Equatable {
             }
         case "headers_upstream":
             let tokens = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            guard tokens.allSatisfy({ ["x-kong-request-id", "off"].contains($0) }) else {
+            guard tokens.allSatisfy({ ["x-kong-request-id", "off"].contains($0) }),
+                  !(tokens.contains("off") && tokens.count > 1) else {
                 throw SettingsError("\(source): headers_upstream: invalid header value: \(value) (x-kong-request-id, off)")
             }
             proxy.requestIDUpstream = tokens.contains("x-kong-request-id")

@@ -57,7 +57,7 @@ public struct EntityDAO: Sendable {
         if schema.ttl { ttl = patch.removeValue(forKey: "ttl") }
         var base = existing.objectValue ?? [:]
         base["ttl"] = nil
-        var merged = Self.merge(base, with: patch)
+        var merged = merge(entity, base, with: patch)
         for field in schema.primaryKey { merged[field] = existing[field] }
         if let ttl { merged["ttl"] = ttl }
         return write(entity, merged, context: .upsert, replacing: existing,
@@ -84,7 +84,9 @@ public struct EntityDAO: Sendable {
             }
             // Stored relative to `created_at`, as the snapshot reads it; a new ttl counts from now.
             let createdAt = row["created_at"]?.intValue ?? auto.now()
-            row["ttl"] = .number(Double(seconds == 0 ? 0 : seconds + max(0, auto.now() - createdAt)))
+            // Clamped to Kong's range, so an exported row always imports again.
+            let relative = seconds == 0 ? 0 : min(KeyAuthCredentialSchema.ttlRange.upperBound, seconds + max(0, auto.now() - createdAt))
+            row["ttl"] = .number(Double(relative))
         } else if let kept, !kept.isNull {
             row["ttl"] = kept
         }
@@ -208,19 +210,26 @@ public struct EntityDAO: Sendable {
 
     // MARK: Merge
 
-    /// Kong's `merge_values`: objects merge recursively, anything else is replaced. A reference
-    /// (`{"id": ...}`) is replaced whole, never merged.
-    public static func merge(_ base: [String: JSONValue], with top: [String: JSONValue]) -> [String: JSONValue] {
+    /// Kong's `merge_values` as PATCH applies it: record fields (plugin `config` included) merge
+    /// recursively; everything else — arrays, sets, maps, references — is replaced whole.
+    public static func merge(_ base: [String: JSONValue], with top: [String: JSONValue],
+                             record: RecordSchema) -> [String: JSONValue] {
         var out = base
         for (key, value) in top {
             if case .object(let baseChild)? = base[key], case .object(let topChild) = value,
-               !(baseChild.count == 1 && baseChild["id"] != nil) {
-                out[key] = .object(merge(baseChild, with: topChild))
+               case .record(let childRecord)? = record.field(named: key)?.kind {
+                out[key] = .object(merge(baseChild, with: topChild, record: childRecord))
             } else {
                 out[key] = value
             }
         }
         return out
+    }
+
+    /// The merge for an entity: records as its effective schema (subschema included) has them.
+    public func merge(_ entity: String, _ base: [String: JSONValue], with top: [String: JSONValue]) -> [String: JSONValue] {
+        guard let schema = registry[entity] else { return base.merging(top) { _, new in new } }
+        return Self.merge(base, with: top, record: schema.effectiveRecord(for: base))
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 
 /// DB mode's entities: the store, and the current rows mirrored in memory for reads. Writes go
@@ -40,6 +41,8 @@ public final class EntityDatabase: Sendable {
             do throws(StoreError) {
                 try await store.commit(decision.changes)
             } catch {
+                // The client gets Kong's generic 500; the operator gets the reason.
+                FileHandle.standardError.write(Data("database write failed: \(error.message)\n".utf8))
                 return .failure(KongError(code: .databaseError, message: error.message))
             }
             let after = before.applying(decision.changes, registry: dao.registry)

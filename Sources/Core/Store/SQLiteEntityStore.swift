@@ -16,6 +16,8 @@ public final class SQLiteEntityStore: EntityStore {
     public init(path: String, registry: EntityRegistry) throws(StoreError) {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
+        // A reader such as `config db_export` may hold the file briefly: wait rather than fail.
+        configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             // WAL's default (NORMAL) may lose the last commits on power loss; FULL does not.
             try db.execute(sql: "PRAGMA synchronous = FULL")
