@@ -365,6 +365,11 @@ struct ProxyTests {
             plugins:
             - name: key-auth
               config: {hide_credentials: true}
+          - name: two-names
+            paths: ["/two-names"]
+            plugins:
+            - name: key-auth
+              config: {key_names: [apikey, token]}
         consumers:
         - username: alice
           custom_id: a-1
@@ -381,6 +386,11 @@ struct ProxyTests {
         #expect(try await h.send("/secured", headers: [("apikey", "wrong")]).json?["message"] == "Unauthorized")
         #expect(try await h.send("/secured", headers: [("apikey", "expired-key")]).json?["message"] == "Unauthorized")
         #expect(try await h.send("/secured?apikey=a&apikey=b").json?["message"] == "Duplicate API key found")
+        // A bare `?apikey` is no key (Kong reads it as `true`): the next key name is tried.
+        #expect(try await h.send("/secured?apikey").json?["message"] == "No API key found in request")
+        #expect(try await h.send("/two-names?apikey&token=alice-key").status == 200)
+        #expect(try await h.send("/two-names?apikey=&token=alice-key").json?["message"] == "No API key found in request",
+                "an empty value is a string: it stops the search")
         let realm = try await h.send("/realm")
         #expect(realm.headers.first(name: "WWW-Authenticate") == "Key realm=\"gateway\"")
 

@@ -70,12 +70,14 @@ public final class ProxyRequestContext: @unchecked Sendable {
     }
 
     /// Query arguments in order (`a=1&b&a=2` → [("a","1"),("b",""),("a","2")]), percent-decoded.
-    public var queryArguments: [(name: String, value: String)] {
+    /// Decoded query arguments in order; a bare argument (`?flag`, no `=`) has a nil value, as
+    /// Kong's `get_query` gives it `true` rather than a string.
+    public var queryArguments: [(name: String, value: String?)] {
         guard let rawQuery, !rawQuery.isEmpty else { return [] }
         return rawQuery.split(separator: "&", omittingEmptySubsequences: true).map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = QueryText.decode(parts[0])
-            let value = parts.count > 1 ? QueryText.decode(parts[1]) : ""
+            let value = parts.count > 1 ? QueryText.decode(parts[1]) : nil
             return (name, value)
         }
     }

@@ -87,7 +87,13 @@ struct KeyAuthHandler: PluginHandler {
             if keyInQuery {
                 let values = queryArguments.filter { $0.name == name }
                 if values.count > 1 { return .failure(.duplicate) }
-                if let value = values.first { found = (value.value, name, .query); break }
+                if let argument = values.first {
+                    // A bare `?apikey` is not a string in Kong: this name yields no key, and the
+                    // next key name is tried (the body is not looked at for this one).
+                    guard let value = argument.value else { continue }
+                    found = (value, name, .query)
+                    break
+                }
             }
             if let bodyFields, let values = bodyFields.values[name] {
                 if values.count > 1 { return .failure(.duplicate) }
