@@ -116,7 +116,11 @@ extension AdminAPI {
         case "GET":
             return row.map { .json(200, output($0)) } ?? .notFound
         case "PUT":
-            if let database { return await upsert(entity, key: key, request: request, forcing: forcing, database: database) }
+            if let database {
+                return await commit(entity, request: request, forcing: forcing, status: 200, database: database) { dao, current, body in
+                    dao.upsert(entity, key: key, body, in: current)
+                }
+            }
             var forcing = forcing
             forcing[byID ? "id" : endpointKey] = .string(key)
             if let failure = validateBody(entity, request: request, forcing: forcing, context: .upsert) { return failure }
@@ -124,7 +128,12 @@ extension AdminAPI {
                 : "cannot create or update '\(entity)' entities by '\(endpointKey)' when not using a database")
         case "PATCH":
             guard let row else { return notFoundError(entity, key: key, byID: byID, endpointKey: endpointKey) }
-            if let database { return await update(entity, row: row, request: request, forcing: forcing, database: database) }
+            if let database, let schema = registry[entity], let rowKey = RowKey.of(row, schema: schema) {
+                // Looked up again inside the write: a concurrent delete gives 404, not a resurrection.
+                return await commit(entity, request: request, forcing: forcing, status: 200, database: database) { dao, current, body in
+                    dao.update(entity, key: rowKey, body, in: current)
+                }
+            }
             if let failure = validatePatch(entity, row: row, request: request) { return failure }
             return unsupported(byID ? "cannot update '\(entity)' entities when not using a database"
                 : "cannot update '\(entity)' entities by '\(endpointKey)' when not using a database")
@@ -154,7 +163,11 @@ extension AdminAPI {
     // MARK: DB-less refusals (after validation, as Kong does)
 
     func create(_ entity: String, request: AdminRequest, forcing: [String: JSONValue]) async -> AdminResponse {
-        if let database { return await insert(entity, request: request, forcing: forcing, database: database) }
+        if let database {
+            return await commit(entity, request: request, forcing: forcing, status: 201, database: database) { dao, current, body in
+                dao.insert(entity, body, in: current)
+            }
+        }
         if let failure = validateBody(entity, request: request, forcing: forcing, context: .insert) { return failure }
         return unsupported("cannot create '\(entity)' entities when not using a database")
     }
@@ -162,21 +175,24 @@ extension AdminAPI {
     func validateBody(_ entity: String, request: AdminRequest, forcing: [String: JSONValue],
                       context: WriteContext) -> AdminResponse? {
         guard let schema = registry[entity] else { return .notFound }
-        var body: [String: JSONValue]
-        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
-        for (key, value) in forcing { body[key] = value }
-        if case .failure(let errors) = schema.process(body, context: context) { return .error(.schemaViolation(errors)) }
-        return nil
+        switch decodedBody(entity, request: request, forcing: forcing) {
+        case .failure(let refused): return refused.response
+        case .success(let body):
+            if case .failure(let errors) = schema.process(body, context: context) { return .error(.schemaViolation(errors)) }
+            return nil
+        }
     }
 
     /// PATCH: the stored entity merged with the body (records recursively), then validated whole.
     func validatePatch(_ entity: String, row: JSONValue, request: AdminRequest) -> AdminResponse? {
         guard let schema = registry[entity] else { return .notFound }
-        let body: [String: JSONValue]
-        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
-        let merged = EntityDAO(registry: registry).merge(entity, row.objectValue ?? [:], with: body)
-        if case .failure(let errors) = schema.process(merged, context: .upsert) { return .error(.schemaViolation(errors)) }
-        return nil
+        switch decodedBody(entity, request: request, forcing: [:]) {
+        case .failure(let refused): return refused.response
+        case .success(let body):
+            let merged = EntityDAO(registry: registry).merge(entity, row.objectValue ?? [:], with: body)
+            if case .failure(let errors) = schema.process(merged, context: .upsert) { return .error(.schemaViolation(errors)) }
+            return nil
+        }
     }
 
     func unsupported(_ message: String) -> AdminResponse {

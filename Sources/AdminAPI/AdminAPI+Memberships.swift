@@ -66,17 +66,14 @@ extension AdminAPI {
         let ownerID = owner["id"] ?? .null
 
         if method == "DELETE" {
-            var only: JSONValue?
-            if segments.count == 4 {
-                guard let found = find(otherEntity, key: segments[3]) else { return .notFound }
-                only = found["id"]
-            }
-            let other = only
+            // One membership (`/.../{member}`), or all of the owner's.
+            let other = segments.count == 4 ? find(otherEntity, key: segments[3])?["id"] : nil
+            if segments.count == 4 && other == nil { return .notFound }
             let result: Result<Void, KongError> = await database.write { dao, current in
                 var changes: [EntityChange] = []
+                guard let schema = dao.registry[entity] else { return .success(((), [])) }
                 for row in current.rows(entity) where row[ownerField]?["id"] == ownerID {
-                    guard other == nil || row[otherField]?["id"] == other,
-                          let schema = dao.registry[entity], let key = RowKey.of(row, schema: schema) else { continue }
+                    guard other == nil || row[otherField]?["id"] == other, let key = RowKey.of(row, schema: schema) else { continue }
                     changes.append(.delete(entity: entity, key: key))
                 }
                 return .success(((), changes))
@@ -103,11 +100,11 @@ extension AdminAPI {
             }
             others.append(found)
         }
-        let chosen = others
+        let added = others
         let result: Result<Void, KongError> = await database.write { dao, current in
             var state = current
             var changes: [EntityChange] = []
-            for other in chosen {
+            for other in added {
                 let input: [String: JSONValue] = [ownerField: ["id": ownerID], otherField: ["id": other["id"] ?? .null]]
                 switch dao.insert(entity, input, in: state) {
                 case .failure(let error): return .failure(error)

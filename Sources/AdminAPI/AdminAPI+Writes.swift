@@ -1,7 +1,8 @@
 import Core
 
 /// DB-mode writes (spec §3.3): the body decoded with the schema's coercions, the DAO's Kong
-/// semantics, one transaction in the store, then the proxy's snapshot rebuilt.
+/// semantics inside the database's write lane, one transaction in the store, then the proxy's
+/// snapshot rebuilt (by the database's listener).
 extension AdminAPI {
     /// The request body as fields, with `forcing` (a nested parent, a URL key) laid over it.
     func decodedBody(_ entity: String, request: AdminRequest,
@@ -15,52 +16,24 @@ extension AdminAPI {
         return .success(body)
     }
 
-    /// `POST`: 201 with the stored entity.
-    func insert(_ entity: String, request: AdminRequest, forcing: [String: JSONValue],
-                database: EntityDatabase) async -> AdminResponse {
+    /// One entity write: `decide` gets the DAO, the committed state and the decoded body; the
+    /// answer is `status` with the stored entity, or Kong's error.
+    func commit(_ entity: String, request: AdminRequest, forcing: [String: JSONValue] = [:], status: Int,
+                database: EntityDatabase,
+                _ decide: @Sendable (EntityDAO, DeclarativeConfig, [String: JSONValue]) -> Result<EntityDAO.Write, KongError>)
+        async -> AdminResponse {
         let body: [String: JSONValue]
         switch decodedBody(entity, request: request, forcing: forcing) {
         case .failure(let refused): return refused.response
         case .success(let decoded): body = decoded
         }
-        return respond(201, await database.write { dao, current in
-            dao.insert(entity, body, in: current).map { ($0.row, $0.changes) }
-        })
-    }
-
-    /// `PUT`: 200 with the entity, created or replaced.
-    func upsert(_ entity: String, key: String, request: AdminRequest, forcing: [String: JSONValue],
-                database: EntityDatabase) async -> AdminResponse {
-        let body: [String: JSONValue]
-        switch decodedBody(entity, request: request, forcing: forcing) {
-        case .failure(let refused): return refused.response
-        case .success(let decoded): body = decoded
+        let result = await database.write { dao, current in
+            decide(dao, current, body).map { ($0.row, $0.changes) }
         }
-        return respond(200, await database.write { dao, current in
-            dao.upsert(entity, key: key, body, in: current).map { ($0.row, $0.changes) }
-        })
-    }
-
-    /// `PATCH`: 200 with the merged entity. The row is looked up again inside the write, so a
-    /// concurrent delete gives 404 rather than resurrecting it.
-    func update(_ entity: String, row: JSONValue, request: AdminRequest, forcing: [String: JSONValue],
-                database: EntityDatabase) async -> AdminResponse {
-        let body: [String: JSONValue]
-        switch decodedBody(entity, request: request, forcing: forcing) {
-        case .failure(let refused): return refused.response
-        case .success(let decoded): body = decoded
+        switch result {
+        case .success(let row): return .json(status, output(row))
+        case .failure(let error): return .error(error)
         }
-        let id = row["id"]
-        let registry = self.registry
-        return respond(200, await database.write { dao, current in
-            guard let schema = registry[entity], let key = RowKey.of(row, schema: schema),
-                  let stored = current.rows(entity).first(where: { RowKey.of($0, schema: schema) == key }) else {
-                let shown = id?.stringValue ?? ""
-                return .failure(KongError(code: .notFound, message: "could not find the entity with primary key '{id=\"\(shown)\"}'",
-                                          fields: ["id": .string(shown)]))
-            }
-            return dao.update(entity, existing: stored, body, in: current).map { ($0.row, $0.changes) }
-        })
     }
 
     /// `DELETE`: 204, also when something else removed it first.
@@ -77,32 +50,14 @@ extension AdminAPI {
     /// transaction.
     func createAndLink(_ reference: String, child: String, childRow: JSONValue, field: String, request: AdminRequest,
                        database: EntityDatabase) async -> AdminResponse {
-        let body: [String: JSONValue]
-        switch decodedBody(reference, request: request, forcing: [:]) {
-        case .failure(let refused): return refused.response
-        case .success(let decoded): body = decoded
-        }
+        guard let schema = registry[child], let childKey = RowKey.of(childRow, schema: schema) else { return .notFound }
         let registry = self.registry
-        return respond(200, await database.write { dao, current in
-            let parent: EntityDAO.Write
-            switch dao.insert(reference, body, in: current) {
-            case .failure(let error): return .failure(error)
-            case .success(let write): parent = write
+        return await commit(reference, request: request, status: 200, database: database) { dao, current, body in
+            dao.insert(reference, body, in: current).flatMap { parent in
+                let withParent = current.applying(parent.changes, registry: registry)
+                return dao.update(child, key: childKey, [field: ["id": parent.row["id"] ?? .null]], in: withParent)
+                    .map { EntityDAO.Write(row: parent.row, changes: parent.changes + $0.changes) }
             }
-            guard let schema = registry[child], let key = RowKey.of(childRow, schema: schema),
-                  let stored = current.rows(child).first(where: { RowKey.of($0, schema: schema) == key }) else {
-                return .failure(KongError(code: .notFound, message: "could not find the entity with primary key '{id=\"\(childRow["id"]?.stringValue ?? "")\"}'"))
-            }
-            let withParent = current.applying(parent.changes, registry: registry)
-            return dao.update(child, existing: stored, [field: ["id": parent.row["id"] ?? .null]], in: withParent)
-                .map { (parent.row, parent.changes + $0.changes) }
-        })
-    }
-
-    func respond(_ status: Int, _ result: Result<JSONValue, KongError>) -> AdminResponse {
-        switch result {
-        case .success(let row): return .json(status, output(row))
-        case .failure(let error): return .error(error)
         }
     }
 }

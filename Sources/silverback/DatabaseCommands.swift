@@ -25,6 +25,16 @@ enum DatabaseMode {
         // The descriptor stays open on purpose: the lock lasts as long as this process.
     }
 
+    /// What a `config db_*` command works with: the settings (DB mode required) and the entity
+    /// schemas of a DB-mode node.
+    static func commandContext(_ node: NodeOptions, command: String) throws -> (settings: Settings, loader: DeclarativeLoader) {
+        let settings = try node.settings()
+        guard settings.database == .sqlite else {
+            throw CLIError("\(command) needs a database: set database = sqlite (it is '\(settings.database.rawValue)')")
+        }
+        return (settings, try node.loader(for: settings, dbless: false))
+    }
+
     static func openStore(settings: Settings, registry: EntityRegistry) throws -> SQLiteEntityStore {
         do { return try SQLiteEntityStore(path: path(settings: settings), registry: registry) } catch {
             throw CLIError(error.message)
@@ -64,16 +74,12 @@ extension Config {
         func run() async throws { try await serve() }
 
         func serve() async throws {
-            let settings = try node.settings()
-            guard settings.database == .sqlite else {
-                throw CLIError("db_import needs a database: set database = sqlite (it is '\(settings.database.rawValue)')")
-            }
-            let config = try node.loadDeclarative(path: file, settings: settings, failure: "Failed importing:", dbless: false)
-            let registry = try node.loader(for: settings).registry
+            let (settings, loader) = try DatabaseMode.commandContext(node, command: "db_import")
+            let config = try NodeOptions.loadDeclarative(path: file, loader: loader, failure: "Failed importing:")
             try DatabaseMode.lockForWriting(settings: settings)
-            let store = try DatabaseMode.openStore(settings: settings, registry: registry)
+            let store = try DatabaseMode.openStore(settings: settings, registry: loader.registry)
             var changes: [EntityChange] = []
-            for entity in registry.orderedEntityNames {
+            for entity in loader.registry.orderedEntityNames {
                 for row in config.rows(entity) { changes.append(.put(entity: entity, row: row)) }
             }
             do { try await store.commit(changes) } catch {
@@ -94,12 +100,9 @@ extension Config {
         func run() async throws { try await serve() }
 
         func serve() async throws {
-            let settings = try node.settings()
-            guard settings.database == .sqlite else {
-                throw CLIError("db_export needs a database: set database = sqlite (it is '\(settings.database.rawValue)')")
-            }
-            let registry = try node.loader(for: settings).registry
-            let store = try DatabaseMode.openStore(settings: settings, registry: registry)
+            let (settings, loader) = try DatabaseMode.commandContext(node, command: "db_export")
+            let store = try DatabaseMode.openStore(settings: settings, registry: loader.registry)
+            let registry = loader.registry
             let rows: [String: [JSONValue]]
             do { rows = try await store.loadAll() } catch { throw CLIError(error.message) }
             let config = DeclarativeConfig(storedRows: rows)

@@ -31,12 +31,12 @@ struct NodeOptions: ParsableArguments {
         }
     }
 
-    /// The node's entity schemas; plugin checks for DB-less mode apply when it has no database
-    /// (`dbless` forces them, for commands that read a declarative file for a DB-less node).
-    func loader(for settings: Settings, dbless: Bool? = nil) throws -> DeclarativeLoader {
+    /// The node's entity schemas; `dbless` turns on the plugin checks of DB-less mode (a running
+    /// node without a database; `config parse`, which checks files meant for one).
+    func loader(for settings: Settings, dbless: Bool) throws -> DeclarativeLoader {
         do {
             let plugins = try BundledPlugins.definitions(for: settings.plugins)
-            return DeclarativeLoader(registry: EntityRegistry(plugins: plugins, dbless: dbless ?? (settings.database == .off)))
+            return DeclarativeLoader(registry: EntityRegistry(plugins: plugins, dbless: dbless))
         } catch {
             throw CLIError("\(error)")
         }
@@ -45,10 +45,10 @@ struct NodeOptions: ParsableArguments {
 
 extension NodeOptions {
     /// Loads a declarative file; a failure becomes `<failure>\n<Kong's error text>`.
-    func loadDeclarative(path: String, settings: Settings, failure: String, dbless: Bool? = true) throws -> DeclarativeConfig {
+    static func loadDeclarative(path: String, loader: DeclarativeLoader, failure: String) throws -> DeclarativeConfig {
         do {
-            return try loader(for: settings, dbless: dbless).load(path: path)
-        } catch let error as DeclarativeLoadError {
+            return try loader.load(path: path)
+        } catch {
             switch error {
             case .unreadable(let message): throw CLIError("\(failure)\n\(message)")
             case .invalid(let invalid): throw CLIError("\(failure)\n\(invalid.text)")
@@ -81,7 +81,7 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         guard settings.database != .postgres else {
             throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
-        let loader = try node.loader(for: settings)
+        let loader = try node.loader(for: settings, dbless: settings.database == .off)
         let gateway = Gateway(loader: loader, factories: BundledPlugins.factories, options: settings.proxy)
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
@@ -116,7 +116,9 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         say("Silverback started: proxy listening on \(listening)")
         let adminAPI = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: persisted,
                                 initialHash: initialHash, database: database)
-        let signals = SignalHandlers(gateway: gateway, declarativeConfig: settings.declarativeConfig, admin: adminAPI)
+        // SIGHUP re-reads the declarative file; a DB-mode node has none (its database is the source).
+        let signals = SignalHandlers(gateway: gateway, declarativeConfig: database == nil ? settings.declarativeConfig : nil,
+                                     admin: adminAPI)
         let admin = AdminServer(api: adminAPI)
         await withTaskGroup(of: Void.self) { group in
             for address in settings.adminListen {
@@ -165,7 +167,7 @@ final class SignalHandlers {
         signal(SIGHUP, SIG_IGN)
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hup.setEventHandler {
-            guard admin.database == nil, let path = declarativeConfig else { return }
+            guard let path = declarativeConfig else { return }
             do throws(GatewayLoadError) {
                 try gateway.applyFile(path)
                 if let text = try? String(contentsOfFile: path, encoding: .utf8) {
@@ -194,7 +196,8 @@ struct Config: ParsableCommand {
         @OptionGroup var node: NodeOptions
 
         func run() throws {
-            _ = try node.loadDeclarative(path: file, settings: try node.settings(), failure: "Failed parsing:")
+            _ = try NodeOptions.loadDeclarative(path: file, loader: try node.loader(for: try node.settings(), dbless: true),
+                                                failure: "Failed parsing:")
             print("parse successful")
         }
     }

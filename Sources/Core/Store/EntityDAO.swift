@@ -15,6 +15,11 @@ public struct EntityDAO: Sendable {
     public struct Write: Sendable {
         public let row: JSONValue
         public let changes: [EntityChange]
+
+        public init(row: JSONValue, changes: [EntityChange]) {
+            self.row = row
+            self.changes = changes
+        }
     }
 
     // MARK: Insert, upsert, update
@@ -28,7 +33,7 @@ public struct EntityDAO: Sendable {
     /// value, forced into the body (Kong ignores the body's own value).
     public func upsert(_ entity: String, key: String, _ input: [String: JSONValue],
                        in current: DeclarativeConfig) -> Result<Write, KongError> {
-        guard let schema = registry[entity] else { return .failure(Self.notFound(entity)) }
+        guard let schema = registry[entity] else { return .failure(Self.unknownEntity(entity)) }
         var input = input
         let existing: JSONValue?
         if UUIDText.isValid(key) {
@@ -47,11 +52,23 @@ public struct EntityDAO: Sendable {
         return write(entity, input, context: .upsert, replacing: existing, in: current)
     }
 
+    /// `PATCH` of the row stored under `key` (its id, or its references for memberships); Kong's
+    /// code 6 when it is gone.
+    public func update(_ entity: String, key: String, _ patch: [String: JSONValue],
+                       in current: DeclarativeConfig) -> Result<Write, KongError> {
+        guard let schema = registry[entity] else { return .failure(Self.unknownEntity(entity)) }
+        guard let existing = current.row(entity, key: key, schema: schema) else {
+            return .failure(KongError(code: .notFound, message: "could not find the entity with primary key '{id=\"\(key)\"}'",
+                                      fields: ["id": .string(key)]))
+        }
+        return update(entity, existing: existing, patch, in: current)
+    }
+
     /// `PATCH`: the stored entity merged with the body (records recursively; arrays, sets and
     /// maps replaced), then validated whole.
     public func update(_ entity: String, existing: JSONValue, _ patch: [String: JSONValue],
                        in current: DeclarativeConfig) -> Result<Write, KongError> {
-        guard let schema = registry[entity] else { return .failure(Self.notFound(entity)) }
+        guard let schema = registry[entity] else { return .failure(Self.unknownEntity(entity)) }
         var patch = patch
         var ttl: JSONValue?
         if schema.ttl { ttl = patch.removeValue(forKey: "ttl") }
@@ -67,7 +84,7 @@ public struct EntityDAO: Sendable {
     private func write(_ entity: String, _ input: [String: JSONValue], context: WriteContext,
                        replacing existing: JSONValue?, keepingTTL kept: JSONValue? = nil,
                        in current: DeclarativeConfig) -> Result<Write, KongError> {
-        guard let schema = registry[entity] else { return .failure(Self.notFound(entity)) }
+        guard let schema = registry[entity] else { return .failure(Self.unknownEntity(entity)) }
         var input = input
         var ttl: JSONValue?
         if schema.ttl { ttl = input.removeValue(forKey: "ttl") }
@@ -164,7 +181,7 @@ public struct EntityDAO: Sendable {
         KongError(code: .uniqueViolation, message: "UNIQUE violation detected on '\(LuaLiteral.render(key))'", fields: key)
     }
 
-    static func notFound(_ entity: String) -> KongError {
+    static func unknownEntity(_ entity: String) -> KongError {
         KongError(code: .notFound, message: "no entity named '\(entity)'")
     }
 
@@ -174,8 +191,8 @@ public struct EntityDAO: Sendable {
     /// error when a reference that does not cascade still points at it. Nothing to delete is
     /// no change (Kong's DELETE is idempotent).
     public func delete(_ entity: String, key: String, in current: DeclarativeConfig) -> Result<[EntityChange], KongError> {
-        guard let schema = registry[entity] else { return .failure(Self.notFound(entity)) }
-        guard let row = current.rows(entity).first(where: { RowKey.of($0, schema: schema) == key }) else { return .success([]) }
+        guard let schema = registry[entity] else { return .failure(Self.unknownEntity(entity)) }
+        guard let row = current.row(entity, key: key, schema: schema) else { return .success([]) }
         var changes: [EntityChange] = []
         var visited: Set<String> = []
         if let error = collectDeletion(entity, row: row, key: key, into: &changes, visited: &visited, in: current) {
@@ -237,6 +254,11 @@ extension DeclarativeConfig {
     /// Rows of a DB-mode node: the store's rows as one configuration the gateway compiles.
     public init(storedRows: [String: [JSONValue]]) {
         self.init(formatVersion: "3.0", transform: false, entities: storedRows)
+    }
+
+    /// The row of `entity` stored under `key` (see `RowKey`).
+    public func row(_ entity: String, key: String, schema: EntitySchema) -> JSONValue? {
+        rows(entity).first { RowKey.of($0, schema: schema) == key }
     }
 
     /// This configuration with `changes` applied: puts replace the row with the same key in

@@ -49,11 +49,9 @@ public enum RowKey {
 /// nodes that do not need to survive a restart.
 public final class InMemoryEntityStore: EntityStore {
     private let rows = NIOLockedValueBox<[String: [(key: String, row: JSONValue)]]>([:])
-    private let keyOf: @Sendable (String, JSONValue) -> String?
+    private let registry: EntityRegistry
 
-    public init(registry: EntityRegistry) {
-        keyOf = { entity, row in registry[entity].flatMap { RowKey.of(row, schema: $0) } }
-    }
+    public init(registry: EntityRegistry) { self.registry = registry }
 
     public func loadAll() async throws(StoreError) -> [String: [JSONValue]] {
         rows.withLockedValue { $0.mapValues { $0.map(\.row) } }
@@ -64,7 +62,9 @@ public final class InMemoryEntityStore: EntityStore {
         for change in changes {
             switch change {
             case .put(let entity, let row):
-                guard let key = keyOf(entity, row) else { throw StoreError("row of '\(entity)' without a key") }
+                guard let key = registry[entity].flatMap({ RowKey.of(row, schema: $0) }) else {
+                    throw StoreError("row of '\(entity)' without a key")
+                }
                 keyed.append((change, key))
             case .delete(_, let key):
                 keyed.append((change, key))

@@ -10,6 +10,8 @@ import GRDB
 /// (a second line of defence, and the only one for `config db_import` against stored rows).
 public final class SQLiteEntityStore: EntityStore {
     let pool: DatabasePool
+    let registry: EntityRegistry
+    /// The tables of the entities this node knows.
     let tables: [String: StoredTable]
 
     /// Opens (creating when absent) the database at `path` and applies pending migrations.
@@ -35,8 +37,6 @@ public final class SQLiteEntityStore: EntityStore {
         self.tables = tables
         self.registry = registry
     }
-
-    let registry: EntityRegistry
 
     /// The applied migrations, oldest first (for `/status` and tests).
     public func appliedMigrations() throws(StoreError) -> [String] {
