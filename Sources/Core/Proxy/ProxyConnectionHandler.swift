@@ -32,6 +32,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private var pool: UpstreamPool?
     private var exchange: Exchange?
     private var clientAddress = "unknown"
+    /// `trusted_ips` decided once per connection: the peer does not change.
+    private var clientIsTrusted = false
     private var localPort = 0
     private var requestIDs = RequestIDGenerator()
 
@@ -95,6 +97,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         self.context = context
         pool = services.pools.pool(for: context.eventLoop)
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        clientIsTrusted = services.options.trustedIPs.contains(clientAddress)
         localPort = context.channel.localAddress?.port ?? 0
     }
 
@@ -169,6 +172,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (path, query) = RequestPhases.splitTarget(head.uri)
         let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers, clientAddress: clientAddress,
+                                          clientIsTrusted: clientIsTrusted,
                                           isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         self.exchange = exchange

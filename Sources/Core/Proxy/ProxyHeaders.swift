@@ -21,7 +21,7 @@ enum ProxyHeaders {
                                        httpVersion: HTTPVersion, localPort: Int) -> HTTPHeaders {
         let source = context.headers
         let listed = connectionTokens(source)
-        let trusted = options.trustedIPs.contains(context.clientAddress)
+        let trusted = context.clientIsTrusted
         var forwarded = TrustedForwarded()
         var clientHost: String?, forwardedFor: String?, clientVia: String?
         var trailers = false
@@ -64,16 +64,12 @@ enum ProxyHeaders {
         var proto: String?, host: String?, port: String?, path: String?, prefix: String?
 
         mutating func read(_ name: String, _ value: String) {
-            guard !value.isEmpty, name.utf8.count > 12, equalsIgnoringCase(String(name.prefix(12)), "x-forwarded-") else { return }
-            let rest = name.dropFirst(12).lowercased()
-            switch rest {
-            case "proto": proto = proto ?? value
-            case "host": host = host ?? value
-            case "port": port = port ?? value
-            case "path": path = path ?? value
-            case "prefix": prefix = prefix ?? value
-            default: break
-            }
+            guard !value.isEmpty else { return }
+            if equalsIgnoringCase(name, "x-forwarded-proto") { proto = proto ?? value }
+            else if equalsIgnoringCase(name, "x-forwarded-host") { host = host ?? value }
+            else if equalsIgnoringCase(name, "x-forwarded-port") { port = port ?? value }
+            else if equalsIgnoringCase(name, "x-forwarded-path") { path = path ?? value }
+            else if equalsIgnoringCase(name, "x-forwarded-prefix") { prefix = prefix ?? value }
         }
     }
 

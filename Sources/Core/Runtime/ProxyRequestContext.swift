@@ -16,6 +16,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// The request headers; plugins' changes are what the upstream receives.
     public var headers: HTTPHeaders
     public let clientAddress: String
+    /// Whether the peer is in `trusted_ips` (its X-Forwarded-* headers are believed).
+    public let clientIsTrusted: Bool
     public let isTLS: Bool
     /// The TLS server name (SNI) of the connection, when the client sent one.
     public let serverName: String?
@@ -58,7 +60,9 @@ public final class ProxyRequestContext: @unchecked Sendable {
     }
 
     public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
-                headers: HTTPHeaders, clientAddress: String, isTLS: Bool, serverName: String? = nil) {
+                headers: HTTPHeaders, clientAddress: String, clientIsTrusted: Bool = false, isTLS: Bool,
+                serverName: String? = nil) {
+        self.clientIsTrusted = clientIsTrusted
         self.requestID = requestID
         self.method = method
         self.rawPath = rawPath
