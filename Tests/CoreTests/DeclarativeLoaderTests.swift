@@ -21,6 +21,20 @@ struct DeclarativeLoaderTests {
         return nil
     }
 
+    /// An exported document restores its timestamps; without them the load time is stamped.
+    @Test func givenTimestampsAreKept() throws {
+        let config = try load("""
+        _format_version: "3.0"
+        services:
+        - {name: restored, host: h, created_at: 1000, updated_at: 2000}
+        - {name: fresh, host: h}
+        """).get()
+        let rows = config.rows("services")
+        #expect(rows[0]["created_at"] == 1000)
+        #expect(rows[0]["updated_at"] == 2000)
+        #expect((rows[1]["updated_at"]?.intValue ?? 0) > 2000)
+    }
+
     @Test func nestedEntitiesAreFlattenedWithDeterministicIDs() throws {
         let config = try load("""
         _format_version: "3.0"

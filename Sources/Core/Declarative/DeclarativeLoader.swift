@@ -409,7 +409,11 @@ private struct LoadRun {
         for index in inputs.indices {
             let schema = registry[inputs[index].type]!
             switch schema.process(inputs[index].fields, context: .insert, auto: auto) {
-            case .success(let stored): inputs[index].fields = stored
+            case .success(var stored):
+                // A document that carries `updated_at` (an export being restored) keeps it, so an
+                // export imported again exports identically; the schema stamps it otherwise.
+                if let given = inputs[index].fields["updated_at"], given.intValue != nil { stored["updated_at"] = given }
+                inputs[index].fields = stored
             case .failure(let errors): schemaErrors[index] = errors
             }
             if let ttl = inputs[index].ttl, !ttl.isNull {
