@@ -77,8 +77,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // Response.
         var responseStarted = false
         var proxyLatency: Int64 = 0
-        var upstreamStarted = NIODeadline.now()
-        var lastRead = NIODeadline.now()
+        // Both set before they are read (when proxying starts): no clock read per field here.
+        var upstreamStarted = NIODeadline.uptimeNanoseconds(0)
+        var lastRead = NIODeadline.uptimeNanoseconds(0)
         var readTimer: Scheduled<Void>?
         /// Armed while the upstream cannot take more request body (Kong's write_timeout).
         var writeTimer: Scheduled<Void>?
@@ -280,6 +281,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         for var chunk in exchange.pendingBody {
             if whole == nil { whole = chunk } else { whole!.writeBuffer(&chunk) }
         }
+        // The request now owns the body (`bufferedBody`); the chunks are not held twice.
+        // `pendingBytes` stays: retries still need to know a body was read.
+        exchange.pendingBody = []
         for waiter in exchange.bodyWaiters { waiter.promise.succeed(whole) }
         exchange.bodyWaiters = []
     }

@@ -107,8 +107,8 @@ final class UpstreamPool {
 
     /// An idle connection to `target`, or a new one.
     func acquire(_ target: UpstreamTarget, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
-        while var list = idle[target], let connection = list.popLast() {
-            idle[target] = list
+        // Popped in place: a local copy of the list would copy it on every reuse.
+        while let connection = idle[target]?.popLast() {
             if connection.channel?.isActive == true && connection.reusable { return eventLoop.makeSucceededFuture(connection) }
         }
         let connection = UpstreamConnection(target: target)

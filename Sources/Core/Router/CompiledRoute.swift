@@ -86,10 +86,7 @@ struct CompiledRoute: Sendable {
         }
         for (name, values) in headers {
             guard let given = request.headers[name],
-                  given.contains(where: { value in
-                      let lower = value.lowercased()
-                      return values.contains { $0.matches(lower) }
-                  }) else { return nil }
+                  given.contains(where: { value in values.contains { $0.matches(value) } }) else { return nil }
         }
         if !snis.isEmpty && request.isTLS {
             guard var sni = request.sni else { return nil }

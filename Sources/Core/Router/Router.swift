@@ -7,8 +7,9 @@ public struct RouterRequest: Sendable {
     public var host: String?
     /// The request target's path, raw (not yet normalised), without the query.
     public var rawPath: Substring
-    /// Header values by normalised name (lower-cased, `_` → `-`).
-    public var headers: [String: [String]]
+    /// Header values by normalised name (lower-cased, `_` → `-`); values lower-cased once here,
+    /// as Kong compares them, rather than once per candidate route.
+    public private(set) var headers: [String: [String]]
     /// The listening port the request arrived on (used when Host carries none).
     public var localPort: Int
     public var sni: String?
@@ -19,7 +20,7 @@ public struct RouterRequest: Sendable {
         self.method = method
         self.host = host
         self.rawPath = rawPath
-        self.headers = headers
+        self.headers = headers.isEmpty ? headers : headers.mapValues { $0.map { $0.lowercased() } }
         self.localPort = localPort
         self.sni = sni
         self.isTLS = isTLS

@@ -76,8 +76,8 @@ struct KeyAuthHandler: PluginHandler {
         if keyInBody, let body = try? await context.requestBody() {
             bodyFields = RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: body)
         }
-        // Decoded once, not once per key name.
-        let queryArguments = keyInQuery ? context.queryArguments : []
+        // Decoded on first need (not when a header holds the key), then once for all key names.
+        var queryArguments: [(name: String, value: String?)]?
         for name in keyNames {
             if keyInHeader {
                 let values = context.headers[name]
@@ -85,7 +85,8 @@ struct KeyAuthHandler: PluginHandler {
                 if let value = values.first { found = (value, name, .header); break }
             }
             if keyInQuery {
-                let values = queryArguments.filter { $0.name == name }
+                if queryArguments == nil { queryArguments = context.queryArguments }
+                let values = queryArguments!.filter { $0.name == name }
                 if values.count > 1 { return .failure(.duplicate) }
                 if let argument = values.first {
                     // A bare `?apikey` is not a string in Kong: this name yields no key, and the
