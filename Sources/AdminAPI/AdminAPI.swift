@@ -9,6 +9,7 @@ import NIOConcurrencyHelpers
 public final class AdminAPI: Sendable {
     let gateway: Gateway
     let registry: EntityRegistry
+    let exposedEntities: [(adminName: String, entity: String)]
     let loader: DeclarativeLoader
     let settings: Settings
     /// Where the last accepted `POST /config` is kept, so it survives a restart.
@@ -27,6 +28,7 @@ public final class AdminAPI: Sendable {
         self.database = database
         self.gateway = gateway
         self.registry = loader.registry
+        exposedEntities = Self.exposedEntities(of: loader.registry)
         self.loader = loader
         self.settings = settings
         self.persistencePath = persistencePath
@@ -54,7 +56,7 @@ public final class AdminAPI: Sendable {
         let origin = request.header("origin") ?? "*"
         response.headers.append(("Access-Control-Allow-Origin", origin))
         response.headers.append(("Access-Control-Allow-Credentials", "true"))
-        if settings.proxy.responseHeaders.server { response.headers.append(("Server", "kong/3.10.0")) }
+        if settings.proxy.responseHeaders.server { response.headers.append(("Server", KongVersion.serverToken)) }
         if settings.proxy.responseHeaders.adminLatency {
             let elapsed = ContinuousClock.now - started
             response.headers.append(("X-Kong-Admin-Latency", String(elapsed.components.seconds * 1000
@@ -167,7 +169,7 @@ public final class AdminAPI: Sendable {
         let configured = Set(gateway.holder.current.snapshot.plugins.map(\.name)).sorted()
         return .json(200, [
             "tagline": "Welcome to kong",
-            "version": "3.10.0",
+            "version": .string(KongVersion.number),
             "edition": "community",
             "hostname": .string(ProcessInfo.processInfo.hostName),
             "plugins": ["available_on_server": .object(available),
@@ -280,8 +282,9 @@ public final class AdminAPI: Sendable {
 
     // MARK: Entity names
 
-    /// Admin name → entity name, for the entities served here.
-    var exposedEntities: [(adminName: String, entity: String)] {
+    /// Admin name → entity name, for the entities served here (the registry never changes:
+    /// computed once).
+    static func exposedEntities(of registry: EntityRegistry) -> [(adminName: String, entity: String)] {
         registry.orderedEntityNames.compactMap { name in
             guard name != "consumer_group_consumers", let schema = registry[name] else { return nil }
             return (schema.adminName ?? name, name)

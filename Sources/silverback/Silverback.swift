@@ -227,7 +227,7 @@ struct Version: ParsableCommand {
 
 enum SilverbackVersion {
     static let version = "0.1.0"
-    static let kongCompatibility = "3.10.0"
+    static let kongCompatibility = KongVersion.number
 }
 
 /// Status lines of a running node, written unbuffered so pipes and log collectors get them at once.

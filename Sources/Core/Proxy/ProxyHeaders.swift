@@ -3,7 +3,7 @@ import NIOHTTP1
 /// Header rules of spec §8.1 and §8.2: what goes upstream and what comes back. Each direction is
 /// one pass over the headers (no repeated scans per header set): this runs on every request.
 enum ProxyHeaders {
-    static let serverToken = "kong/3.10.0"
+    static let serverToken = KongVersion.serverToken
 
     /// Always hop-by-hop (RFC 9110 §7.6.1, plus nginx's `Proxy-Connection`/`Proxy`).
     static let hopByHop: [String] = ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding",

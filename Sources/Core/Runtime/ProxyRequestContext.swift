@@ -73,32 +73,32 @@ public final class ProxyRequestContext: @unchecked Sendable {
         self.serverName = serverName
     }
 
-    /// Query arguments in order (`a=1&b&a=2` → [("a","1"),("b",""),("a","2")]), percent-decoded.
-    /// Decoded query arguments in order; a bare argument (`?flag`, no `=`) has a nil value, as
-    /// Kong's `get_query` gives it `true` rather than a string.
+    /// Query arguments in order, percent-decoded (`a=1&b&a=2` → ("a","1"), ("b",nil), ("a","2")):
+    /// a bare argument has a nil value, as Kong's `get_query` gives it `true` rather than a string.
     public var queryArguments: [(name: String, value: String?)] {
-        guard let rawQuery, !rawQuery.isEmpty else { return [] }
-        return rawQuery.split(separator: "&", omittingEmptySubsequences: true).map { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = QueryText.decode(parts[0])
-            let value = parts.count > 1 ? QueryText.decode(parts[1]) : nil
-            return (name, value)
-        }
+        guard let rawQuery else { return [] }
+        return QueryText.pairs(rawQuery).map { ($0.name, $0.value) }
     }
 
     /// Removes every argument called `name` from the query string sent upstream.
     public func removeQueryArgument(_ name: String) {
         guard let rawQuery else { return }
-        let kept = rawQuery.split(separator: "&", omittingEmptySubsequences: true).filter { pair in
-            let key = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
-            return QueryText.decode(key) != name
-        }
+        let kept = QueryText.pairs(rawQuery).filter { $0.name != name }.map(\.raw)
         // Nothing left: no `?` at all upstream, as Kong sends it once the last argument is gone.
         self.rawQuery = kept.isEmpty ? nil : Substring(kept.joined(separator: "&"))
     }
 }
 
 enum QueryText {
+    /// `a=1&b&c=` as (name, value, the pair as written): names and values decoded; a pair without
+    /// `=` has a nil value. Empty pairs (`&&`) are skipped.
+    static func pairs(_ text: Substring) -> [(name: String, value: String?, raw: Substring)] {
+        text.split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (decode(pieces[0]), pieces.count > 1 ? decode(pieces[1]) : nil, pair)
+        }
+    }
+
     /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte).
     static func decode(_ text: Substring) -> String {
         var bytes: [UInt8] = []

@@ -35,11 +35,9 @@ public struct RequestBodyFields: Sendable {
             kind = .form
             var values: [String: [String]] = [:]
             var pairs: [(String, Substring)] = []
-            for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
-                let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let name = QueryText.decode(pieces[0])
-                values[name, default: []].append(pieces.count > 1 ? QueryText.decode(pieces[1]) : "")
-                pairs.append((name, pair))
+            for pair in QueryText.pairs(Substring(text)) {
+                values[pair.name, default: []].append(pair.value ?? "")
+                pairs.append((pair.name, pair.raw))
             }
             self.values = values
             formPairs = pairs

@@ -6,7 +6,7 @@ public enum KeyAuthPlugin {
     public static let definition: PluginDefinition = PluginDefinition(
         name: "key-auth",
         priority: 1250,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: RecordSchema([
             "key_names": Field.array(of: Typedefs.headerName).required().default(["apikey"]),
             "hide_credentials": Field.boolean.required().default(false),

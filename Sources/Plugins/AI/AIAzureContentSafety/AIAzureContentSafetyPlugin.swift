@@ -10,7 +10,7 @@ public enum AIAzureContentSafetyPlugin {
     public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-azure-content-safety",
         priority: 774,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: RecordSchema([
             // Full URL of `…/contentsafety/text:analyze`.
             "content_safety_url": Field.string.required().referenceable(),

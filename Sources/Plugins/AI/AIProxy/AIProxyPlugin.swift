@@ -6,7 +6,7 @@ public enum AIProxyPlugin {
     public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-proxy",
         priority: 770,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: LLMConfigSchema.record.overriding(with: [
             ("response_streaming", Field.string.required(false).default("allow").oneOf(["allow", "deny", "always"])),
             // Bytes of request body the plugin introspects.

@@ -12,7 +12,7 @@ public enum AIRateLimitingAdvancedPlugin {
         var definition = PluginDefinition(
         name: "ai-rate-limiting-advanced",
         priority: 905,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: RecordSchema([
             "identifier": Field.string.required().default("consumer")
                 .oneOf(["ip", "credential", "consumer", "service", "header", "path", "consumer-group"]),

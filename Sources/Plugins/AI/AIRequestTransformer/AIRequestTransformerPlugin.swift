@@ -6,7 +6,7 @@ public enum AIRequestTransformerPlugin {
     public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-request-transformer",
         priority: 777,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: TransformerConfigSchema.config(),
         protocols: Typedefs.protocolsHTTP,
         forbiddenScopes: [.consumer],

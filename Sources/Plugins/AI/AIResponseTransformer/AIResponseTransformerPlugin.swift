@@ -6,7 +6,7 @@ public enum AIResponseTransformerPlugin {
     public static let definition: PluginDefinition = PluginDefinition(
         name: "ai-response-transformer",
         priority: 768,
-        version: "3.10.0",
+        version: KongVersion.number,
         config: TransformerConfigSchema.config(extraFields: [
             // Interpret the LLM output as `{status, headers, body}`.
             ("parse_llm_response_json_instructions", Field.boolean.required().default(false)),
