@@ -8,8 +8,10 @@ extension AdminAPI {
     func decodedBody(_ entity: String, request: AdminRequest,
                      forcing: [String: JSONValue]) -> Result<[String: JSONValue], RefusedRequest> {
         guard let schema = registry[entity] else { return .failure(RefusedRequest(response: .notFound)) }
+        // `ttl` is an option of entities with a ttl, not a field: coerced as the integer it is.
+        let coercion = schema.ttl ? schema.record.overriding(with: [("ttl", Field.integer)]) : schema.record
         var body: [String: JSONValue]
-        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch {
+        do { body = try RequestBodyDecoder.decode(request, schema: coercion) } catch {
             return .failure(RefusedRequest(response: bodyFailure(error)))
         }
         for (key, value) in forcing { body[key] = value }

@@ -298,6 +298,40 @@ struct AdminAPIDatabaseTests {
         #expect(kept.json?["consumer"] == ["id": .string(seeded.consumerID)])
     }
 
+    // MARK: The referenced entity (`/A/{x}/f`)
+
+    @Test func theParentEndpointUpdatesCreatesAndRefusesDelete() async throws {
+        let seeded = try await seed()
+        let patched = await form("PATCH", "/routes/example_route/service", "retries=2")
+        #expect(patched.status == 200, "\(patched.text)")
+        #expect(patched.json?["id"] == .string(seeded.serviceID))
+        #expect(await call("GET", "/services/example_service").json?["retries"] == 2)
+        #expect(await call("DELETE", "/routes/example_route/service").status == 405, "a linked parent is not deleted here")
+
+        // A route without a service: PUT creates one and links it, in one write.
+        let lonely = try await createdID("/routes", "name=lonely&paths[]=/lonely")
+        let created = await form("PUT", "/routes/lonely/service", "name=fresh&url=http://fresh.test")
+        #expect(created.status == 200, "\(created.text)")
+        let freshID = try #require(created.json?["id"]?.stringValue)
+        #expect(await call("GET", "/routes/\(lonely)").json?["service"] == ["id": .string(freshID)])
+        #expect(await call("GET", "/routes/lonely/service").json?["name"] == "fresh")
+    }
+
+    // MARK: Credential ttl
+
+    @Test func credentialTTLShowsTheSecondsLeft() async throws {
+        _ = try await createdID("/consumers", "username=carol")
+        let credential = await form("POST", "/consumers/carol/key-auth", "key=temp&ttl=3600")
+        #expect(credential.status == 201, "\(credential.text)")
+        let left = try #require(credential.json?["ttl"]?.intValue)
+        #expect((3590...3600).contains(left))
+        let refused = await form("POST", "/consumers/carol/key-auth", "key=bad&ttl=-1")
+        #expect(refused.status == 400)
+        #expect(refused.json?["fields"] == ["ttl": "must be an integer between 0 and 100000000"])
+        let renewed = await form("PATCH", "/consumers/carol/key-auth/temp", "ttl=60")
+        #expect((50...60).contains(renewed.json?["ttl"]?.intValue ?? -1), "\(renewed.text)")
+    }
+
     // MARK: Consumer-group memberships
 
     @Test func membershipsAreAddedListedAndRemoved() async throws {
@@ -320,6 +354,21 @@ struct AdminAPIDatabaseTests {
 
         #expect(await call("DELETE", "/consumer_groups/gold/consumers/alice").status == 204)
         #expect(await call("GET", "/consumer_groups/gold/consumers").json?["consumers"] == [])
+        #expect(database.current.rows("consumer_group_consumers").isEmpty)
+    }
+
+    /// The other direction: a consumer joins groups (`group` may repeat), then leaves them all.
+    @Test func aConsumerJoinsAndLeavesGroups() async throws {
+        _ = try await createdID("/consumers", "username=bob")
+        _ = try await createdID("/consumer_groups", "name=gold")
+        _ = try await createdID("/consumer_groups", "name=silver")
+        let joined = await form("POST", "/consumers/bob/consumer_groups", "group=gold&group=silver")
+        #expect(joined.status == 201, "\(joined.text)")
+        #expect(joined.json?["consumer"]?["username"] == "bob")
+        #expect(joined.json?["consumer_groups"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["gold", "silver"])
+        #expect(await form("POST", "/consumers/bob/consumer_groups", "group=bronze").status == 404)
+        #expect(database.current.rows("consumer_group_consumers").count == 2)
+        #expect(await call("DELETE", "/consumers/bob/consumer_groups").status == 204)
         #expect(database.current.rows("consumer_group_consumers").isEmpty)
     }
 
