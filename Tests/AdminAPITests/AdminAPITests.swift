@@ -202,6 +202,18 @@ struct AdminAPITests {
         #expect(await call("GET", "/consumer_groups/none/consumers").status == 404)
     }
 
+    /// `headers = off`: the Admin API adds neither `Server` nor `X-Kong-Admin-Latency`.
+    @Test func headersSettingAppliesToTheAdminAPI() async {
+        let plain = await call("GET", "/status")
+        #expect(plain.headers.contains { $0.0 == "Server" } && plain.headers.contains { $0.0 == "X-Kong-Admin-Latency" })
+        var settings = Settings()
+        settings.proxy.responseHeaders = .none
+        let quiet = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: nil)
+        let response = await quiet.respond(to: AdminRequest(method: "GET", path: "/status", query: [], headers: [:], body: []))
+        #expect(response.status == 200)
+        #expect(!response.headers.contains { $0.0 == "Server" || $0.0 == "X-Kong-Admin-Latency" })
+    }
+
     @Test func adminTokenProtectsEveryRequest() async {
         var settings = Settings()
         settings.adminToken = "s3cret"

@@ -696,3 +696,20 @@ struct EntityDatabaseTests {
         #expect(published.value.isEmpty)
     }
 }
+
+/// DB mode's live application: every committed state is handed to the rebuilder; whatever the
+/// burst, the gateway ends on the last one.
+struct SnapshotRebuilderTests {
+    @Test func aBurstEndsOnTheLastState() async throws {
+        let loader = DeclarativeLoader(registry: StoreFixtures.registry)
+        let gateway = Gateway(loader: loader, factories: [], threads: 1)
+        let rebuilder = SnapshotRebuilder(gateway: gateway) { message in Issue.record("unexpected: \(message)") }
+        for count in 1...40 {
+            let services = (0..<count).map { "- {name: s\($0), host: h\($0).test}" }.joined(separator: "\n")
+            rebuilder.schedule(try loader.load(text: "_format_version: \"3.0\"\nservices:\n\(services)\n", format: .yaml))
+        }
+        for _ in 0..<500 where rebuilder.isBusy { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(!rebuilder.isBusy)
+        #expect(gateway.holder.current.config.rows("services").count == 40, "the newest state is the one running")
+    }
+}
