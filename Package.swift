@@ -77,6 +77,8 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        // Kong's ai-proxy fixtures (read from ../shared/kong-fixtures) against our LLM drivers.
+        .testTarget(name: "KongCompat", dependencies: ["Core", "Plugins"], path: "kong-compat/Conformance"),
         // Runs the real `silverback` binary against the files in kong-compat/.
         .testTarget(
             name: "IntegrationTests",

@@ -1,4 +1,7 @@
 import Core
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The plugins this build ships, and the resolution of Kong's `plugins` setting against them.
 public enum BundledPlugins {
@@ -10,6 +13,7 @@ public enum BundledPlugins {
         AIAzureContentSafetyPlugin.definition,
         AIProxyPlugin.definition,
         AIResponseTransformerPlugin.definition,
+        FileLogPlugin.definition,
     ]
 
     /// Runtime handlers of the plugins that have one so far. A configured plugin without a handler
@@ -17,6 +21,13 @@ public enum BundledPlugins {
     public static let factories: [PluginFactory] = [
         PluginFactory(name: KeyAuthPlugin.definition.name, priority: KeyAuthPlugin.definition.priority) { instance, directory in
             KeyAuthHandler(config: instance.config, directory: directory)
+        },
+        PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
+            guard let config = AIProxyConfig(instance: instance) else { throw PluginConfigurationError(plugin: "ai-proxy") }
+            return AIProxyHandler(config: config, environment: ProcessInfoEnvironment.current)
+        },
+        PluginFactory(name: FileLogPlugin.definition.name, priority: FileLogPlugin.definition.priority) { instance, _ in
+            FileLogHandler(config: instance.config)
         },
     ]
 
@@ -42,6 +53,28 @@ public enum BundledPlugins {
         }
         return result
     }
+}
+
+/// A validated configuration a handler could not be built from (a schema and handler mismatch).
+public struct PluginConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let plugin: String
+    public var description: String { "\(plugin): configuration could not be compiled" }
+}
+
+/// The process environment, read once (AWS region and credentials fall back to it).
+enum ProcessInfoEnvironment {
+    static let current: [String: String] = {
+        var values: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return values
+    }()
 }
 
 /// A name in the `plugins` setting that is no bundled plugin.

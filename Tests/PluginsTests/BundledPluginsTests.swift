@@ -16,6 +16,7 @@ let bundledIdentities: [PluginIdentity] = [
     PluginIdentity(name: "ai-azure-content-safety", priority: 774, version: "3.10.0"),
     PluginIdentity(name: "ai-proxy", priority: 770, version: "3.10.0"),
     PluginIdentity(name: "ai-response-transformer", priority: 768, version: "3.10.0"),
+    PluginIdentity(name: "file-log", priority: 9, version: "3.10.0"),
 ]
 
 @Test(arguments: bundledIdentities)
@@ -61,7 +62,7 @@ let pluginsSettingCases: [PluginsSettingCase] = [
     PluginsSettingCase(setting: ["key-auth", "off"], names: ["key-auth"]),
     PluginsSettingCase(setting: ["ai-proxy", "bundled"], names: ["ai-proxy", "key-auth", "ai-rate-limiting-advanced",
                                                                  "ai-request-transformer", "ai-azure-content-safety",
-                                                                 "ai-response-transformer"]),
+                                                                 "ai-response-transformer", "file-log"]),
 ]
 
 @Test(arguments: pluginsSettingCases)

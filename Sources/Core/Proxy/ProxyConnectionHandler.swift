@@ -76,6 +76,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var bodyStreamed = false
         // Response.
         var responseStarted = false
+        /// The upstream response held whole while a plugin asked for it (`buffersResponse`).
+        var heldHead: HTTPResponseHead?
+        var heldBody = ByteBuffer()
+        // For the log phase.
+        var requestBodyBytes = 0
+        var responseBodyBytes = 0
         var proxyLatency: Int64 = 0
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)
@@ -83,6 +89,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var readTimer: Scheduled<Void>?
         /// Armed while the upstream cannot take more request body (Kong's write_timeout).
         var writeTimer: Scheduled<Void>?
+
+        /// The upstream answered: its status is logged and the response counts as proxied.
+        func responseStartedLog(status: Int) {
+            request.exchangeLog.upstreamStatus = status
+            request.exchangeLog.status = status
+            request.exchangeLog.proxied = true
+        }
 
         init(head: HTTPRequestHead, request: ProxyRequestContext, configuration: GatewayConfiguration) {
             self.head = head
@@ -108,13 +121,24 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if !services.connections.register(context.channel) { context.close(promise: nil) }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        let registered = services.connections.register(context.channel) {
+            loop.execute { handler.value.closeIfIdle() }
+        }
+        if !registered { context.close(promise: nil) }
         context.fireChannelActive()
+    }
+
+    /// Draining: an idle connection closes now; a busy one closes after its response (`complete`).
+    private func closeIfIdle() {
+        if exchange == nil { context?.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         services.connections.unregister(context.channel)
         if let exchange {
+            _ = services.connections.requestEnded()  // its response will never complete
             exchange.readTimer?.cancel()
             exchange.writeTimer?.cancel()
             detachUpstream(exchange)
@@ -126,11 +150,39 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty || (exchange?.clientBodyDone == true && isHead(part)) {
+            // A pipelined request: held (and reading paused) until the current response is done.
+            pipelined.append(part)
+            setClientReading(false)
+            return
+        }
+        handle(part)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head): start(head)
         case .body(let buffer): clientBody(buffer)
         case .end: clientBodyEnded()
         }
+    }
+
+    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return true } else { return false }
+    }
+
+    /// Request parts that arrived while an earlier request on this connection was still being
+    /// answered (HTTP/1.1 pipelining). Rare; answered in order once the response ends.
+    private var pipelined: [HTTPServerRequestPart] = []
+
+    /// Feeds held pipelined parts while no exchange is waiting on its response.
+    private func servePipelined() {
+        while !pipelined.isEmpty, context != nil {
+            if let exchange, exchange.clientBodyDone, isHead(pipelined[0]) { return }
+            handle(pipelined.removeFirst())
+        }
+        setClientReading(true)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -168,7 +220,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     // MARK: Request phases
 
     private func start(_ head: HTTPRequestHead) {
-        services.connections.setBusy(true, for: context!.channel)
+        services.connections.requestStarted()
         let configuration = services.holder.current
         let (path, query) = RequestPhases.splitTarget(head.uri)
         let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
@@ -226,6 +278,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         case .deciding, .connecting:
             exchange.pendingBody.append(buffer)
             exchange.pendingBytes += buffer.readableBytes
+            exchange.requestBodyBytes += buffer.readableBytes
             if let waiter = exchange.bodyWaiters.first, exchange.pendingBytes > waiter.limit {
                 failBodyWaiters(exchange, RequestBodyTooLarge())
             }
@@ -235,6 +288,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         case .proxying:
             guard !exchange.request.bodyWasBuffered, let upstream = exchange.upstream else { return }
             exchange.bodyStreamed = true
+            exchange.requestBodyBytes += buffer.readableBytes
             exchange.lastRead = .now()  // the exchange is making progress: no read timeout yet
             upstream.write(.body(.byteBuffer(buffer)), flush: true)
             if upstream.channel?.isWritable == false {
@@ -307,9 +361,19 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     private func connect(_ exchange: Exchange) {
         guard let service = exchange.service, let pool else { return }
-        let target = UpstreamTarget(tls: service.protocol == "https" || service.protocol == "grpcs", host: service.host,
+        let target: UpstreamTarget
+        if let override = exchange.request.upstreamTarget {
+            target = UpstreamTarget(tls: override.tls, host: override.host, port: override.port,
+                                    verifyTLS: override.verifyTLS)
+        } else {
+            target = UpstreamTarget(tls: service.protocol == "https" || service.protocol == "grpcs", host: service.host,
                                     port: service.port, verifyTLS: service.tlsVerify ?? true)
+        }
         exchange.attempts += 1
+        if let idle = pool.takeIdle(target) {
+            send(exchange, over: idle)
+            return
+        }
         pool.acquire(target, connectTimeout: .milliseconds(Int64(max(1, service.connectTimeout))))
             .assumeIsolated()
             .whenComplete { result in
@@ -399,8 +463,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     func upstreamReceived(_ part: HTTPClientResponsePart) {
         guard let exchange, let context else { return }
         exchange.lastRead = .now()
+        if exchange.request.buffersResponse {
+            holdUpstream(part, exchange: exchange, context: context)
+            return
+        }
         switch part {
         case .head(let response):
+            exchange.responseStartedLog(status: Int(response.status.code))
             // Body filters may change the length: the response is then sent chunked.
             var headers = ProxyHeaders.downstreamHeaders(
                 response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
@@ -413,28 +482,74 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 headers.replaceOrAdd(name: "Connection", value: "close")
             }
             exchange.responseStarted = true
+            exchange.request.exchangeLog.responseHeaders = headers
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status,
                                                                  headers: headers))), promise: nil)
         case .body(var chunk):
             for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &chunk, last: false) }
             // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
             // per batch of what arrived together, and each batch reaches the client at once.
+            exchange.responseBodyBytes += chunk.readableBytes
             if chunk.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
             if !exchange.bodyFilters.isEmpty {
                 var tail = ByteBuffer()
                 for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
+                exchange.responseBodyBytes += tail.readableBytes
                 if tail.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil) }
             }
-            exchange.readTimer?.cancel()
-            exchange.writeTimer?.cancel()
-            if let upstream = exchange.upstream {
-                if !exchange.requestSent { upstream.reusable = false }
-                pool?.release(upstream)
-                exchange.upstream = nil
+            upstreamEnded(exchange)
+        }
+    }
+
+    /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
+    private func upstreamEnded(_ exchange: Exchange) {
+        exchange.readTimer?.cancel()
+        exchange.writeTimer?.cancel()
+        if let upstream = exchange.upstream {
+            if !exchange.requestSent { upstream.reusable = false }
+            pool?.release(upstream)
+            exchange.upstream = nil
+        }
+        complete(exchange)
+    }
+
+    /// `buffersResponse`: the upstream response is held until complete, then the plugins'
+    /// `bufferedResponse` hooks, body filters and header filters run on it, and it is sent with its
+    /// final Content-Length.
+    private func holdUpstream(_ part: HTTPClientResponsePart, exchange: Exchange, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let response):
+            exchange.heldHead = response
+            exchange.responseStartedLog(status: Int(response.status.code))
+        case .body(var chunk):
+            exchange.heldBody.writeBuffer(&chunk)
+        case .end:
+            guard let response = exchange.heldHead else { return }
+            var status = Int(response.status.code)
+            var upstreamHeaders = response.headers
+            var body = exchange.heldBody
+            exchange.heldBody = ByteBuffer()
+            for handler in exchange.handlers {
+                handler.bufferedResponse(exchange.request, status: &status, headers: &upstreamHeaders, body: &body)
             }
-            complete(exchange)
+            if !exchange.bodyFilters.isEmpty {
+                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
+                var tail = ByteBuffer()
+                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
+                body.writeBuffer(&tail)
+            }
+            var headers = ProxyHeaders.downstreamHeaders(
+                upstreamHeaders, requestID: exchange.request.requestID, version: exchange.head.version,
+                status: Int(response.status.code), headerSet: services.options.responseHeaders,
+                upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
+                proxyLatency: exchange.proxyLatency, keepContentLength: false)
+            headers.remove(name: "Transfer-Encoding")
+            headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+            writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
+            if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+            upstreamEnded(exchange)
         }
     }
 
@@ -496,20 +611,30 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (status, generated, body) = RequestPhases.generatedResponse(exit, context: exchange.request, head: exchange.head,
                                                                         headerSet: services.options.responseHeaders,
                                                                         started: exchange.started, nginxLevel: nginxLevel)
-        var headers = generated
-        for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
-        if !exchange.head.isKeepAlive || services.connections.isDraining {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        }
-        exchange.responseStarted = true
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
-                                                             status: HTTPResponseStatus(statusCode: status), headers: headers))),
-                      promise: nil)
+        writeHead(exchange, status: status, headers: generated, bodyBytes: body.utf8.count, context: context)
         if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
         failBodyWaiters(exchange, ChannelError.ioOnClosedChannel)
         // Whatever is left of the request body is read and dropped (no exchange takes it), so the
         // connection stays usable for the next request.
         complete(exchange)
+    }
+
+    /// Sends a whole response's head (gateway-generated or buffered): header filters, the
+    /// connection's fate, and the facts the log phase reports.
+    private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders, bodyBytes: Int,
+                           context: ChannelHandlerContext) {
+        var headers = headers
+        for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
+        if !exchange.head.isKeepAlive || services.connections.isDraining {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        }
+        exchange.responseStarted = true
+        exchange.request.exchangeLog.status = status
+        exchange.request.exchangeLog.responseHeaders = headers
+        exchange.responseBodyBytes = bodyBytes
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
+                                                             status: HTTPResponseStatus(statusCode: status),
+                                                             headers: headers))), promise: nil)
     }
 
     /// Ends the response, queues the log phase and frees the connection for the next request.
@@ -519,7 +644,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         let keepAlive = exchange.head.isKeepAlive
-        let draining = services.connections.setBusy(false, for: context.channel)
+        let draining = services.connections.requestEnded()
         if keepAlive && !draining {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
@@ -527,12 +652,42 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 context.close(promise: nil)
             }
         }
-        setClientReading(true)
+        if pipelined.isEmpty {
+            setClientReading(true)
+        } else if keepAlive && !draining {
+            servePipelined()
+        }
         let handlers = exchange.handlers
         if !handlers.isEmpty {
+            recordExchangeLog(exchange)
             let request = exchange.request
             services.logSink.submit { for handler in handlers { handler.log(request) } }
         }
+    }
+
+    /// The serializer's facts, gathered only when a plugin will read them (the log phase runs).
+    private func recordExchangeLog(_ exchange: Exchange) {
+        let now = NIODeadline.now()
+        let total = (now - exchange.started).nanoseconds / 1_000_000
+        var log = exchange.request.exchangeLog
+        log.startedAt = WallClock.milliseconds() - total
+        log.requestLatency = total
+        log.localPort = localPort
+        var headBytes = exchange.head.method.rawValue.utf8.count + exchange.head.uri.utf8.count + 12
+        for (name, value) in exchange.head.headers { headBytes += name.utf8.count + value.utf8.count + 4 }
+        log.requestSize = headBytes + exchange.requestBodyBytes
+        var responseHead = 17
+        for (name, value) in log.responseHeaders { responseHead += name.utf8.count + value.utf8.count + 4 }
+        log.responseSize = responseHead + exchange.responseBodyBytes
+        log.upstreamURI = exchange.upstreamHead?.uri ?? ""
+        if log.proxied {
+            let waiting = (now - exchange.upstreamStarted).nanoseconds / 1_000_000
+            log.proxyLatency = waiting
+            log.kongLatency = max(0, total - waiting)
+        } else {
+            log.kongLatency = total
+        }
+        exchange.request.exchangeLog = log
     }
 }
 

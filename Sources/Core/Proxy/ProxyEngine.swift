@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOHTTP1
 
@@ -111,11 +116,23 @@ enum RequestPhases {
     /// The request line and headers sent upstream (spec §6.5, §8.1).
     static func upstreamHead(_ context: ProxyRequestContext, match: RouteMatch, service: Service, options: ProxyOptions,
                              head: HTTPRequestHead, localPort: Int) -> HTTPRequestHead {
-        let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
-                                            strippedPrefix: match.strippedPrefix)
-        let target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
+        let target: String
         var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service, options: options,
                                                           httpVersion: head.version, localPort: localPort)
+        if let override = context.upstreamTarget {
+            target = override.query.map { "\(override.path)?\($0)" } ?? override.path
+            if !match.route.preserveHost {
+                // As Kong's balancer sets the Host of a re-targeted request: the name, and the
+                // port when it is not the scheme's default.
+                let defaultPort = override.tls ? 443 : 80
+                headers.replaceOrAdd(name: "Host", value: override.port == defaultPort
+                                     ? override.host : "\(override.host):\(override.port)")
+            }
+        } else {
+            let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
+                                                strippedPrefix: match.strippedPrefix)
+            target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
+        }
         if context.bodyWasBuffered {
             headers.add(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
         } else if let length = head.headers.first(name: "content-length") {
@@ -145,6 +162,9 @@ enum RequestPhases {
             status = rendered.status
             headers.add(name: "Content-Type", value: rendered.contentType)
             body = rendered.body
+        case .text(let text):
+            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            body = text
         case .empty:
             break
         }
@@ -192,5 +212,14 @@ struct RequestIDGenerator {
             for i in 0..<16 { buffer[i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)] }
             return 16
         }
+    }
+}
+
+/// Wall-clock time for logs (`started_at`); the proxy measures durations on the monotonic clock.
+enum WallClock {
+    static func milliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 }

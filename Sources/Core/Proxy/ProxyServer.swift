@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import Synchronization
 
 /// The proxy listener(s): HTTP/1.1 with keep-alive, one `ProxyConnectionHandler` per client
 /// connection on its event loop (spec §8). `shutdown()` stops accepting and lets requests in
@@ -44,7 +45,12 @@ public final class ProxyServer: Sendable {
                             try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                         }
                         // Malformed requests are answered by the proxy handler, in Kong's template.
-                        try sync.configureHTTPServerPipeline(withErrorHandling: false)
+                        // No pipelining assistant: it pauses reading (two epoll_ctl calls) on every
+                        // request; the proxy handler holds pipelined requests itself. No header
+                        // validator: upstream headers were parsed by llhttp already, and gateway and
+                        // plugin headers are built from validated configuration.
+                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
+                                                             withOutboundHeaderValidation: false)
                         try sync.addHandler(proxy)
                     }
                 }
@@ -67,51 +73,62 @@ public final class ProxyServer: Sendable {
     /// Stops accepting, closes idle connections; busy ones close after their current response.
     func shutdown() {
         for listener in listeners.withLockedValue({ $0 }) { listener.close(promise: nil) }
-        for channel in services.connections.drain() { channel.close(promise: nil) }
+        services.connections.drain()
     }
 }
 
-/// Open client connections and whether each is serving a request, for graceful shutdown.
+/// Open client connections and the request counters, for graceful shutdown and `/status`.
+///
+/// The per-request calls (`requestStarted`, `requestEnded`, `isDraining`) are lock-free atomics:
+/// they run on every request from every event loop. The lock guards only connection open/close.
 public final class ConnectionRegistry: Sendable {
-    private struct State {
-        var busy: [ObjectIdentifier: (channel: any Channel, busy: Bool)] = [:]
-        var draining = false
+    /// Called once when draining starts, for each open connection: it closes itself when idle
+    /// (on its own event loop), or after its current response otherwise.
+    typealias DrainHook = @Sendable () -> Void
+
+    private struct Open {
+        var connections: [ObjectIdentifier: DrainHook] = [:]
         var accepted = 0
-        var requests = 0
         var emptyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let open = NIOLockedValueBox(Open())
+    private let draining = Atomic<Bool>(false)
+    private let busy = Atomic<Int>(0)
+    private let requests = Atomic<Int>(0)
 
     /// False while draining: the new connection is refused.
-    func register(_ channel: any Channel) -> Bool {
-        state.withLockedValue { state in
-            guard !state.draining else { return false }
-            state.accepted += 1
-            state.busy[ObjectIdentifier(channel)] = (channel, false)
+    func register(_ channel: any Channel, onDrain: @escaping DrainHook) -> Bool {
+        open.withLockedValue { open in
+            guard !draining.load(ordering: .acquiring) else { return false }
+            open.accepted += 1
+            open.connections[ObjectIdentifier(channel)] = onDrain
             return true
         }
     }
 
     func unregister(_ channel: any Channel) {
-        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-            state.busy[ObjectIdentifier(channel)] = nil
-            guard state.busy.isEmpty, state.draining else { return [] }
-            defer { state.emptyWaiters = [] }
-            return state.emptyWaiters
+        let waiters = open.withLockedValue { open -> [CheckedContinuation<Void, Never>] in
+            open.connections[ObjectIdentifier(channel)] = nil
+            guard open.connections.isEmpty, draining.load(ordering: .acquiring) else { return [] }
+            defer { open.emptyWaiters = [] }
+            return open.emptyWaiters
         }
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Marks a connection busy or idle; returns whether the node is draining.
-    @discardableResult
-    func setBusy(_ busy: Bool, for channel: any Channel) -> Bool {
-        state.withLockedValue { state in
-            state.busy[ObjectIdentifier(channel)]?.busy = busy
-            if busy { state.requests += 1 }
-            return state.draining
-        }
+    func requestStarted() {
+        busy.add(1, ordering: .relaxed)
+        requests.add(1, ordering: .relaxed)
     }
+
+    /// Returns whether the node is draining (the connection then closes after this response).
+    func requestEnded() -> Bool {
+        busy.subtract(1, ordering: .relaxed)
+        return isDraining
+    }
+
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
 
     /// Counters for `/status`: open connections, busy ones, accepted so far, requests so far.
     public struct Statistics: Sendable {
@@ -122,27 +139,25 @@ public final class ConnectionRegistry: Sendable {
     }
 
     var statistics: Statistics {
-        state.withLockedValue { state in
-            Statistics(active: state.busy.count, busy: state.busy.values.filter(\.busy).count,
-                       accepted: state.accepted, requests: state.requests)
-        }
+        let (active, accepted) = open.withLockedValue { ($0.connections.count, $0.accepted) }
+        return Statistics(active: active, busy: busy.load(ordering: .relaxed), accepted: accepted,
+                          requests: requests.load(ordering: .relaxed))
     }
 
-    var isDraining: Bool { state.withLockedValue { $0.draining } }
-
-    /// Starts draining; returns the idle connections to close now.
-    func drain() -> [any Channel] {
-        state.withLockedValue { state in
-            state.draining = true
-            return state.busy.values.filter { !$0.busy }.map(\.channel)
+    /// Starts draining: idle connections close now, busy ones after their current response.
+    func drain() {
+        let hooks = open.withLockedValue { open -> [DrainHook] in
+            draining.store(true, ordering: .releasing)
+            return Array(open.connections.values)
         }
+        for hook in hooks { hook() }
     }
 
     func waitUntilEmpty() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = state.withLockedValue { state -> Bool in
-                if state.busy.isEmpty { return true }
-                state.emptyWaiters.append(continuation)
+            let done = open.withLockedValue { open -> Bool in
+                if open.connections.isEmpty { return true }
+                open.emptyWaiters.append(continuation)
                 return false
             }
             if done { continuation.resume() }

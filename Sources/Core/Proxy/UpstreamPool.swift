@@ -105,12 +105,18 @@ final class UpstreamPool {
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
-    /// An idle connection to `target`, or a new one.
-    func acquire(_ target: UpstreamTarget, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
+    /// A usable idle connection to `target`, if the pool holds one (the common, synchronous case).
+    func takeIdle(_ target: UpstreamTarget) -> UpstreamConnection? {
         // Popped in place: a local copy of the list would copy it on every reuse.
         while let connection = idle[target]?.popLast() {
-            if connection.channel?.isActive == true && connection.reusable { return eventLoop.makeSucceededFuture(connection) }
+            if connection.channel?.isActive == true && connection.reusable { return connection }
         }
+        return nil
+    }
+
+    /// An idle connection to `target`, or a new one.
+    func acquire(_ target: UpstreamTarget, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
+        if let connection = takeIdle(target) { return eventLoop.makeSucceededFuture(connection) }
         let connection = UpstreamConnection(target: target)
         connection.pool = self
         let sslContext: NIOSSLContext?
@@ -131,7 +137,8 @@ final class UpstreamPool {
                         let sni = HostSyntax.parse(target.host).map { $0.kind == .name } == .success(true) ? target.host : nil
                         try sync.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: sni))
                     }
-                    try sync.addHTTPClientHandlers()
+                    // Request headers come from the parsed client request and validated configuration.
+                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try sync.addHandler(handlerBox.value)
                 }
             }

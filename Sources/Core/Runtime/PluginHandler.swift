@@ -15,6 +15,10 @@ public protocol PluginHandler: Sendable {
     /// Each chunk of the response body on its way to the client, then once more with an empty
     /// chunk and `last == true`. Streaming-safe: a handler sees chunks as they arrive.
     func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool)
+    /// The whole upstream response, when a plugin set `context.buffersResponse` in access: runs
+    /// before `headerFilter`, may change status, headers and body (Content-Length is recomputed).
+    func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
+                          body: inout ByteBuffer)
     /// After the response was sent; reads the log record.
     func log(_ context: ProxyRequestContext)
     /// Whether `bodyFilter` does anything: the engine skips the per-chunk call otherwise.
@@ -28,6 +32,8 @@ extension PluginHandler {
     public var filtersBody: Bool { false }
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
     public func log(_ context: ProxyRequestContext) {}
+    public func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
+                                 body: inout ByteBuffer) {}
 }
 
 public enum PluginVerdict: Sendable {
@@ -42,6 +48,8 @@ public struct PluginExit: Sendable {
         case json(JSONValue)
         /// `kong.response.error(status, message)`: Kong's error template chosen by `Accept`.
         case error(message: String?)
+        /// `kong.response.exit(status, "text")`: the text as is.
+        case text(String)
         case empty
     }
 

@@ -33,6 +33,16 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// Fields plugins add to the request's log record.
     public var logRecord: [String: JSONValue] = [:]
 
+    /// Where the request goes instead of the service's own target, when a plugin re-targets it
+    /// (Kong's `kong.service.set_target`, `set_scheme`, `kong.service.request.set_path` and
+    /// `set_raw_query`, as ai-proxy does). Set in the access phase.
+    public var upstreamTarget: UpstreamTargetOverride?
+    /// A plugin needs the whole upstream response before the client sees anything (Kong's
+    /// `kong.service.request.enable_buffering`): handlers then get `bufferedResponse`. Set in access.
+    public var buffersResponse = false
+    /// What the log phase reads about the exchange (Kong's serializer inputs); filled by the engine.
+    public internal(set) var exchangeLog = ExchangeLog()
+
     /// Where the request body comes from until a plugin asks for it whole.
     var bodyProvider: (any RequestBodyProvider)?
     /// The buffered request body once a plugin read it (nil: still streaming from the client).
@@ -128,4 +138,51 @@ public struct RequestBodyTooLarge: Error, Sendable {}
 /// only then).
 protocol RequestBodyProvider: Sendable {
     func collect(limit: Int) async throws -> ByteBuffer?
+}
+
+/// An upstream chosen by a plugin instead of the service's host, port, scheme and path.
+public struct UpstreamTargetOverride: Sendable, Equatable {
+    public var tls: Bool
+    public var host: String
+    public var port: Int
+    /// The request target's path, starting with `/`.
+    public var path: String
+    /// The query string without `?` (nil: none).
+    public var query: String?
+    /// Verify the upstream's certificate (ai-proxy always does; services follow `tls_verify`).
+    public var verifyTLS: Bool
+
+    public init(tls: Bool, host: String, port: Int, path: String, query: String?, verifyTLS: Bool = true) {
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.path = path
+        self.query = query
+        self.verifyTLS = verifyTLS
+    }
+}
+
+/// The facts of one exchange that Kong's log serializer reports, recorded as they happen.
+public struct ExchangeLog: Sendable {
+    /// The listener's port the request came in on.
+    public var localPort = 0
+    /// Milliseconds since the epoch when the request arrived.
+    public var startedAt: Int64 = 0
+    /// Request line, headers and body bytes received from the client.
+    public var requestSize = 0
+    /// The path and query sent upstream (empty when nothing was proxied).
+    public var upstreamURI = ""
+    public var upstreamStatus: Int?
+    /// Status, headers and bytes (head and body) sent to the client.
+    public var status = 0
+    public var responseHeaders = HTTPHeaders()
+    public var responseSize = 0
+    /// Kong's `latencies`: gateway time, time waiting for the upstream (-1 when not proxied), total.
+    public var kongLatency: Int64 = 0
+    public var proxyLatency: Int64 = -1
+    public var requestLatency: Int64 = 0
+    /// Whether the response came from the upstream (`source: "upstream"`) or the gateway.
+    public var proxied = false
+
+    public init() {}
 }

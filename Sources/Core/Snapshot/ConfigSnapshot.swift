@@ -36,8 +36,11 @@ public struct Service: Sendable, Equatable {
     public let tlsVerifyDepth: Int?
     public let enabled: Bool
     public let tags: [String]
+    /// The whole entity as stored (what Kong's log serializer prints for it).
+    public let entity: JSONValue
 
     init?(_ row: JSONValue) {
+        self.entity = row
         guard let id = row["id"]?.stringValue, let proto = row["protocol"]?.stringValue,
               let host = row["host"]?.stringValue, let port = row["port"]?.intValue else { return nil }
         self.id = id
@@ -77,8 +80,11 @@ public struct Route: Sendable, Equatable {
     public let serviceID: String?
     public let createdAt: Int
     public let tags: [String]
+    /// The whole entity as stored (what Kong's log serializer prints for it).
+    public let entity: JSONValue
 
     init?(_ row: JSONValue) {
+        self.entity = row
         guard let id = row["id"]?.stringValue else { return nil }
         self.id = id
         self.name = row["name"]?.stringValue
@@ -110,8 +116,11 @@ public struct Consumer: Sendable, Equatable {
     public let username: String?
     public let customID: String?
     public let tags: [String]
+    /// The whole entity as stored (what Kong's log serializer prints for it).
+    public let entity: JSONValue
 
     init?(_ row: JSONValue) {
+        self.entity = row
         guard let id = row["id"]?.stringValue else { return nil }
         self.id = id
         self.username = row["username"]?.stringValue

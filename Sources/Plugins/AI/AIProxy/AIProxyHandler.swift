@@ -1,0 +1,469 @@
+import Core
+import NIOCore
+import NIOHTTP1
+
+/// ai-proxy's configuration, typed once per configuration snapshot.
+struct AIProxyConfig: Sendable {
+    let pluginID: String
+    let routeType: LLMRouteType
+    let model: LLMModelConfig
+    let modelTemplate: LLMModelTemplate
+    let auth: LLMAuth
+    let logStatistics: Bool
+    let logPayloads: Bool
+    /// `allow`, `deny` or `always`.
+    let responseStreaming: String
+    let maxRequestBodySize: Int
+    let modelNameHeader: Bool
+    /// `openai`, `gemini` or `bedrock`: the client's input format.
+    let llmFormat: String
+
+    init?(instance: PluginInstance) {
+        let config = instance.config
+        guard let routeType = config["route_type"]?.stringValue.flatMap(LLMRouteType.init(rawValue:)),
+              let modelRecord = config["model"], let model = LLMModelConfig(json: modelRecord) else { return nil }
+        pluginID = instance.id
+        self.routeType = routeType
+        self.model = model
+        modelTemplate = LLMModelTemplate(record: modelRecord)
+        auth = LLMAuth(json: config["auth"] ?? .null)
+        logStatistics = config["logging"]?["log_statistics"]?.boolValue ?? false
+        logPayloads = config["logging"]?["log_payloads"]?.boolValue ?? false
+        responseStreaming = config["response_streaming"]?.stringValue ?? "allow"
+        maxRequestBodySize = config["max_request_body_size"]?.intValue ?? 8192
+        modelNameHeader = config["model_name_header"]?.boolValue ?? true
+        llmFormat = config["llm_format"]?.stringValue ?? "openai"
+    }
+}
+
+/// ai-proxy (spec §2): turns an OpenAI-format request into the configured provider's request,
+/// sends it to the provider instead of the service's host, and turns the answer (whole, or event
+/// by event when streaming) back into the OpenAI format, recording usage and cost.
+final class AIProxyHandler: PluginHandler, @unchecked Sendable {
+    let config: AIProxyConfig
+    let environment: [String: String]
+
+    init(config: AIProxyConfig, environment: [String: String]) {
+        self.config = config
+        self.environment = environment
+    }
+
+    var filtersBody: Bool { true }
+
+    /// Kong reads a body that spilled past nginx's 8 KiB in-memory buffer only when it is within
+    /// `max_request_body_size`; smaller bodies are always read.
+    static let inMemoryBodyBuffer = 8192
+
+    // MARK: Access
+
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        let state = AIProxyRequestState()
+        context.shared[AIProxyRequestState.key] = state
+        state.clientAcceptsGzip = context.headers[canonicalForm: "accept-encoding"].contains { $0.contains("gzip") }
+
+        // §2.3-2: the body, parsed when it is a JSON object within the size limit.
+        let limit = max(Self.inMemoryBodyBuffer, config.maxRequestBodySize)
+        let raw: ByteBuffer?
+        do { raw = try await context.requestBody(limit: limit) } catch { raw = nil }
+        let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
+        var body: [String: JSONValue]?
+        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty,
+           case .object(let object)? = try? JSONValue.parse(bytes: raw.readableBytesView) {
+            body = object
+        }
+        state.started = NIODeadline.now()
+
+        // §2.3-4.1: the model configuration for this request.
+        let resolvedRecord: JSONValue
+        do {
+            resolvedRecord = try config.modelTemplate.resolve(templateSources(context))
+        } catch {
+            return Self.reject(400, error.message)
+        }
+        guard var model = LLMModelConfig(json: resolvedRecord) else { return Self.reject(400, "model provider not resolved") }
+        let route = config.routeType
+
+        if route == .preserve {
+            // Forwarded untouched; the model is only recorded.
+            if model.name == nil, let named = body?["model"]?.stringValue { model.name = named }
+            state.streaming = body?["stream"]?.boolValue == true || config.responseStreaming == "always"
+            if state.streaming && config.responseStreaming == "deny" {
+                return Self.reject(400, "response streaming is not enabled for this LLM")
+            }
+        } else {
+            guard var request = body else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            let hasMessages = request["messages"]?.arrayValue.map { !$0.isEmpty } ?? false
+            let hasPrompt = request["prompt"]?.stringValue != nil
+            guard hasMessages || hasPrompt else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            if model.name == nil, let named = request["model"]?.stringValue { model.name = named }
+            if let asked = request["model"]?.stringValue, !asked.isEmpty, asked != model.name {
+                return Self.reject(400, "cannot use own model - must be: \(model.name ?? "")")
+            }
+            guard let name = model.name, !name.isEmpty else {
+                return Self.reject(400, "model parameter not found in request, nor in gateway configuration")
+            }
+            _ = name
+            if hasMessages && hasPrompt { return Self.reject(400, "request matches multiple LLM request formats") }
+            if route == .completions && hasMessages {
+                return Self.reject(400, "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type")
+            }
+            if route == .chat && hasPrompt {
+                return Self.reject(400, "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type")
+            }
+            // §2.3-4.8: streaming.
+            state.streaming = Self.isTruthy(request["stream"]) || config.responseStreaming == "always"
+            if state.streaming {
+                if config.responseStreaming == "deny" {
+                    return Self.reject(400, "response streaming is not enabled for this LLM")
+                }
+                request["stream"] = true
+            }
+            // §2.3-4.10: the provider's format.
+            var converted: JSONValue
+            do {
+                converted = try LLMRequestConversion.toProvider(.object(request), route: route, model: model)
+            } catch {
+                if error.isPlainTextBody {
+                    return .exit(PluginExit(status: 400, body: .text(error.clientMessage)))
+                }
+                return Self.reject(400, error.clientMessage)
+            }
+            // §2.3-4.11: body-parameter auth, where the converted body is the OpenAI object.
+            if let auth = config.auth.bodyParameter, Self.bodyIsOpenAIObject(model),
+               converted[auth.name] == nil || !config.auth.allowOverride {
+                converted[auth.name] = .string(auth.value)
+            }
+            // §2.3-4.13: prompt estimate for providers whose streams lack usage.
+            if Self.estimatesPrompt(model.provider) {
+                do {
+                    state.promptEstimate = try LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming)
+                } catch {
+                    return .exit(.error(500))
+                }
+            }
+            let encoded = converted.serialized(JSONWriteOptions(sortedKeys: true))
+            state.requestPayload = encoded
+            context.setRequestBody(ByteBuffer(string: encoded))
+            context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        }
+        state.model = model
+
+        // §2.3-4.14: cloud identities this build does not sign for yet.
+        if model.provider == .bedrock || (model.provider == .gemini && config.auth.gcpUseServiceAccount) {
+            PluginErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud credentials are not supported yet")
+            return .exit(PluginExit(status: 500, body: .json(["error": ["message": "LLM request failed before proxying"]])))
+        }
+
+        // §2.3-4.15 / §2.5: target, path, query and auth.
+        let clientPath = String(context.rawPath)
+        let apiVersion = context.queryArguments.first { $0.name == "api-version" }?.value
+        let upstream: LLMUpstream
+        do {
+            upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
+                                              clientPath: clientPath, clientAPIVersion: apiVersion,
+                                              environment: environment)
+        } catch {
+            PluginErrorLog.report("ai-proxy: failed to configure the upstream: \(error.message)")
+            return .exit(.error(500))
+        }
+        var query = context.rawQuery.map(String.init)
+        for (name, value) in upstream.query {
+            query = Self.settingQuery(query, name: name, value: value)
+        }
+        config.auth.apply(to: context, query: &query, provider: model.provider)
+        context.upstreamTarget = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port,
+                                                        path: upstream.path, query: query)
+        // The gateway does not inflate compressed answers: it asks the provider for none.
+        context.headers.replaceOrAdd(name: "Accept-Encoding", value: "identity")
+        context.buffersResponse = !state.streaming
+        state.active = true
+        return .proceed
+    }
+
+    // MARK: Response
+
+    func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
+                          body: inout ByteBuffer) {
+        guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
+        state.upstreamStatus = status
+        state.llmLatency = Self.milliseconds(since: state.started)
+        guard status == 200 else { return }
+        let model = state.model
+        if config.routeType == .preserve {
+            state.responseDocument = (try? JSONValue.parse(bytes: body.readableBytesView)) ?? .null
+        } else {
+            let upstream = Array(body.readableBytesView)
+            do {
+                let converted = try LLMResponseConversion.fromProvider(upstream, route: config.routeType, model: model)
+                state.responseDocument = converted.document
+                if case .converted = converted.body {
+                    body = ByteBuffer(bytes: converted.bytes(upstream: upstream))
+                }
+            } catch {
+                status = 500
+                headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+                body = ByteBuffer(string: JSONValue.object(["error": ["message": .string(error.clientMessage)]])
+                    .serialized(JSONWriteOptions(sortedKeys: true)))
+                state.conversionFailed = true
+            }
+        }
+        if [.openai, .azure, .mistral, .gemini, .bedrock].contains(model.provider) {
+            headers.remove(name: "Set-Cookie")
+        }
+        recordAnalytics(context, state: state, usage: Self.usage(of: state.responseDocument),
+                        responseModel: state.responseDocument?["model"]?.stringValue,
+                        responseText: state.responseDocument.map { $0.serialized(JSONWriteOptions(sortedKeys: true)) })
+    }
+
+    func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
+        guard let state = AIProxyRequestState.of(context), state.active, context.exchangeLog.proxied else { return }
+        if state.streaming {
+            state.upstreamStatus = status
+            state.llmLatency = Self.milliseconds(since: state.started)
+            state.upstreamContentType = headers.first(name: "content-type")
+            headers.replaceOrAdd(name: "Content-Type", value: "text/event-stream")
+            headers.remove(name: "Content-Length")
+            headers.remove(name: "Content-Encoding")
+            if status == 200, config.routeType != .preserve, config.llmFormat == "openai" {
+                state.normalizer = StreamNormalizer(contentType: state.upstreamContentType, provider: state.model.provider,
+                                                    route: config.routeType, model: state.model,
+                                                    accumulateText: config.logPayloads)
+            }
+        }
+        // The model header on the upstream's success (also on a 500 from a failed conversion).
+        let succeeded = (state.upstreamStatus ?? status) == 200
+        if succeeded, config.modelNameHeader || context.headers.contains(name: "Kong-Debug"),
+           let name = state.model.name {
+            headers.replaceOrAdd(name: "X-Kong-LLM-Model", value: "\(state.model.provider.rawValue)/\(name)")
+        }
+    }
+
+    func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {
+        guard let state = AIProxyRequestState.of(context), state.active, state.streaming,
+              context.exchangeLog.proxied else { return }
+        guard state.normalizer != nil else {
+            if last { recordStreamAnalytics(context, state: state) }
+            return
+        }
+        var frames = state.normalizer!.process(chunk.readableBytesView)
+        if last { frames += state.normalizer!.finish() }
+        chunk = ByteBuffer(bytes: frames)
+        if last { recordStreamAnalytics(context, state: state) }
+    }
+
+    // MARK: Analytics (§2.11)
+
+    private func recordStreamAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState) {
+        guard let normalizer = state.normalizer else {
+            recordAnalytics(context, state: state, usage: nil, responseModel: nil, responseText: nil)
+            return
+        }
+        let completion = normalizer.converter.completion(logStatistics: config.logStatistics,
+                                                         promptTokenEstimate: state.promptEstimate)
+        let composite = completion.compositeResponse(logPayloads: config.logPayloads)
+        recordAnalytics(context, state: state, usage: completion.usage, responseModel: nil,
+                        responseText: composite.serialized(JSONWriteOptions(sortedKeys: true)))
+    }
+
+    private func recordAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState, usage reported: LLMUsage?,
+                                 responseModel: String?, responseText: String?) {
+        guard config.logStatistics, !state.analyticsRecorded else { return }
+        state.analyticsRecorded = true
+        var usage = reported ?? LLMUsage(promptTokens: state.promptEstimate ?? 0, completionTokens: 0)
+        if reported != nil, usage.promptTokens == 0, let estimate = state.promptEstimate { usage.promptTokens = estimate }
+        let options = state.model.options
+        var cost = 0.0
+        if let input = options.inputCost, let output = options.outputCost {
+            cost = (Double(usage.promptTokens) * input + Double(usage.completionTokens) * output) / 1_000_000
+        }
+        let latency = state.llmLatency ?? 0
+        let requestModel = state.model.name ?? "UNSPECIFIED"
+        var meta: [String: JSONValue] = [
+            "plugin_id": .string(config.pluginID),
+            "provider_name": .string(state.model.provider.rawValue),
+            "request_model": .string(requestModel),
+            "response_model": .string(responseModel ?? requestModel),
+            "llm_latency": .number(Double(latency)),
+        ]
+        if state.model.provider == .azure {
+            meta["azure_instance_id"] = options.azureInstance.map(JSONValue.string) ?? .null
+            meta["azure_deployment_id"] = options.azureDeploymentID.map(JSONValue.string) ?? .null
+            meta["azure_api_version"] = options.azureAPIVersion.map(JSONValue.string) ?? .null
+        }
+        var proxy: [String: JSONValue] = [
+            "meta": .object(meta),
+            "usage": .object([
+                "prompt_tokens": .number(Double(usage.promptTokens)),
+                "completion_tokens": .number(Double(usage.completionTokens)),
+                "total_tokens": .number(Double(usage.totalTokens)),
+                "time_per_token": .number(usage.completionTokens > 0 ? Double(latency) / Double(usage.completionTokens) : 0),
+                "cost": .number(cost),
+            ]),
+        ]
+        if config.logPayloads {
+            proxy["payload"] = .object([
+                "request": state.requestPayload.map(JSONValue.string) ?? .null,
+                "response": responseText.map(JSONValue.string) ?? .null,
+            ])
+        }
+        var ai = context.logRecord["ai"]?.objectValue ?? [:]
+        ai["proxy"] = .object(proxy)
+        context.logRecord["ai"] = .object(ai)
+    }
+
+    // MARK: Helpers
+
+    private func templateSources(_ context: ProxyRequestContext) -> LLMModelTemplate.Sources {
+        let headers = context.headers
+        let query = context.queryArguments
+        return LLMModelTemplate.Sources(
+            uriCaptures: context.match?.namedCaptures ?? [:],
+            header: { headers.first(name: $0) },
+            queryParameter: { name in query.first { $0.name == name }.map { $0.value ?? "" } })
+    }
+
+    static func reject(_ status: Int, _ message: String) -> PluginVerdict {
+        .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
+    }
+
+    /// Lua truthiness of a decoded JSON value (JSON null counts as absent).
+    static func isTruthy(_ value: JSONValue?) -> Bool {
+        switch value {
+        case nil, .null?, .bool(false)?: return false
+        default: return true
+        }
+    }
+
+    static func bodyIsOpenAIObject(_ model: LLMModelConfig) -> Bool {
+        switch model.provider {
+        case .openai, .azure, .cohere, .huggingface: return true
+        case .mistral: return model.options.mistralFormat == "openai"
+        case .llama2: return model.options.llama2Format == "openai"
+        default: return false
+        }
+    }
+
+    static func estimatesPrompt(_ provider: LLMProvider) -> Bool {
+        [.openai, .azure, .mistral, .huggingface].contains(provider)
+    }
+
+    static func usage(of document: JSONValue?) -> LLMUsage? {
+        guard let usage = document?["usage"], case .object = usage else { return nil }
+        let prompt = usage["prompt_tokens"]?.intValue, completion = usage["completion_tokens"]?.intValue
+        guard prompt != nil || completion != nil else { return nil }
+        return LLMUsage(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
+    }
+
+    /// Sets `name=value` in a raw query string, replacing an existing argument of that name.
+    static func settingQuery(_ query: String?, name: String, value: String) -> String {
+        let pair = "\(QueryEscaping.escape(name))=\(QueryEscaping.escape(value))"
+        guard let query, !query.isEmpty else { return pair }
+        var kept = query.split(separator: "&", omittingEmptySubsequences: true).filter {
+            $0.split(separator: "=", maxSplits: 1).first.map(String.init) != name
+        }.map(String.init)
+        kept.append(pair)
+        return kept.joined(separator: "&")
+    }
+
+    static func milliseconds(since start: NIODeadline) -> Int64 {
+        (NIODeadline.now() - start).nanoseconds / 1_000_000
+    }
+}
+
+/// What ai-proxy keeps about one request between its phases (`kong.ctx.plugin`).
+final class AIProxyRequestState: @unchecked Sendable {
+    static let key = "ai-proxy"
+
+    static func of(_ context: ProxyRequestContext) -> AIProxyRequestState? {
+        context.shared[key] as? AIProxyRequestState
+    }
+
+    /// Access accepted the request: the response phases act on it.
+    var active = false
+    var model = LLMModelConfig(provider: .openai)
+    var streaming = false
+    var clientAcceptsGzip = false
+    var started = NIODeadline.now()
+    var promptEstimate: Int?
+    var requestPayload: String?
+    var upstreamStatus: Int?
+    var upstreamContentType: String?
+    var llmLatency: Int64?
+    var responseDocument: JSONValue?
+    var conversionFailed = false
+    var normalizer: StreamNormalizer?
+    var analyticsRecorded = false
+}
+
+/// Provider authentication from `config.auth` (spec §2.5).
+struct LLMAuth: Sendable {
+    struct Pair: Sendable { let name: String; let value: String }
+
+    let header: Pair?
+    let queryParameter: Pair?
+    let bodyParameter: Pair?
+    let allowOverride: Bool
+    let gcpUseServiceAccount: Bool
+
+    init(json: JSONValue) {
+        if let name = json["header_name"]?.stringValue, let value = json["header_value"]?.stringValue {
+            header = Pair(name: name, value: value)
+        } else {
+            header = nil
+        }
+        var query: Pair?, body: Pair?
+        if let name = json["param_name"]?.stringValue, let value = json["param_value"]?.stringValue {
+            switch json["param_location"]?.stringValue {
+            case "query": query = Pair(name: name, value: value)
+            case "body": body = Pair(name: name, value: value)
+            default: break
+            }
+        }
+        queryParameter = query
+        bodyParameter = body
+        allowOverride = json["allow_override"]?.boolValue ?? false
+        gcpUseServiceAccount = json["gcp_use_service_account"]?.boolValue ?? false
+    }
+
+    /// Header and query auth: the configured value, unless the client sent its own and
+    /// `allow_override` lets it win. Gemini always applies (no override); Hugging Face takes no
+    /// query auth.
+    func apply(to context: ProxyRequestContext, query: inout String?, provider: LLMProvider) {
+        let override = allowOverride && provider != .gemini && provider != .bedrock
+        if let header, !(override && context.headers.contains(name: header.name)) {
+            context.headers.replaceOrAdd(name: header.name, value: header.value)
+        }
+        if let parameter = queryParameter, provider != .huggingface {
+            let sent = query.map { q in
+                q.split(separator: "&").contains { $0.split(separator: "=", maxSplits: 1).first.map(String.init) == parameter.name }
+            } ?? false
+            if !(override && sent) {
+                query = AIProxyHandler.settingQuery(query, name: parameter.name, value: parameter.value)
+            }
+        }
+    }
+}
+
+/// Percent-encoding for query arguments the gateway writes.
+enum QueryEscaping {
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                 UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,176 @@
+import Core
+
+extension LLMDrivers {
+    /// AWS Bedrock Converse API.
+    enum Bedrock {
+        /// Kong's Lua patterns of Bedrock models without a system role (spec §2.6).
+        static let systemlessModelPatterns = [
+            "amazon.titan.-.*",
+            "cohere.command.-text.-.*",
+            "cohere.command.-light.-text.-.*",
+            "mistral.mistral.-7b.-instruct.-.*",
+            "mistral.mixtral.-8x7b.-instruct.-.*",
+        ]
+
+        // MARK: Requests (spec §2.6)
+
+        static func chatRequest(_ body: [String: JSONValue], model: LLMModelConfig) throws(LLMConversionError) -> JSONValue {
+            var out: [String: JSONValue] = [:]
+            out["anthropic_version"] = .string(model.options.anthropicVersion ?? "bedrock-2023-05-31")
+
+            if let messages = LLMDrivers.nonEmptyArray(body["messages"]) {
+                var system: [JSONValue] = []
+                var converted: [JSONValue] = []
+                for message in messages {
+                    let fields = LLMDrivers.fields(message)
+                    switch fields["role"]?.stringValue {
+                    case "system":
+                        var prompt: [String: JSONValue] = [:]
+                        prompt["text"] = fields["content"]
+                        system.append(.object(prompt))
+                    case "tool":
+                        converted.append(try toolResult(fields))
+                    case let role:
+                        var turn: [String: JSONValue] = ["content": try content(fields)]
+                        turn["role"] = bedrockRole(role)
+                        converted.append(.object(turn))
+                    }
+                }
+                if !converted.isEmpty { out["messages"] = .array(converted) }
+                if !system.isEmpty {
+                    let name = model.name ?? ""
+                    if LLMRequestConversion.bedrockRefusesSystemPrompts(model: name) {
+                        // Kong's text lacks the closing quote.
+                        throw LLMConversionError("system prompts are unsupported for model '\(name)")
+                    }
+                    out["system"] = .array(system)
+                }
+            }
+
+            var inference: [String: JSONValue] = [:]
+            inference["maxTokens"] = body["max_tokens"]
+            inference["stopSequences"] = body["stop"]
+            inference["temperature"] = body["temperature"]
+            inference["topP"] = body["top_p"]
+            out["inferenceConfig"] = .object(inference)
+            out["guardrailConfig"] = body["guardrailConfig"]
+
+            let legacy = LLMDrivers.fields(body["bedrock"])
+            let specs = (body["tools"]?.arrayValue ?? []).compactMap(toolSpec)
+            if !specs.isEmpty {
+                out["toolConfig"] = ["tools": .array(specs)]
+            } else if let config = legacy["toolConfig"], LuaSemantics.truthy(config) {
+                // Kong's pre-`tools` pass-through, wrapped in a one-element list as Kong does.
+                out["toolConfig"] = [config]
+            }
+            if let fields = legacy["additionalModelRequestFields"], LuaSemantics.truthy(fields) {
+                out["additionalModelRequestFields"] = [fields]
+            }
+            return .object(out)
+        }
+
+        /// user/assistant keep their role, a missing role is user; others are left out.
+        static func bedrockRole(_ role: String?) -> JSONValue? {
+            switch role {
+            case nil, "user": return "user"
+            case "assistant": return "assistant"
+            default: return nil
+            }
+        }
+
+        /// A `tool` message as a `toolResult` block: the content must be JSON; an object is the
+        /// result document itself, any other value is wrapped as `{"result": …}`.
+        static func toolResult(_ fields: [String: JSONValue]) throws(LLMConversionError) -> JSONValue {
+            guard let text = fields["content"]?.stringValue, let decoded = try? JSONValue.parse(text) else {
+                throw LLMConversionError("failed to decode function response arguments, not JSON format")
+            }
+            let document: JSONValue = decoded.objectValue != nil ? decoded : ["result": decoded]
+            var result: [String: JSONValue] = ["content": [["json": document]]]
+            result["toolUseId"] = fields["tool_call_id"]
+            result["status"] = fields["status"]
+            return ["role": "user", "content": [["toolResult": .object(result)]]]
+        }
+
+        /// A turn's content blocks: array content as is, tool calls as `toolUse`, else text.
+        static func content(_ fields: [String: JSONValue]) throws(LLMConversionError) -> JSONValue {
+            if case .array = fields["content"] { return fields["content"]! }
+            if let calls = LLMDrivers.nonEmptyArray(fields["tool_calls"]) {
+                // Kong overwrites the block for every call, so only the last one survives
+                // (spec §10.5); kept for compatibility.
+                let call = calls[calls.count - 1]
+                let function = LLMDrivers.fields(call["function"])
+                guard let arguments = function["arguments"]?.stringValue, let input = try? JSONValue.parse(arguments) else {
+                    throw LLMConversionError("failed to decode function response arguments from assistant's message, not JSON format")
+                }
+                var use: [String: JSONValue] = ["input": input]
+                use["toolUseId"] = call["id"]
+                use["name"] = function["name"]
+                return [["toolUse": .object(use)]]
+            }
+            let text = fields["content"].flatMap { $0.isNull ? nil : $0 } ?? ""
+            return [["text": text]]
+        }
+
+        static func toolSpec(_ tool: JSONValue) -> JSONValue? {
+            guard let function = tool["function"]?.objectValue else { return nil }
+            var spec: [String: JSONValue] = [:]
+            spec["name"] = function["name"]
+            spec["description"] = function["description"]
+            var schema: [String: JSONValue] = [:]
+            schema["json"] = function["parameters"]
+            spec["inputSchema"] = .object(schema)
+            return ["toolSpec": .object(spec)]
+        }
+
+        // MARK: Responses (spec §2.7)
+
+        static func chatResponse(_ body: [UInt8], name: String?) throws(LLMConversionError) -> JSONValue {
+            guard let document = try? JSONValue.parse(bytes: body) else {
+                throw LLMConversionError("failed to decode response from Bedrock")
+            }
+            guard let blocks = LLMDrivers.nonEmptyArray(document["output"]?["message"]?["content"]) else {
+                throw LLMConversionError("no generation candidates received from Bedrock, or max_tokens too short")
+            }
+            var message: [String: JSONValue] = ["role": "assistant"]
+            message["content"] = blocks[0]["text"]
+            let calls = blocks.compactMap { $0["toolUse"] }.map(toolCall)
+            if !calls.isEmpty { message["tool_calls"] = .array(calls) }
+
+            let choice: JSONValue = [
+                "index": 0, "message": .object(message),
+                "finish_reason": .string(finishReason(document["stopReason"]?.stringValue)),
+            ]
+            var out: [String: JSONValue] = ["choices": [choice], "object": "chat.completion"]
+            out["model"] = name.map(JSONValue.string)
+            if let usage = document["usage"], LuaSemantics.truthy(usage) {
+                var counts: [String: JSONValue] = [:]
+                counts["prompt_tokens"] = usage["inputTokens"]
+                counts["completion_tokens"] = usage["outputTokens"]
+                counts["total_tokens"] = usage["totalTokens"]
+                out["usage"] = .object(counts)
+            }
+            out["trace"] = document["trace"]
+            return .object(out)
+        }
+
+        static func finishReason(_ stopReason: String?) -> String {
+            switch stopReason {
+            case "max_tokens": return "length"
+            case "tool_use": return "tool_calls"
+            case "guardrail_intervened": return "guardrail_intervened"
+            default: return "stop"  // end_turn, stop_sequence, anything new
+            }
+        }
+
+        static func toolCall(_ use: JSONValue) -> JSONValue {
+            var function: [String: JSONValue] = [:]
+            function["name"] = use["name"]
+            if let input = use["input"], input.isNonEmpty {
+                function["arguments"] = .string(KongJSON.encode(input))
+            }
+            var call: [String: JSONValue] = ["type": "function", "function": .object(function)]
+            call["id"] = use["toolUseId"]
+            return .object(call)
+        }
+    }
+}

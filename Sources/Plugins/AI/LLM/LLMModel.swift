@@ -1,0 +1,121 @@
+import Core
+
+/// The `route_type` of an `llm` record: which OpenAI API shape the client speaks.
+public enum LLMRouteType: String, Sendable {
+    case chat = "llm/v1/chat"
+    case completions = "llm/v1/completions"
+    case preserve
+}
+
+/// `model.provider`.
+public enum LLMProvider: String, Sendable, CaseIterable {
+    case openai, azure, anthropic, cohere, mistral, llama2, gemini, bedrock, huggingface
+}
+
+/// `config.model` of an `llm` record after schema processing (defaults filled), typed once per
+/// configuration snapshot so request paths never look fields up by name.
+public struct LLMModelConfig: Sendable, Equatable {
+    public var provider: LLMProvider
+    /// May hold a `$(source.key)` template (spec §2.4) until resolved for a request.
+    public var name: String?
+    public var options: LLMModelOptions
+
+    public init(provider: LLMProvider, name: String? = nil, options: LLMModelOptions = LLMModelOptions()) {
+        self.provider = provider
+        self.name = name
+        self.options = options
+    }
+
+    /// From the processed `model` record; nil when the provider is missing or unknown (the schema
+    /// refuses such configurations before this runs).
+    public init?(json: JSONValue) {
+        guard let provider = json["provider"]?.stringValue.flatMap(LLMProvider.init(rawValue:)) else { return nil }
+        self.provider = provider
+        name = json["name"]?.stringValue
+        options = LLMModelOptions(json: json["options"] ?? .null)
+    }
+}
+
+/// `model.options`; absent values are nil (Kong: "not configured", so the request's value is kept).
+public struct LLMModelOptions: Sendable, Equatable {
+    public var maxTokens: Int?
+    public var inputCost: Double?
+    public var outputCost: Double?
+    public var temperature: Double?
+    public var topP: Double?
+    public var topK: Int?
+    public var anthropicVersion: String?
+    public var azureInstance: String?
+    public var azureAPIVersion: String?
+    public var azureDeploymentID: String?
+    /// `raw`, `openai` or `ollama`.
+    public var llama2Format: String?
+    /// `openai` or `ollama`.
+    public var mistralFormat: String?
+    public var upstreamURL: String?
+    public var upstreamPath: String?
+    public var geminiAPIEndpoint: String?
+    public var geminiProjectID: String?
+    public var geminiLocationID: String?
+    public var bedrockRegion: String?
+    public var huggingfaceUseCache: Bool?
+    public var huggingfaceWaitForModel: Bool?
+
+    public init() {}
+
+    public init(json: JSONValue) {
+        maxTokens = json["max_tokens"]?.intValue
+        inputCost = json["input_cost"]?.numberValue
+        outputCost = json["output_cost"]?.numberValue
+        temperature = json["temperature"]?.numberValue
+        topP = json["top_p"]?.numberValue
+        topK = json["top_k"]?.intValue
+        anthropicVersion = json["anthropic_version"]?.stringValue
+        azureInstance = json["azure_instance"]?.stringValue
+        azureAPIVersion = json["azure_api_version"]?.stringValue
+        azureDeploymentID = json["azure_deployment_id"]?.stringValue
+        llama2Format = json["llama2_format"]?.stringValue
+        mistralFormat = json["mistral_format"]?.stringValue
+        upstreamURL = json["upstream_url"]?.stringValue
+        upstreamPath = json["upstream_path"]?.stringValue
+        geminiAPIEndpoint = json["gemini"]?["api_endpoint"]?.stringValue
+        geminiProjectID = json["gemini"]?["project_id"]?.stringValue
+        geminiLocationID = json["gemini"]?["location_id"]?.stringValue
+        bedrockRegion = json["bedrock"]?["aws_region"]?.stringValue
+        huggingfaceUseCache = json["huggingface"]?["use_cache"]?.boolValue
+        huggingfaceWaitForModel = json["huggingface"]?["wait_for_model"]?.boolValue
+    }
+
+    /// Vertex AI when all three `gemini.*` fields are set (spec §2.5).
+    public var usesVertex: Bool { geminiAPIEndpoint != nil && geminiProjectID != nil && geminiLocationID != nil }
+}
+
+/// Token counts of one LLM exchange, as the analytics of spec §2.11 record them.
+public struct LLMUsage: Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int { promptTokens + completionTokens }
+
+    public init(promptTokens: Int = 0, completionTokens: Int = 0) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}
+
+/// A conversion failure. `message` is the detail Kong's driver produces; `clientMessage` is what
+/// the client is shown: `LLMRequestConversion` / `LLMResponseConversion` fill it with Kong's
+/// per-provider `error transforming to …` / `transformation failed from type …` envelope
+/// (spec §2.6/§2.7), so callers answer with it as is.
+public struct LLMConversionError: Error, Equatable, Sendable {
+    public let message: String
+    public var clientMessage: String
+    /// Kong answers this one with the bare text as body (`kong.response.exit(400, "<text>")`),
+    /// not the `{"error":{"message":…}}` envelope.
+    public var isPlainTextBody: Bool
+
+    public init(_ message: String, clientMessage: String? = nil, isPlainTextBody: Bool = false) {
+        self.message = message
+        self.clientMessage = clientMessage ?? message
+        self.isPlainTextBody = isPlainTextBody
+    }
+}

@@ -1,0 +1,115 @@
+import Core
+
+/// The outcome of converting a non-stream upstream 200 body to the OpenAI shape (spec §2.7).
+public struct LLMConvertedResponse: Sendable, Equatable {
+    public enum Body: Sendable, Equatable {
+        /// OpenAI-compatible upstreams: the client gets the upstream bytes unchanged (§0.4).
+        case upstream
+        /// Every other provider: a newly encoded document.
+        case converted(JSONValue)
+    }
+
+    public let body: Body
+    /// The OpenAI-shaped document the client receives (the parsed upstream body when forwarded;
+    /// `null` when a preserve-mode body is not JSON). Analytics, payload logging and later
+    /// plugins read this.
+    public let document: JSONValue
+
+    /// Forwarding the upstream body unchanged.
+    init(forwarding document: JSONValue) {
+        body = .upstream
+        self.document = document
+    }
+
+    init(converted document: JSONValue) {
+        body = .converted(document)
+        self.document = document
+    }
+
+    /// `usage.prompt_tokens` of the document, when reported (each count may be missing alone:
+    /// Gemini's safety answer has no completion count).
+    public var promptTokens: Int? { document["usage"]?["prompt_tokens"]?.intValue }
+    public var completionTokens: Int? { document["usage"]?["completion_tokens"]?.intValue }
+
+    /// The reported usage, a missing count as 0; nil when neither count is reported (e.g. the
+    /// Anthropic `"no usage data returned from upstream"` string, §10.2).
+    public var usage: LLMUsage? {
+        guard promptTokens != nil || completionTokens != nil else { return nil }
+        return LLMUsage(promptTokens: promptTokens ?? 0, completionTokens: completionTokens ?? 0)
+    }
+
+    /// `model` of the final body: analytics' `response_model` (§2.11); nil → the request model.
+    public var model: String? { document["model"]?.stringValue }
+
+    /// The bytes to send the client: the upstream's own, or the converted document encoded as
+    /// Kong's encoder writes it (`/` escaped).
+    public func bytes(upstream: [UInt8]) -> [UInt8] {
+        switch body {
+        case .upstream: return upstream
+        case .converted(let document): return Array(KongJSON.encode(document).utf8)
+        }
+    }
+}
+
+/// Provider response → OpenAI shape, for upstream status 200 (other statuses pass through
+/// without calling this).
+///
+/// Errors: `LLMConversionError.message` is Kong's `<reason>`, `clientMessage` the 500 text
+/// `transformation failed from type <provider>://<route>: <reason>` (or the bare
+/// `no transformer available from format …` for a route the driver lacks).
+public enum LLMResponseConversion {
+    /// - Parameters:
+    ///   - model: the configuration with `name` resolved; converted bodies carry that name
+    ///     where Kong writes the configured one.
+    ///   - transformerCall: true for the ai-request/response-transformer introspection call,
+    ///     where a Gemini safety block is an error (§3.3-5) instead of an empty answer.
+    public static func fromProvider(
+        _ body: [UInt8], route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool = false
+    ) throws(LLMConversionError) -> LLMConvertedResponse {
+        if route == .preserve {
+            // Never converted; parsed (when JSON) only so analytics can read usage and model.
+            return LLMConvertedResponse(forwarding: (try? JSONValue.parse(bytes: body)) ?? .null)
+        }
+        guard let dialect = LLMDrivers.Dialect(model) else {
+            throw noTransformer(model.provider, LLMDrivers.Dialect.formatTarget(route, model))
+        }
+        guard dialect.supports(route) else { throw noTransformer(model.provider, route.rawValue) }
+
+        do {
+            return try convert(body, dialect: dialect, route: route, model: model, transformerCall: transformerCall)
+        } catch {
+            let text = clientMessage(reason: error.message, provider: model.provider, route: route)
+            throw LLMConversionError(error.message, clientMessage: text)
+        }
+    }
+
+    private static func convert(
+        _ body: [UInt8], dialect: LLMDrivers.Dialect, route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool
+    ) throws(LLMConversionError) -> LLMConvertedResponse {
+        let document: JSONValue
+        switch dialect {
+        case .openAI: return try LLMDrivers.OpenAI.response(body, route: route)
+        case .ollama: document = try LLMDrivers.Ollama.response(body, route: route, model: model)
+        case .llama2Raw: document = try LLMDrivers.Llama2Raw.response(body, route: route)
+        case .anthropic:
+            document = route == .chat
+                ? try LLMDrivers.Anthropic.chatResponse(body)
+                : try LLMDrivers.Anthropic.completionsResponse(body)
+        case .cohere: document = try LLMDrivers.Cohere.response(body, route: route, name: model.name)
+        case .gemini: document = try LLMDrivers.Gemini.chatResponse(body, name: model.name, transformerCall: transformerCall)
+        case .bedrock: document = try LLMDrivers.Bedrock.chatResponse(body, name: model.name)
+        case .huggingFace: document = try LLMDrivers.HuggingFace.response(body, route: route, name: model.name)
+        }
+        return LLMConvertedResponse(converted: document)
+    }
+
+    /// Kong's answer for a route (or mistral/llama2 format) the driver has no transformer for.
+    private static func noTransformer(_ provider: LLMProvider, _ target: String) -> LLMConversionError {
+        LLMConversionError("no transformer available from format \(provider.rawValue)://\(target)")
+    }
+
+    /// The 500 text for a failed conversion (§2.7).
+    public static func clientMessage(reason: String, provider: LLMProvider, route: LLMRouteType) -> String {
+        "transformation failed from type \(provider.rawValue)://\(route.rawValue): \(reason)"
+    }
+}

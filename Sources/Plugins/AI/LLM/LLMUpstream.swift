@@ -1,0 +1,132 @@
+import Core
+
+/// Where an LLM request goes (spec §2.5): scheme, host, port, path and the query arguments the
+/// provider needs, from the provider's default endpoint or `model.options.upstream_url`.
+public struct LLMUpstream: Sendable, Equatable {
+    public var tls: Bool
+    public var host: String
+    public var port: Int
+    /// Always starts with a single `/`.
+    public var path: String
+    /// Query arguments the gateway adds (Azure's `api-version`), in order.
+    public var query: [(String, String)]
+
+    public static func == (a: LLMUpstream, b: LLMUpstream) -> Bool {
+        a.tls == b.tls && a.host == b.host && a.port == b.port && a.path == b.path
+            && a.query.map { "\($0.0)=\($0.1)" } == b.query.map { "\($0.0)=\($0.1)" }
+    }
+
+    public init(tls: Bool, host: String, port: Int, path: String, query: [(String, String)] = []) {
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.path = Self.normalized(path)
+        self.query = query
+    }
+
+    static func normalized(_ path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.first == "/" { trimmed.removeFirst() }
+        return "/" + trimmed
+    }
+
+    /// Why no target could be built (answered with Kong's generic 500).
+    public struct Failure: Error, Equatable, Sendable {
+        public let message: String
+    }
+
+    /// - Parameters:
+    ///   - model: resolved for this request.
+    ///   - stream: stream mode (Gemini and Bedrock use a different operation).
+    ///   - clientPath: the client's original path (preserve mode keeps it).
+    ///   - clientAPIVersion: the client's `api-version` query argument (Azure prefers it).
+    public static func target(route: LLMRouteType, model: LLMModelConfig, stream: Bool, clientPath: String,
+                              clientAPIVersion: String?, environment: [String: String] = [:]) throws(Failure) -> LLMUpstream {
+        let options = model.options
+        let name = model.name ?? ""
+        let override = try options.upstreamURL.map { url throws(Failure) in try parse(url) }
+        let chat = route == .chat
+        var target: LLMUpstream
+
+        switch model.provider {
+        case .openai:
+            target = override ?? LLMUpstream(tls: true, host: "api.openai.com", port: 443,
+                                             path: chat ? "/v1/chat/completions" : "/v1/completions")
+            if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
+        case .azure:
+            let deployment = options.azureDeploymentID ?? ""
+            let base = "/openai/deployments/\(deployment)"
+            target = override ?? LLMUpstream(tls: true, host: "\(options.azureInstance ?? "").openai.azure.com", port: 443,
+                                             path: options.upstreamPath.map { base + normalized($0) }
+                                                 ?? base + (chat ? "/chat/completions" : "/completions"))
+            target.query = [("api-version", clientAPIVersion ?? options.azureAPIVersion ?? "2023-05-15")]
+        case .anthropic:
+            target = override ?? LLMUpstream(tls: true, host: "api.anthropic.com", port: 443,
+                                             path: chat ? "/v1/messages" : "/v1/complete")
+            if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
+        case .cohere:
+            target = override ?? LLMUpstream(tls: true, host: "api.cohere.com", port: 443,
+                                             path: chat ? "/v1/chat" : "/v1/generate")
+            if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
+        case .mistral:
+            target = override ?? LLMUpstream(tls: true, host: "api.mistral.ai", port: 443,
+                                             path: chat ? "/v1/chat/completions" : "/")
+            if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
+        case .llama2:
+            guard let override else { throw Failure(message: "llama2 needs model.options.upstream_url") }
+            target = override
+        case .gemini:
+            let operation = stream ? "streamGenerateContent" : "generateContent"
+            if options.usesVertex {
+                target = LLMUpstream(tls: true, host: options.geminiAPIEndpoint ?? "", port: 443,
+                                     path: "/v1/projects/\(options.geminiProjectID ?? "")/locations/\(options.geminiLocationID ?? "")"
+                                         + "/publishers/google/models/\(name):\(operation)")
+            } else {
+                target = LLMUpstream(tls: true, host: "generativelanguage.googleapis.com", port: 443,
+                                     path: "/v1beta/models/\(name):\(operation)")
+            }
+            if let override { (target.tls, target.host, target.port) = (override.tls, override.host, override.port) }
+            if let path = options.upstreamPath { target.path = normalized(path) }
+        case .bedrock:
+            guard let region = options.bedrockRegion ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] else {
+                throw Failure(message: "AWS region not specified anywhere")
+            }
+            target = LLMUpstream(tls: true, host: "bedrock-runtime.\(region).amazonaws.com", port: 443,
+                                 path: "/model/\(name)/\(stream ? "converse-stream" : "converse")")
+            if let override { (target.tls, target.host, target.port) = (override.tls, override.host, override.port) }
+            if let path = options.upstreamPath { target.path = normalized(path) }
+        case .huggingface:
+            if let override {
+                target = override
+                if chat { target.path = normalized(override.path == "/" ? "/v1/chat/completions" : override.path + "/v1/chat/completions") }
+            } else {
+                target = LLMUpstream(tls: true, host: "api-inference.huggingface.co", port: 443,
+                                     path: chat ? "/models/\(name)/v1/chat/completions" : "/models/\(name)")
+            }
+        }
+        if route == .preserve {
+            // Only scheme, host and port of the target matter; the client's path is kept.
+            target.path = options.upstreamPath.map(normalized) ?? normalized(clientPath)
+        }
+        return target
+    }
+
+    /// `upstream_url`: scheme, host, port (default by scheme) and path; its query is ignored.
+    static func parse(_ url: String) throws(Failure) -> LLMUpstream {
+        guard let schemeEnd = url.range(of: "://") else { throw Failure(message: "missing scheme in url") }
+        let scheme = url[..<schemeEnd.lowerBound].lowercased()
+        var rest = url[schemeEnd.upperBound...]
+        if let q = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<q] }
+        let authority = rest.firstIndex(of: "/").map { rest[..<$0] } ?? rest
+        let path = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+        let tls = scheme == "https"
+        var host = Substring(authority), port = tls ? 443 : 80
+        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"),
+           let explicit = Int(authority[authority.index(after: colon)...]) {
+            host = authority[..<colon]
+            port = explicit
+        }
+        guard !host.isEmpty else { throw Failure(message: "missing host in url") }
+        return LLMUpstream(tls: tls, host: String(host), port: port, path: path)
+    }
+}

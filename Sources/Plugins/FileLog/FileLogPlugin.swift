@@ -1,0 +1,80 @@
+import Core
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// file-log (`kong/plugins/file-log/schema.lua`): one JSON line per request, Kong's log
+/// serializer document, appended to `config.path`.
+public enum FileLogPlugin {
+    static let luaUnsupported =
+        "custom_fields_by_lua is not supported: Silverback does not run Lua code; remove the field"
+
+    public static let definition: PluginDefinition = PluginDefinition(
+        name: "file-log",
+        priority: 9,
+        version: KongVersion.number,
+        config: RecordSchema([
+            "path": Field.string.required().match(#"^[^*&%%\`]+$"#).err("not a valid filename"),
+            "reopen": Field.boolean.required().default(false),
+            "custom_fields_by_lua": Field.map(keys: Field.string.lenMin(1), values: Field.string.lenMin(1))
+                .required(false)
+                .custom("lua_code_unsupported") { value in value.isNullOrAbsentValue ? nil : luaUnsupported },
+        ]),
+        protocols: Typedefs.protocols
+    )
+}
+
+extension JSONValue {
+    fileprivate var isNullOrAbsentValue: Bool { if case .null = self { return true } else { return false } }
+}
+
+/// Writes each request's serialized log line. Runs in the log phase, which the gateway runs off
+/// the request path on one task, so writes never interleave.
+final class FileLogHandler: PluginHandler, @unchecked Sendable {
+    let path: String
+    let reopen: Bool
+    /// Kept open between requests unless `reopen` (then each line opens and closes the file, so
+    /// log rotation by renaming is picked up).
+    private var descriptor: Int32 = -1
+
+    init(config: JSONValue) {
+        path = config["path"]?.stringValue ?? ""
+        reopen = config["reopen"]?.boolValue ?? false
+    }
+
+    deinit { if descriptor >= 0 { close(descriptor) } }
+
+    func log(_ context: ProxyRequestContext) {
+        // Kong's cjson output: slashes escaped.
+        var line = LogSerializer.serialize(context).serialized(JSONWriteOptions(sortedKeys: true, escapeSlashes: true))
+        line.append("\n")
+        write(line)
+    }
+
+    private func write(_ line: String) {
+        if descriptor < 0 || reopen {
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+            guard descriptor >= 0 else {
+                PluginErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
+                return
+            }
+        }
+        var bytes = Array(line.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { buffer in
+                Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                PluginErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(errno))) \(path)")
+                return
+            }
+            offset += written
+        }
+        bytes.removeAll()
+    }
+}
