@@ -23,8 +23,11 @@ public enum BundledPlugins {
             KeyAuthHandler(config: instance.config, directory: directory)
         },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
-            guard let config = AIProxyConfig(instance: instance) else { throw PluginConfigurationError(plugin: "ai-proxy") }
-            return AIProxyHandler(config: config, environment: ProcessInfoEnvironment.current)
+            let environment = ProcessInfoEnvironment.current
+            guard let config = AIProxyConfig(instance: instance, environment: environment) else {
+                throw PluginConfigurationError(plugin: "ai-proxy")
+            }
+            return AIProxyHandler(config: config, environment: environment)
         },
         PluginFactory(name: FileLogPlugin.definition.name, priority: FileLogPlugin.definition.priority) { instance, _ in
             FileLogHandler(config: instance.config)

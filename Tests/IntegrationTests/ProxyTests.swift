@@ -40,8 +40,9 @@ struct TracerHandler: PluginHandler {
 final class ProxyHarness: Sendable {
     static let tracers = ["tracer-high": 2000, "tracer-low": 1000]
 
+    /// Every bundled plugin (key-auth, ai-proxy, file-log…) and the test tracers.
     static var definitions: [PluginDefinition] {
-        [KeyAuthPlugin.definition] + tracers.map { name, priority in
+        BundledPlugins.all + tracers.map { name, priority in
             PluginDefinition(name: name, priority: priority, version: "test",
                              config: RecordSchema(["tag": Field.string.required()]))
         }

@@ -150,39 +150,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if !pipelined.isEmpty || (exchange?.clientBodyDone == true && isHead(part)) {
-            // A pipelined request: held (and reading paused) until the current response is done.
-            pipelined.append(part)
-            setClientReading(false)
-            return
-        }
-        handle(part)
-    }
-
-    private func handle(_ part: HTTPServerRequestPart) {
-        switch part {
+        switch unwrapInboundIn(data) {
         case .head(let head): start(head)
         case .body(let buffer): clientBody(buffer)
         case .end: clientBodyEnded()
         }
-    }
-
-    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
-        if case .head = part { return true } else { return false }
-    }
-
-    /// Request parts that arrived while an earlier request on this connection was still being
-    /// answered (HTTP/1.1 pipelining). Rare; answered in order once the response ends.
-    private var pipelined: [HTTPServerRequestPart] = []
-
-    /// Feeds held pipelined parts while no exchange is waiting on its response.
-    private func servePipelined() {
-        while !pipelined.isEmpty, context != nil {
-            if let exchange, exchange.clientBodyDone, isHead(pipelined[0]) { return }
-            handle(pipelined.removeFirst())
-        }
-        setClientReading(true)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -319,10 +291,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         let promise = context.eventLoop.makePromise(of: ByteBuffer?.self)
         exchange.bodyWaiters.append((limit, promise))
-        if exchange.clientBodyDone {
-            completeBodyWaiters(exchange)
-        } else if exchange.pendingBytes > limit {
+        // The limit first: a body that already arrived whole is still refused when too large.
+        if exchange.pendingBytes > limit {
             failBodyWaiters(exchange, RequestBodyTooLarge())
+        } else if exchange.clientBodyDone {
+            completeBodyWaiters(exchange)
         } else {
             setClientReading(true)
         }
@@ -652,11 +625,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 context.close(promise: nil)
             }
         }
-        if pipelined.isEmpty {
-            setClientReading(true)
-        } else if keepAlive && !draining {
-            servePipelined()
-        }
+        setClientReading(true)
         let handlers = exchange.handlers
         if !handlers.isEmpty {
             recordExchangeLog(exchange)

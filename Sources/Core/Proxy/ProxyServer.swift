@@ -45,12 +45,9 @@ public final class ProxyServer: Sendable {
                             try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                         }
                         // Malformed requests are answered by the proxy handler, in Kong's template.
-                        // No pipelining assistant: it pauses reading (two epoll_ctl calls) on every
-                        // request; the proxy handler holds pipelined requests itself. No header
-                        // validator: upstream headers were parsed by llhttp already, and gateway and
-                        // plugin headers are built from validated configuration.
-                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
-                                                             withOutboundHeaderValidation: false)
+                        // (Measured: dropping the pipelining assistant saves two epoll_ctl calls per
+                        // request but no throughput on the benchmark; it stays for its simplicity.)
+                        try sync.configureHTTPServerPipeline(withErrorHandling: false)
                         try sync.addHandler(proxy)
                     }
                 }

@@ -137,8 +137,7 @@ final class UpstreamPool {
                         let sni = HostSyntax.parse(target.host).map { $0.kind == .name } == .success(true) ? target.host : nil
                         try sync.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: sni))
                     }
-                    // Request headers come from the parsed client request and validated configuration.
-                    try sync.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    try sync.addHTTPClientHandlers()
                     try sync.addHandler(handlerBox.value)
                 }
             }

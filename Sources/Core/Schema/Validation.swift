@@ -158,13 +158,6 @@ extension JSONValue {
     }
 }
 
-/// `{vault://...}` references: accepted by referenceable fields without running validators.
-public enum VaultReference {
-    public static func isReference(_ value: String) -> Bool {
-        value.hasPrefix("{vault://") && value.hasSuffix("}") && value.utf8.count > "{vault://}".utf8.count
-    }
-}
-
 extension Field {
     /// Kong's `validate_field` for a present value. Returns nil when valid.
     public func validate(_ value: JSONValue) -> FieldError? {

@@ -18,7 +18,7 @@ struct AIProxyConfig: Sendable {
     /// `openai`, `gemini` or `bedrock`: the client's input format.
     let llmFormat: String
 
-    init?(instance: PluginInstance) {
+    init?(instance: PluginInstance, environment: [String: String]) {
         let config = instance.config
         guard let routeType = config["route_type"]?.stringValue.flatMap(LLMRouteType.init(rawValue:)),
               let modelRecord = config["model"], let model = LLMModelConfig(json: modelRecord) else { return nil }
@@ -26,7 +26,7 @@ struct AIProxyConfig: Sendable {
         self.routeType = routeType
         self.model = model
         modelTemplate = LLMModelTemplate(record: modelRecord)
-        auth = LLMAuth(json: config["auth"] ?? .null)
+        auth = LLMAuth(json: config["auth"] ?? .null, environment: environment)
         logStatistics = config["logging"]?["log_statistics"]?.boolValue ?? false
         logPayloads = config["logging"]?["log_payloads"]?.boolValue ?? false
         responseStreaming = config["response_streaming"]?.stringValue ?? "allow"
@@ -59,7 +59,6 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
         let state = AIProxyRequestState()
         context.shared[AIProxyRequestState.key] = state
-        state.clientAcceptsGzip = context.headers[canonicalForm: "accept-encoding"].contains { $0.contains("gzip") }
 
         // §2.3-2: the body, parsed when it is a JSON object within the size limit.
         let limit = max(Self.inMemoryBodyBuffer, config.maxRequestBodySize)
@@ -74,13 +73,16 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         state.started = NIODeadline.now()
 
         // §2.3-4.1: the model configuration for this request.
-        let resolvedRecord: JSONValue
-        do {
-            resolvedRecord = try config.modelTemplate.resolve(templateSources(context))
-        } catch {
-            return Self.reject(400, error.message)
+        var model = config.model
+        if config.modelTemplate.isTemplated {
+            do {
+                let resolved = try config.modelTemplate.resolve(templateSources(context))
+                guard let typed = LLMModelConfig(json: resolved) else { return Self.reject(400, "model provider not resolved") }
+                model = typed
+            } catch {
+                return Self.reject(400, error.message)
+            }
         }
-        guard var model = LLMModelConfig(json: resolvedRecord) else { return Self.reject(400, "model provider not resolved") }
         let route = config.routeType
 
         if route == .preserve {
@@ -171,6 +173,9 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             query = Self.settingQuery(query, name: name, value: value)
         }
         config.auth.apply(to: context, query: &query, provider: model.provider)
+        if model.provider == .anthropic, let version = model.options.anthropicVersion {
+            context.headers.replaceOrAdd(name: "anthropic-version", value: version)
+        }
         context.upstreamTarget = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port,
                                                         path: upstream.path, query: query)
         // The gateway does not inflate compressed answers: it asks the provider for none.
@@ -382,7 +387,6 @@ final class AIProxyRequestState: @unchecked Sendable {
     var active = false
     var model = LLMModelConfig(provider: .openai)
     var streaming = false
-    var clientAcceptsGzip = false
     var started = NIODeadline.now()
     var promptEstimate: Int?
     var requestPayload: String?
@@ -405,14 +409,24 @@ struct LLMAuth: Sendable {
     let allowOverride: Bool
     let gcpUseServiceAccount: Bool
 
-    init(json: JSONValue) {
-        if let name = json["header_name"]?.stringValue, let value = json["header_value"]?.stringValue {
+    /// `environment` resolves `{vault://env/...}` references; one that does not resolve leaves
+    /// its pair unset (reported on the error output, without the secret).
+    init(json: JSONValue, environment: [String: String]) {
+        func secret(_ field: String) -> String? {
+            guard let value = json[field]?.stringValue else { return nil }
+            guard let resolved = VaultReference.resolve(value, environment: environment) else {
+                PluginErrorLog.report("llm auth: could not resolve the vault reference in auth.\(field)")
+                return nil
+            }
+            return resolved
+        }
+        if let name = secret("header_name"), let value = secret("header_value") {
             header = Pair(name: name, value: value)
         } else {
             header = nil
         }
         var query: Pair?, body: Pair?
-        if let name = json["param_name"]?.stringValue, let value = json["param_value"]?.stringValue {
+        if let name = secret("param_name"), let value = secret("param_value") {
             switch json["param_location"]?.stringValue {
             case "query": query = Pair(name: name, value: value)
             case "body": body = Pair(name: name, value: value)

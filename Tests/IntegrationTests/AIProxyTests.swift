@@ -1,0 +1,602 @@
+import AsyncHTTPClient
+import Core
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Plugins
+import Testing
+
+/// A gateway (`ProxyHarness`: every bundled plugin) and a mock LLM provider. The YAML may say
+/// `PROVIDER` for the provider's `http://127.0.0.1:<port>` and `UPSTREAM` for the service mock
+/// (which ai-proxy routes must never reach).
+struct AIHarness {
+    let gateway: ProxyHarness
+    let provider: MockLLMProvider
+
+    static func start(_ yaml: String) async throws -> AIHarness {
+        let provider = try await MockLLMProvider.start()
+        do {
+            let gateway = try await ProxyHarness.start(yaml.replacingOccurrences(of: "PROVIDER", with: provider.baseURL))
+            return AIHarness(gateway: gateway, provider: provider)
+        } catch {
+            await provider.stop()
+            throw error
+        }
+    }
+
+    func stop() async {
+        await gateway.stop()
+        await provider.stop()
+    }
+
+    /// A POST with a JSON body, read whole.
+    func post(_ path: String, _ body: String, headers: [(String, String)] = []) async throws -> ProxyHarness.Response {
+        try await gateway.send(path, method: .POST, headers: [("Content-Type", "application/json")] + headers, body: body)
+    }
+
+    /// A POST with a JSON body, returned once the response head arrived (the body is the caller's
+    /// to read, chunk by chunk).
+    func openStream(_ path: String, _ body: String) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(gateway.port)\(path)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+        return try await gateway.client.execute(request, timeout: .seconds(20))
+    }
+}
+
+/// Declarative YAML for AI routes: one service (`llm`, pointing at the service mock) whose routes
+/// each carry ai-proxy and maybe more plugins.
+enum AIConfig {
+    static func document(_ routes: String...) -> String {
+        "services:\n- name: llm\n  url: UPSTREAM\n  routes:\n" + routes.joined()
+    }
+
+    /// `config` and each of `more` are YAML flow-mapping bodies (no braces).
+    static func route(_ name: String, path: String, aiProxy config: String, pluginID: String? = nil,
+                      more: [String] = []) -> String {
+        let id = pluginID.map { "id: \($0), " } ?? ""
+        var text = "  - name: \(name)\n    paths: [\"\(path)\"]\n    plugins:\n"
+        text += "    - {name: ai-proxy, \(id)config: {\(config)}}\n"
+        for plugin in more { text += "    - {\(plugin)}\n" }
+        return text
+    }
+
+    /// `model: {…}` for an OpenAI model the mock serves at `path`; `name` nil leaves it unset.
+    static func openAI(_ name: String? = "gpt-4o-mini", path: String = "/v1/chat/completions", options: String = "") -> String {
+        let named = name.map { "name: \"\($0)\", " } ?? ""
+        let extra = options.isEmpty ? "" : ", " + options
+        return "model: {provider: openai, \(named)options: {upstream_url: \"PROVIDER\(path)\"\(extra)}}"
+    }
+
+    static func anthropic(_ name: String = "claude-3-5-haiku", path: String = "/v1/messages") -> String {
+        "model: {provider: anthropic, name: \"\(name)\", options: {upstream_url: \"PROVIDER\(path)\", anthropic_version: \"2023-06-01\"}}"
+    }
+
+    static let chat = "route_type: llm/v1/chat, logging: {}"
+}
+
+/// SSE helpers: frames are separated by a blank line.
+enum SSE {
+    static func frames(_ text: String) -> [String] {
+        text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+    }
+
+    /// The JSON payloads of `data: {…}` frames, in order.
+    static func payloads(_ text: String) -> [JSONValue] {
+        frames(text).compactMap { frame in
+            guard let data = frame.split(separator: "\n").last(where: { $0.hasPrefix("data: ") }) else { return nil }
+            return try? JSONValue.parse(String(data.dropFirst("data: ".count)))
+        }
+    }
+
+    /// Reads `body` into `received` until `done(received)` holds or the body ends.
+    static func read(_ iterator: inout HTTPClientResponse.Body.AsyncIterator, into received: inout String,
+                     until done: (String) -> Bool) async throws {
+        while !done(received), let chunk = try await iterator.next() {
+            received += String(buffer: chunk)
+        }
+    }
+}
+
+extension JSONValue {
+    fileprivate subscript(index: Int) -> JSONValue? {
+        guard let array = arrayValue, array.indices.contains(index) else { return nil }
+        return array[index]
+    }
+}
+
+/// `{"error":{"message":…}}` with Kong's content type and the given status.
+func expectAIError(_ response: ProxyHarness.Response, _ message: String, status: Int = 400,
+                   sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(response.status == status, "\(response.body)", sourceLocation: sourceLocation)
+    #expect(response.headers.first(name: "Content-Type") == "application/json; charset=utf-8", sourceLocation: sourceLocation)
+    #expect(response.json == ["error": ["message": .string(message)]], "\(response.body)", sourceLocation: sourceLocation)
+    if !message.contains("/") {  // (Kong's encoder would write `\/`: compared parsed above)
+        #expect(response.body == #"{"error":{"message":\#(ProviderFixtures.quoted(message))}}"#, sourceLocation: sourceLocation)
+    }
+}
+
+/// ai-proxy end to end (spec ai-plugins §2): a real gateway, a mock provider, declarative YAML.
+@Suite(.serialized)
+struct AIProxyTests {
+    static let hello = #"{"messages":[{"role":"user","content":"Hello there"}]}"#
+
+    // MARK: Non-stream
+
+    @Test func openAIChatGoesToTheProviderAndComesBackByteForByte() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("chat", path: "/chat", aiProxy: """
+            \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())
+            """)))
+        defer { Task { await h.stop() } }
+        let upstreamBody = ProviderFixtures.openAIChat(content: "Hi, how can I help?")
+        // Sent chunked in two pieces: the gateway has to compute the client's Content-Length.
+        let middle = upstreamBody.index(upstreamBody.startIndex, offsetBy: 40)
+        h.provider.answer(path: "/v1/chat/completions", with: .chunkedJSON(
+            [String(upstreamBody[..<middle]), String(upstreamBody[middle...])], headers: [("Set-Cookie", "session=provider")]))
+
+        let response = try await h.post("/chat", #"{"messages":[{"role":"user","content":"Hello there"}],"temperature":0.5,"custom_field":"kept"}"#,
+                                        headers: [("Authorization", "Bearer client-key")])
+
+        #expect(response.status == 200)
+        #expect(response.body == upstreamBody, "an OpenAI answer is forwarded byte for byte")
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "openai/gpt-4o-mini")
+        #expect(response.headers.first(name: "Content-Length") == String(upstreamBody.utf8.count))
+        #expect(response.headers.first(name: "Transfer-Encoding") == nil)
+        #expect(response.headers.first(name: "Set-Cookie") == nil, "openai answers lose Set-Cookie (§2.7)")
+
+        let sent = try #require(h.provider.requests.first)
+        #expect(h.provider.requests.count == 1)
+        #expect(sent.method == .POST)
+        #expect(sent.uri == "/v1/chat/completions")
+        #expect(sent.headers["Authorization"] == ["Bearer sk-test"], "the configured key replaces the client's")
+        #expect(sent.headers["Host"] == [h.provider.hostHeader])
+        #expect(sent.headers["Content-Type"] == ["application/json"])
+        #expect(sent.headers["Content-Length"] == [String(sent.body.count)])
+        let body = try #require(sent.json)
+        #expect(body["model"] == "gpt-4o-mini")
+        #expect(body["stream"] == false)
+        #expect(body["temperature"] == 0.5)
+        #expect(body["custom_field"] == "kept", "unknown fields pass through to OpenAI")
+        #expect(body["messages"] == [["role": "user", "content": "Hello there"]])
+        #expect(h.gateway.upstream.acceptedConnections == 0, "the service's own host is never called")
+    }
+
+    @Test func anthropicChatIsConvertedBothWays() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("claude", path: "/claude", aiProxy: """
+            \(AIConfig.chat), auth: {header_name: x-api-key, header_value: ak-test}, \(AIConfig.anthropic())
+            """)))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["Bonjour", "le monde"])))
+
+        let response = try await h.post("/claude", """
+            {"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Hi"},\
+            {"role":"assistant","content":"Hello"},{"role":"user","content":"Say it in French"}],"max_tokens":100,"top_p":0.3}
+            """)
+
+        #expect(response.status == 200, "\(response.body)")
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "anthropic/claude-3-5-haiku")
+        #expect(response.headers.first(name: "Content-Length") == String(response.body.utf8.count))
+        let answer = try #require(response.json)
+        #expect(answer["object"] == "chat.completion")
+        #expect(answer["model"] == "claude-3-5-haiku-20241022", "the model the provider reported")
+        #expect(answer["choices"]?[0]?["message"] == ["role": "assistant", "content": "Bonjour\nle monde"])
+        #expect(answer["choices"]?[0]?["finish_reason"] == "end_turn")
+        #expect(answer["usage"] == ["prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18])
+
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.uri == "/v1/messages")
+        #expect(sent.headers["x-api-key"] == ["ak-test"])
+        #expect(sent.headers["Host"] == [h.provider.hostHeader])
+        let body = try #require(sent.json)
+        #expect(body["model"] == "claude-3-5-haiku")
+        #expect(body["system"] == "You are terse.", "the system message is hoisted")
+        #expect(body["messages"] == [["role": "user", "content": "Hi"], ["role": "assistant", "content": "Hello"],
+                                     ["role": "user", "content": "Say it in French"]])
+        #expect(body["max_tokens"] == 100)
+        #expect(body["stream"] == false)
+        #expect(body["top_p"] == nil, "Anthropic conversion drops what it does not map")
+    }
+
+    /// Spec §2.5: the anthropic driver sends `anthropic-version: <model.options.anthropic_version>`
+    /// (the Messages API refuses requests without it).
+    @Test func anthropicRequestsCarryTheAnthropicVersionHeader() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["ok"])))
+        #expect(try await h.post("/claude", Self.hello).status == 200)
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.headers["anthropic-version"] == ["2023-06-01"])
+    }
+
+    // MARK: Errors
+
+    @Test func clientErrorsAreAnsweredWithoutCallingTheProvider() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("strict", path: "/strict", aiProxy: "\(AIConfig.chat), response_streaming: deny, \(AIConfig.openAI())"),
+            AIConfig.route("any-model", path: "/any-model", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI(nil))"),
+            AIConfig.route("completions", path: "/completions",
+                           aiProxy: "route_type: llm/v1/completions, logging: {}, \(AIConfig.openAI("gpt-3.5-turbo-instruct", path: "/v1/completions"))")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        let noPrompts = "request body doesn't contain valid prompts"
+        expectAIError(try await h.post("/strict", "{}"), noPrompts)
+        expectAIError(try await h.post("/strict", #"{"messages":[]}"#), noPrompts)
+        expectAIError(try await h.post("/strict", "not json"), noPrompts)
+        expectAIError(try await h.gateway.send("/strict", method: .POST, headers: [("Content-Type", "text/plain")], body: "hello"),
+                      noPrompts)
+        expectAIError(try await h.post("/strict", #"{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}"#),
+                      "cannot use own model - must be: gpt-4o-mini")
+        expectAIError(try await h.post("/any-model", Self.hello),
+                      "model parameter not found in request, nor in gateway configuration")
+        expectAIError(try await h.post("/completions", Self.hello),
+                      "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type")
+        expectAIError(try await h.post("/strict", #"{"prompt":"Hello"}"#),
+                      "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type")
+        expectAIError(try await h.post("/strict", #"{"prompt":"Hello","messages":[{"role":"user","content":"x"}]}"#),
+                      "request matches multiple LLM request formats")
+        expectAIError(try await h.post("/strict", #"{"stream":true,"messages":[{"role":"user","content":"x"}]}"#),
+                      "response streaming is not enabled for this LLM")
+        #expect(h.provider.requests.isEmpty, "\(h.provider.requests.map(\.uri))")
+
+        // The controls: the same routes do call the provider with acceptable bodies.
+        #expect(try await h.post("/strict", #"{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"x"}]}"#).status == 200)
+        #expect(try await h.post("/any-model", #"{"model":"from-the-body","messages":[{"role":"user","content":"x"}]}"#).status == 200)
+        #expect(h.provider.requests.map { $0.json?["model"] } == ["gpt-4o-mini", "from-the-body"],
+                "without a configured name the request's model is used")
+    }
+
+    /// Spec §2.3-2: a body beyond nginx's 8 KiB buffer is introspected only when within
+    /// `max_request_body_size` (default 8192); otherwise it counts as no parsable body.
+    @Test func bodiesBeyondMaxRequestBodySizeAreNotIntrospected() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("default-size", path: "/default-size", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
+            AIConfig.route("large", path: "/large", aiProxy: "\(AIConfig.chat), max_request_body_size: 65536, \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+        let words = String(repeating: "word ", count: 4000)  // about 20 KB of JSON
+        let big = #"{"messages":[{"role":"user","content":"\#(words)"}]}"#
+
+        #expect(try await h.post("/large", big).status == 200, "within max_request_body_size")
+        #expect(h.provider.requests.count == 1)
+        expectAIError(try await h.post("/default-size", big), "request body doesn't contain valid prompts")
+        #expect(h.provider.requests.count == 1, "the over-size request never reached the provider")
+    }
+
+    @Test func providerErrorsPassThroughUnchanged() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        let rejected = #"{"error": {"message": "Incorrect API key provided: sk-***", "type": "invalid_request_error", "code": "invalid_api_key"}}"#
+        h.provider.answer(path: "/v1/chat/completions", with: .json(rejected, status: 401, headers: [("X-Provider", "yes")]))
+        let overloaded = #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+        h.provider.answer(path: "/v1/messages", with: .json(overloaded, status: 529))
+
+        let unauthorized = try await h.post("/chat", Self.hello)
+        #expect(unauthorized.status == 401)
+        #expect(unauthorized.body == rejected)
+        #expect(unauthorized.headers.first(name: "X-Provider") == "yes")
+        #expect(unauthorized.headers.first(name: "X-Kong-LLM-Model") == nil, "the model header is for 200s only")
+
+        let busy = try await h.post("/claude", Self.hello)
+        #expect(busy.status == 529)
+        #expect(busy.body == overloaded, "non-200 answers are not converted, whatever the provider")
+    }
+
+    @Test func unconvertibleProviderAnswersBecome500() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())"),
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/messages", with: .json(#"{"id":"msg_1","type":"message","model":"claude","stop_reason":"end_turn"}"#))
+        h.provider.answer(path: "/v1/chat/completions", with: .json(#"{"id":"chatcmpl-1","object":"chat.completion"}"#))
+
+        let claude = try await h.post("/claude", Self.hello)
+        expectAIError(claude, "transformation failed from type anthropic://llm/v1/chat: 'content' not in anthropic://llm/v1/chat response",
+                      status: 500)
+        #expect(claude.headers.first(name: "X-Kong-LLM-Model") == "anthropic/claude-3-5-haiku", "set even on this 500 (§10.8)")
+        #expect(claude.headers.first(name: "Content-Length") == String(claude.body.utf8.count))
+
+        let openAI = try await h.post("/chat", Self.hello)
+        expectAIError(openAI, "transformation failed from type openai://llm/v1/chat: 'choices' not in llm/v1/chat response",
+                      status: 500)
+    }
+
+    // MARK: Streaming
+
+    @Test func openAIStreamReachesTheClientEventByEvent() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("chat", path: "/chat", aiProxy: """
+            \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())
+            """)))
+        defer { Task { await h.stop() } }
+        let frames = ProviderFixtures.openAIStream(deltas: ["The answer", " is 42."])
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .events(frames, contentType: "text/event-stream; charset=utf-8", holdingLast: true))
+
+        let response = try await h.openStream("/chat", #"{"stream":true,"messages":[{"role":"user","content":"Question?"}]}"#)
+        #expect(response.status == .ok)
+        #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+        #expect(response.headers.first(name: "Content-Length") == nil)
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "openai/gpt-4o-mini")
+        var iterator = response.body.makeAsyncIterator()
+        var received = ""
+        // The provider holds `[DONE]` until released: the events before it must arrive now.
+        try await SSE.read(&iterator, into: &received) { $0.contains(" is 42.") && $0.hasSuffix("\n\n") }
+        #expect(received.contains("The answer"))
+        #expect(!received.contains("[DONE]"))
+        h.provider.releaseGate()
+        try await SSE.read(&iterator, into: &received) { _ in false }
+
+        #expect(received == frames.dropLast().joined() + "data: [DONE]",
+                "OpenAI events pass verbatim; the terminator has no trailing blank line")
+        let sent = try #require(h.provider.requests.first?.json)
+        #expect(sent["stream"] == true)
+        #expect(sent["model"] == "gpt-4o-mini")
+    }
+
+    @Test func anthropicStreamBecomesOpenAIChunks() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        // The events cut into 45-byte pieces sent 10 ms apart (events and lines straddle the
+        // gateway's reads), but message_stop whole and last: it is the piece the provider holds.
+        var events = ProviderFixtures.anthropicStream(deltas: ["Bonjour", " le", " monde"])
+        let stop = events.removeLast()
+        let bytes = Array(events.joined().utf8)
+        let pieces = stride(from: 0, to: bytes.count, by: 45).map { start in
+            String(decoding: bytes[start..<min(start + 45, bytes.count)], as: UTF8.self)
+        } + [stop]
+        h.provider.answer(path: "/v1/messages", with: .events(pieces, holdingLast: true, pause: .milliseconds(10)))
+
+        let response = try await h.openStream("/claude", #"{"stream":true,"messages":[{"role":"user","content":"Salut"}]}"#)
+        #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "anthropic/claude-3-5-haiku")
+        var iterator = response.body.makeAsyncIterator()
+        var received = ""
+        try await SSE.read(&iterator, into: &received) { $0.contains(#"" monde""#) && $0.hasSuffix("\n\n") }
+        #expect(!received.contains("[DONE]"), "message_stop is still held by the provider")
+        h.provider.releaseGate()
+        try await SSE.read(&iterator, into: &received) { _ in false }
+
+        #expect(SSE.frames(received).last == "data: [DONE]")
+        #expect(received.hasSuffix("data: [DONE]"))
+        let chunks = SSE.payloads(received)
+        #expect(chunks.count == 5, "message_start, content_block_start and three deltas: \(received)")
+        #expect(chunks.allSatisfy { $0["object"] == "chat.completion.chunk" && $0["id"] == "msg_stream" && $0["model"] == "claude-3-5-haiku" })
+        #expect(chunks.first?["choices"]?[0]?["delta"] == ["role": "assistant", "content": ""])
+        let text = chunks.compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
+        #expect(text == "Bonjour le monde")
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.uri == "/v1/messages")
+        #expect(sent.json?["stream"] == true)
+    }
+
+    // MARK: Model templating and auth
+
+    @Test func modelNameFromTheRoutePathOrAHeader() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("by-path", path: "~/models/(?<model>[^/]+)/chat$",
+                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(uri_captures.model)"))"),
+            AIConfig.route("no-capture", path: "~/fixed/chat$",
+                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(uri_captures.model)"))"),
+            AIConfig.route("by-header", path: "/by-header",
+                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(headers.x-model)"))")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        let byPath = try await h.post("/models/gpt-4.1-nano/chat", Self.hello)
+        #expect(byPath.status == 200)
+        #expect(byPath.headers.first(name: "X-Kong-LLM-Model") == "openai/gpt-4.1-nano")
+        let byHeader = try await h.post("/by-header", Self.hello, headers: [("X-Model", "o4-mini")])
+        #expect(byHeader.status == 200)
+        #expect(h.provider.requests.map { $0.json?["model"] } == ["gpt-4.1-nano", "o4-mini"])
+
+        expectAIError(try await h.post("/by-header", Self.hello), "headers key x-model was not provided")
+        expectAIError(try await h.post("/fixed/chat", Self.hello), "uri_captures key model was not provided")
+        expectAIError(try await h.post("/models/gpt-4.1-nano/chat", #"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#),
+                      "cannot use own model - must be: gpt-4.1-nano")
+        #expect(h.provider.requests.count == 2)
+    }
+
+    @Test func queryAndHeaderAuthWithAndWithoutOverride() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("query", path: "/query", aiProxy: """
+                \(AIConfig.chat), auth: {param_name: key, param_value: secret, param_location: query}, \(AIConfig.openAI())
+                """),
+            AIConfig.route("override", path: "/override", aiProxy: """
+                \(AIConfig.chat), auth: {param_name: key, param_value: secret, param_location: query, \
+                header_name: x-api-key, header_value: server-key, allow_override: true}, \(AIConfig.openAI())
+                """)))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        for path in ["/query?foo=1", "/query?key=client", "/override?key=client", "/override"] {
+            #expect(try await h.post(path, Self.hello, headers: path == "/override?key=client" ? [("x-api-key", "client-key")] : []).status == 200)
+        }
+        let seen = h.provider.requests
+        try #require(seen.count == 4)
+        #expect(seen[0].uri == "/v1/chat/completions?foo=1&key=secret", "other arguments are kept")
+        #expect(seen[1].uri == "/v1/chat/completions?key=secret", "without allow_override the configured value wins")
+        #expect(seen[2].uri == "/v1/chat/completions?key=client", "with allow_override the client's value wins")
+        #expect(seen[2].headers["x-api-key"] == ["client-key"])
+        #expect(seen[3].uri == "/v1/chat/completions?key=secret")
+        #expect(seen[3].headers["x-api-key"] == ["server-key"])
+    }
+
+    // MARK: file-log
+
+    @Test func fileLogWritesTheAIAnalyticsOfEachRequest() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-ai-log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("ai.log").path
+        let pluginID = "6f1c3bde-5f7e-4a41-9b6d-3f2a8c1e0d42"
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "logged-chat", path: "/chat", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true, log_payloads: true}, \
+                auth: {header_name: Authorization, header_value: "Bearer sk-secret"}, \
+                \(AIConfig.openAI(options: "input_cost: 10, output_cost: 10"))
+                """,
+            pluginID: pluginID, more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "Logged", prompt: 25, completion: 12)))
+
+        let before = Date().timeIntervalSince1970 * 1000
+        let first = try await h.post("/chat", Self.hello, headers: [("Authorization", "Bearer client-secret")])
+        #expect(first.status == 200)
+        let lines = try await Self.logLines(logPath, atLeast: 1)
+        let after = Date().timeIntervalSince1970 * 1000
+        try #require(lines.count == 1, "one line per request: \(lines)")
+        let entry = try JSONValue.parse(lines[0])
+
+        let usage = try #require(entry["ai"]?["proxy"]?["usage"])
+        #expect(usage["prompt_tokens"] == 25)
+        #expect(usage["completion_tokens"] == 12)
+        #expect(usage["total_tokens"] == 37)
+        let cost = try #require(usage["cost"]?.numberValue)
+        #expect(abs(cost - (25 * 10 + 12 * 10) / 1_000_000) < 1e-12, "cost \(cost)")
+        let meta = try #require(entry["ai"]?["proxy"]?["meta"])
+        #expect(meta["provider_name"] == "openai")
+        #expect(meta["request_model"] == "gpt-4o-mini")
+        #expect(meta["response_model"] == "gpt-4o-mini")
+        #expect(meta["plugin_id"] == .string(pluginID))
+        #expect((meta["llm_latency"]?.numberValue ?? -1) >= 0)
+        let payload = try #require(entry["ai"]?["proxy"]?["payload"])
+        #expect(payload["request"]?.stringValue == h.provider.requests.first?.bodyText, "the body as sent to the provider")
+        #expect(payload["response"]?.stringValue.flatMap { try? JSONValue.parse($0) }?["choices"]?[0]?["message"]?["content"] == "Logged")
+
+        #expect(entry["response"]?["status"] == 200)
+        #expect(entry["route"]?["name"] == "logged-chat")
+        #expect(entry["service"]?["name"] == "llm")
+        #expect(entry["request"]?["headers"]?["authorization"] == "REDACTED")
+        #expect(entry["upstream_uri"] == "/v1/chat/completions")
+        #expect(!lines[0].contains("client-secret") && !lines[0].contains("sk-secret"), "no credential reaches the log")
+        let startedAt = try #require(entry["started_at"]?.numberValue)
+        #expect(startedAt >= before - 1000 && startedAt <= after, "started_at \(startedAt) within [\(before), \(after)] ms")
+
+        #expect(try await h.post("/chat", Self.hello).status == 200)
+        let both = try await Self.logLines(logPath, atLeast: 2)
+        #expect(both.count == 2, "the second request appends a second line")
+        let second = try JSONValue.parse(try #require(both.last))
+        #expect(second["request"]?["id"] != entry["request"]?["id"])
+        #expect(second["ai"]?["proxy"]?["usage"]?["total_tokens"] == 37)
+    }
+
+    @Test func fileLogRefusesLuaAndUnsafePaths() throws {
+        let loader = DeclarativeLoader(registry: EntityRegistry(plugins: ProxyHarness.definitions))
+        func refusal(_ config: String) -> String? {
+            do {
+                _ = try loader.load(text: "_format_version: \"3.0\"\nplugins:\n- {name: file-log, config: {\(config)}}\n", format: .yaml)
+                return nil
+            } catch {
+                if case .invalid(let invalid) = error { return invalid.text }
+                return "\(error)"
+            }
+        }
+        #expect(refusal("path: /tmp/silverback.log") == nil, "the control: a plain path loads")
+        let lua = try #require(refusal(#"path: /tmp/silverback.log, custom_fields_by_lua: {route_id: "return nil"}"#))
+        #expect(lua.contains("custom_fields_by_lua"))
+        #expect(lua.contains("not supported"), "\(lua)")
+        let star = try #require(refusal("path: \"/tmp/a*b\""))
+        #expect(star.contains("not a valid filename"), "\(star)")
+    }
+
+    /// The file's complete lines once there are `atLeast` of them (or after 5 s: the log phase is
+    /// asynchronous).
+    static func logLines(_ path: String, atLeast count: Int) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+            if lines.count >= count || ContinuousClock.now >= deadline { return lines }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    // MARK: The OpenAI SDK
+
+    @Test(.enabled(if: OpenAISDK.python != nil,
+                   "needs a Python whose `import openai` works: python3, or OPENAI_SDK_PYTHON=<interpreter>"))
+    func openAISDKTalksToTheGateway() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("openai", path: "/openai", aiProxy: """
+                \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())
+                """),
+            AIConfig.route("anthropic", path: "/anthropic", aiProxy: """
+                \(AIConfig.chat), auth: {header_name: x-api-key, header_value: ak-test}, \(AIConfig.anthropic())
+                """)))
+        defer { Task { await h.stop() } }
+        // The texts openai_sdk_test.py expects.
+        h.provider.answer { request in
+            switch (request.path, request.json?["stream"] == true) {
+            case ("/v1/chat/completions", false):
+                return .json(ProviderFixtures.openAIChat(content: "Hello from the mock provider"))
+            case ("/v1/chat/completions", true):
+                return .events(ProviderFixtures.openAIStream(deltas: ["Hello from ", "the mock provider"]))
+            case ("/v1/messages", false):
+                return .json(ProviderFixtures.anthropicMessage(texts: ["Bonjour from the mock Claude"]))
+            default:
+                return .events(ProviderFixtures.anthropicStream(deltas: ["Bonjour from ", "the mock Claude"]))
+            }
+        }
+
+        let run = try await OpenAISDK.runScript(baseURL: "http://127.0.0.1:\(h.gateway.port)")
+        #expect(run.status == 0, "openai_sdk_test.py failed:\n\(run.output)")
+        #expect(h.provider.requests.map(\.path) == ["/v1/chat/completions", "/v1/chat/completions", "/v1/messages", "/v1/messages"],
+                "four calls reached the provider; the own-model one was refused by the gateway")
+    }
+}
+
+/// Finds a Python that has the `openai` package and runs openai_sdk_test.py with it.
+enum OpenAISDK {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("openai_sdk_test.py")
+
+    /// The virtualenv `.ci/setup` creates under `.build`.
+    static let setupVirtualenv = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/venv-openai/bin/python").path
+
+    /// `OPENAI_SDK_PYTHON` if set and usable, else `.ci/setup`'s virtualenv, else `python3` if it
+    /// can `import openai`, else nil.
+    static let python: String? = {
+        let candidates = [ProcessInfo.processInfo.environment["OPENAI_SDK_PYTHON"], setupVirtualenv, "python3"].compactMap { $0 }
+        return candidates.first { python in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, "-c", "import openai"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            guard (try? process.run()) != nil else { return false }
+            process.waitUntilExit()
+            return process.terminationStatus == 0
+        }
+    }()
+
+    /// Runs the script (without blocking a concurrency thread: the gateway's mock provider needs them).
+    static func runScript(baseURL: String) async throws -> (status: Int32, output: String) {
+        let python = try #require(python)
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("openai-sdk-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        let output = try FileHandle(forWritingTo: outputFile)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script.path, baseURL]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_PROXY"] = "127.0.0.1,localhost"
+        environment["no_proxy"] = "127.0.0.1,localhost"
+        environment["PYTHONUNBUFFERED"] = "1"
+        process.environment = environment
+        process.standardOutput = output
+        process.standardError = output
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        try output.close()
+        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        return (status, text)
+    }
+}
