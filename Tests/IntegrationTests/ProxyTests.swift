@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Core
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -17,6 +18,7 @@ struct TracerHandler: PluginHandler {
         let previous = context.headers.first(name: "X-Trace").map { $0 + "," } ?? ""
         context.headers.replaceOrAdd(name: "X-Trace", value: previous + "\(name):\(tag)")
         if tag == "exit" { return .exit(PluginExit(status: 418, body: .json(["stopped_by": .string(name)]))) }
+        if tag == "watch" { RequestContextWatch.watch(context) }
         return .proceed
     }
     func rewrite(_ context: ProxyRequestContext) async -> PluginVerdict {
@@ -34,6 +36,16 @@ struct TracerHandler: PluginHandler {
             chunk = ByteBuffer(string: String(buffer: chunk).uppercased())
         }
     }
+}
+
+/// Weak references to the request contexts a `watch` tracer saw: each must be freed once its
+/// request and log phase are over (a retain cycle would keep every request's state alive).
+enum RequestContextWatch {
+    final class Weak: @unchecked Sendable { weak var context: ProxyRequestContext?; init(_ c: ProxyRequestContext) { context = c } }
+    private static let watched = NIOLockedValueBox<[Weak]>([])
+    static func watch(_ context: ProxyRequestContext) { watched.withLockedValue { $0.append(Weak(context)) } }
+    static var alive: Int { watched.withLockedValue { $0.filter { $0.context != nil }.count } }
+    static var seen: Int { watched.withLockedValue { $0.count } }
 }
 
 /// Starts a gateway (in this process) and a mock upstream, both on 127.0.0.1 random ports.
@@ -147,6 +159,30 @@ final class ProxyHarness: Sendable {
 /// Proxy behaviour end to end (issue 3: router, proxying, plugin runtime, key-auth, hot swap).
 @Suite(.serialized)
 struct ProxyTests {
+    @Test func requestStateIsFreedAfterTheLogPhase() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: watched
+            paths: ["/watched"]
+            plugins:
+            - {name: tracer-high, config: {tag: watch}}
+        """)
+        defer { Task { await h.stop() } }
+        for _ in 0..<3 {
+            #expect(try await h.send("/watched/x", method: .POST, body: "payload").status == 200)
+        }
+        #expect(RequestContextWatch.seen >= 3)
+        var alive = RequestContextWatch.alive
+        for _ in 0..<100 where alive > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            alive = RequestContextWatch.alive
+        }
+        #expect(alive == 0, "request contexts still referenced after their requests ended")
+    }
+
     @Test func proxiesWithKongPathRulesAndHeaders() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -139,6 +139,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         services.connections.unregister(context.channel)
         if let exchange {
             _ = services.connections.requestEnded()  // its response will never complete
+            exchange.request.bodyProvider = nil
             exchange.readTimer?.cancel()
             exchange.writeTimer?.cancel()
             detachUpstream(exchange)
@@ -171,6 +172,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain
         // text) when nothing was answered on this request yet; then the connection closes.
         if error is HTTPParserError, exchange?.responseStarted != true {
+            exchange?.request.bodyProvider = nil
             exchange = nil
             let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
             var headers = HTTPHeaders()
@@ -614,6 +616,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func complete(_ exchange: Exchange) {
         guard let context else { return }
         self.exchange = nil
+        // The body provider refers back to the exchange: dropped, or request and exchange leak.
+        exchange.request.bodyProvider = nil
         exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         let keepAlive = exchange.head.isKeepAlive

@@ -5,6 +5,9 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The proxy listener(s): HTTP/1.1 with keep-alive, one `ProxyConnectionHandler` per client
 /// connection on its event loop (spec §8). `shutdown()` stops accepting and lets requests in
@@ -163,15 +166,37 @@ public final class ConnectionRegistry: Sendable {
 }
 
 /// Log-phase work, run off the request path by one draining task.
+///
+/// The queue is bounded: when log plugins fall behind the request rate, the newest work is dropped
+/// (and counted, reported at most every 10 s) rather than letting memory grow without limit.
 public final class LogSink: Sendable {
     private let stream: AsyncStream<@Sendable () -> Void>
     private let continuation: AsyncStream<@Sendable () -> Void>.Continuation
+    private let dropped = Atomic<Int>(0)
+    private let lastReport = Atomic<Int64>(0)
+    public static let defaultCapacity = 10_000
 
-    public init() {
-        (stream, continuation) = AsyncStream.makeStream(of: (@Sendable () -> Void).self)
+    public init(capacity: Int = LogSink.defaultCapacity) {
+        (stream, continuation) = AsyncStream.makeStream(of: (@Sendable () -> Void).self,
+                                                        bufferingPolicy: .bufferingOldest(capacity))
     }
 
-    func submit(_ work: @escaping @Sendable () -> Void) { continuation.yield(work) }
+    func submit(_ work: @escaping @Sendable () -> Void) {
+        if case .dropped = continuation.yield(work) { noteDropped() }
+    }
+
+    /// Log entries dropped so far because the queue was full.
+    public var droppedCount: Int { dropped.load(ordering: .relaxed) }
+
+    private func noteDropped() {
+        let total = dropped.add(1, ordering: .relaxed).newValue
+        let now = WallClock.milliseconds()
+        let last = lastReport.load(ordering: .relaxed)
+        guard now - last >= 10_000,
+              lastReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        var line = Array("log phase behind the request rate: \(total) log entries dropped so far\n".utf8)
+        line.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+    }
 
     /// Runs queued log work until `finish()`.
     public func run() async {

@@ -231,41 +231,54 @@ public struct JSONWriteOptions: Sendable {
 
 extension JSONValue {
     public func serialized(_ options: JSONWriteOptions = JSONWriteOptions()) -> String {
-        var out = ""
+        String(decoding: serializedBytes(options), as: UTF8.self)
+    }
+
+    /// The UTF-8 encoding, written into one byte buffer (log lines and bodies are built here on
+    /// every request: no per-character String appends).
+    public func serializedBytes(_ options: JSONWriteOptions = JSONWriteOptions()) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(to: &out, options: options, indent: 0)
         return out
     }
 
-    private func write(to out: inout String, options: JSONWriteOptions, indent: Int) {
+    private func write(to out: inout [UInt8], options: JSONWriteOptions, indent: Int) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let n): out += JSONValue.formatNumber(n)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: JSONValue.formatNumber(n).utf8)
         case .string(let s): JSONValue.writeString(s, to: &out, escapeSlashes: options.escapeSlashes)
         case .array(let items):
-            if items.isEmpty { out += "[]"; return }
-            out += "["
+            if items.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                if options.pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                if options.pretty { JSONValue.newline(&out, indent: indent + 1) }
                 item.write(to: &out, options: options, indent: indent + 1)
             }
-            if options.pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "]"
+            if options.pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            if members.isEmpty { out += "{}"; return }
-            out += "{"
+            if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            out.append(UInt8(ascii: "{"))
             let keys = options.sortedKeys ? members.keys.sorted() : Array(members.keys)
             for (i, key) in keys.enumerated() {
-                if i > 0 { out += "," }
-                if options.pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                if options.pretty { JSONValue.newline(&out, indent: indent + 1) }
                 JSONValue.writeString(key, to: &out, escapeSlashes: options.escapeSlashes)
-                out += options.pretty ? ": " : ":"
+                out.append(UInt8(ascii: ":"))
+                if options.pretty { out.append(UInt8(ascii: " ")) }
                 members[key]!.write(to: &out, options: options, indent: indent + 1)
             }
-            if options.pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "}"
+            if options.pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "}"))
         }
+    }
+
+    private static func newline(_ out: inout [UInt8], indent: Int) {
+        out.append(UInt8(ascii: "\n"))
+        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * indent))
     }
 
     /// Integral values print without a fractional part (as Kong does); others in the shortest
@@ -276,28 +289,42 @@ extension JSONValue {
         return "\(n)"
     }
 
-    static func writeString(_ s: String, to out: inout String, escapeSlashes: Bool) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "/": out += escapeSlashes ? "\\/" : "/"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+    /// Copies runs of bytes that need no escaping in one go; UTF-8 above ASCII is kept as is.
+    static func writeString(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
+        out.append(UInt8(ascii: "\""))
+        var text = s
+        text.withUTF8 { bytes in
+            var runStart = 0
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                let escaped: StaticString?
+                switch b {
+                case UInt8(ascii: "\""): escaped = "\\\""
+                case UInt8(ascii: "\\"): escaped = "\\\\"
+                case UInt8(ascii: "/"): escaped = escapeSlashes ? "\\/" : nil
+                case UInt8(ascii: "\n"): escaped = "\\n"
+                case UInt8(ascii: "\r"): escaped = "\\r"
+                case UInt8(ascii: "\t"): escaped = "\\t"
+                case 0x08: escaped = "\\b"
+                case 0x0C: escaped = "\\f"
+                case 0..<0x20: escaped = ""  // \u00XX below
+                default: escaped = nil
+                }
+                guard let escaped else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
+                runStart = i + 1
+                if escaped.utf8CodeUnitCount > 0 {
+                    out.append(contentsOf: UnsafeBufferPointer(start: escaped.utf8Start, count: escaped.utf8CodeUnitCount))
                 } else {
-                    out.unicodeScalars.append(scalar)
+                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: "\\u00".utf8)
+                    out.append(hex[Int(b >> 4)])
+                    out.append(hex[Int(b & 0xF)])
                 }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 

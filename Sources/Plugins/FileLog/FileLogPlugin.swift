@@ -48,12 +48,12 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
 
     func log(_ context: ProxyRequestContext) {
         // Kong's cjson output: slashes escaped.
-        var line = LogSerializer.serialize(context).serialized(JSONWriteOptions(sortedKeys: true, escapeSlashes: true))
-        line.append("\n")
+        var line = LogSerializer.serialize(context).serializedBytes(JSONWriteOptions(sortedKeys: true, escapeSlashes: true))
+        line.append(UInt8(ascii: "\n"))
         write(line)
     }
 
-    private func write(_ line: String) {
+    private func write(_ bytes: [UInt8]) {
         if descriptor < 0 || reopen {
             if descriptor >= 0 { close(descriptor) }
             descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
@@ -62,7 +62,7 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
                 return
             }
         }
-        var bytes = Array(line.utf8)
+        var bytes = bytes
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeMutableBytes { buffer in
