@@ -1,7 +1,5 @@
 import Core
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// The plugins this build ships, and the resolution of Kong's `plugins` setting against them.
 public enum BundledPlugins {
@@ -23,7 +21,7 @@ public enum BundledPlugins {
             KeyAuthHandler(config: instance.config, directory: directory)
         },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
-            let environment = ProcessInfoEnvironment.current
+            let environment = ProcessInfo.processInfo.environment
             guard let config = AIProxyConfig(instance: instance, environment: environment) else {
                 throw PluginConfigurationError(plugin: "ai-proxy")
             }
@@ -62,22 +60,6 @@ public enum BundledPlugins {
 public struct PluginConfigurationError: Error, Sendable, CustomStringConvertible {
     public let plugin: String
     public var description: String { "\(plugin): configuration could not be compiled" }
-}
-
-/// The process environment, read once (AWS region and credentials fall back to it).
-enum ProcessInfoEnvironment {
-    static let current: [String: String] = {
-        var values: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                values[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        return values
-    }()
 }
 
 /// A name in the `plugins` setting that is no bundled plugin.

@@ -45,6 +45,21 @@ struct AIHarness {
     }
 }
 
+/// A secret for `{vault://env/...}` references. ai-proxy reads the process environment once, when
+/// the first handler of the process is built, so the variable is set by `ProxyHarness.start`
+/// (every gateway of these tests starts there) before any configuration is applied.
+enum TestSecrets {
+    static let variable = "SILVERBACK_TEST_SECRET"
+    static let value = "sb-vault-\(UUID().uuidString.lowercased())"
+
+    private static let installed: Bool = {
+        setenv(variable, value, 1)
+        return true
+    }()
+
+    static func install() { _ = installed }
+}
+
 /// Declarative YAML for AI routes: one service (`llm`, pointing at the service mock) whose routes
 /// each carry ai-proxy and maybe more plugins.
 enum AIConfig {
@@ -514,6 +529,246 @@ struct AIProxyTests {
             if lines.count >= count || ContinuousClock.now >= deadline { return lines }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    // MARK: Headers, modes and plugins around ai-proxy
+
+    /// Spec §2.9: `model_name_header: false` drops `X-Kong-LLM-Model`, unless the request carries
+    /// `Kong-Debug`.
+    @Test func modelNameHeaderOffUnlessKongDebug() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("quiet", path: "/quiet", aiProxy: "\(AIConfig.chat), model_name_header: false, \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        let quiet = try await h.post("/quiet", Self.hello)
+        #expect(quiet.status == 200, "\(quiet.body)")
+        #expect(quiet.headers.first(name: "X-Kong-LLM-Model") == nil)
+        let debug = try await h.post("/quiet", Self.hello, headers: [("Kong-Debug", "1")])
+        #expect(debug.status == 200, "\(debug.body)")
+        #expect(debug.headers.first(name: "X-Kong-LLM-Model") == "openai/gpt-4o-mini")
+        #expect(h.provider.requests.count == 2)
+    }
+
+    /// Spec §2.3-4.8: `response_streaming: always` streams a request that did not ask for it.
+    @Test func responseStreamingAlwaysStreamsANonStreamRequest() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("always", path: "/always", aiProxy: "\(AIConfig.chat), response_streaming: always, \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .events(ProviderFixtures.openAIStream(deltas: ["Streamed", " anyway"])))
+
+        for body in [Self.hello, #"{"stream":false,"messages":[{"role":"user","content":"Hello there"}]}"#] {
+            let response = try await h.post("/always", body)
+            #expect(response.status == 200, "\(response.body)")
+            #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+            #expect(response.headers.first(name: "Content-Length") == nil)
+            #expect(response.body.hasSuffix("data: [DONE]"), "\(response.body)")
+            let text = SSE.payloads(response.body).compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
+            #expect(text == "Streamed anyway")
+        }
+        try #require(h.provider.requests.count == 2)
+        for sent in h.provider.requests {
+            #expect(sent.json?["stream"] == true, "\(sent.bodyText)")
+        }
+    }
+
+    /// Spec §2.5/§2.9 preserve: the client's body and original path (before strip_path) go to the
+    /// provider's host untouched; the answer comes back untouched, with the model header when a
+    /// model name is known.
+    @Test func preserveForwardsBodyAndPathUnchanged() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("embeddings", path: "/embed", aiProxy: """
+                route_type: preserve, logging: {}, \
+                model: {provider: openai, name: text-embedding-3-large, options: {upstream_url: "PROVIDER/not/this/path"}}
+                """),
+            AIConfig.route("anonymous", path: "/raw", aiProxy: """
+                route_type: preserve, logging: {}, model: {provider: openai, options: {upstream_url: "PROVIDER"}}
+                """)))
+        defer { Task { await h.stop() } }
+        let embedding = #"{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.0023, -0.0093]}], "model": "text-embedding-3-large", "usage": {"prompt_tokens": 4, "total_tokens": 4}}"#
+        h.provider.answer(path: "/embed/v1/embeddings", with: .json(embedding, headers: [("X-Provider", "yes")]))
+        let plain = "not JSON, \u{1} kept as is\n"
+        h.provider.answer(path: "/raw/v1/files", with: ProviderReply(headers: [("Content-Type", "text/plain")],
+                                                                       chunks: [.init(text: plain)]))
+
+        // Spacing and key order a re-encoding gateway would change.
+        let clientBody = "{\"input\":  \"The food was delicious\",\n  \"encoding_format\" : \"float\", \"a\":1.50}"
+        let response = try await h.post("/embed/v1/embeddings", clientBody)
+        #expect(response.status == 200, "\(response.body)")
+        #expect(response.body == embedding)
+        #expect(response.headers.first(name: "X-Provider") == "yes")
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "openai/text-embedding-3-large")
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.path == "/embed/v1/embeddings", "the client's path, neither stripped (/v1/embeddings) nor upstream_url's")
+        #expect(sent.body == Array(clientBody.utf8), "byte for byte: \(sent.bodyText)")
+        #expect(sent.headers["Host"] == [h.provider.hostHeader])
+
+        let raw = try await h.post("/raw/v1/files", #"{"purpose":"fine-tune"}"#)
+        #expect(raw.status == 200)
+        #expect(raw.body == plain, "a non-JSON preserve answer is forwarded too")
+        #expect(raw.headers.first(name: "X-Kong-LLM-Model") == nil, "no model name configured nor sent")
+        #expect(h.provider.requests.last?.path == "/raw/v1/files")
+        #expect(h.provider.requests.last?.bodyText == #"{"purpose":"fine-tune"}"#)
+        #expect(h.gateway.upstream.acceptedConnections == 0)
+    }
+
+    /// The gateway asks providers for uncompressed answers whatever the client accepts
+    /// (docs/decisions.md: it never inflates).
+    @Test func providerRequestsAskForIdentityEncoding() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+        h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["ok"])))
+
+        #expect(try await h.post("/chat", Self.hello, headers: [("Accept-Encoding", "gzip, br")]).status == 200)
+        #expect(try await h.post("/claude", Self.hello).status == 200)
+        try #require(h.provider.requests.count == 2)
+        for sent in h.provider.requests {
+            #expect(sent.headers["Accept-Encoding"] == ["identity"], "\(sent.path)")
+        }
+    }
+
+    /// Spec §2.7: Set-Cookie is removed for openai, azure, mistral, gemini and bedrock only.
+    @Test func anthropicAnswersKeepSetCookie() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())"),
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["ok"]),
+                                                            headers: [("Set-Cookie", "session=anthropic")]))
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok"),
+                                                                    headers: [("Set-Cookie", "session=openai")]))
+
+        let claude = try await h.post("/claude", Self.hello)
+        #expect(claude.status == 200, "\(claude.body)")
+        #expect(claude.json?["object"] == "chat.completion", "converted")
+        #expect(claude.headers.first(name: "Set-Cookie") == "session=anthropic")
+        let openAI = try await h.post("/chat", Self.hello)
+        #expect(openAI.status == 200)
+        #expect(openAI.headers.first(name: "Set-Cookie") == nil, "the control: openai loses it")
+    }
+
+    /// `{vault://env/<name>}` in `auth.header_value` is resolved from the process environment; the
+    /// secret reaches the provider and never the log.
+    @Test func authSecretFromTheEnvVault() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-vault-log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("vault.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "vaulted", path: "/vaulted", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true, log_payloads: true}, \
+                auth: {header_name: Authorization, header_value: "{vault://env/\(TestSecrets.variable)}"}, \(AIConfig.openAI())
+                """,
+            more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        // (ProxyHarness.start has set the variable before the gateway existed.)
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        let response = try await h.post("/vaulted", Self.hello)
+        #expect(response.status == 200, "\(response.body)")
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.headers["Authorization"] == [TestSecrets.value], "the resolved secret, not the reference")
+
+        let lines = try await Self.logLines(logPath, atLeast: 1)
+        try #require(lines.count == 1, "\(lines)")
+        #expect(!lines[0].contains(TestSecrets.value), "the secret is in the log line: \(lines[0])")
+        #expect(!response.body.contains(TestSecrets.value))
+        let entry = try JSONValue.parse(lines[0])
+        #expect(entry["request"]?["headers"]?["authorization"] == "REDACTED", "the header was set, and is redacted")
+        #expect(entry["ai"]?["proxy"]?["payload"]?["request"] != nil, "payload logging was on")
+    }
+
+    /// Spec §2.3-4.14 / docs/decisions.md: Bedrock is not signed yet, so the request ends with
+    /// Kong's "failed before proxying" 500 and nothing reaches the provider.
+    @Test func bedrockFailsBeforeProxying() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("bedrock", path: "/bedrock", aiProxy: """
+            \(AIConfig.chat), auth: {allow_override: false}, \
+            model: {provider: bedrock, name: "anthropic.claude-3-haiku-20240307-v1:0", \
+            options: {upstream_url: "PROVIDER", bedrock: {aws_region: us-east-1}}}
+            """)))
+        defer { Task { await h.stop() } }
+        h.provider.answer { _ in .json(#"{"output":{"message":{"role":"assistant","content":[{"text":"unreachable"}]}}}"#) }
+
+        let response = try await h.post("/bedrock", Self.hello)
+        expectAIError(response, "LLM request failed before proxying", status: 500)
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == nil, "a gateway-generated error")
+        #expect(h.provider.requests.isEmpty, "\(h.provider.requests.map(\.uri))")
+        #expect(h.gateway.upstream.acceptedConnections == 0)
+    }
+
+    /// Spec §2.8/§2.11 on a stream: the prompt estimate (5 words × 1.8 = 9), and the completion
+    /// count from the stream's own usage, else estimated from the accumulated text (only with
+    /// log_payloads: ceil(17 bytes / 4) = 5 for "The answer is 42."; 0 without it).
+    @Test func streamedRequestsLogTheirUsage() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-stream-log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func log(_ name: String) -> String { directory.appendingPathComponent("\(name).log").path }
+        func fileLog(_ name: String) -> [String] { ["name: file-log, config: {path: \"\(log(name))\"}"] }
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("estimated", path: "/estimated", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true, log_payloads: true}, \(AIConfig.openAI())
+                """, more: fileLog("estimated")),
+            AIConfig.route("reported", path: "/reported", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI(path: "/reported/chat"))
+                """, more: fileLog("reported")),
+            AIConfig.route("unaccumulated", path: "/unaccumulated", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())
+                """, more: fileLog("unaccumulated"))))
+        defer { Task { await h.stop() } }
+        let frames = ProviderFixtures.openAIStream(deltas: ["The answer", " is 42."])
+        h.provider.answer(path: "/v1/chat/completions", with: .events(frames))
+        // OpenAI's `stream_options.include_usage` chunk, before [DONE].
+        let usageChunk = #"data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":31,"completion_tokens":6,"total_tokens":37}}"# + "\n\n"
+        h.provider.answer(path: "/reported/chat", with: .events(frames.dropLast() + [usageChunk, frames.last!]))
+
+        let question = #"{"stream":true,"messages":[{"role":"user","content":"What is the final answer"}]}"#
+        var usages: [String: JSONValue] = [:]
+        for name in ["estimated", "reported", "unaccumulated"] {
+            let response = try await h.post("/\(name)", question)
+            #expect(response.status == 200)
+            #expect(response.body.hasSuffix("data: [DONE]"), "\(name): \(response.body)")
+            let lines = try await Self.logLines(log(name), atLeast: 1)
+            try #require(lines.count == 1, "\(name): \(lines)")
+            let entry = try JSONValue.parse(lines[0])
+            usages[name] = try #require(entry["ai"]?["proxy"]?["usage"], "\(name): \(lines[0])")
+            let meta = entry["ai"]?["proxy"]?["meta"]
+            #expect(meta?["request_model"] == "gpt-4o-mini")
+            #expect(meta?["response_model"] == "gpt-4o-mini", "streams fall back to the request model")
+        }
+        #expect(usages["estimated"]?["prompt_tokens"] == 9)
+        #expect(usages["estimated"]?["completion_tokens"] == 5)
+        #expect(usages["estimated"]?["total_tokens"] == 14)
+        #expect(usages["reported"]?["prompt_tokens"] == 31, "the stream's usage replaces the estimate")
+        #expect(usages["reported"]?["completion_tokens"] == 6)
+        #expect(usages["reported"]?["total_tokens"] == 37)
+        #expect(usages["unaccumulated"]?["prompt_tokens"] == 9)
+        #expect(usages["unaccumulated"]?["completion_tokens"] == 0, "no text collected without log_payloads")
+        #expect(usages["unaccumulated"]?["total_tokens"] == 9)
+    }
+
+    /// A body filter of a higher-priority plugin sees ai-proxy's converted body (the whole response
+    /// is held), and the client's Content-Length counts what the filters delivered.
+    @Test func bodyFiltersRunOnTheConvertedBody() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("plain", path: "/plain", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())"),
+            AIConfig.route("shout", path: "/shout", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())",
+                           more: ["name: tracer-low, config: {tag: upper}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["Bonjour le monde"])))
+
+        let plain = try await h.post("/plain", Self.hello)
+        #expect(plain.status == 200, "\(plain.body)")
+        #expect(plain.json?["choices"]?[0]?["message"]?["content"] == "Bonjour le monde", "the converted body")
+        let shout = try await h.post("/shout", Self.hello)
+        #expect(shout.status == 200, "\(shout.body)")
+        #expect(shout.body == plain.body.uppercased() + "<end>")
+        #expect(shout.headers.first(name: "Content-Length") == String(shout.body.utf8.count))
+        #expect(shout.headers.first(name: "Transfer-Encoding") == nil)
+        #expect(shout.headers.first(name: "X-Kong-LLM-Model") == "anthropic/claude-3-5-haiku")
     }
 
     // MARK: The OpenAI SDK

@@ -96,6 +96,7 @@ final class ProxyHarness: Sendable {
     static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
                       tlsUpstream: Bool = false, tlsListener: Bool = false,
                       options: ProxyOptions = ProxyOptions()) async throws -> ProxyHarness {
+        TestSecrets.install()  // before any plugin of this process reads the environment
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
         let gateway = Gateway(loader: loader, factories: factories, threads: 2, options: options)

@@ -23,7 +23,7 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
 private func run(_ upstream: [UInt8], contentType: String?, _ provider: LLMProvider,
                  route: LLMRouteType = .chat, model config: LLMModelConfig? = nil,
                  accumulateText: Bool = false) throws -> (frames: [UInt8], converter: StreamEventConverter) {
-    var normalizer = StreamNormalizer(contentType: contentType, provider: provider, route: route,
+    var normalizer = StreamNormalizer(contentType: contentType, route: route,
                                       model: config ?? model(provider), accumulateText: accumulateText)
     var frames = normalizer.process(upstream)
     frames += normalizer.finish()
@@ -442,7 +442,7 @@ func completionTokenEstimate(_ text: String, _ tokens: Int) {
 // MARK: - Unsupported content type, broken bodies
 
 @Test func unsupportedContentTypeSendsOneErrorFrameAndEnds() {
-    var normalizer = StreamNormalizer(contentType: "text/html; charset=utf-8", provider: .openai, route: .chat, model: model(.openai))
+    var normalizer = StreamNormalizer(contentType: "text/html; charset=utf-8", route: .chat, model: model(.openai))
     #expect(normalizer.process([UInt8]()).isEmpty)
     #expect(!normalizer.ended)
     let frame = normalizer.process(bytes("data: {\"choices\":[]}\n\n"))
@@ -464,7 +464,7 @@ func unsupportedContentTypes(_ contentType: String) {
 }
 
 @Test func geminiBodyThatIsNotAnArrayEndsWithTheErrorFrame() {
-    var normalizer = StreamNormalizer(contentType: "application/json", provider: .gemini, route: .chat, model: model(.gemini))
+    var normalizer = StreamNormalizer(contentType: "application/json", route: .chat, model: model(.gemini))
     let frame = normalizer.process(bytes(#"{"error":{"code":400}}"#))
     #expect(text(frame) == #"data: {"error": true, "message": "empty or unsupported transformer response"}"#)
     #expect(normalizer.splitError == .invalidArrayStart)

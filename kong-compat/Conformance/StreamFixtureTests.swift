@@ -32,7 +32,7 @@ struct RealStreamFrameCase: Sendable, CustomTestStringConvertible {
     var testDescription: String { file }
 }
 
-private let realStreamFrameCases = [
+let realStreamFrameCases = [
     RealStreamFrameCase(file: "openai/llm-v1-chat.txt", provider: .openai, route: .chat, modelName: "gpt-4",
                         choices: #"[{"delta":{"content":"the answer"},"finish_reason":null,"index":0,"logprobs":null}]"#),
     RealStreamFrameCase(file: "openai/llm-v1-completions.txt", provider: .openai, route: .completions, modelName: "gpt-3.5-turbo-instruct",
@@ -53,7 +53,7 @@ struct StreamFixtureTests {
         var splitter = StreamFrameSplitter(contentType: nil)
         let events = try splitter.split(try KongFixtures.data("unit/real-stream-frames/\(c.file)")) + splitter.finish()
         let first = try #require(events.first)
-        var converter = StreamEventConverter(provider: c.provider, route: c.route,
+        var converter = StreamEventConverter(route: c.route,
                                              model: LLMModelConfig(provider: c.provider, name: c.modelName))
         var frames: [UInt8] = []
         converter.convert(first, into: &frames)
@@ -123,7 +123,7 @@ struct StreamFixtureTests {
     /// The three base64 chunks as the mock writes them; Kong's integration test then requires the
     /// streamed tool name `add` and arguments that decode to `{"a": 2, "b": 12}`.
     @Test func bedrockToolCallChunks() throws {
-        var normalizer = StreamNormalizer(contentType: "application/vnd.amazon.eventstream", provider: .bedrock, route: .chat,
+        var normalizer = StreamNormalizer(contentType: "application/vnd.amazon.eventstream", route: .chat,
                                           model: LLMModelConfig(provider: .bedrock, name: "aws-titan-v1:0"))
         var frames: [UInt8] = []
         for chunk in try kongBedrockStreamChunks() {

@@ -92,7 +92,7 @@ private struct Outcome: Equatable {
 private func run(_ fixture: RechunkFixture, _ chunks: [ArraySlice<UInt8>], convert: Bool) -> Outcome {
     var splitter = StreamFrameSplitter(contentType: fixture.contentType)
     if fixture.arrayOpened { splitter.assumeJSONArrayOpened() }
-    var converter = StreamEventConverter(provider: fixture.provider, route: fixture.route,
+    var converter = StreamEventConverter(route: fixture.route,
                                          model: LLMModelConfig(provider: fixture.provider, name: fixture.modelName),
                                          accumulateText: true)
     var outcome = Outcome()

@@ -76,6 +76,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var bodyStreamed = false
         // Response.
         var responseStarted = false
+        /// Decided with the response head: the connection closes after this response.
+        var closesConnection = false
+        /// The upstream connection came from the pool (a failure before any answer means it had
+        /// gone stale; retrying then costs no attempt).
+        var reusedConnection = false
         /// The upstream response held whole while a plugin asked for it (`buffersResponse`).
         var heldHead: HTTPResponseHead?
         var heldBody = ByteBuffer()
@@ -90,8 +95,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         /// Armed while the upstream cannot take more request body (Kong's write_timeout).
         var writeTimer: Scheduled<Void>?
 
-        /// The upstream answered: its status is logged and the response counts as proxied.
-        func responseStartedLog(status: Int) {
+        /// The upstream answered: the request can no longer be retried, its status is logged and
+        /// the response counts as proxied.
+        func responseReceived(status: Int) {
+            pendingBody = []  // kept for a retry until now
             request.exchangeLog.upstreamStatus = status
             request.exchangeLog.status = status
             request.exchangeLog.proxied = true
@@ -137,17 +144,19 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func channelInactive(context: ChannelHandlerContext) {
         services.connections.unregister(context.channel)
-        if let exchange {
-            _ = services.connections.requestEnded()  // its response will never complete
-            exchange.request.bodyProvider = nil
-            exchange.readTimer?.cancel()
-            exchange.writeTimer?.cancel()
-            detachUpstream(exchange)
-            for waiter in exchange.bodyWaiters { waiter.promise.fail(ChannelError.eof) }
-            exchange.bodyWaiters = []
-            self.exchange = nil
-        }
+        if let exchange { abandon(exchange) }
         context.fireChannelInactive()
+    }
+
+    /// Ends an exchange whose response will never complete (the client went away, or sent bytes
+    /// the parser refused): timers, upstream connection, body waiters and the busy count.
+    private func abandon(_ exchange: Exchange) {
+        _ = services.connections.requestEnded()
+        exchange.readTimer?.cancel()
+        exchange.writeTimer?.cancel()
+        detachUpstream(exchange)
+        failBodyWaiters(exchange, ChannelError.eof)
+        self.exchange = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -172,8 +181,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain
         // text) when nothing was answered on this request yet; then the connection closes.
         if error is HTTPParserError, exchange?.responseStarted != true {
-            exchange?.request.bodyProvider = nil
-            exchange = nil
+            if let exchange { abandon(exchange) }
             let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: rendered.contentType)
@@ -214,7 +222,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             return
         }
         let loop = context!.eventLoop
-        request.bodyProvider = LoopBodyProvider(handler: NIOLoopBound(self, eventLoop: loop), exchange: NIOLoopBound(exchange, eventLoop: loop))
+        request.bodyProvider = LoopBodyProvider(handler: NIOLoopBound(self, eventLoop: loop),
+                                                exchange: NIOLoopBound(LoopBodyProvider.WeakExchange(exchange), eventLoop: loop))
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
         let localPort = localPort
@@ -346,9 +355,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         exchange.attempts += 1
         if let idle = pool.takeIdle(target) {
+            exchange.reusedConnection = true
             send(exchange, over: idle)
             return
         }
+        exchange.reusedConnection = false
         pool.acquire(target, connectTimeout: .milliseconds(Int64(max(1, service.connectTimeout))))
             .assumeIsolated()
             .whenComplete { result in
@@ -386,7 +397,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.requestSent = true
         } else {
             for chunk in exchange.pendingBody { connection.write(.body(.byteBuffer(chunk)), flush: false) }
-            exchange.pendingBody = []
+            // A body that arrived whole stays (shared buffers, no copy) until the upstream answers,
+            // so a retry can send it again; the rest of a body still arriving streams through.
+            if !exchange.clientBodyDone { exchange.pendingBody = [] }
             if exchange.clientBodyDone {
                 connection.write(.end(nil), flush: true)
                 exchange.requestSent = true
@@ -444,22 +457,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         switch part {
         case .head(let response):
-            exchange.responseStartedLog(status: Int(response.status.code))
+            exchange.responseReceived(status: Int(response.status.code))
             // Body filters may change the length: the response is then sent chunked.
-            var headers = ProxyHeaders.downstreamHeaders(
-                response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
-                status: Int(response.status.code), headerSet: services.options.responseHeaders,
-                upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
-                proxyLatency: exchange.proxyLatency, keepContentLength: exchange.bodyFilters.isEmpty)
-            let status = Int(response.status.code)
-            for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
-            if !exchange.head.isKeepAlive || services.connections.isDraining {
-                headers.replaceOrAdd(name: "Connection", value: "close")
-            }
-            exchange.responseStarted = true
-            exchange.request.exchangeLog.responseHeaders = headers
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status,
-                                                                 headers: headers))), promise: nil)
+            let headers = downstreamHeaders(response, exchange: exchange, keepContentLength: exchange.bodyFilters.isEmpty)
+            writeHead(exchange, status: Int(response.status.code), headers: headers, bodyBytes: nil, context: context)
         case .body(var chunk):
             for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &chunk, last: false) }
             // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
@@ -468,11 +469,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             if chunk.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
-            if !exchange.bodyFilters.isEmpty {
-                var tail = ByteBuffer()
-                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
+            if let tail = bodyFiltersTail(exchange) {
                 exchange.responseBodyBytes += tail.readableBytes
-                if tail.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil) }
+                context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil)
             }
             upstreamEnded(exchange)
         }
@@ -497,7 +496,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         switch part {
         case .head(let response):
             exchange.heldHead = response
-            exchange.responseStartedLog(status: Int(response.status.code))
+            exchange.responseReceived(status: Int(response.status.code))
         case .body(var chunk):
             exchange.heldBody.writeBuffer(&chunk)
         case .end:
@@ -509,23 +508,34 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             for handler in exchange.handlers {
                 handler.bufferedResponse(exchange.request, status: &status, headers: &upstreamHeaders, body: &body)
             }
-            if !exchange.bodyFilters.isEmpty {
-                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
-                var tail = ByteBuffer()
-                for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
-                body.writeBuffer(&tail)
-            }
-            var headers = ProxyHeaders.downstreamHeaders(
-                upstreamHeaders, requestID: exchange.request.requestID, version: exchange.head.version,
-                status: Int(response.status.code), headerSet: services.options.responseHeaders,
-                upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
-                proxyLatency: exchange.proxyLatency, keepContentLength: false)
+            for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
+            if var tail = bodyFiltersTail(exchange) { body.writeBuffer(&tail) }
+            var held = response
+            held.headers = upstreamHeaders
+            var headers = downstreamHeaders(held, exchange: exchange, keepContentLength: false)
             headers.remove(name: "Transfer-Encoding")
             headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
             writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
             if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
             upstreamEnded(exchange)
         }
+    }
+
+    /// The response headers toward the client (spec §8.2) from the upstream's.
+    private func downstreamHeaders(_ response: HTTPResponseHead, exchange: Exchange, keepContentLength: Bool) -> HTTPHeaders {
+        ProxyHeaders.downstreamHeaders(
+            response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
+            status: Int(response.status.code), headerSet: services.options.responseHeaders,
+            upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
+            proxyLatency: exchange.proxyLatency, keepContentLength: keepContentLength)
+    }
+
+    /// The body filters' last call (an empty chunk, `last: true`); what they appended, if any.
+    private func bodyFiltersTail(_ exchange: Exchange) -> ByteBuffer? {
+        guard !exchange.bodyFilters.isEmpty else { return nil }
+        var tail = ByteBuffer()
+        for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &tail, last: true) }
+        return tail.readableBytes > 0 ? tail : nil
     }
 
     func upstreamReadComplete() {
@@ -540,10 +550,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             context?.close(promise: nil)  // mid-body: the client sees the connection end
         } else if exchange.state == .proxying {
-            // A kept-alive connection the upstream closed meanwhile, or a failure before any answer:
-            // try again (Kong's `retries`) when the request can be sent again whole.
-            let replayable = !exchange.bodyStreamed && (exchange.request.bodyWasBuffered || exchange.pendingBytes == 0)
-            if replayable, let service = exchange.service, exchange.attempts <= service.retries {
+            // A failure before any answer: try again (Kong's `retries`) when the request can be
+            // sent again whole, and either the upstream cannot have acted on it (nginx does not
+            // pass a non-idempotent request that was sent to the next try) or the connection was
+            // a pooled one that had gone stale — which costs no attempt.
+            let whole = !exchange.bodyStreamed && (exchange.request.bodyWasBuffered || exchange.clientBodyDone)
+            let safe = !exchange.requestSent || exchange.reusedConnection || exchange.head.method.isIdempotent
+            if exchange.reusedConnection { exchange.attempts -= 1 }
+            if exchange.heldHead == nil, whole, safe, let service = exchange.service, exchange.attempts <= service.retries {
                 exchange.state = .connecting
                 exchange.requestSent = false
                 connect(exchange)
@@ -594,19 +608,28 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         complete(exchange)
     }
 
-    /// Sends a whole response's head (gateway-generated or buffered): header filters, the
-    /// connection's fate, and the facts the log phase reports.
-    private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders, bodyBytes: Int,
+    /// Sends a response's head (upstream, buffered or gateway-generated): header filters, the
+    /// connection's fate, and the facts the log phase reports. `bodyBytes`: the whole body's size
+    /// when known now (streamed bodies are counted per chunk).
+    private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders, bodyBytes: Int?,
                            context: ChannelHandlerContext) {
         var headers = headers
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
-        if !exchange.head.isKeepAlive || services.connections.isDraining {
+        // An HTTP/1.0 client keeps the connection only when asked and the body has a length
+        // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
+        let http10 = exchange.head.version == .http1_0
+        let keepAlive = exchange.head.isKeepAlive && !services.connections.isDraining
+            && (!http10 || headers.contains(name: "content-length"))
+        if !keepAlive {
             headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if http10 {
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
+        exchange.closesConnection = !keepAlive
         exchange.responseStarted = true
         exchange.request.exchangeLog.status = status
         exchange.request.exchangeLog.responseHeaders = headers
-        exchange.responseBodyBytes = bodyBytes
+        if let bodyBytes { exchange.responseBodyBytes = bodyBytes }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
                                                              status: HTTPResponseStatus(statusCode: status),
                                                              headers: headers))), promise: nil)
@@ -616,13 +639,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func complete(_ exchange: Exchange) {
         guard let context else { return }
         self.exchange = nil
-        // The body provider refers back to the exchange: dropped, or request and exchange leak.
-        exchange.request.bodyProvider = nil
         exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
-        let keepAlive = exchange.head.isKeepAlive
         let draining = services.connections.requestEnded()
-        if keepAlive && !draining {
+        if !exchange.closesConnection && !draining {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
@@ -630,11 +650,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
         }
         setClientReading(true)
-        let handlers = exchange.handlers
-        if !handlers.isEmpty {
+        let loggers = exchange.handlers.filter(\.logs)
+        if !loggers.isEmpty {
             recordExchangeLog(exchange)
             let request = exchange.request
-            services.logSink.submit { for handler in handlers { handler.log(request) } }
+            request.releaseBody()  // the log phase never reads it; queued entries stay small
+            services.logSink.submit { for handler in loggers { handler.log(request) } }
         }
     }
 
@@ -665,14 +686,25 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 }
 
 /// Lets plugins (in their task) ask the connection's handler (on its loop) for the whole body.
+///
+/// It refers to the exchange weakly: the exchange owns the request, which owns this provider, so a
+/// strong reference would keep every request's state alive after it ended.
 private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
+    final class WeakExchange {
+        weak var value: ProxyConnectionHandler.Exchange?
+        init(_ value: ProxyConnectionHandler.Exchange) { self.value = value }
+    }
+
     let handler: NIOLoopBound<ProxyConnectionHandler>
-    let exchange: NIOLoopBound<ProxyConnectionHandler.Exchange>
+    let exchange: NIOLoopBound<WeakExchange>
 
     func collect(limit: Int) async throws -> ByteBuffer? {
         let handler = self.handler, exchange = self.exchange
         return try await handler.eventLoop.flatSubmit {
-            handler.value.collectBody(exchange.value, limit: limit)
+            guard let current = exchange.value.value else {
+                return handler.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            }
+            return handler.value.collectBody(current, limit: limit)
         }.get()
     }
 }
@@ -681,4 +713,14 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
 private struct UncheckedDecision: @unchecked Sendable {
     let decision: ProxyDecision
     init(_ decision: ProxyDecision) { self.decision = decision }
+}
+
+extension HTTPMethod {
+    /// RFC 9110 §9.2.2: repeating the request has the same effect as sending it once.
+    var isIdempotent: Bool {
+        switch self {
+        case .GET, .HEAD, .PUT, .DELETE, .OPTIONS, .TRACE: return true
+        default: return false
+        }
+    }
 }

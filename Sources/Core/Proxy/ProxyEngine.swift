@@ -26,12 +26,10 @@ enum RequestPhases {
         for handler in globals {
             if case .exit(let exit) = await handler.rewrite(context) { return .respond(exit, handlers: globals) }
         }
-        guard let match = route(context, head: head, configuration: configuration, localPort: localPort) else {
-            return .respond(.error(404, ProxyErrorText.noRoute), handlers: globals)
-        }
-        context.match = match
-        if let redirect = protocolCheck(match.route, context: context, head: head) {
-            return .respond(redirect, handlers: globals)  // collection never happened: globals only
+        let match: RouteMatch
+        switch routed(context, head: head, configuration: configuration, localPort: localPort) {
+        case .success(let found): match = found
+        case .failure(let answer): return .respond(answer.exit, handlers: globals)  // collection never happened: globals only
         }
         var selected: [any PluginHandler] = []
         for (position, name) in configuration.pluginOrder.enumerated() {
@@ -59,15 +57,26 @@ enum RequestPhases {
     /// Without any configured plugin: the same decisions, synchronously (the fast path).
     static func decideWithoutPlugins(_ context: ProxyRequestContext, head: HTTPRequestHead,
                                      configuration: GatewayConfiguration, localPort: Int) -> ProxyDecision {
+        switch routed(context, head: head, configuration: configuration, localPort: localPort) {
+        case .failure(let answer): return .respond(answer.exit, handlers: [])
+        case .success(let match):
+            guard let service = match.service else { return .respond(.error(503, ProxyErrorText.noService), handlers: []) }
+            return .proxy(match, service, handlers: [])
+        }
+    }
+
+    /// A gateway answer instead of a route (no match, or the route's protocol check).
+    struct RoutingAnswer: Error { let exit: PluginExit }
+
+    /// Routing and the protocol check (spec §6.4), shared by both decision paths.
+    static func routed(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
+                       localPort: Int) -> Result<RouteMatch, RoutingAnswer> {
         guard let match = route(context, head: head, configuration: configuration, localPort: localPort) else {
-            return .respond(.error(404, ProxyErrorText.noRoute), handlers: [])
+            return .failure(RoutingAnswer(exit: .error(404, ProxyErrorText.noRoute)))
         }
         context.match = match
-        if let redirect = protocolCheck(match.route, context: context, head: head) {
-            return .respond(redirect, handlers: [])
-        }
-        guard let service = match.service else { return .respond(.error(503, ProxyErrorText.noService), handlers: []) }
-        return .proxy(match, service, handlers: [])
+        if let answer = protocolCheck(match.route, context: context, head: head) { return .failure(RoutingAnswer(exit: answer)) }
+        return .success(match)
     }
 
     static func route(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
@@ -120,7 +129,8 @@ enum RequestPhases {
         var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service, options: options,
                                                           httpVersion: head.version, localPort: localPort)
         if let override = context.upstreamTarget {
-            target = override.query.map { "\(override.path)?\($0)" } ?? override.path
+            // The plugin's path goes as set (model names stay verbatim, as in Kong's drivers).
+            target = context.rawQuery.map { "\(override.path)?\($0)" } ?? override.path
             if !match.route.preserveHost {
                 // As Kong's balancer sets the Host of a re-targeted request: the name, and the
                 // port when it is not the scheme's default.
@@ -145,7 +155,7 @@ enum RequestPhases {
 
     /// A gateway-generated response (error template, plugin JSON, empty), with Kong's headers.
     static func generatedResponse(_ exit: PluginExit, context: ProxyRequestContext, head: HTTPRequestHead,
-                                  headerSet: ResponseHeaderSet = .kongDefault, started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
+                                  headerSet: ResponseHeaderSet, started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
         var headers = HTTPHeaders()
         var body = ""
         var status = exit.status

@@ -17,7 +17,7 @@ enum ProxyHeaders {
     /// Headers sent upstream (spec §8.1). `context.headers` already carries plugin changes.
     /// Content-Length / Transfer-Encoding are added by the caller, which knows the body.
     static func upstreamRequestHeaders(_ context: ProxyRequestContext, match: RouteMatch, service: Service,
-                                       options: ProxyOptions = ProxyOptions(),
+                                       options: ProxyOptions,
                                        httpVersion: HTTPVersion, localPort: Int) -> HTTPHeaders {
         let source = context.headers
         let listed = connectionTokens(source)
@@ -75,7 +75,7 @@ enum ProxyHeaders {
 
     /// Response headers from the upstream with Kong's additions (spec §8.2), in one pass.
     static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String, version: HTTPVersion,
-                                  status: Int = 0, headerSet: ResponseHeaderSet = .kongDefault,
+                                  status: Int, headerSet: ResponseHeaderSet,
                                   upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool) -> HTTPHeaders {
         let listed = connectionTokens(upstream)
         var upstreamVia: String?

@@ -5,9 +5,6 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The proxy listener(s): HTTP/1.1 with keep-alive, one `ProxyConnectionHandler` per client
 /// connection on its event loop (spec §8). `shutdown()` stops accepting and lets requests in
@@ -194,8 +191,7 @@ public final class LogSink: Sendable {
         let last = lastReport.load(ordering: .relaxed)
         guard now - last >= 10_000,
               lastReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
-        var line = Array("log phase behind the request rate: \(total) log entries dropped so far\n".utf8)
-        line.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+        ErrorLog.report("log phase behind the request rate: \(total) log entries dropped so far")
     }
 
     /// Runs queued log work until `finish()`.

@@ -110,11 +110,11 @@ public struct Router: Sendable {
 }
 
 /// The request's Host split into name and port.
-public struct HostAndPort: Sendable {
-    public let name: String?
-    public let port: Int
+struct HostAndPort: Sendable {
+    let name: String?
+    let port: Int
 
-    public init(_ header: String?, defaultPort: Int) {
+    init(_ header: String?, defaultPort: Int) {
         guard let header else {
             name = nil
             port = defaultPort

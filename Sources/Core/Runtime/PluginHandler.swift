@@ -19,8 +19,11 @@ public protocol PluginHandler: Sendable {
     /// before `headerFilter`, may change status, headers and body (Content-Length is recomputed).
     func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                           body: inout ByteBuffer)
-    /// After the response was sent; reads the log record.
+    /// After the response was sent; reads the log record. Runs only for handlers whose `logs` is true.
     func log(_ context: ProxyRequestContext)
+    /// Whether `log` does anything: the engine gathers the log facts and queues the log phase
+    /// only when a selected handler says so.
+    var logs: Bool { get }
     /// Whether `bodyFilter` does anything: the engine skips the per-chunk call otherwise.
     var filtersBody: Bool { get }
 }
@@ -32,6 +35,7 @@ extension PluginHandler {
     public var filtersBody: Bool { false }
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
     public func log(_ context: ProxyRequestContext) {}
+    public var logs: Bool { false }
     public func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                                  body: inout ByteBuffer) {}
 }

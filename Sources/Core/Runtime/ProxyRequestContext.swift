@@ -63,6 +63,9 @@ public final class ProxyRequestContext: @unchecked Sendable {
         return collected
     }
 
+    /// Drops the buffered body once nothing will read it again (before the log phase).
+    func releaseBody() { bufferedBody = nil }
+
     /// Replaces the body sent upstream (`kong.service.request.set_raw_body`).
     public func setRequestBody(_ body: ByteBuffer?) {
         bodyWasBuffered = true
@@ -97,6 +100,20 @@ public final class ProxyRequestContext: @unchecked Sendable {
         // Nothing left: no `?` at all upstream, as Kong sends it once the last argument is gone.
         self.rawQuery = kept.isEmpty ? nil : Substring(kept.joined(separator: "&"))
     }
+
+    /// Whether the query has an argument called `name` (compared decoded, as Kong's `get_query`).
+    public func hasQueryArgument(_ name: String) -> Bool {
+        guard let rawQuery else { return false }
+        return QueryText.pairs(rawQuery).contains { $0.name == name }
+    }
+
+    /// Sets argument `name` to `value` in the query sent upstream, replacing any the client sent
+    /// (appended last, percent-encoded).
+    public func setQueryArgument(_ name: String, _ value: String) {
+        removeQueryArgument(name)
+        let pair = QueryText.encode(name) + "=" + QueryText.encode(value)
+        rawQuery = Substring(rawQuery.map { "\($0)&\(pair)" } ?? pair)
+    }
 }
 
 enum QueryText {
@@ -108,6 +125,28 @@ enum QueryText {
             return (decode(pieces[0]), pieces.count > 1 ? decode(pieces[1]) : nil, pair)
         }
     }
+
+    /// Percent-encoding for names and values the gateway writes: RFC 3986 unreserved characters
+    /// stay, every other byte becomes `%XX`.
+    static func encode(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                 UInt8(ascii: "~"):
+                out.append(byte)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte).
     static func decode(_ text: Substring) -> String {
@@ -145,19 +184,16 @@ public struct UpstreamTargetOverride: Sendable, Equatable {
     public var tls: Bool
     public var host: String
     public var port: Int
-    /// The request target's path, starting with `/`.
+    /// The request target's path, starting with `/`; the query is the request's (`rawQuery`).
     public var path: String
-    /// The query string without `?` (nil: none).
-    public var query: String?
     /// Verify the upstream's certificate (ai-proxy always does; services follow `tls_verify`).
     public var verifyTLS: Bool
 
-    public init(tls: Bool, host: String, port: Int, path: String, query: String?, verifyTLS: Bool = true) {
+    public init(tls: Bool, host: String, port: Int, path: String, verifyTLS: Bool = true) {
         self.tls = tls
         self.host = host
         self.port = port
         self.path = path
-        self.query = query
         self.verifyTLS = verifyTLS
     }
 }

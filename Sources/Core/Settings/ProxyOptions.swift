@@ -32,10 +32,6 @@ public struct ResponseHeaderSet: Sendable, Equatable {
     public static let none = ResponseHeaderSet(server: false, via: false, proxyLatency: false, upstreamLatency: false,
                                                responseLatency: false, adminLatency: false, requestID: false)
 
-    public static let tokens = ["off", "server_tokens", "latency_tokens", "server", "via", "x-kong-proxy-latency",
-                                "x-kong-upstream-latency", "x-kong-response-latency", "x-kong-admin-latency",
-                                "x-kong-upstream-status", "x-kong-request-id"]
-
     /// `headers = server_tokens, latency_tokens, X-Kong-Request-Id` (case-insensitive); `off` alone
     /// disables all.
     public static func parse(_ value: String) -> Result<ResponseHeaderSet, SettingsError> {

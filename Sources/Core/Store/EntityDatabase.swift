@@ -42,7 +42,7 @@ public final class EntityDatabase: Sendable {
                 try await store.commit(decision.changes)
             } catch {
                 // The client gets Kong's generic 500; the operator gets the reason.
-                FileHandle.standardError.write(Data("database write failed: \(error.message)\n".utf8))
+                ErrorLog.report("database write failed: \(error.message)")
                 return .failure(KongError(code: .databaseError, message: error.message))
             }
             let after = before.applying(decision.changes, registry: dao.registry)

@@ -229,6 +229,11 @@ public struct JSONWriteOptions: Sendable {
     }
 }
 
+extension JSONWriteOptions {
+    /// Kong's encoder (cjson) as clients see it: `/` escaped; keys sorted for determinism.
+    public static let kong = JSONWriteOptions(sortedKeys: true, escapeSlashes: true)
+}
+
 extension JSONValue {
     public func serialized(_ options: JSONWriteOptions = JSONWriteOptions()) -> String {
         String(decoding: serializedBytes(options), as: UTF8.self)
@@ -289,6 +294,8 @@ extension JSONValue {
         return "\(n)"
     }
 
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     /// Copies runs of bytes that need no escaping in one go; UTF-8 above ASCII is kept as is.
     static func writeString(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
         out.append(UInt8(ascii: "\""))
@@ -316,10 +323,9 @@ extension JSONValue {
                 if escaped.utf8CodeUnitCount > 0 {
                     out.append(contentsOf: UnsafeBufferPointer(start: escaped.utf8Start, count: escaped.utf8CodeUnitCount))
                 } else {
-                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
                     out.append(contentsOf: "\\u00".utf8)
-                    out.append(hex[Int(b >> 4)])
-                    out.append(hex[Int(b & 0xF)])
+                    out.append(hexDigits[Int(b >> 4)])
+                    out.append(hexDigits[Int(b & 0xF)])
                 }
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))

@@ -20,14 +20,10 @@ public enum FileLogPlugin {
             "reopen": Field.boolean.required().default(false),
             "custom_fields_by_lua": Field.map(keys: Field.string.lenMin(1), values: Field.string.lenMin(1))
                 .required(false)
-                .custom("lua_code_unsupported") { value in value.isNullOrAbsentValue ? nil : luaUnsupported },
+                .custom("lua_code_unsupported") { value in value.isNull ? nil : luaUnsupported },
         ]),
         protocols: Typedefs.protocols
     )
-}
-
-extension JSONValue {
-    fileprivate var isNullOrAbsentValue: Bool { if case .null = self { return true } else { return false } }
 }
 
 /// Writes each request's serialized log line. Runs in the log phase, which the gateway runs off
@@ -46,9 +42,11 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
 
     deinit { if descriptor >= 0 { close(descriptor) } }
 
+    var logs: Bool { true }
+
     func log(_ context: ProxyRequestContext) {
         // Kong's cjson output: slashes escaped.
-        var line = LogSerializer.serialize(context).serializedBytes(JSONWriteOptions(sortedKeys: true, escapeSlashes: true))
+        var line = LogSerializer.serialize(context).serializedBytes(.kong)
         line.append(UInt8(ascii: "\n"))
         write(line)
     }
@@ -58,7 +56,7 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
             if descriptor >= 0 { close(descriptor) }
             descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
             guard descriptor >= 0 else {
-                PluginErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
+                ErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
                 return
             }
         }
@@ -70,7 +68,7 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
             }
             if written < 0 {
                 if errno == EINTR { continue }
-                PluginErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(errno))) \(path)")
+                ErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(errno))) \(path)")
                 return
             }
             offset += written

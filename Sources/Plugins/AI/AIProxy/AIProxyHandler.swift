@@ -88,7 +88,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if route == .preserve {
             // Forwarded untouched; the model is only recorded.
             if model.name == nil, let named = body?["model"]?.stringValue { model.name = named }
-            state.streaming = body?["stream"]?.boolValue == true || config.responseStreaming == "always"
+            state.streaming = LuaSemantics.truthy(body?["stream"]) || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
                 return Self.reject(400, "response streaming is not enabled for this LLM")
             }
@@ -101,10 +101,9 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             if let asked = request["model"]?.stringValue, !asked.isEmpty, asked != model.name {
                 return Self.reject(400, "cannot use own model - must be: \(model.name ?? "")")
             }
-            guard let name = model.name, !name.isEmpty else {
+            guard model.name?.isEmpty == false else {
                 return Self.reject(400, "model parameter not found in request, nor in gateway configuration")
             }
-            _ = name
             if hasMessages && hasPrompt { return Self.reject(400, "request matches multiple LLM request formats") }
             if route == .completions && hasMessages {
                 return Self.reject(400, "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type")
@@ -113,7 +112,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 return Self.reject(400, "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type")
             }
             // §2.3-4.8: streaming.
-            state.streaming = Self.isTruthy(request["stream"]) || config.responseStreaming == "always"
+            state.streaming = LuaSemantics.truthy(request["stream"]) || config.responseStreaming == "always"
             if state.streaming {
                 if config.responseStreaming == "deny" {
                     return Self.reject(400, "response streaming is not enabled for this LLM")
@@ -131,53 +130,51 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 return Self.reject(400, error.clientMessage)
             }
             // §2.3-4.11: body-parameter auth, where the converted body is the OpenAI object.
-            if let auth = config.auth.bodyParameter, Self.bodyIsOpenAIObject(model),
+            if let auth = config.auth.bodyParameter, LLMDialect(model)?.sendsTheOpenAIObject == true,
                converted[auth.name] == nil || !config.auth.allowOverride {
                 converted[auth.name] = .string(auth.value)
             }
-            // §2.3-4.13: prompt estimate for providers whose streams lack usage.
-            if Self.estimatesPrompt(model.provider) {
+            // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
+            // read it, so it is made only when they are recorded).
+            if config.logStatistics, model.provider.estimatesPromptTokens {
                 do {
                     state.promptEstimate = try LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming)
                 } catch {
                     return .exit(.error(500))
                 }
             }
-            let encoded = converted.serialized(JSONWriteOptions(sortedKeys: true))
-            state.requestPayload = encoded
-            context.setRequestBody(ByteBuffer(string: encoded))
+            // Key order is irrelevant to providers: no sorting on the request path.
+            let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false))
+            if config.logStatistics && config.logPayloads { state.requestPayload = String(decoding: encoded, as: UTF8.self) }
+            context.setRequestBody(ByteBuffer(bytes: encoded))
             context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         }
         state.model = model
 
         // §2.3-4.14: cloud identities this build does not sign for yet.
         if model.provider == .bedrock || (model.provider == .gemini && config.auth.gcpUseServiceAccount) {
-            PluginErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud credentials are not supported yet")
+            ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud credentials are not supported yet")
             return .exit(PluginExit(status: 500, body: .json(["error": ["message": "LLM request failed before proxying"]])))
         }
 
         // §2.3-4.15 / §2.5: target, path, query and auth.
-        let clientPath = String(context.rawPath)
-        let apiVersion = context.queryArguments.first { $0.name == "api-version" }?.value
+        let apiVersion = model.provider == .azure ? context.queryArguments.first { $0.name == "api-version" }?.value : nil
         let upstream: LLMUpstream
         do {
             upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
-                                              clientPath: clientPath, clientAPIVersion: apiVersion,
+                                              clientPath: String(context.rawPath), clientAPIVersion: apiVersion,
                                               environment: environment)
         } catch {
-            PluginErrorLog.report("ai-proxy: failed to configure the upstream: \(error.message)")
+            ErrorLog.report("ai-proxy: failed to configure the upstream: \(error.message)")
             return .exit(.error(500))
         }
-        var query = context.rawQuery.map(String.init)
-        for (name, value) in upstream.query {
-            query = Self.settingQuery(query, name: name, value: value)
-        }
-        config.auth.apply(to: context, query: &query, provider: model.provider)
+        for (name, value) in upstream.query { context.setQueryArgument(name, value) }
+        config.auth.apply(to: context, provider: model.provider)
         if model.provider == .anthropic, let version = model.options.anthropicVersion {
             context.headers.replaceOrAdd(name: "anthropic-version", value: version)
         }
         context.upstreamTarget = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port,
-                                                        path: upstream.path, query: query)
+                                                        path: upstream.path)
         // The gateway does not inflate compressed answers: it asks the provider for none.
         context.headers.replaceOrAdd(name: "Accept-Encoding", value: "identity")
         context.buffersResponse = !state.streaming
@@ -191,48 +188,45 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                           body: inout ByteBuffer) {
         guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
         state.upstreamStatus = status
-        state.llmLatency = Self.milliseconds(since: state.started)
+        let latency = Self.milliseconds(since: state.started)
         guard status == 200 else { return }
-        let model = state.model
-        if config.routeType == .preserve {
-            state.responseDocument = (try? JSONValue.parse(bytes: body.readableBytesView)) ?? .null
-        } else {
-            let upstream = Array(body.readableBytesView)
-            do {
-                let converted = try LLMResponseConversion.fromProvider(upstream, route: config.routeType, model: model)
-                state.responseDocument = converted.document
-                if case .converted = converted.body {
-                    body = ByteBuffer(bytes: converted.bytes(upstream: upstream))
-                }
-            } catch {
-                status = 500
-                headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
-                body = ByteBuffer(string: JSONValue.object(["error": ["message": .string(error.clientMessage)]])
-                    .serialized(JSONWriteOptions(sortedKeys: true)))
-                state.conversionFailed = true
-            }
+        if state.model.provider.dropsSetCookie { headers.remove(name: "Set-Cookie") }
+        let upstream = Array(body.readableBytesView)
+        let converted: LLMConvertedResponse
+        do {
+            converted = try LLMResponseConversion.fromProvider(upstream, route: config.routeType, model: state.model)
+        } catch {
+            status = 500
+            headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+            body = ByteBuffer(bytes: JSONValue.object(["error": ["message": .string(error.clientMessage)]])
+                .serializedBytes(.kong))
+            return
         }
-        if [.openai, .azure, .mistral, .gemini, .bedrock].contains(model.provider) {
-            headers.remove(name: "Set-Cookie")
-        }
-        recordAnalytics(context, state: state, usage: Self.usage(of: state.responseDocument),
-                        responseModel: state.responseDocument?["model"]?.stringValue,
-                        responseText: state.responseDocument.map { $0.serialized(JSONWriteOptions(sortedKeys: true)) })
+        // The client's bytes: the upstream's own, or the converted document encoded once.
+        let sent = converted.bytes(upstream: upstream)
+        if case .converted = converted.body { body = ByteBuffer(bytes: sent) }
+        guard config.logStatistics else { return }
+        recordAnalytics(context, state: state, latency: latency,
+                        usage: converted.usage ?? LLMUsage(promptTokens: state.promptEstimate ?? 0),
+                        responseModel: converted.model,
+                        responsePayload: { String(decoding: sent, as: UTF8.self) })
     }
 
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
         guard let state = AIProxyRequestState.of(context), state.active, context.exchangeLog.proxied else { return }
         if state.streaming {
             state.upstreamStatus = status
-            state.llmLatency = Self.milliseconds(since: state.started)
-            state.upstreamContentType = headers.first(name: "content-type")
+            state.streamLatency = Self.milliseconds(since: state.started)
+            let upstreamContentType = headers.first(name: "content-type")
             headers.replaceOrAdd(name: "Content-Type", value: "text/event-stream")
             headers.remove(name: "Content-Length")
             headers.remove(name: "Content-Encoding")
             if status == 200, config.routeType != .preserve, config.llmFormat == "openai" {
-                state.normalizer = StreamNormalizer(contentType: state.upstreamContentType, provider: state.model.provider,
+                // Verbatim OpenAI events are parsed only when analytics read them.
+                state.normalizer = StreamNormalizer(contentType: upstreamContentType,
                                                     route: config.routeType, model: state.model,
-                                                    accumulateText: config.logPayloads)
+                                                    accumulateText: config.logPayloads,
+                                                    inspectPassthrough: config.logStatistics)
             }
         }
         // The model header on the upstream's success (also on a 500 from a failed conversion).
@@ -246,42 +240,37 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {
         guard let state = AIProxyRequestState.of(context), state.active, state.streaming,
               context.exchangeLog.proxied else { return }
-        guard state.normalizer != nil else {
-            if last { recordStreamAnalytics(context, state: state) }
-            return
+        if state.normalizer != nil {
+            var frames = state.normalizer!.process(chunk.readableBytesView)
+            if last { frames += state.normalizer!.finish() }
+            chunk = ByteBuffer(bytes: frames)
         }
-        var frames = state.normalizer!.process(chunk.readableBytesView)
-        if last { frames += state.normalizer!.finish() }
-        chunk = ByteBuffer(bytes: frames)
-        if last { recordStreamAnalytics(context, state: state) }
+        if last && config.logStatistics { recordStreamAnalytics(context, state: state) }
     }
 
     // MARK: Analytics (§2.11)
 
     private func recordStreamAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState) {
+        let latency = state.streamLatency ?? 0
         guard let normalizer = state.normalizer else {
-            recordAnalytics(context, state: state, usage: nil, responseModel: nil, responseText: nil)
+            recordAnalytics(context, state: state, latency: latency,
+                            usage: LLMUsage(promptTokens: state.promptEstimate ?? 0), responseModel: nil,
+                            responsePayload: { nil })
             return
         }
-        let completion = normalizer.converter.completion(logStatistics: config.logStatistics,
-                                                         promptTokenEstimate: state.promptEstimate)
-        let composite = completion.compositeResponse(logPayloads: config.logPayloads)
-        recordAnalytics(context, state: state, usage: completion.usage, responseModel: nil,
-                        responseText: composite.serialized(JSONWriteOptions(sortedKeys: true)))
+        let completion = normalizer.converter.completion(logStatistics: true, promptTokenEstimate: state.promptEstimate)
+        recordAnalytics(context, state: state, latency: latency, usage: completion.usage, responseModel: nil,
+                        responsePayload: { completion.compositeResponse(logPayloads: true).serialized(.kong) })
     }
 
-    private func recordAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState, usage reported: LLMUsage?,
-                                 responseModel: String?, responseText: String?) {
-        guard config.logStatistics, !state.analyticsRecorded else { return }
-        state.analyticsRecorded = true
-        var usage = reported ?? LLMUsage(promptTokens: state.promptEstimate ?? 0, completionTokens: 0)
-        if reported != nil, usage.promptTokens == 0, let estimate = state.promptEstimate { usage.promptTokens = estimate }
+    /// Writes `ai.proxy` into the log record; `responsePayload` is built only with `log_payloads`.
+    private func recordAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState, latency: Int64,
+                                 usage: LLMUsage, responseModel: String?, responsePayload: () -> String?) {
         let options = state.model.options
         var cost = 0.0
         if let input = options.inputCost, let output = options.outputCost {
             cost = (Double(usage.promptTokens) * input + Double(usage.completionTokens) * output) / 1_000_000
         }
-        let latency = state.llmLatency ?? 0
         let requestModel = state.model.name ?? "UNSPECIFIED"
         var meta: [String: JSONValue] = [
             "plugin_id": .string(config.pluginID),
@@ -308,7 +297,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if config.logPayloads {
             proxy["payload"] = .object([
                 "request": state.requestPayload.map(JSONValue.string) ?? .null,
-                "response": responseText.map(JSONValue.string) ?? .null,
+                "response": responsePayload().map(JSONValue.string) ?? .null,
             ])
         }
         var ai = context.logRecord["ai"]?.objectValue ?? [:]
@@ -331,45 +320,6 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
     }
 
-    /// Lua truthiness of a decoded JSON value (JSON null counts as absent).
-    static func isTruthy(_ value: JSONValue?) -> Bool {
-        switch value {
-        case nil, .null?, .bool(false)?: return false
-        default: return true
-        }
-    }
-
-    static func bodyIsOpenAIObject(_ model: LLMModelConfig) -> Bool {
-        switch model.provider {
-        case .openai, .azure, .cohere, .huggingface: return true
-        case .mistral: return model.options.mistralFormat == "openai"
-        case .llama2: return model.options.llama2Format == "openai"
-        default: return false
-        }
-    }
-
-    static func estimatesPrompt(_ provider: LLMProvider) -> Bool {
-        [.openai, .azure, .mistral, .huggingface].contains(provider)
-    }
-
-    static func usage(of document: JSONValue?) -> LLMUsage? {
-        guard let usage = document?["usage"], case .object = usage else { return nil }
-        let prompt = usage["prompt_tokens"]?.intValue, completion = usage["completion_tokens"]?.intValue
-        guard prompt != nil || completion != nil else { return nil }
-        return LLMUsage(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
-    }
-
-    /// Sets `name=value` in a raw query string, replacing an existing argument of that name.
-    static func settingQuery(_ query: String?, name: String, value: String) -> String {
-        let pair = "\(QueryEscaping.escape(name))=\(QueryEscaping.escape(value))"
-        guard let query, !query.isEmpty else { return pair }
-        var kept = query.split(separator: "&", omittingEmptySubsequences: true).filter {
-            $0.split(separator: "=", maxSplits: 1).first.map(String.init) != name
-        }.map(String.init)
-        kept.append(pair)
-        return kept.joined(separator: "&")
-    }
-
     static func milliseconds(since start: NIODeadline) -> Int64 {
         (NIODeadline.now() - start).nanoseconds / 1_000_000
     }
@@ -389,95 +339,10 @@ final class AIProxyRequestState: @unchecked Sendable {
     var streaming = false
     var started = NIODeadline.now()
     var promptEstimate: Int?
+    /// The body sent upstream, kept only when payloads are logged.
     var requestPayload: String?
     var upstreamStatus: Int?
-    var upstreamContentType: String?
-    var llmLatency: Int64?
-    var responseDocument: JSONValue?
-    var conversionFailed = false
+    /// Until the stream's response headers (spec §2.11 `llm_latency`).
+    var streamLatency: Int64?
     var normalizer: StreamNormalizer?
-    var analyticsRecorded = false
-}
-
-/// Provider authentication from `config.auth` (spec §2.5).
-struct LLMAuth: Sendable {
-    struct Pair: Sendable { let name: String; let value: String }
-
-    let header: Pair?
-    let queryParameter: Pair?
-    let bodyParameter: Pair?
-    let allowOverride: Bool
-    let gcpUseServiceAccount: Bool
-
-    /// `environment` resolves `{vault://env/...}` references; one that does not resolve leaves
-    /// its pair unset (reported on the error output, without the secret).
-    init(json: JSONValue, environment: [String: String]) {
-        func secret(_ field: String) -> String? {
-            guard let value = json[field]?.stringValue else { return nil }
-            guard let resolved = VaultReference.resolve(value, environment: environment) else {
-                PluginErrorLog.report("llm auth: could not resolve the vault reference in auth.\(field)")
-                return nil
-            }
-            return resolved
-        }
-        if let name = secret("header_name"), let value = secret("header_value") {
-            header = Pair(name: name, value: value)
-        } else {
-            header = nil
-        }
-        var query: Pair?, body: Pair?
-        if let name = secret("param_name"), let value = secret("param_value") {
-            switch json["param_location"]?.stringValue {
-            case "query": query = Pair(name: name, value: value)
-            case "body": body = Pair(name: name, value: value)
-            default: break
-            }
-        }
-        queryParameter = query
-        bodyParameter = body
-        allowOverride = json["allow_override"]?.boolValue ?? false
-        gcpUseServiceAccount = json["gcp_use_service_account"]?.boolValue ?? false
-    }
-
-    /// Header and query auth: the configured value, unless the client sent its own and
-    /// `allow_override` lets it win. Gemini always applies (no override); Hugging Face takes no
-    /// query auth.
-    func apply(to context: ProxyRequestContext, query: inout String?, provider: LLMProvider) {
-        let override = allowOverride && provider != .gemini && provider != .bedrock
-        if let header, !(override && context.headers.contains(name: header.name)) {
-            context.headers.replaceOrAdd(name: header.name, value: header.value)
-        }
-        if let parameter = queryParameter, provider != .huggingface {
-            let sent = query.map { q in
-                q.split(separator: "&").contains { $0.split(separator: "=", maxSplits: 1).first.map(String.init) == parameter.name }
-            } ?? false
-            if !(override && sent) {
-                query = AIProxyHandler.settingQuery(query, name: parameter.name, value: parameter.value)
-            }
-        }
-    }
-}
-
-/// Percent-encoding for query arguments the gateway writes.
-enum QueryEscaping {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-                 UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
-            }
-        }
-        return out
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
 }

@@ -8,8 +8,63 @@ public enum LLMRouteType: String, Sendable {
 }
 
 /// `model.provider`.
-public enum LLMProvider: String, Sendable, CaseIterable {
+public enum LLMProvider: String, Sendable {
     case openai, azure, anthropic, cohere, mistral, llama2, gemini, bedrock, huggingface
+
+    /// Kong estimates prompt tokens for these (their streams carry no usage; spec §2.3-4.13).
+    var estimatesPromptTokens: Bool { [.openai, .azure, .mistral, .huggingface].contains(self) }
+
+    /// Kong drops `Set-Cookie` from these providers' non-stream answers (spec §2.7).
+    var dropsSetCookie: Bool { [.openai, .azure, .mistral, .gemini, .bedrock].contains(self) }
+}
+
+/// Which wire format a configuration speaks: the provider, refined by the mistral/llama2
+/// `*_format` option. One mapping for requests, responses and streams.
+public enum LLMDialect: Sendable, Equatable {
+    case openAI, ollama, llama2Raw, anthropic, cohere, gemini, bedrock, huggingFace
+
+    /// Nil for mistral/llama2 without a format this gateway knows (the schema requires one).
+    public init?(_ model: LLMModelConfig) {
+        switch model.provider {
+        case .openai, .azure: self = .openAI
+        case .anthropic: self = .anthropic
+        case .cohere: self = .cohere
+        case .gemini: self = .gemini
+        case .bedrock: self = .bedrock
+        case .huggingface: self = .huggingFace
+        case .mistral:
+            switch model.options.mistralFormat {
+            case "openai": self = .openAI
+            case "ollama": self = .ollama
+            default: return nil
+            }
+        case .llama2:
+            switch model.options.llama2Format {
+            case "openai": self = .openAI
+            case "ollama": self = .ollama
+            case "raw": self = .llama2Raw
+            default: return nil
+            }
+        }
+    }
+
+    /// Gemini and Bedrock have no completions API.
+    func supports(_ route: LLMRouteType) -> Bool {
+        switch self {
+        case .gemini, .bedrock: return route == .chat
+        default: return true
+        }
+    }
+
+    /// The converted request is the client's OpenAI object itself, so body-parameter auth
+    /// reaches the wire (spec §2.3-4.11).
+    var sendsTheOpenAIObject: Bool { self == .openAI || self == .cohere || self == .huggingFace }
+
+    /// `<route>/<format>`, as Kong names mistral/llama2 transformers in its errors.
+    static func formatTarget(_ route: LLMRouteType, _ model: LLMModelConfig) -> String {
+        let format = model.provider == .mistral ? model.options.mistralFormat : model.options.llama2Format
+        return "\(route.rawValue)/\(format ?? "")"
+    }
 }
 
 /// `config.model` of an `llm` record after schema processing (defaults filled), typed once per

@@ -17,8 +17,8 @@ public enum LLMRequestConversion {
         throws(LLMConversionError) -> JSONValue
     {
         guard route != .preserve else { return request }
-        guard var dialect = LLMDrivers.Dialect(model) else {
-            let target = "\(model.provider.rawValue)://\(LLMDrivers.Dialect.formatTarget(route, model))"
+        guard var dialect = LLMDialect(model) else {
+            let target = "\(model.provider.rawValue)://\(LLMDialect.formatTarget(route, model))"
             if model.provider == .mistral { throw LLMConversionError("no transformer available to format \(target)") }
             // Kong calls a missing llama2 transformer, which fails like any other conversion.
             throw LLMConversionError("unknown llama2_format", clientMessage: "error transforming to \(target)")
@@ -42,7 +42,7 @@ public enum LLMRequestConversion {
     }
 
     private static func convert(
-        _ body: [String: JSONValue], dialect: LLMDrivers.Dialect, route: LLMRouteType, model: LLMModelConfig
+        _ body: [String: JSONValue], dialect: LLMDialect, route: LLMRouteType, model: LLMModelConfig
     ) throws(LLMConversionError) -> JSONValue {
         switch dialect {
         case .openAI: return LLMDrivers.OpenAI.request(body, name: model.name)
@@ -73,7 +73,7 @@ public enum LLMRequestConversion {
     /// Bedrock models that reject a system prompt (Kong's Lua patterns `amazon.titan.-.*`, …,
     /// matched anywhere in the name). The transformers use it too (§3.3-3).
     public static func bedrockRefusesSystemPrompts(model name: String) -> Bool {
-        LLMDrivers.Bedrock.systemlessModelPatterns.contains { LuaSemantics.find($0, in: name) }
+        LLMDrivers.Bedrock.systemlessModelPatterns.contains { $0.matches(name) }
     }
 
     /// The client text for a failed transformer (§2.6 last paragraph): gemini and bedrock keep

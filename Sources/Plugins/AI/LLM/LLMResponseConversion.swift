@@ -70,8 +70,8 @@ public enum LLMResponseConversion {
             // Never converted; parsed (when JSON) only so analytics can read usage and model.
             return LLMConvertedResponse(forwarding: (try? JSONValue.parse(bytes: body)) ?? .null)
         }
-        guard let dialect = LLMDrivers.Dialect(model) else {
-            throw noTransformer(model.provider, LLMDrivers.Dialect.formatTarget(route, model))
+        guard let dialect = LLMDialect(model) else {
+            throw noTransformer(model.provider, LLMDialect.formatTarget(route, model))
         }
         guard dialect.supports(route) else { throw noTransformer(model.provider, route.rawValue) }
 
@@ -84,7 +84,7 @@ public enum LLMResponseConversion {
     }
 
     private static func convert(
-        _ body: [UInt8], dialect: LLMDrivers.Dialect, route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool
+        _ body: [UInt8], dialect: LLMDialect, route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool
     ) throws(LLMConversionError) -> LLMConvertedResponse {
         let document: JSONValue
         switch dialect {

@@ -85,7 +85,7 @@ public struct LLMUpstream: Sendable, Equatable {
                 target = LLMUpstream(tls: true, host: "generativelanguage.googleapis.com", port: 443,
                                      path: "/v1beta/models/\(name):\(operation)")
             }
-            if let override { (target.tls, target.host, target.port) = (override.tls, override.host, override.port) }
+            if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .bedrock:
             guard let region = options.bedrockRegion ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] else {
@@ -93,7 +93,7 @@ public struct LLMUpstream: Sendable, Equatable {
             }
             target = LLMUpstream(tls: true, host: "bedrock-runtime.\(region).amazonaws.com", port: 443,
                                  path: "/model/\(name)/\(stream ? "converse-stream" : "converse")")
-            if let override { (target.tls, target.host, target.port) = (override.tls, override.host, override.port) }
+            if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .huggingface:
             if let override {
@@ -113,20 +113,11 @@ public struct LLMUpstream: Sendable, Equatable {
 
     /// `upstream_url`: scheme, host, port (default by scheme) and path; its query is ignored.
     static func parse(_ url: String) throws(Failure) -> LLMUpstream {
-        guard let schemeEnd = url.range(of: "://") else { throw Failure(message: "missing scheme in url") }
-        let scheme = url[..<schemeEnd.lowerBound].lowercased()
-        var rest = url[schemeEnd.upperBound...]
-        if let q = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<q] }
-        let authority = rest.firstIndex(of: "/").map { rest[..<$0] } ?? rest
-        let path = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+        let parts = URLParts(url)
+        guard let scheme = parts.scheme?.lowercased() else { throw Failure(message: "missing scheme in url") }
+        guard let host = parts.host else { throw Failure(message: "missing host in url") }
         let tls = scheme == "https"
-        var host = Substring(authority), port = tls ? 443 : 80
-        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"),
-           let explicit = Int(authority[authority.index(after: colon)...]) {
-            host = authority[..<colon]
-            port = explicit
-        }
-        guard !host.isEmpty else { throw Failure(message: "missing host in url") }
-        return LLMUpstream(tls: tls, host: String(host), port: port, path: path)
+        return LLMUpstream(tls: tls, host: host, port: parts.port.flatMap { Int($0) } ?? (tls ? 443 : 80),
+                           path: parts.path ?? "/")
     }
 }

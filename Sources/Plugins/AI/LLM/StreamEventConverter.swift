@@ -16,7 +16,6 @@ import Core
 public struct StreamEventConverter: Sendable {
     /// How produced chunks are encoded: as Kong's cjson writes them (`/` as `\/`, like the
     /// non-stream converted bodies), keys sorted for deterministic output.
-    public static let jsonOptions = JSONWriteOptions(sortedKeys: true, escapeSlashes: true)
 
     /// The single frame that replaces a stream whose upstream content type §2.8 does not parse
     /// (Kong's exact bytes, spaces included, no trailing newline); it ends the response.
@@ -33,8 +32,6 @@ public struct StreamEventConverter: Sendable {
 
     /// Tokens reported by the upstream so far (not yet estimated).
     public private(set) var usage = LLMUsage()
-    /// Whether any event carried token counts.
-    public private(set) var upstreamReportedUsage = false
     public private(set) var finishReason: String?
     /// The accumulated completion text; empty unless `accumulateText`.
     public private(set) var text = ""
@@ -48,9 +45,9 @@ public struct StreamEventConverter: Sendable {
     ///     the completion-token estimate non-zero.
     ///   - inspectPassthrough: decode OpenAI-compatible chunks that are forwarded verbatim, to learn
     ///     their finish reason and `usage`. Only worth turning off when no analytics are written.
-    public init(provider: LLMProvider, route: LLMRouteType, model: LLMModelConfig,
+    public init(route: LLMRouteType, model: LLMModelConfig,
                 accumulateText: Bool = false, inspectPassthrough: Bool = true) {
-        dialect = StreamProviderDialect(provider: provider, route: route, model: model)
+        dialect = StreamProviderDialect(route: route, model: model)
         self.accumulateText = accumulateText
         self.inspectPassthrough = inspectPassthrough || accumulateText
     }
@@ -95,7 +92,6 @@ public struct StreamEventConverter: Sendable {
     // MARK: - Private
 
     private mutating func record(_ report: StreamUsageReport) {
-        upstreamReportedUsage = true
         switch report {
         case .add(let counts):
             usage.promptTokens += counts.promptTokens
@@ -117,7 +113,7 @@ public struct StreamEventConverter: Sendable {
                 if let reported = StreamEventConverter.openAIUsage(chunk) { record(.replace(reported)) }
             }
         case .json(let chunk):
-            StreamEventConverter.frame(chunk.serialized(StreamEventConverter.jsonOptions), into: &frames)
+            StreamEventConverter.frame(chunk.serialized(.kong), into: &frames)
             observe(chunk)
         }
     }

@@ -16,10 +16,10 @@ public struct StreamNormalizer: Sendable {
     /// Why the stream ended early, when it did because the body could not be split.
     public private(set) var splitError: StreamSplitError?
 
-    public init(contentType: String?, provider: LLMProvider, route: LLMRouteType, model: LLMModelConfig,
+    public init(contentType: String?, route: LLMRouteType, model: LLMModelConfig,
                 accumulateText: Bool = false, inspectPassthrough: Bool = true) {
         splitter = StreamFrameSplitter(contentType: contentType)
-        converter = StreamEventConverter(provider: provider, route: route, model: model,
+        converter = StreamEventConverter(route: route, model: model,
                                          accumulateText: accumulateText, inspectPassthrough: inspectPassthrough)
     }
 

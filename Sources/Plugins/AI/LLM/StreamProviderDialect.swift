@@ -24,51 +24,25 @@ enum StreamUsageReport: Equatable, Sendable {
 /// Anthropic message id, the Cohere generation id). Events it cannot decode produce nothing, as
 /// Kong's drivers return nothing for them.
 struct StreamProviderDialect: Sendable {
-    enum Kind: Sendable, Equatable {
-        /// openai, azure, mistral/llama2 in `openai` format; also any provider in `preserve`.
-        case openAICompatible
-        case anthropic, cohere, gemini, bedrock, huggingface
-        /// mistral/llama2 in `ollama` format.
-        case ollama
-        /// llama2 in `raw` format (Hugging Face text-generation-inference stream).
-        case llama2Raw
-    }
-
-    let kind: Kind
+    /// The provider's wire format; OpenAI-compatible in `preserve` (nothing to convert).
+    let kind: LLMDialect
     /// Completions shapes (`text_completion`, `choices[].text`) instead of chat ones.
     let completions: Bool
     /// The resolved model name, absent from payloads when nil (as Kong omits a nil field).
     let model: JSONValue?
     private var streamID: JSONValue?
 
-    init(provider: LLMProvider, route: LLMRouteType, model: LLMModelConfig) {
+    init(route: LLMRouteType, model: LLMModelConfig) {
         completions = route == .completions
         self.model = model.name.map(JSONValue.string)
-        kind = route == .preserve ? .openAICompatible : StreamProviderDialect.kind(of: provider, model.options)
-    }
-
-    static func kind(of provider: LLMProvider, _ options: LLMModelOptions) -> Kind {
-        switch provider {
-        case .openai, .azure: return .openAICompatible
-        case .anthropic: return .anthropic
-        case .cohere: return .cohere
-        case .gemini: return .gemini
-        case .bedrock: return .bedrock
-        case .huggingface: return .huggingface
-        case .mistral: return options.mistralFormat == "ollama" ? .ollama : .openAICompatible
-        case .llama2:
-            switch options.llama2Format {
-            case "ollama": return .ollama
-            case "raw": return .llama2Raw
-            default: return .openAICompatible
-            }
-        }
+        // A mistral/llama2 format the schema would refuse reads as OpenAI-compatible.
+        kind = route == .preserve ? .openAI : LLMDialect(model) ?? .openAI
     }
 
     mutating func convert(_ event: StreamEvent, into out: inout [StreamPayload]) -> StreamUsageReport? {
         // Empty `data` is a keep-alive for every provider.
         guard !event.data.isEmpty else { return nil }
-        if kind == .openAICompatible {
+        if kind == .openAI {
             out.append(event.data == StreamEvent.doneMarker ? .done : .verbatim(event.data))
             return nil
         }
@@ -79,13 +53,13 @@ struct StreamProviderDialect: Sendable {
         // Hugging Face's own `data: [DONE]` fails to decode here and yields nothing (Kong, §2.8).
         guard let body = try? JSONValue.parse(event.data) else { return nil }
         switch kind {
-        case .openAICompatible: return nil
+        case .openAI: return nil
         case .anthropic: return anthropic(event.event ?? body["type"]?.stringValue, body, &out)
         case .cohere: return cohere(body, &out)
         case .ollama: return ollama(body, &out)
         case .gemini: return gemini(body, &out)
         case .bedrock: return bedrock(body, &out)
-        case .huggingface:
+        case .huggingFace:
             huggingface(body, &out)
             return nil
         case .llama2Raw:
@@ -240,7 +214,7 @@ struct StreamProviderDialect: Sendable {
                 return object([
                     ("function", object([
                         ("name", call["name"]),
-                        ("arguments", .string((call["args"] ?? [:]).serialized(StreamEventConverter.jsonOptions))),
+                        ("arguments", .string((call["args"] ?? [:]).serialized(.kong))),
                     ])),
                     ("type", "function"),
                 ])
@@ -298,7 +272,7 @@ struct StreamProviderDialect: Sendable {
                 ("choices", [object([
                     ("delta", [:]),
                     ("index", 0),
-                    ("finish_reason", .string(StreamProviderDialect.bedrockFinishReason(body["stopReason"]?.stringValue))),
+                    ("finish_reason", .string(LLMDrivers.Bedrock.finishReason(body["stopReason"]?.stringValue))),
                     ("logprobs", .null),
                 ])]),
                 ("model", model),
@@ -312,16 +286,6 @@ struct StreamProviderDialect: Sendable {
             break
         }
         return nil
-    }
-
-    /// Bedrock `stopReason` → OpenAI `finish_reason` (same map as the non-stream response, §2.7).
-    static func bedrockFinishReason(_ stopReason: String?) -> String {
-        switch stopReason {
-        case "max_tokens": return "length"
-        case "tool_use": return "tool_calls"
-        case "guardrail_intervened": return "guardrail_intervened"
-        default: return "stop"  // end_turn, stop_sequence, content_filtered, absent
-        }
     }
 
     private func huggingface(_ body: JSONValue, _ out: inout [StreamPayload]) {

@@ -4,13 +4,14 @@ extension LLMDrivers {
     /// AWS Bedrock Converse API.
     enum Bedrock {
         /// Kong's Lua patterns of Bedrock models without a system role (spec §2.6).
+        /// Kong's Lua patterns, matched anywhere in the model name; compiled once.
         static let systemlessModelPatterns = [
             "amazon.titan.-.*",
             "cohere.command.-text.-.*",
             "cohere.command.-light.-text.-.*",
             "mistral.mistral.-7b.-instruct.-.*",
             "mistral.mixtral.-8x7b.-instruct.-.*",
-        ]
+        ].map(LuaPattern.init)
 
         // MARK: Requests (spec §2.6)
 

@@ -1,0 +1,123 @@
+import Core
+import Foundation
+import Testing
+
+/// file-log end to end: the file handling (`reopen`) and the fields of Kong's log serializer, as
+/// written for real requests through the gateway.
+@Suite(.serialized)
+struct FileLogTests {
+    /// A fresh directory, removed by the caller.
+    static func temporaryDirectory() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-file-log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    /// The `request.uri` of each line.
+    static func uris(_ lines: [String]) -> [String?] {
+        lines.map { (try? JSONValue.parse($0))?["request"]?["uri"]?.stringValue }
+    }
+
+    /// `reopen: true` opens the file for every line, so a rotated (renamed) log is followed by a new
+    /// file at the path; `reopen: false` keeps writing to the descriptor it has, i.e. the renamed file.
+    @Test func reopenFollowsRotation() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let reopened = directory.appendingPathComponent("reopened.log").path
+        let kept = directory.appendingPathComponent("kept.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: reopened
+            paths: ["/reopened"]
+            plugins:
+            - {name: file-log, config: {path: "\(reopened)", reopen: true}}
+          - name: kept
+            paths: ["/kept"]
+            plugins:
+            - {name: file-log, config: {path: "\(kept)", reopen: false}}
+        """)
+        defer { Task { await h.stop() } }
+
+        for (route, path) in [("reopened", reopened), ("kept", kept)] {
+            #expect(try await h.send("/\(route)/first").status == 200)
+            let first = try await AIProxyTests.logLines(path, atLeast: 1)
+            try #require(first.count == 1, "\(route): \(first)")
+            #expect(Self.uris(first) == ["/\(route)/first"])
+            try FileManager.default.moveItem(atPath: path, toPath: path + ".1")
+        }
+
+        #expect(try await h.send("/reopened/second").status == 200)
+        let fresh = try await AIProxyTests.logLines(reopened, atLeast: 1)
+        #expect(Self.uris(fresh) == ["/reopened/second"], "reopen: the second line starts a new file at the path")
+        #expect(Self.uris(try await AIProxyTests.logLines(reopened + ".1", atLeast: 1)) == ["/reopened/first"],
+                "the rotated file is left alone")
+
+        #expect(try await h.send("/kept/second").status == 200)
+        let rotated = try await AIProxyTests.logLines(kept + ".1", atLeast: 2)
+        #expect(Self.uris(rotated) == ["/kept/first", "/kept/second"], "no reopen: the open descriptor follows the renamed file")
+        #expect(!FileManager.default.fileExists(atPath: kept), "no new file at the path without reopen")
+    }
+
+    /// The serializer's request, upstream and latency fields for a proxied request, and for one a
+    /// plugin answered itself.
+    @Test func serializerFields() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proxiedLog = directory.appendingPathComponent("proxied.log").path
+        let refusedLog = directory.appendingPathComponent("refused.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: logged
+            paths: ["/logged"]
+            plugins:
+            - {name: file-log, config: {path: "\(proxiedLog)"}}
+          - name: refused
+            paths: ["/refused"]
+            plugins:
+            - {name: ai-proxy, config: {route_type: llm/v1/chat, logging: {}, model: {provider: openai, name: gpt-4o-mini}}}
+            - {name: file-log, config: {path: "\(refusedLog)"}}
+        """)
+        defer { Task { await h.stop() } }
+
+        let proxied = try await h.send("/logged/items?a=1&a=2&b")
+        #expect(proxied.status == 200)
+        let echoedURI = try #require(proxied.json?["uri"]?.stringValue)
+        let lines = try await AIProxyTests.logLines(proxiedLog, atLeast: 1)
+        try #require(lines.count == 1, "\(lines)")
+        let entry = try JSONValue.parse(lines[0])
+        #expect(entry["request"]?["querystring"] == ["a": ["1", "2"], "b": true])
+        #expect(entry["request"]?["uri"] == "/logged/items?a=1&a=2&b")
+        #expect(entry["client_ip"] == "127.0.0.1")
+        #expect(entry["source"] == "upstream")
+        #expect(entry["upstream_status"] == "200")
+        #expect(entry["response"]?["status"] == 200)
+        #expect(entry["upstream_uri"] == "/items?a=1&a=2&b", "the stripped path and the query, as sent upstream")
+        #expect(entry["upstream_uri"]?.stringValue == echoedURI, "what the upstream received")
+        let latencies = try #require(entry["latencies"])
+        let kong = try #require(latencies["kong"]?.numberValue)
+        let proxy = try #require(latencies["proxy"]?.numberValue)
+        let request = try #require(latencies["request"]?.numberValue)
+        #expect(kong >= 0 && proxy >= 0 && request >= 0, "\(latencies.serialized())")
+        #expect(request >= proxy && request >= kong, "the whole request includes both parts: \(latencies.serialized())")
+
+        // ai-proxy refuses the body itself: nothing proxied.
+        let refused = try await h.send("/refused", method: .POST, headers: [("Content-Type", "application/json")], body: "{}")
+        #expect(refused.status == 400, "\(refused.body)")
+        let refusedLines = try await AIProxyTests.logLines(refusedLog, atLeast: 1)
+        try #require(refusedLines.count == 1, "\(refusedLines)")
+        let generated = try JSONValue.parse(refusedLines[0])
+        #expect(generated["source"] == "kong")
+        #expect(generated["latencies"]?["proxy"] == -1)
+        #expect((generated["latencies"]?["kong"]?.numberValue ?? -1) >= 0)
+        #expect(generated["response"]?["status"] == 400)
+        #expect(generated["upstream_status"] == nil, "no upstream answered")
+        #expect(generated["client_ip"] == "127.0.0.1")
+        #expect(h.upstream.acceptedConnections == 1, "only the proxied request reached the upstream")
+    }
+}
