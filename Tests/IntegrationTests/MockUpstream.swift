@@ -9,11 +9,17 @@ import NIOSSL
 /// - `/echo...` (any other path too): JSON of what arrived (method, uri, headers, body length);
 /// - `/sse`: an event stream whose last event waits for `releaseStream()`;
 /// - `/slow`: answers after `slowDelay`;
-/// - `/status/<n>`: that status.
+/// - `/status/<n>`: that status;
+/// - `/drop…`: closes the connection after reading the request, without answering.
 final class MockUpstream: Sendable {
     let port: Int
     private let channel: any Channel
     private let accepted = NIOLockedValueBox(0)
+    private let dropped = NIOLockedValueBox(0)
+    struct DroppedConnection: Error {}
+
+    /// Requests `/drop…` received (each answered by closing the connection).
+    var droppedRequests: Int { dropped.withLockedValue { $0 } }
     /// Whether `/sse` may finish, and the responses waiting for that.
     private let streamGate = NIOLockedValueBox<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
     let slowDelay: TimeAmount
@@ -122,6 +128,11 @@ final class MockUpstream: Sendable {
             try await outbound.write(.body(.byteBuffer(ByteBuffer(string: "data: last\n\n"))))
             try await outbound.write(.end(nil))
             return
+        }
+        if head.uri.hasPrefix("/drop") {
+            // Reads the request whole, then closes the connection without a word.
+            dropped.withLockedValue { $0 += 1 }
+            throw DroppedConnection()
         }
         if head.uri == "/slow" {
             try await Task.sleep(nanoseconds: UInt64(slowDelay.nanoseconds))

@@ -160,6 +160,74 @@ final class ProxyHarness: Sendable {
 /// Proxy behaviour end to end (issue 3: router, proxying, plugin runtime, key-auth, hot swap).
 @Suite(.serialized)
 struct ProxyTests {
+    /// A failure before any answer is retried only when the upstream cannot have acted on the
+    /// request: an idempotent GET is sent again (1 + `retries` tries), a POST that was sent is not.
+    @Test func onlyIdempotentRequestsAreSentAgainAfterAFailure() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: flaky
+          url: UPSTREAM
+          retries: 3
+          routes:
+          - {name: drop, paths: ["/drop"], strip_path: false}
+        """)
+        defer { Task { await h.stop() } }
+        let post = try await h.send("/drop", method: .POST)
+        #expect(post.status == 502)
+        #expect(h.upstream.droppedRequests == 1, "a sent POST is not replayed")
+        let get = try await h.send("/drop")
+        #expect(get.status == 502)
+        #expect(h.upstream.droppedRequests == 1 + 4, "a GET is tried once and retried 3 times")
+    }
+
+    /// HTTP/1.0 keep-alive: kept (and said so) when the client asks and the body has a length.
+    @Test func http10ClientsKeepTheirConnectionWhenTheyAskForIt() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """)
+        defer { Task { await h.stop() } }
+        let channel = try await h.rawConnection()
+        let received = try await channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var text = ""
+            for path in ["/api/one", "/api/two"] {
+                try await outbound.write(ByteBuffer(string: "GET \(path) HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"))
+                while !text.contains("\"uri\":\"/\(path.dropFirst(5))\""), let chunk = try await iterator.next() {
+                    text += String(buffer: chunk)
+                }
+            }
+            return text
+        }
+        let heads = received.components(separatedBy: "HTTP/1.0 200 OK").dropFirst()
+        #expect(heads.count == 2, "both answered on one connection: \(received)")
+        #expect(heads.allSatisfy { $0.lowercased().contains("connection: keep-alive") })
+    }
+
+    /// A request the parser refuses mid-body gets Kong's 400 and leaves no busy request behind.
+    @Test func aRefusedRequestLeavesNothingBusy() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """)
+        defer { Task { await h.stop() } }
+        let channel = try await h.rawConnection()
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string:
+                "POST /api/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ-not-a-size\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }
+            return text
+        }
+        #expect(received.hasPrefix("HTTP/1.1 400 Bad Request"))
+        var busy = h.gateway.statistics.busy
+        for _ in 0..<50 where busy != 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            busy = h.gateway.statistics.busy
+        }
+        #expect(busy == 0)
+    }
+
     @Test func requestStateIsFreedAfterTheLogPhase() async throws {
         let h = try await ProxyHarness.start("""
         services:
