@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         // Tests only: a self-signed certificate for the HTTPS-upstream tests.
         .package(url: "https://github.com/apple/swift-certificates", exact: "1.21.1"),
+        // gzip both ways for ai-proxy (zlib, which the Swift toolchain already requires).
+        .package(url: "https://github.com/adam-fowler/compress-nio", exact: "1.5.0"),
     ],
     targets: [
         // Schema engine, entities, declarative loader, settings, snapshot. Never imports Plugins/AdminAPI.
@@ -45,7 +47,17 @@ let package = Package(
         // Bundled plugins: each declares its schema (and later its phase handlers). Imports Core only.
         .target(
             name: "Plugins",
-            dependencies: ["Core", .product(name: "NIOHTTP1", package: "swift-nio")]
+            dependencies: [
+                "Core",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // Side calls (token endpoints, transformer LLM calls): never on the plain-proxy path.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                // SigV4 HMAC/SHA-256 and RS256 JWTs for cloud identities.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
         ),
         // Kong-compatible Admin API. Knows plugins only through their registered schemas.
         .target(
@@ -91,6 +103,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
     ]

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CompressNIO
 import Core
 import Foundation
 import NIOCore
@@ -115,9 +116,23 @@ enum SSE {
 }
 
 extension JSONValue {
-    fileprivate subscript(index: Int) -> JSONValue? {
+    subscript(index: Int) -> JSONValue? {
         guard let array = arrayValue, array.indices.contains(index) else { return nil }
         return array[index]
+    }
+}
+
+/// gzip for scripting providers and reading answers.
+enum Gzip {
+    static func compress(_ text: String) throws -> [UInt8] {
+        var input = ByteBuffer(string: text)
+        let output = try input.compress(with: .gzip)
+        return Array(output.readableBytesView)
+    }
+
+    static func decompress(_ bytes: ByteBuffer) throws -> String {
+        var input = bytes
+        return String(buffer: try input.decompress(with: .gzip))
     }
 }
 
@@ -444,8 +459,7 @@ struct AIProxyTests {
     // MARK: file-log
 
     @Test func fileLogWritesTheAIAnalyticsOfEachRequest() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-ai-log-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try TemporaryDirectory.make("ai-log")
         defer { try? FileManager.default.removeItem(at: directory) }
         let logPath = directory.appendingPathComponent("ai.log").path
         let pluginID = "6f1c3bde-5f7e-4a41-9b6d-3f2a8c1e0d42"
@@ -612,22 +626,200 @@ struct AIProxyTests {
         #expect(h.gateway.upstream.acceptedConnections == 0)
     }
 
-    /// The gateway asks providers for uncompressed answers whatever the client accepts
-    /// (docs/decisions.md: it never inflates).
-    @Test func providerRequestsAskForIdentityEncoding() async throws {
+    // MARK: Native formats
+
+    /// Spec §2.12 (`llm_format: gemini`): the client's Gemini body and the provider's answer go
+    /// unchanged; the model comes from the route's `model` capture and analytics read the native usage.
+    @Test func nativeGeminiRequestsPassThroughAndAreCounted() async throws {
+        let directory = try TemporaryDirectory.make("native")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("native.log").path
+        let h = try await AIHarness.start("""
+            services:
+            - name: llm
+              url: UPSTREAM
+              routes:
+              - name: native
+                paths: ["~/v1beta/models/(?<model>[a-z0-9.-]+):(?<operation>[A-Za-z]+)$"]
+                plugins:
+                - {name: ai-proxy, config: {route_type: llm/v1/chat, llm_format: gemini, \
+            logging: {log_statistics: true}, auth: {header_name: x-goog-api-key, header_value: gk}, \
+            model: {provider: gemini, options: {upstream_url: "PROVIDER/native", input_cost: 1, output_cost: 1}}}}
+                - {name: file-log, config: {path: "\(logPath)"}}
+            """)
+        defer { Task { await h.stop() } }
+        let answer = #"{"candidates": [{"content": {"role": "model", "parts": [{"text": "Native!"}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6}}"#
+        h.provider.answer(path: "/native", with: .json(answer))
+        let native = #"{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "generationConfig": {"temperature": 0.1}}"#
+
+        let response = try await h.post("/v1beta/models/gemini-1.5-flash:generateContent", native)
+        #expect(response.status == 200, "\(response.body)")
+        #expect(response.body == answer, "the native answer, unchanged")
+        #expect(response.headers.first(name: "X-Kong-LLM-Model") == "gemini/gemini-1.5-flash")
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.bodyText == native, "the native body, unchanged")
+        #expect(sent.headers["x-goog-api-key"] == ["gk"])
+
+        let lines = try await Self.logLines(logPath, atLeast: 1)
+        let entry = try JSONValue.parse(try #require(lines.first))
+        #expect(entry["ai"]?["proxy"]?["usage"]?["prompt_tokens"] == 4)
+        #expect(entry["ai"]?["proxy"]?["usage"]?["completion_tokens"] == 2)
+        #expect(entry["ai"]?["proxy"]?["meta"]?["request_model"] == "gemini-1.5-flash")
+    }
+
+    // MARK: Embeddings
+
+    /// `llm/v1/embeddings`: OpenAI-format providers get the body as sent and answer byte for byte;
+    /// Gemini is converted both ways, honouring the SDK's default `encoding_format: base64`;
+    /// Anthropic has no embeddings API (400, the provider is never called).
+    @Test func embeddingsAreForwardedOrConverted() async throws {
+        let embeddings = "route_type: llm/v1/embeddings, logging: {log_statistics: true}"
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("openai", path: "/embed", aiProxy: """
+                \(embeddings), \(AIConfig.openAI("text-embedding-3-small", path: "/v1/embeddings"))
+                """),
+            AIConfig.route("gemini", path: "/gembed", aiProxy: """
+                \(embeddings), auth: {header_name: x-goog-api-key, header_value: gk}, \
+                model: {provider: gemini, name: text-embedding-004, options: {upstream_url: "PROVIDER/gemini-embed"}}
+                """),
+            AIConfig.route("claude", path: "/cembed", aiProxy: "\(embeddings), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        let openAIAnswer = #"{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -1.25]}], "model": "text-embedding-3-small", "usage": {"prompt_tokens": 3, "total_tokens": 3}}"#
+        h.provider.answer(path: "/v1/embeddings", with: .json(openAIAnswer))
+        h.provider.answer(path: "/gemini-embed", with: .json(#"{"embeddings":[{"values":[0.5,-1.25]},{"values":[2,0]}]}"#))
+
+        let forwarded = try await h.post("/embed", #"{"input":"hello world","encoding_format":"float"}"#)
+        #expect(forwarded.status == 200, "\(forwarded.body)")
+        #expect(forwarded.body == openAIAnswer)
+        let sentOpenAI = try #require(h.provider.requests.first)
+        #expect(sentOpenAI.json == ["input": "hello world", "encoding_format": "float", "model": "text-embedding-3-small"])
+        #expect(sentOpenAI.json?["stream"] == nil, "embeddings never stream")
+
+        let converted = try await h.post("/gembed", #"{"input":["a","b"],"encoding_format":"base64"}"#)
+        #expect(converted.status == 200, "\(converted.body)")
+        let sentGemini = try #require(h.provider.requests.last)
+        #expect(sentGemini.path == "/gemini-embed")
+        #expect(sentGemini.json?["requests"]?[1]?["content"]?["parts"]?[0]?["text"] == "b")
+        #expect(converted.json?["object"] == "list")
+        #expect(converted.json?["model"] == "text-embedding-004")
+        let vector = try #require(converted.json?["data"]?[0]?["embedding"]?.stringValue)
+        let floats = try #require(Data(base64Encoded: vector)).withUnsafeBytes { Array($0.bindMemory(to: Float32.self)) }
+        #expect(floats == [0.5, -1.25], "little-endian float32, as the OpenAI SDK decodes base64")
+
+        let before = h.provider.requests.count
+        let refused = try await h.post("/cembed", #"{"input":"x"}"#)
+        expectAIError(refused, "anthropic does not support the llm/v1/embeddings route type")
+        let invalid = try await h.post("/embed", #"{"messages":[{"role":"user","content":"x"}]}"#)
+        expectAIError(invalid, "request body doesn't contain valid input for embeddings")
+        #expect(h.provider.requests.count == before)
+    }
+
+    /// Spec §2.3-4.9 / docs/decisions.md: Gemini is asked for identity, every other provider for
+    /// `gzip, identity`, whatever the client sent (never an encoding the gateway cannot read).
+    @Test func providerRequestsAskForEncodingsTheGatewayReads() async throws {
         let h = try await AIHarness.start(AIConfig.document(
             AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
-            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())"),
+            AIConfig.route("gemini", path: "/gemini", aiProxy: """
+                \(AIConfig.chat), auth: {header_name: x-goog-api-key, header_value: k}, \
+                model: {provider: gemini, name: gemini-1.5-flash, options: {upstream_url: "PROVIDER/gemini"}}
+                """)))
         defer { Task { await h.stop() } }
         h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
         h.provider.answer(path: "/v1/messages", with: .json(ProviderFixtures.anthropicMessage(texts: ["ok"])))
+        h.provider.answer(path: "/gemini", with: .json(
+            #"{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP"}]}"#))
 
-        #expect(try await h.post("/chat", Self.hello, headers: [("Accept-Encoding", "gzip, br")]).status == 200)
+        #expect(try await h.post("/chat", Self.hello, headers: [("Accept-Encoding", "br")]).status == 200)
         #expect(try await h.post("/claude", Self.hello).status == 200)
-        try #require(h.provider.requests.count == 2)
-        for sent in h.provider.requests {
-            #expect(sent.headers["Accept-Encoding"] == ["identity"], "\(sent.path)")
+        #expect(try await h.post("/gemini", Self.hello, headers: [("Accept-Encoding", "gzip")]).status == 200)
+        let sent = Dictionary(uniqueKeysWithValues: h.provider.requests.map { ($0.path, $0.headers["Accept-Encoding"]) })
+        #expect(sent["/v1/chat/completions"] == ["gzip, identity"])
+        #expect(sent["/v1/messages"] == ["gzip, identity"])
+        #expect(sent["/gemini"] == ["identity"])
+    }
+
+    /// Spec §2.8: a gzip answer is inflated to be read; a client that accepts gzip gets gzip
+    /// (the provider's own bytes when they are forwarded unchanged), any other client plain text.
+    @Test func gzipAnswersReachEachClientInAnEncodingItAccepts() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())
+                """),
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        let openAIText = ProviderFixtures.openAIChat(content: "squeezed")
+        let openAIGzip = try Gzip.compress(openAIText)
+        h.provider.answer(path: "/v1/chat/completions", with: ProviderReply(
+            headers: [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            chunks: [.init(bytes: openAIGzip)]))
+        h.provider.answer(path: "/v1/messages", with: ProviderReply(
+            headers: [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            chunks: [.init(bytes: try Gzip.compress(ProviderFixtures.anthropicMessage(texts: ["unzipped"])))]))
+
+        let plain = try await h.post("/chat", Self.hello)
+        #expect(plain.status == 200)
+        #expect(plain.headers["Content-Encoding"].isEmpty)
+        #expect(plain.body == openAIText, "inflated, byte for byte")
+        #expect(plain.headers.first(name: "Content-Length") == String(openAIText.utf8.count))
+
+        let zipped = try await h.post("/chat", Self.hello, headers: [("Accept-Encoding", "gzip, deflate")])
+        #expect(zipped.status == 200)
+        #expect(zipped.headers["Content-Encoding"] == ["gzip"])
+        #expect(Array(zipped.bytes.readableBytesView) == openAIGzip, "the provider's gzip bytes, not compressed again")
+
+        let converted = try await h.post("/claude", Self.hello, headers: [("Accept-Encoding", "gzip")])
+        #expect(converted.status == 200)
+        #expect(converted.headers["Content-Encoding"] == ["gzip"])
+        let document = try JSONValue.parse(try Gzip.decompress(converted.bytes))
+        #expect(document["object"] == "chat.completion")
+        #expect(document["choices"]?[0]?["message"]?["content"] == "unzipped")
+
+        let convertedPlain = try await h.post("/claude", Self.hello)
+        #expect(convertedPlain.headers["Content-Encoding"].isEmpty)
+        #expect(convertedPlain.json?["choices"]?[0]?["message"]?["content"] == "unzipped")
+    }
+
+    /// A provider error in gzip reaches a client that does not accept gzip inflated.
+    @Test func gzipErrorsAreInflatedForClientsWithoutGzip() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())")))
+        defer { Task { await h.stop() } }
+        let error = #"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#
+        h.provider.answer(path: "/v1/chat/completions", with: ProviderReply(
+            status: 401, headers: [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            chunks: [.init(bytes: try Gzip.compress(error))]))
+
+        let response = try await h.post("/chat", Self.hello)
+        #expect(response.status == 401)
+        #expect(response.headers["Content-Encoding"].isEmpty)
+        #expect(response.body == error)
+    }
+
+    /// Spec §2.8: a gzip stream is inflated chunk by chunk (the compressed stream split anywhere)
+    /// and reaches the client as plain events, without `Content-Encoding`.
+    @Test func gzipStreamsReachTheClientInflated() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("claude", path: "/claude", aiProxy: """
+            \(AIConfig.chat), \(AIConfig.anthropic())
+            """)))
+        defer { Task { await h.stop() } }
+        let compressed = try Gzip.compress(ProviderFixtures.anthropicStream(deltas: ["Hello", " from", " gzip"]).joined())
+        // Cut the compressed bytes into pieces of 7 bytes, each written on its own.
+        let pieces = stride(from: 0, to: compressed.count, by: 7).map {
+            ProviderReply.Chunk(bytes: Array(compressed[$0..<min($0 + 7, compressed.count)]))
         }
+        h.provider.answer(path: "/v1/messages", with: ProviderReply(
+            headers: [("Content-Type", "text/event-stream"), ("Content-Encoding", "gzip")],
+            chunks: pieces, declaresLength: false))
+
+        let response = try await h.post("/claude", #"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                                        headers: [("Accept-Encoding", "gzip")])
+        #expect(response.status == 200)
+        #expect(response.headers["Content-Encoding"].isEmpty)
+        #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+        let text = SSE.payloads(response.body).compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
+        #expect(text == "Hello from gzip", "\(response.body)")
+        #expect(SSE.frames(response.body).last == "data: [DONE]")
     }
 
     /// Spec §2.7: Set-Cookie is removed for openai, azure, mistral, gemini and bedrock only.
@@ -653,8 +845,7 @@ struct AIProxyTests {
     /// `{vault://env/<name>}` in `auth.header_value` is resolved from the process environment; the
     /// secret reaches the provider and never the log.
     @Test func authSecretFromTheEnvVault() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-vault-log-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try TemporaryDirectory.make("vault-log")
         defer { try? FileManager.default.removeItem(at: directory) }
         let logPath = directory.appendingPathComponent("vault.log").path
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
@@ -681,30 +872,11 @@ struct AIProxyTests {
         #expect(entry["ai"]?["proxy"]?["payload"]?["request"] != nil, "payload logging was on")
     }
 
-    /// Spec §2.3-4.14 / docs/decisions.md: Bedrock is not signed yet, so the request ends with
-    /// Kong's "failed before proxying" 500 and nothing reaches the provider.
-    @Test func bedrockFailsBeforeProxying() async throws {
-        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("bedrock", path: "/bedrock", aiProxy: """
-            \(AIConfig.chat), auth: {allow_override: false}, \
-            model: {provider: bedrock, name: "anthropic.claude-3-haiku-20240307-v1:0", \
-            options: {upstream_url: "PROVIDER", bedrock: {aws_region: us-east-1}}}
-            """)))
-        defer { Task { await h.stop() } }
-        h.provider.answer { _ in .json(#"{"output":{"message":{"role":"assistant","content":[{"text":"unreachable"}]}}}"#) }
-
-        let response = try await h.post("/bedrock", Self.hello)
-        expectAIError(response, "LLM request failed before proxying", status: 500)
-        #expect(response.headers.first(name: "X-Kong-LLM-Model") == nil, "a gateway-generated error")
-        #expect(h.provider.requests.isEmpty, "\(h.provider.requests.map(\.uri))")
-        #expect(h.gateway.upstream.acceptedConnections == 0)
-    }
-
     /// Spec §2.8/§2.11 on a stream: the prompt estimate (5 words × 1.8 = 9), and the completion
     /// count from the stream's own usage, else estimated from the accumulated text (only with
     /// log_payloads: ceil(17 bytes / 4) = 5 for "The answer is 42."; 0 without it).
     @Test func streamedRequestsLogTheirUsage() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-stream-log-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try TemporaryDirectory.make("stream-log")
         defer { try? FileManager.default.removeItem(at: directory) }
         func log(_ name: String) -> String { directory.appendingPathComponent("\(name).log").path }
         func fileLog(_ name: String) -> [String] { ["name: file-log, config: {path: \"\(log(name))\"}"] }
@@ -769,89 +941,5 @@ struct AIProxyTests {
         #expect(shout.headers.first(name: "Content-Length") == String(shout.body.utf8.count))
         #expect(shout.headers.first(name: "Transfer-Encoding") == nil)
         #expect(shout.headers.first(name: "X-Kong-LLM-Model") == "anthropic/claude-3-5-haiku")
-    }
-
-    // MARK: The OpenAI SDK
-
-    @Test(.enabled(if: OpenAISDK.python != nil,
-                   "needs a Python whose `import openai` works: python3, or OPENAI_SDK_PYTHON=<interpreter>"))
-    func openAISDKTalksToTheGateway() async throws {
-        let h = try await AIHarness.start(AIConfig.document(
-            AIConfig.route("openai", path: "/openai", aiProxy: """
-                \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())
-                """),
-            AIConfig.route("anthropic", path: "/anthropic", aiProxy: """
-                \(AIConfig.chat), auth: {header_name: x-api-key, header_value: ak-test}, \(AIConfig.anthropic())
-                """)))
-        defer { Task { await h.stop() } }
-        // The texts openai_sdk_test.py expects.
-        h.provider.answer { request in
-            switch (request.path, request.json?["stream"] == true) {
-            case ("/v1/chat/completions", false):
-                return .json(ProviderFixtures.openAIChat(content: "Hello from the mock provider"))
-            case ("/v1/chat/completions", true):
-                return .events(ProviderFixtures.openAIStream(deltas: ["Hello from ", "the mock provider"]))
-            case ("/v1/messages", false):
-                return .json(ProviderFixtures.anthropicMessage(texts: ["Bonjour from the mock Claude"]))
-            default:
-                return .events(ProviderFixtures.anthropicStream(deltas: ["Bonjour from ", "the mock Claude"]))
-            }
-        }
-
-        let run = try await OpenAISDK.runScript(baseURL: "http://127.0.0.1:\(h.gateway.port)")
-        #expect(run.status == 0, "openai_sdk_test.py failed:\n\(run.output)")
-        #expect(h.provider.requests.map(\.path) == ["/v1/chat/completions", "/v1/chat/completions", "/v1/messages", "/v1/messages"],
-                "four calls reached the provider; the own-model one was refused by the gateway")
-    }
-}
-
-/// Finds a Python that has the `openai` package and runs openai_sdk_test.py with it.
-enum OpenAISDK {
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("openai_sdk_test.py")
-
-    /// The virtualenv `.ci/setup` creates under `.build`.
-    static let setupVirtualenv = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent(".build/venv-openai/bin/python").path
-
-    /// `OPENAI_SDK_PYTHON` if set and usable, else `.ci/setup`'s virtualenv, else `python3` if it
-    /// can `import openai`, else nil.
-    static let python: String? = {
-        let candidates = [ProcessInfo.processInfo.environment["OPENAI_SDK_PYTHON"], setupVirtualenv, "python3"].compactMap { $0 }
-        return candidates.first { python in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [python, "-c", "import openai"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            guard (try? process.run()) != nil else { return false }
-            process.waitUntilExit()
-            return process.terminationStatus == 0
-        }
-    }()
-
-    /// Runs the script (without blocking a concurrency thread: the gateway's mock provider needs them).
-    static func runScript(baseURL: String) async throws -> (status: Int32, output: String) {
-        let python = try #require(python)
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("openai-sdk-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let output = try FileHandle(forWritingTo: outputFile)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, baseURL]
-        var environment = ProcessInfo.processInfo.environment
-        environment["NO_PROXY"] = "127.0.0.1,localhost"
-        environment["no_proxy"] = "127.0.0.1,localhost"
-        environment["PYTHONUNBUFFERED"] = "1"
-        process.environment = environment
-        process.standardOutput = output
-        process.standardError = output
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        try output.close()
-        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        return (status, text)
     }
 }

@@ -7,11 +7,7 @@ import Testing
 @Suite(.serialized)
 struct FileLogTests {
     /// A fresh directory, removed by the caller.
-    static func temporaryDirectory() throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-file-log-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory
-    }
+    static func temporaryDirectory() throws -> URL { try TemporaryDirectory.make("file-log") }
 
     /// The `request.uri` of each line.
     static func uris(_ lines: [String]) -> [String?] {
@@ -119,5 +115,14 @@ struct FileLogTests {
         #expect(generated["upstream_status"] == nil, "no upstream answered")
         #expect(generated["client_ip"] == "127.0.0.1")
         #expect(h.upstream.acceptedConnections == 1, "only the proxied request reached the upstream")
+    }
+}
+
+/// A new, empty folder under the system's temporary directory (the caller removes it).
+enum TemporaryDirectory {
+    static func make(_ purpose: String) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-\(purpose)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
     }
 }

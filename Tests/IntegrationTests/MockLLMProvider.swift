@@ -21,8 +21,17 @@ struct ProviderRequest: Sendable {
 /// flushed) on its own, optionally after a pause; the last one may wait for the gate.
 struct ProviderReply: Sendable {
     struct Chunk: Sendable {
-        var text: String
+        var bytes: [UInt8]
         var pauseBefore: TimeAmount = .zero
+
+        init(text: String, pauseBefore: TimeAmount = .zero) {
+            self.init(bytes: Array(text.utf8), pauseBefore: pauseBefore)
+        }
+
+        init(bytes: [UInt8], pauseBefore: TimeAmount = .zero) {
+            self.bytes = bytes
+            self.pauseBefore = pauseBefore
+        }
     }
 
     var status: Int = 200
@@ -33,7 +42,7 @@ struct ProviderReply: Sendable {
     /// The last chunk waits for `MockLLMProvider.releaseGate()`.
     var holdsLastChunk = false
 
-    var body: String { chunks.map(\.text).joined() }
+    var bodyLength: Int { chunks.reduce(0) { $0 + $1.bytes.count } }
 
     /// A whole JSON body with its Content-Length.
     static func json(_ body: String, status: Int = 200, headers: [(name: String, value: String)] = []) -> ProviderReply {
@@ -182,7 +191,7 @@ final class MockLLMProvider: Sendable {
         var headers = HTTPHeaders()
         for (name, value) in reply.headers { headers.add(name: name, value: value) }
         if reply.declaresLength {
-            headers.replaceOrAdd(name: "Content-Length", value: String(reply.body.utf8.count))
+            headers.replaceOrAdd(name: "Content-Length", value: String(reply.bodyLength))
         } else {
             headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
         }
@@ -192,7 +201,7 @@ final class MockLLMProvider: Sendable {
         for (index, chunk) in reply.chunks.enumerated() {
             if reply.holdsLastChunk && index == reply.chunks.count - 1 { await waitForGate() }
             if chunk.pauseBefore > .zero { try await Task.sleep(nanoseconds: UInt64(chunk.pauseBefore.nanoseconds)) }
-            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: chunk.text))))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk.bytes))))
         }
         try await outbound.write(.end(nil))
     }

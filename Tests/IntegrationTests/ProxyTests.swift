@@ -143,6 +143,8 @@ final class ProxyHarness: Sendable {
         let status: Int
         let headers: HTTPHeaders
         let body: String
+        /// The body's bytes as received (a gzip body is not text).
+        var bytes = ByteBuffer()
         var json: JSONValue? { try? JSONValue.parse(body) }
     }
 
@@ -153,7 +155,8 @@ final class ProxyHarness: Sendable {
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await client.execute(request, timeout: .seconds(20))
         let bytes = try await response.body.collect(upTo: 10 << 20)
-        return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
+        return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes),
+                        bytes: bytes)
     }
 }
 

@@ -93,8 +93,8 @@ func aiProxyAcceptsValidConfigs(_ config: ConfigCase) {
 
 let invalidProxyConfigs: [ConfigCase] = [
     // llm record: field constraints
-    ConfigCase("route_type one_of", ["route_type": "llm/v1/embeddings"],
-                  ["config.route_type": "expected one of: llm/v1/chat, llm/v1/completions, preserve"]),
+    ConfigCase("route_type one_of", ["route_type": "llm/v1/responses"],
+                  ["config.route_type": "expected one of: llm/v1/chat, llm/v1/completions, llm/v1/embeddings, preserve"]),
     ConfigCase("route_type required", ["route_type": nil], ["config.route_type": "required field missing"]),
     ConfigCase("route_type type", ["route_type": 1], ["config.route_type": "expected a string"]),
     ConfigCase("auth record type", ["auth": "Bearer x"], ["config.auth": "expected a record"]),

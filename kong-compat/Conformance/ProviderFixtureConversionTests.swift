@@ -181,8 +181,9 @@ struct ResponseFixtureCase: Sendable, CustomTestStringConvertible {
 @Suite("Kong provider fixtures: non-stream response conversion (MANIFEST §5)",
        .enabled(if: KongFixtures.available, KongFixtures.missingReason))
 struct ProviderResponseFixtureTests {
-    @Test(arguments: ResponseFixtureCase.all)
+    @Test(.kongGroup("provider-responses"), arguments: ResponseFixtureCase.all)
     func response(_ fixture: ResponseFixtureCase) throws {
+        KongGroup.name(fixture)
         let upstream = Array(try KongFixtures.data(fixture.file))
         let provider = fixture.model.provider
         switch fixture.outcome {
@@ -228,8 +229,9 @@ struct ProviderResponseFixtureTests {
 
     /// MANIFEST §6: each provider's canned transformer answer converts to a chat body whose
     /// `choices[0].message.content` holds the doubled-ages JSON.
-    @Test(arguments: transformerModels.keys.sorted())
+    @Test(.kongGroup("transformer-answers"), arguments: transformerModels.keys.sorted())
     func transformerAnswer(_ directory: String) throws {
+        KongGroup.name(directory)
         let model = try #require(Self.transformerModels[directory])
         let upstream = Array(try KongFixtures.data("\(directory)/request-transformer/response-in-json.json"))
         let converted = try LLMResponseConversion.fromProvider(upstream, route: .chat, model: model, transformerCall: true)
@@ -243,7 +245,7 @@ struct ProviderResponseFixtureTests {
 
 /// Kong's integration request bodies (MANIFEST §5) through the request conversion.
 @Suite("Kong provider fixtures: request conversion of the integration requests",
-       .enabled(if: KongFixtures.available, KongFixtures.missingReason))
+       .enabled(if: KongFixtures.available, KongFixtures.missingReason), .kongGroup("provider-requests"))
 struct ProviderRequestFixtureTests {
     static func request(_ file: String) throws -> JSONValue {
         try JSONValue.parse(KongFixtures.text(file))
@@ -259,6 +261,7 @@ struct ProviderRequestFixtureTests {
     /// The inputs of Kong's Anthropic tool_choice test, mapped to Anthropic's forms.
     @Test(arguments: toolChoices)
     func anthropicToolChoice(_ name: String, _ expected: JSONValue) throws {
+        KongGroup.name("anthropicToolChoice \(name)")
         let body = try Self.request("openai/llm-v1-chat/requests/\(name).json")
         let converted = try LLMRequestConversion.toProvider(body, route: .chat, model: IntegrationModels.anthropic)
         #expect(converted["tool_choice"] == expected)

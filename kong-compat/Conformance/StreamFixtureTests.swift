@@ -48,8 +48,9 @@ struct StreamFixtureTests {
     /// Split without a content type, take the first event, convert it with `{name, provider}`:
     /// `choices` must equal Kong's, nulls present. (The OpenAI files end with a single `\n`;
     /// Kong emits that event at the chunk's end, this splitter at the end of the stream.)
-    @Test(arguments: realStreamFrameCases)
+    @Test(.kongGroup("real-stream-frames"), arguments: realStreamFrameCases)
     func realStreamFrameFirstEvent(_ c: RealStreamFrameCase) throws {
+        KongGroup.name(c)
         var splitter = StreamFrameSplitter(contentType: nil)
         let events = try splitter.split(try KongFixtures.data("unit/real-stream-frames/\(c.file)")) + splitter.finish()
         let first = try #require(events.first)
@@ -70,8 +71,9 @@ struct StreamFixtureTests {
         "partial-json-split", "partial-json-split-three-parts", "aws",
     ]
 
-    @Test(arguments: chunkFormatDirectories)
+    @Test(.kongGroup("streaming-chunk-formats"), arguments: chunkFormatDirectories)
     func streamingChunkFormat(_ directory: String) throws {
+        KongGroup.name(directory)
         let base = "unit/streaming-chunk-formats/\(directory)"
         switch directory {
         case "complete-json":
@@ -122,7 +124,7 @@ struct StreamFixtureTests {
 
     /// The three base64 chunks as the mock writes them; Kong's integration test then requires the
     /// streamed tool name `add` and arguments that decode to `{"a": 2, "b": 12}`.
-    @Test func bedrockToolCallChunks() throws {
+    @Test(.kongGroup("bedrock-stream-chunks")) func bedrockToolCallChunks() throws {
         var normalizer = StreamNormalizer(contentType: "application/vnd.amazon.eventstream", route: .chat,
                                           model: LLMModelConfig(provider: .bedrock, name: "aws-titan-v1:0"))
         var frames: [UInt8] = []

@@ -150,8 +150,9 @@ private func seed(_ name: String) -> UInt64 {
 
 @Suite(.enabled(if: KongFixtures.available, KongFixtures.missingReason))
 struct StreamRechunkFuzzTests {
-    @Test(arguments: rechunkFixtures)
+    @Test(.kongGroup("rechunk-fuzz"), arguments: rechunkFixtures)
     func resplitStreamGivesTheSameResult(_ fixture: RechunkFixture) throws {
+        KongGroup.name(fixture)
         let body = try fixture.body()
         let reference = run(fixture, [body[...]], convert: true)
         #expect(reference.error == nil)

@@ -87,8 +87,9 @@ struct UnitConversionCase: Sendable, CustomTestStringConvertible {
        .enabled(if: KongFixtures.available, KongFixtures.missingReason))
 struct UnitConversionTests {
     /// The converted request equals Kong's expected request as a whole object.
-    @Test(arguments: UnitConversionCase.all)
+    @Test(.kongGroup("unit-requests"), arguments: UnitConversionCase.all)
     func request(_ unit: UnitConversionCase) throws {
+        KongGroup.name(unit)
         let request = try JSONValue.parse(KongFixtures.text("unit/requests/\(unit.fileName).json"))
         let expected = try JSONValue.parse(KongFixtures.text("unit/expected-requests/\(unit.directory)/\(unit.fileName).json"))
 
@@ -98,8 +99,9 @@ struct UnitConversionTests {
     }
 
     /// As Kong's spec: decode the emitted body and compare `choices[0].message` and `model` only.
-    @Test(arguments: UnitConversionCase.all)
+    @Test(.kongGroup("unit-responses"), arguments: UnitConversionCase.all)
     func response(_ unit: UnitConversionCase) throws {
+        KongGroup.name(unit)
         let upstream = Array(try KongFixtures.data("unit/real-responses/\(unit.directory)/\(unit.fileName).json"))
         let expected = try JSONValue.parse(KongFixtures.text("unit/expected-responses/\(unit.directory)/\(unit.fileName).json"))
 

@@ -1,4 +1,5 @@
 import Core
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -17,6 +18,10 @@ struct AIProxyConfig: Sendable {
     let modelNameHeader: Bool
     /// `openai`, `gemini` or `bedrock`: the client's input format.
     let llmFormat: String
+    /// The native format when `llm_format` is not `openai` (§2.12).
+    let nativeFormat: LLMNativeFormat?
+    /// Bedrock's SigV4 keys, Gemini's service account, Azure's managed identity (§2.3-14).
+    let cloudIdentity: LLMCloudIdentity?
 
     init?(instance: PluginInstance, environment: [String: String]) {
         let config = instance.config
@@ -33,6 +38,9 @@ struct AIProxyConfig: Sendable {
         maxRequestBodySize = config["max_request_body_size"]?.intValue ?? 8192
         modelNameHeader = config["model_name_header"]?.boolValue ?? true
         llmFormat = config["llm_format"]?.stringValue ?? "openai"
+        nativeFormat = LLMNativeFormat(llmFormat: llmFormat)
+        cloudIdentity = LLMCloudIdentity.make(provider: model.provider, auth: config["auth"] ?? .null,
+                                              environment: environment)
     }
 }
 
@@ -59,6 +67,8 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
         let state = AIProxyRequestState()
         context.shared[AIProxyRequestState.key] = state
+        // §2.3-1, before the upstream's Accept-Encoding replaces the client's.
+        state.clientAcceptsGzip = LLMGzip.clientAccepts(context.headers)
 
         // §2.3-2: the body, parsed when it is a JSON object within the size limit.
         let limit = max(Self.inMemoryBodyBuffer, config.maxRequestBodySize)
@@ -85,25 +95,43 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         }
         let route = config.routeType
 
-        if route == .preserve {
+        if let native = config.nativeFormat {
+            // §2.3-3 / §2.12: the client speaks the provider's API; its body goes as sent.
+            guard let request = body else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            let invocation = native.invocation(path: String(context.rawPath), captures: context.match?.namedCaptures ?? [:])
+            var shaped = native.openAIRequest(from: .object(request), invocation: invocation).objectValue ?? [:]
+            if shaped["model"] == nil, let named = invocation.model { shaped["model"] = .string(named) }
+            if let refusal = Self.checkModel(shaped, &model) { return refusal }
+            state.streaming = invocation.stream || config.responseStreaming == "always"
+            if state.streaming && config.responseStreaming == "deny" {
+                return Self.reject(400, "response streaming is not enabled for this LLM")
+            }
+            state.native = native
+            if let raw, config.logStatistics && config.logPayloads {
+                state.requestPayload = String(buffer: raw)
+            }
+        } else if route == .preserve {
             // Forwarded untouched; the model is only recorded.
             if model.name == nil, let named = body?["model"]?.stringValue { model.name = named }
             state.streaming = LuaSemantics.truthy(body?["stream"]) || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
                 return Self.reject(400, "response streaming is not enabled for this LLM")
             }
+        } else if route == .embeddings {
+            // Embeddings (the 3.11 route type): `input` instead of messages/prompt, never streamed.
+            guard let request = body else { return Self.reject(400, LLMEmbeddingsRequest.invalidInput) }
+            if let invalid = LLMEmbeddingsRequest.validationError(request) { return Self.reject(400, invalid) }
+            if let refusal = Self.checkModel(request, &model) { return refusal }
+            state.embeddingEncoding = LLMEmbeddingEncoding(request: request)
+            if let refusal = convertRequest(request, model: model, route: route, state: state, context: context) {
+                return refusal
+            }
         } else {
             guard var request = body else { return Self.reject(400, "request body doesn't contain valid prompts") }
             let hasMessages = request["messages"]?.arrayValue.map { !$0.isEmpty } ?? false
             let hasPrompt = request["prompt"]?.stringValue != nil
             guard hasMessages || hasPrompt else { return Self.reject(400, "request body doesn't contain valid prompts") }
-            if model.name == nil, let named = request["model"]?.stringValue { model.name = named }
-            if let asked = request["model"]?.stringValue, !asked.isEmpty, asked != model.name {
-                return Self.reject(400, "cannot use own model - must be: \(model.name ?? "")")
-            }
-            guard model.name?.isEmpty == false else {
-                return Self.reject(400, "model parameter not found in request, nor in gateway configuration")
-            }
+            if let refusal = Self.checkModel(request, &model) { return refusal }
             if hasMessages && hasPrompt { return Self.reject(400, "request matches multiple LLM request formats") }
             if route == .completions && hasMessages {
                 return Self.reject(400, "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type")
@@ -118,21 +146,10 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                     return Self.reject(400, "response streaming is not enabled for this LLM")
                 }
                 request["stream"] = true
+                state.includeUsage = request["stream_options"]?["include_usage"] == .bool(true)
             }
-            // §2.3-4.10: the provider's format.
-            var converted: JSONValue
-            do {
-                converted = try LLMRequestConversion.toProvider(.object(request), route: route, model: model)
-            } catch {
-                if error.isPlainTextBody {
-                    return .exit(PluginExit(status: 400, body: .text(error.clientMessage)))
-                }
-                return Self.reject(400, error.clientMessage)
-            }
-            // §2.3-4.11: body-parameter auth, where the converted body is the OpenAI object.
-            if let auth = config.auth.bodyParameter, LLMDialect(model)?.sendsTheOpenAIObject == true,
-               converted[auth.name] == nil || !config.auth.allowOverride {
-                converted[auth.name] = .string(auth.value)
+            if let refusal = convertRequest(request, model: model, route: route, state: state, context: context) {
+                return refusal
             }
             // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
             // read it, so it is made only when they are recorded).
@@ -143,20 +160,14 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                     return .exit(.error(500))
                 }
             }
-            // Key order is irrelevant to providers: no sorting on the request path.
-            let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false))
-            if config.logStatistics && config.logPayloads { state.requestPayload = String(decoding: encoded, as: UTF8.self) }
-            context.setRequestBody(ByteBuffer(bytes: encoded))
-            context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         }
         state.model = model
 
-        // §2.3-4.14: cloud identities this build does not sign for yet.
-        if model.provider == .bedrock || (model.provider == .gemini && config.auth.gcpUseServiceAccount) {
-            ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud credentials are not supported yet")
-            return .exit(PluginExit(status: 500, body: .json(["error": ["message": "LLM request failed before proxying"]])))
+        // §2.3-14: Bedrock signs for a region; none anywhere fails like a failed signature.
+        if model.provider == .bedrock, AWSRegion.resolve(configured: model.options.bedrockRegion, environment: environment) == nil {
+            ErrorLog.report("ai-proxy: AWS region not specified anywhere")
+            return Self.reject(500, "LLM request failed before proxying")
         }
-
         // §2.3-4.15 / §2.5: target, path, query and auth.
         let apiVersion = model.provider == .azure ? context.queryArguments.first { $0.name == "api-version" }?.value : nil
         let upstream: LLMUpstream
@@ -175,11 +186,70 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         }
         context.upstreamTarget = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port,
                                                         path: upstream.path)
-        // The gateway does not inflate compressed answers: it asks the provider for none.
-        context.headers.replaceOrAdd(name: "Accept-Encoding", value: "identity")
+        // §2.3-4.9: Gemini is asked for identity, as Kong does. The others may gzip (the gateway
+        // inflates it); the client's own header is not forwarded, so no provider answers in an
+        // encoding the gateway cannot read (docs/decisions.md).
+        context.headers.replaceOrAdd(name: "Accept-Encoding",
+                                     value: model.provider == .gemini ? "identity" : "gzip, identity")
+        // §2.3-14: signed last, over the request exactly as it will be sent.
+        if let identity = config.cloudIdentity {
+            let preserveHost = context.match?.route.preserveHost == true
+            let defaultPort = upstream.tls ? 443 : 80
+            let host = preserveHost ? (context.headers.first(name: "host") ?? upstream.host)
+                : upstream.port == defaultPort ? upstream.host : "\(upstream.host):\(upstream.port)"
+            let request = LLMSignableRequest(
+                method: context.method.rawValue, hostHeader: host, path: upstream.path,
+                query: context.rawQuery.map(String.init), contentType: context.headers.first(name: "content-type"),
+                body: context.bufferedBody.map { Array($0.readableBytesView) } ?? [])
+            do {
+                for (name, value) in try await identity.headers(for: request, region: model.options.bedrockRegion, now: Date()) {
+                    context.headers.replaceOrAdd(name: name, value: value)
+                }
+            } catch {
+                ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud identity failed: \(error.message)")
+                return Self.reject(500, "LLM request failed before proxying")
+            }
+        }
         context.buffersResponse = !state.streaming
         state.active = true
         return .proceed
+    }
+
+    /// §2.3-4.4 to 4.6: the request's `model` against the configured one.
+    private static func checkModel(_ request: [String: JSONValue], _ model: inout LLMModelConfig) -> PluginVerdict? {
+        if model.name == nil, let named = request["model"]?.stringValue { model.name = named }
+        if let asked = request["model"]?.stringValue, !asked.isEmpty, asked != model.name {
+            return reject(400, "cannot use own model - must be: \(model.name ?? "")")
+        }
+        guard model.name?.isEmpty == false else {
+            return reject(400, "model parameter not found in request, nor in gateway configuration")
+        }
+        return nil
+    }
+
+    /// §2.3-4.10 to 4.12: the provider's format, body-parameter auth, and the new upstream body.
+    private func convertRequest(_ request: [String: JSONValue], model: LLMModelConfig, route: LLMRouteType,
+                                state: AIProxyRequestState, context: ProxyRequestContext) -> PluginVerdict? {
+        var converted: JSONValue
+        do {
+            converted = try LLMRequestConversion.toProvider(.object(request), route: route, model: model)
+        } catch {
+            if error.isPlainTextBody {
+                return .exit(PluginExit(status: 400, body: .text(error.clientMessage)))
+            }
+            return Self.reject(400, error.clientMessage)
+        }
+        // Body-parameter auth, where the converted body is the OpenAI object.
+        if let auth = config.auth.bodyParameter, LLMDialect(model)?.sendsTheOpenAIObject(on: route) == true,
+           converted[auth.name] == nil || !config.auth.allowOverride {
+            converted[auth.name] = .string(auth.value)
+        }
+        // Key order is irrelevant to providers: no sorting on the request path.
+        let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false))
+        if config.logStatistics && config.logPayloads { state.requestPayload = String(decoding: encoded, as: UTF8.self) }
+        context.setRequestBody(ByteBuffer(bytes: encoded))
+        context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        return nil
     }
 
     // MARK: Response
@@ -189,22 +259,67 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
         state.upstreamStatus = status
         let latency = Self.milliseconds(since: state.started)
-        guard status == 200 else { return }
+        // §2.8: the gateway reads the answer inflated; the client gets gzip only if it accepts it.
+        let upstreamGzip = LLMGzip.isEncoded(headers)
+        var plain = body
+        if upstreamGzip {
+            do {
+                plain = try LLMGzip.inflate(body)
+            } catch {
+                ErrorLog.report("ai-proxy: the upstream's gzip body could not be inflated")
+                status = 500
+                headers.remove(name: "Content-Encoding")
+                headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+                body = Self.errorBody("failed to decode the upstream response")
+                return
+            }
+        }
+        guard status == 200 else {
+            if upstreamGzip && !state.clientAcceptsGzip {
+                body = plain
+                headers.remove(name: "Content-Encoding")
+            }
+            return
+        }
         if state.model.provider.dropsSetCookie { headers.remove(name: "Set-Cookie") }
-        let upstream = Array(body.readableBytesView)
+        if let native = state.native {
+            // §2.12: the provider's answer goes unchanged; only analytics read it.
+            if upstreamGzip && !state.clientAcceptsGzip {
+                body = plain
+                headers.remove(name: "Content-Encoding")
+            }
+            guard config.logStatistics else { return }
+            let document = (try? JSONValue.parse(bytes: plain.readableBytesView)) ?? .null
+            recordAnalytics(context, state: state, latency: latency,
+                            usage: native.usage(fromResponse: document) ?? LLMUsage(),
+                            responseModel: native.responseModel(fromResponse: document),
+                            responsePayload: { String(buffer: plain) })
+            return
+        }
+        let upstream = Array(plain.readableBytesView)
         let converted: LLMConvertedResponse
         do {
-            converted = try LLMResponseConversion.fromProvider(upstream, route: config.routeType, model: state.model)
+            converted = try LLMResponseConversion.fromProvider(upstream, route: config.routeType, model: state.model,
+                                                               embeddingEncoding: state.embeddingEncoding)
         } catch {
             status = 500
+            headers.remove(name: "Content-Encoding")
             headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
-            body = ByteBuffer(bytes: JSONValue.object(["error": ["message": .string(error.clientMessage)]])
-                .serializedBytes(.kong))
+            body = Self.errorBody(error.clientMessage)
             return
         }
         // The client's bytes: the upstream's own, or the converted document encoded once.
         let sent = converted.bytes(upstream: upstream)
-        if case .converted = converted.body { body = ByteBuffer(bytes: sent) }
+        let verbatim: Bool
+        if case .upstream = converted.body { verbatim = true } else { verbatim = false }
+        if state.clientAcceptsGzip {
+            // An upstream gzip body forwarded unchanged is not compressed a second time.
+            if !(verbatim && upstreamGzip) { body = LLMGzip.deflate(verbatim ? plain : ByteBuffer(bytes: sent)) }
+            headers.replaceOrAdd(name: "Content-Encoding", value: "gzip")
+        } else {
+            if !verbatim || upstreamGzip { body = verbatim ? plain : ByteBuffer(bytes: sent) }
+            headers.remove(name: "Content-Encoding")
+        }
         guard config.logStatistics else { return }
         recordAnalytics(context, state: state, latency: latency,
                         usage: converted.usage ?? LLMUsage(promptTokens: state.promptEstimate ?? 0),
@@ -218,15 +333,28 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             state.upstreamStatus = status
             state.streamLatency = Self.milliseconds(since: state.started)
             let upstreamContentType = headers.first(name: "content-type")
-            headers.replaceOrAdd(name: "Content-Type", value: "text/event-stream")
+            // Streams reach the client uncompressed (§2.8): a gzip upstream is inflated as it comes.
+            if LLMGzip.isEncoded(headers) { state.streamInflater = try? LLMGzipStream() }
             headers.remove(name: "Content-Length")
             headers.remove(name: "Content-Encoding")
-            if status == 200, config.routeType != .preserve, config.llmFormat == "openai" {
+            if let native = state.native {
+                // The native client reads the provider's own stream format (an AWS event stream
+                // is binary): its content type is kept (docs/decisions.md).
+                if status == 200, config.logStatistics {
+                    state.nativeStreamUsage = LLMNativeStreamUsage(format: native, contentType: upstreamContentType,
+                                                                   model: state.model.name,
+                                                                   accumulateText: config.logPayloads)
+                }
+            } else {
+                headers.replaceOrAdd(name: "Content-Type", value: "text/event-stream")
+            }
+            if status == 200, config.routeType != .preserve, state.native == nil {
                 // Verbatim OpenAI events are parsed only when analytics read them.
                 state.normalizer = StreamNormalizer(contentType: upstreamContentType,
                                                     route: config.routeType, model: state.model,
                                                     accumulateText: config.logPayloads,
-                                                    inspectPassthrough: config.logStatistics)
+                                                    inspectPassthrough: config.logStatistics,
+                                                    includeUsage: state.includeUsage)
             }
         }
         // The model header on the upstream's success (also on a 500 from a failed conversion).
@@ -240,6 +368,20 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {
         guard let state = AIProxyRequestState.of(context), state.active, state.streaming,
               context.exchangeLog.proxied else { return }
+        if let inflater = state.streamInflater {
+            do {
+                chunk = state.streamUndecodable ? ByteBuffer() : try inflater.inflate(chunk)
+            } catch {
+                // Nothing after a corrupt byte can be decoded: the rest of the stream is dropped.
+                ErrorLog.report("ai-proxy: the upstream's gzip stream could not be inflated")
+                state.streamUndecodable = true
+                chunk = ByteBuffer()
+            }
+        }
+        if state.nativeStreamUsage != nil {
+            state.nativeStreamUsage!.consume(chunk.readableBytesView)
+            if last { state.nativeStreamUsage!.finish() }
+        }
         if state.normalizer != nil {
             var frames = state.normalizer!.process(chunk.readableBytesView)
             if last { frames += state.normalizer!.finish() }
@@ -252,6 +394,12 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
 
     private func recordStreamAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState) {
         let latency = state.streamLatency ?? 0
+        if let native = state.nativeStreamUsage {
+            let completion = native.completion(logStatistics: true)
+            recordAnalytics(context, state: state, latency: latency, usage: completion.usage, responseModel: nil,
+                            responsePayload: { completion.compositeResponse(logPayloads: true).serialized(.kong) })
+            return
+        }
         guard let normalizer = state.normalizer else {
             recordAnalytics(context, state: state, latency: latency,
                             usage: LLMUsage(promptTokens: state.promptEstimate ?? 0), responseModel: nil,
@@ -316,6 +464,10 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             queryParameter: { name in query.first { $0.name == name }.map { $0.value ?? "" } })
     }
 
+    static func errorBody(_ message: String) -> ByteBuffer {
+        ByteBuffer(bytes: JSONValue.object(["error": ["message": .string(message)]]).serializedBytes(.kong))
+    }
+
     static func reject(_ status: Int, _ message: String) -> PluginVerdict {
         .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
     }
@@ -345,4 +497,16 @@ final class AIProxyRequestState: @unchecked Sendable {
     /// Until the stream's response headers (spec §2.11 `llm_latency`).
     var streamLatency: Int64?
     var normalizer: StreamNormalizer?
+    /// §2.3-1: the client's `Accept-Encoding` names gzip.
+    var clientAcceptsGzip = false
+    /// Set when a streamed answer comes gzip-encoded.
+    var streamInflater: LLMGzipStream?
+    var streamUndecodable = false
+    /// The client speaks this provider's own API (§2.12).
+    var native: LLMNativeFormat?
+    var nativeStreamUsage: LLMNativeStreamUsage?
+    /// The streamed request asked `stream_options.include_usage`.
+    var includeUsage = false
+    /// Embeddings: how the client wants vectors written.
+    var embeddingEncoding = LLMEmbeddingEncoding.float
 }

@@ -7,7 +7,7 @@ public enum AIProxyPlugin {
         name: "ai-proxy",
         priority: 770,
         version: KongVersion.number,
-        config: LLMConfigSchema.record.overriding(with: [
+        config: LLMConfigSchema.proxyRecord.overriding(with: [
             ("response_streaming", Field.string.required(false).default("allow").oneOf(["allow", "deny", "always"])),
             // Bytes of request body the plugin introspects.
             ("max_request_body_size", Field.integer.default(8192).gt(0)),

@@ -8,7 +8,12 @@ import Core
 public enum LLMConfigSchema {
     public static let providers: [String] = ["openai", "azure", "anthropic", "cohere", "mistral", "llama2",
                                              "gemini", "bedrock", "huggingface"]
+    /// The 3.10 route types: the transformers' `llm.route_type` (whose entity check then demands
+    /// `llm/v1/chat`) keeps exactly these, and so its `expected one of: …` text.
     public static let routeTypes: [String] = ["llm/v1/chat", "llm/v1/completions", "preserve"]
+    /// ai-proxy's route types: the 3.10 ones plus `llm/v1/embeddings` (a 3.11 value), in Kong
+    /// 3.11's order (`preserve` last).
+    public static let proxyRouteTypes: [String] = ["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings", "preserve"]
     /// Client input formats ai-proxy (and ai-rate-limiting-advanced) accept (`llm_format`).
     public static let inputFormats: [String] = ["openai", "bedrock", "gemini"]
 
@@ -21,6 +26,12 @@ public enum LLMConfigSchema {
         "model": model,
         "logging": logging,
     ], checks: checks)
+
+    /// The record as ai-proxy spreads it under `config`: ``record`` with `route_type` also
+    /// accepting `llm/v1/embeddings`.
+    public static let proxyRecord: RecordSchema = record.overriding(with: [
+        ("route_type", Field.string.required().oneOf(proxyRouteTypes)),
+    ])
 
     // MARK: Sub-records
 

@@ -4,6 +4,8 @@ import Core
 public enum LLMRouteType: String, Sendable {
     case chat = "llm/v1/chat"
     case completions = "llm/v1/completions"
+    /// OpenAI `/v1/embeddings` (a 3.11 route type; ai-proxy only). Never streams.
+    case embeddings = "llm/v1/embeddings"
     case preserve
 }
 
@@ -48,10 +50,12 @@ public enum LLMDialect: Sendable, Equatable {
         }
     }
 
-    /// Gemini and Bedrock have no completions API.
+    /// Gemini and Bedrock have no completions API; Anthropic and llama2's raw format (a
+    /// text-generation endpoint) have no embeddings API.
     func supports(_ route: LLMRouteType) -> Bool {
         switch self {
-        case .gemini, .bedrock: return route == .chat
+        case .gemini, .bedrock: return route == .chat || route == .embeddings
+        case .anthropic, .llama2Raw: return route != .embeddings
         default: return true
         }
     }
@@ -59,6 +63,12 @@ public enum LLMDialect: Sendable, Equatable {
     /// The converted request is the client's OpenAI object itself, so body-parameter auth
     /// reaches the wire (spec §2.3-4.11).
     var sendsTheOpenAIObject: Bool { self == .openAI || self == .cohere || self == .huggingFace }
+
+    /// `sendsTheOpenAIObject` for a route: embeddings requests are forwarded as the client's
+    /// object only to OpenAI-compatible upstreams (Cohere and Hugging Face get new bodies).
+    public func sendsTheOpenAIObject(on route: LLMRouteType) -> Bool {
+        route == .embeddings ? self == .openAI : sendsTheOpenAIObject
+    }
 
     /// `<route>/<format>`, as Kong names mistral/llama2 transformers in its errors.
     static func formatTarget(_ route: LLMRouteType, _ model: LLMModelConfig) -> String {

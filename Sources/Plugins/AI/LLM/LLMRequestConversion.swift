@@ -6,7 +6,9 @@ import Core
 /// Kong answers with (400): `error transforming to gemini://llm/v1/chat: <detail>`,
 /// `error transforming to anthropic://llm/v1/chat` (detail dropped), `error transforming to
 /// llama2://llm/v1/chat/raw`, or the bare `no transformer for …` text. The "both `prompt` and
-/// `messages`" refusals carry `isPlainTextBody`.
+/// `messages`" refusals carry `isPlainTextBody`. `llm/v1/embeddings` (see `embeddings(_:…)`):
+/// the bare `LLMEmbeddingsRequest` validation and unsupported-provider texts, or
+/// `error transforming to <provider>://llm/v1/embeddings: <detail>`.
 public enum LLMRequestConversion {
     /// - Parameters:
     ///   - request: the parsed client body (a JSON object; validated by the caller, §2.3-4).
@@ -24,8 +26,12 @@ public enum LLMRequestConversion {
             throw LLMConversionError("unknown llama2_format", clientMessage: "error transforming to \(target)")
         }
         guard dialect.supports(route) else {
+            if route == .embeddings, let text = LLMEmbeddingsRequest.unsupportedProviderMessage(model) {
+                throw LLMConversionError(text)
+            }
             throw LLMConversionError("no transformer for \(model.provider.rawValue)://\(route.rawValue)")
         }
+        if route == .embeddings { return try embeddings(LLMDrivers.fields(request), dialect: dialect, model: model) }
         let body = mergingDefaults(LLMDrivers.fields(request), options: model.options)
         // Cohere's API takes OpenAI-style tool definitions, so Kong hands tool requests to the
         // OpenAI conversion unchanged.
@@ -56,6 +62,33 @@ public enum LLMRequestConversion {
         case .gemini: return try LLMDrivers.Gemini.chatRequest(body, name: model.name ?? "")
         case .bedrock: return try LLMDrivers.Bedrock.chatRequest(body, model: model)
         case .huggingFace: return LLMDrivers.HuggingFace.request(body, route: route, model: model)
+        }
+    }
+
+    /// `llm/v1/embeddings`: no defaults merge (`temperature`, `max_tokens`… are not embeddings
+    /// parameters; OpenAI refuses unknown ones). An invalid body fails with the bare
+    /// `LLMEmbeddingsRequest` text; a driver failure with
+    /// `error transforming to <provider>://llm/v1/embeddings: <detail>` (the detail is kept for
+    /// every provider: it says what to change).
+    private static func embeddings(
+        _ body: [String: JSONValue], dialect: LLMDialect, model: LLMModelConfig
+    ) throws(LLMConversionError) -> JSONValue {
+        if let problem = LLMEmbeddingsRequest.validationError(body) { throw LLMConversionError(problem) }
+        do throws(LLMConversionError) {
+            switch dialect {
+            case .openAI: return LLMDrivers.OpenAI.embeddingsRequest(body, name: model.name)
+            case .ollama: return try LLMDrivers.Ollama.embeddingsRequest(body, name: model.name)
+            case .cohere: return try LLMDrivers.Cohere.embeddingsRequest(body, name: model.name)
+            case .gemini: return try LLMDrivers.Gemini.embeddingsRequest(body, model: model)
+            case .bedrock: return try LLMDrivers.Bedrock.embeddingsRequest(body, name: model.name ?? "")
+            case .huggingFace: return try LLMDrivers.HuggingFace.embeddingsRequest(body, model: model)
+            case .anthropic, .llama2Raw:
+                // Refused by `supports` before this point.
+                throw LLMConversionError(LLMEmbeddingsRequest.unsupportedProviderMessage(model) ?? "no embeddings API")
+            }
+        } catch {
+            let target = "\(model.provider.rawValue)://\(LLMRouteType.embeddings.rawValue)"
+            throw LLMConversionError(error.message, clientMessage: "error transforming to \(target): \(error.message)")
         }
     }
 

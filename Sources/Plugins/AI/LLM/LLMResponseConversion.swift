@@ -63,8 +63,12 @@ public enum LLMResponseConversion {
     ///     where Kong writes the configured one.
     ///   - transformerCall: true for the ai-request/response-transformer introspection call,
     ///     where a Gemini safety block is an error (§3.3-5) instead of an empty answer.
+    ///   - embeddingEncoding: `llm/v1/embeddings` only: the client's `encoding_format`
+    ///     (`LLMEmbeddingEncoding(request:)`), honoured by every converted answer. OpenAI-compatible
+    ///     upstreams answer for themselves (their body is forwarded).
     public static func fromProvider(
-        _ body: [UInt8], route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool = false
+        _ body: [UInt8], route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool = false,
+        embeddingEncoding: LLMEmbeddingEncoding = .float
     ) throws(LLMConversionError) -> LLMConvertedResponse {
         if route == .preserve {
             // Never converted; parsed (when JSON) only so analytics can read usage and model.
@@ -73,9 +77,15 @@ public enum LLMResponseConversion {
         guard let dialect = LLMDialect(model) else {
             throw noTransformer(model.provider, LLMDialect.formatTarget(route, model))
         }
-        guard dialect.supports(route) else { throw noTransformer(model.provider, route.rawValue) }
+        guard dialect.supports(route) else {
+            if route == .embeddings, let text = LLMEmbeddingsRequest.unsupportedProviderMessage(model) {
+                throw LLMConversionError(text)
+            }
+            throw noTransformer(model.provider, route.rawValue)
+        }
 
         do {
+            if route == .embeddings { return try embeddings(body, dialect: dialect, model: model, encoding: embeddingEncoding) }
             return try convert(body, dialect: dialect, route: route, model: model, transformerCall: transformerCall)
         } catch {
             let text = clientMessage(reason: error.message, provider: model.provider, route: route)
@@ -99,6 +109,26 @@ public enum LLMResponseConversion {
         case .gemini: document = try LLMDrivers.Gemini.chatResponse(body, name: model.name, transformerCall: transformerCall)
         case .bedrock: document = try LLMDrivers.Bedrock.chatResponse(body, name: model.name)
         case .huggingFace: document = try LLMDrivers.HuggingFace.response(body, route: route, name: model.name)
+        }
+        return LLMConvertedResponse(converted: document)
+    }
+
+    /// `llm/v1/embeddings` answers: forwarded from OpenAI-compatible upstreams, converted to
+    /// `{object:"list", data:[{object:"embedding", index, embedding}], model, usage}` otherwise.
+    private static func embeddings(
+        _ body: [UInt8], dialect: LLMDialect, model: LLMModelConfig, encoding: LLMEmbeddingEncoding
+    ) throws(LLMConversionError) -> LLMConvertedResponse {
+        let document: JSONValue
+        switch dialect {
+        case .openAI: return try LLMDrivers.OpenAI.response(body, route: .embeddings)
+        case .ollama: document = try LLMDrivers.Ollama.embeddingsResponse(body, name: model.name, encoding: encoding)
+        case .cohere: document = try LLMDrivers.Cohere.embeddingsResponse(body, name: model.name, encoding: encoding)
+        case .gemini: document = try LLMDrivers.Gemini.embeddingsResponse(body, model: model, encoding: encoding)
+        case .bedrock: document = try LLMDrivers.Bedrock.embeddingsResponse(body, name: model.name, encoding: encoding)
+        case .huggingFace: document = try LLMDrivers.HuggingFace.embeddingsResponse(body, name: model.name, encoding: encoding)
+        case .anthropic, .llama2Raw:
+            // Refused by `supports` before this point.
+            throw LLMConversionError(LLMEmbeddingsRequest.unsupportedProviderMessage(model) ?? "no embeddings API")
         }
         return LLMConvertedResponse(converted: document)
     }

@@ -35,9 +35,17 @@ public struct LLMUpstream: Sendable, Equatable {
         public let message: String
     }
 
+    /// `llm/v1/embeddings` defaults: openai `/v1/embeddings`; azure
+    /// `/openai/deployments/<deployment>/embeddings` (+ `api-version`); mistral `/v1/embeddings`;
+    /// cohere `/v1/embed`; gemini `…/v1beta/models/<model>:batchEmbedContents` (Vertex
+    /// `…/publishers/google/models/<model>:predict`); bedrock `/model/<model>/invoke`; huggingface
+    /// `https://api-inference.huggingface.co/pipeline/feature-extraction/<model>`. `upstream_url` and
+    /// `upstream_path` apply as for chat (huggingface: `upstream_url` as is); anthropic has no
+    /// embeddings API (a failure; the request conversion refuses such requests first).
+    ///
     /// - Parameters:
     ///   - model: resolved for this request.
-    ///   - stream: stream mode (Gemini and Bedrock use a different operation).
+    ///   - stream: stream mode (Gemini and Bedrock use a different operation; ignored for embeddings).
     ///   - clientPath: the client's original path (preserve mode keeps it).
     ///   - clientAPIVersion: the client's `api-version` query argument (Azure prefers it).
     public static func target(route: LLMRouteType, model: LLMModelConfig, stream: Bool, clientPath: String,
@@ -46,37 +54,40 @@ public struct LLMUpstream: Sendable, Equatable {
         let name = model.name ?? ""
         let override = try options.upstreamURL.map { url throws(Failure) in try parse(url) }
         let chat = route == .chat
+        let embeddings = route == .embeddings
         var target: LLMUpstream
 
         switch model.provider {
         case .openai:
             target = override ?? LLMUpstream(tls: true, host: "api.openai.com", port: 443,
-                                             path: chat ? "/v1/chat/completions" : "/v1/completions")
+                                             path: chat ? "/v1/chat/completions" : embeddings ? "/v1/embeddings" : "/v1/completions")
             if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
         case .azure:
             let deployment = options.azureDeploymentID ?? ""
             let base = "/openai/deployments/\(deployment)"
             target = override ?? LLMUpstream(tls: true, host: "\(options.azureInstance ?? "").openai.azure.com", port: 443,
                                              path: options.upstreamPath.map { base + normalized($0) }
-                                                 ?? base + (chat ? "/chat/completions" : "/completions"))
+                                                 ?? base + (chat ? "/chat/completions" : embeddings ? "/embeddings" : "/completions"))
             target.query = [("api-version", clientAPIVersion ?? options.azureAPIVersion ?? "2023-05-15")]
         case .anthropic:
+            if embeddings { throw Failure(message: "anthropic has no embeddings API") }
             target = override ?? LLMUpstream(tls: true, host: "api.anthropic.com", port: 443,
                                              path: chat ? "/v1/messages" : "/v1/complete")
             if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
         case .cohere:
             target = override ?? LLMUpstream(tls: true, host: "api.cohere.com", port: 443,
-                                             path: chat ? "/v1/chat" : "/v1/generate")
+                                             path: chat ? "/v1/chat" : embeddings ? "/v1/embed" : "/v1/generate")
             if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
         case .mistral:
             target = override ?? LLMUpstream(tls: true, host: "api.mistral.ai", port: 443,
-                                             path: chat ? "/v1/chat/completions" : "/")
+                                             path: chat ? "/v1/chat/completions" : embeddings ? "/v1/embeddings" : "/")
             if override == nil, let path = options.upstreamPath { target.path = normalized(path) }
         case .llama2:
             guard let override else { throw Failure(message: "llama2 needs model.options.upstream_url") }
             target = override
         case .gemini:
-            let operation = stream ? "streamGenerateContent" : "generateContent"
+            let operation = embeddings ? (options.usesVertex ? "predict" : "batchEmbedContents")
+                : stream ? "streamGenerateContent" : "generateContent"
             if options.usesVertex {
                 target = LLMUpstream(tls: true, host: options.geminiAPIEndpoint ?? "", port: 443,
                                      path: "/v1/projects/\(options.geminiProjectID ?? "")/locations/\(options.geminiLocationID ?? "")"
@@ -88,11 +99,11 @@ public struct LLMUpstream: Sendable, Equatable {
             if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .bedrock:
-            guard let region = options.bedrockRegion ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] else {
+            guard let region = AWSRegion.resolve(configured: options.bedrockRegion, environment: environment) else {
                 throw Failure(message: "AWS region not specified anywhere")
             }
             target = LLMUpstream(tls: true, host: "bedrock-runtime.\(region).amazonaws.com", port: 443,
-                                 path: "/model/\(name)/\(stream ? "converse-stream" : "converse")")
+                                 path: "/model/\(name)/\(embeddings ? "invoke" : stream ? "converse-stream" : "converse")")
             if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .huggingface:
@@ -101,7 +112,8 @@ public struct LLMUpstream: Sendable, Equatable {
                 if chat { target.path = normalized(override.path == "/" ? "/v1/chat/completions" : override.path + "/v1/chat/completions") }
             } else {
                 target = LLMUpstream(tls: true, host: "api-inference.huggingface.co", port: 443,
-                                     path: chat ? "/models/\(name)/v1/chat/completions" : "/models/\(name)")
+                                     path: chat ? "/models/\(name)/v1/chat/completions"
+                                         : embeddings ? "/pipeline/feature-extraction/\(name)" : "/models/\(name)")
             }
         }
         if route == .preserve {

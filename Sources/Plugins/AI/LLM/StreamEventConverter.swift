@@ -28,6 +28,8 @@ public struct StreamEventConverter: Sendable {
     private var dialect: StreamProviderDialect
     private let accumulateText: Bool
     private let inspectPassthrough: Bool
+    private let includeUsage: Bool
+    private let modelName: String?
     private var scratch: [StreamPayload] = []
 
     /// Tokens reported by the upstream so far (not yet estimated).
@@ -45,11 +47,16 @@ public struct StreamEventConverter: Sendable {
     ///     the completion-token estimate non-zero.
     ///   - inspectPassthrough: decode OpenAI-compatible chunks that are forwarded verbatim, to learn
     ///     their finish reason and `usage`. Only worth turning off when no analytics are written.
+    ///   - includeUsage: the client asked `stream_options.include_usage`: a converted stream
+    ///     gets OpenAI's usage chunk (`choices: []`) before `[DONE]`, as OpenAI sends it.
     public init(route: LLMRouteType, model: LLMModelConfig,
-                accumulateText: Bool = false, inspectPassthrough: Bool = true) {
+                accumulateText: Bool = false, inspectPassthrough: Bool = true, includeUsage: Bool = false) {
         dialect = StreamProviderDialect(route: route, model: model)
         self.accumulateText = accumulateText
+        // OpenAI-format upstreams get `stream_options` as sent and answer it themselves.
+        self.includeUsage = includeUsage && LLMDialect(model) != .openAI
         self.inspectPassthrough = inspectPassthrough || accumulateText
+        modelName = model.name
     }
 
     /// Appends the client frames for `event` to `frames`.
@@ -104,6 +111,7 @@ public struct StreamEventConverter: Sendable {
     private mutating func write(_ payload: StreamPayload, into frames: inout [UInt8]) {
         switch payload {
         case .done:
+            if includeUsage { writeUsageChunk(into: &frames) }
             frames.append(contentsOf: StreamEventConverter.terminatorFrame)
             sentTerminator = true
         case .verbatim(let data):
@@ -116,6 +124,21 @@ public struct StreamEventConverter: Sendable {
             StreamEventConverter.frame(chunk.serialized(.kong), into: &frames)
             observe(chunk)
         }
+    }
+
+    /// OpenAI's last chunk under `include_usage`: no choices, the stream's reported token counts.
+    private func writeUsageChunk(into frames: inout [UInt8]) {
+        var chunk: [String: JSONValue] = [
+            "choices": .array([]),
+            "object": "chat.completion.chunk",
+            "usage": [
+                "prompt_tokens": .number(Double(usage.promptTokens)),
+                "completion_tokens": .number(Double(usage.completionTokens)),
+                "total_tokens": .number(Double(usage.totalTokens)),
+            ],
+        ]
+        if let modelName { chunk["model"] = .string(modelName) }
+        StreamEventConverter.frame(JSONValue.object(chunk).serialized(.kong), into: &frames)
     }
 
     private static func frame(_ json: String, into frames: inout [UInt8]) {

@@ -17,10 +17,10 @@ public struct StreamNormalizer: Sendable {
     public private(set) var splitError: StreamSplitError?
 
     public init(contentType: String?, route: LLMRouteType, model: LLMModelConfig,
-                accumulateText: Bool = false, inspectPassthrough: Bool = true) {
+                accumulateText: Bool = false, inspectPassthrough: Bool = true, includeUsage: Bool = false) {
         splitter = StreamFrameSplitter(contentType: contentType)
-        converter = StreamEventConverter(route: route, model: model,
-                                         accumulateText: accumulateText, inspectPassthrough: inspectPassthrough)
+        converter = StreamEventConverter(route: route, model: model, accumulateText: accumulateText,
+                                         inspectPassthrough: inspectPassthrough, includeUsage: includeUsage)
     }
 
     /// The client bytes for one upstream chunk (possibly none).

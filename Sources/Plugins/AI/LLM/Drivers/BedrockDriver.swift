@@ -123,6 +123,34 @@ extension LLMDrivers {
             return ["toolSpec": .object(spec)]
         }
 
+        // MARK: Embeddings requests (`/model/<model>/invoke`)
+
+        /// `llm/v1/embeddings`, by model family:
+        /// - `amazon.titan…`: `{inputText, dimensions?}`, one input only (detail
+        ///   `Amazon Titan embedding models take one input per request, got <n>`);
+        /// - `cohere.…`: `{texts, input_type}` (`input_type` as for Cohere; `dimensions` refused);
+        /// - any other model: detail
+        ///   `bedrock embeddings need an Amazon Titan (amazon.titan-*) or Cohere (cohere.*) model, got '<name>'`.
+        ///
+        /// Token arrays are refused.
+        static func embeddingsRequest(_ body: [String: JSONValue], name: String) throws(LLMConversionError) -> JSONValue {
+            let texts = try Embeddings.texts(body)
+            if name.hasPrefix("amazon.titan") {
+                guard texts.count == 1 else {
+                    throw LLMConversionError("Amazon Titan embedding models take one input per request, got \(texts.count)")
+                }
+                var out: [String: JSONValue] = ["inputText": .string(texts[0])]
+                out["dimensions"] = Embeddings.dimensions(body).map { .number(Double($0)) }
+                return .object(out)
+            }
+            if name.hasPrefix("cohere.") {
+                try Embeddings.refuseDimensions(body, "Cohere on bedrock")
+                return ["texts": .array(texts.map(JSONValue.string)), "input_type": Embeddings.cohereInputType(body)]
+            }
+            throw LLMConversionError(
+                "bedrock embeddings need an Amazon Titan (amazon.titan-*) or Cohere (cohere.*) model, got '\(name)'")
+        }
+
         // MARK: Responses (spec §2.7)
 
         static func chatResponse(_ body: [UInt8], name: String?) throws(LLMConversionError) -> JSONValue {
@@ -172,6 +200,20 @@ extension LLMDrivers {
             var call: [String: JSONValue] = ["type": "function", "function": .object(function)]
             call["id"] = use["toolUseId"]
             return .object(call)
+        }
+
+        /// `llm/v1/embeddings`: Titan `{embedding:[…], inputTextTokenCount}` (usage: the count);
+        /// Cohere `{embeddings:[[…]] or {float:[[…]]}}` (no counts in the body: usage 0).
+        static func embeddingsResponse(_ body: [UInt8], name: String?, encoding: LLMEmbeddingEncoding)
+            throws(LLMConversionError) -> JSONValue
+        {
+            let document = try Embeddings.decode(body, "bedrock")
+            if let vector = Embeddings.vector(document["embedding"]) {
+                return Embeddings.response([vector], promptTokens: document["inputTextTokenCount"]?.intValue ?? 0,
+                                           model: name, encoding: encoding)
+            }
+            guard let vectors = Embeddings.cohereVectors(document["embeddings"]) else { throw Embeddings.missing("bedrock") }
+            return Embeddings.response(vectors, promptTokens: 0, model: name, encoding: encoding)
         }
     }
 }

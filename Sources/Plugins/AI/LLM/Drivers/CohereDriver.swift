@@ -36,6 +36,18 @@ extension LLMDrivers {
             return .object(out)
         }
 
+        /// `llm/v1/embeddings` (`/v1/embed`): `{model, texts, input_type}`; `input_type` is the
+        /// request's own when it sends one, else `search_document`. Token arrays and `dimensions`
+        /// are refused.
+        static func embeddingsRequest(_ body: [String: JSONValue], name: String?) throws(LLMConversionError) -> JSONValue {
+            let texts = try Embeddings.texts(body)
+            try Embeddings.refuseDimensions(body, "cohere embed")
+            var out: [String: JSONValue] = ["texts": .array(texts.map(JSONValue.string)),
+                                            "input_type": Embeddings.cohereInputType(body)]
+            out["model"] = name.map(JSONValue.string) ?? body["model"]
+            return .object(out)
+        }
+
         // MARK: Responses (spec §2.7)
 
         static func response(_ body: [UInt8], route: LLMRouteType, name: String?) throws(LLMConversionError) -> JSONValue {
@@ -65,6 +77,16 @@ extension LLMDrivers {
                 }
             }
             throw LLMConversionError("'text' or 'generations' missing from cohere response body")
+        }
+
+        /// `{embeddings:[[…]] or {float:[[…]]}, meta:{billed_units:{input_tokens}}}` → OpenAI list.
+        static func embeddingsResponse(_ body: [UInt8], name: String?, encoding: LLMEmbeddingEncoding)
+            throws(LLMConversionError) -> JSONValue
+        {
+            let document = try Embeddings.decode(body, "cohere")
+            guard let vectors = Embeddings.cohereVectors(document["embeddings"]) else { throw Embeddings.missing("cohere") }
+            let tokens = document["meta"]?["billed_units"]?["input_tokens"]?.intValue ?? 0
+            return Embeddings.response(vectors, promptTokens: tokens, model: name, encoding: encoding)
         }
 
         static func completions(_ generations: JSONValue, document: JSONValue, model: JSONValue?) -> JSONValue {

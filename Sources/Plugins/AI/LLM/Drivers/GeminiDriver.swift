@@ -141,6 +141,29 @@ extension LLMDrivers {
             return ["inlineData": .object(inline)]
         }
 
+        // MARK: Embeddings requests
+
+        /// `llm/v1/embeddings`. Public API (`:batchEmbedContents`):
+        /// `{requests:[{model:"models/<model>", content:{parts:[{text}]}, outputDimensionality?}…]}`;
+        /// Vertex (`:predict`): `{instances:[{content:<text>}…], parameters?:{outputDimensionality}}`.
+        /// `dimensions` becomes `outputDimensionality`; token arrays are refused.
+        static func embeddingsRequest(_ body: [String: JSONValue], model: LLMModelConfig) throws(LLMConversionError) -> JSONValue {
+            let texts = try Embeddings.texts(body)
+            let dimensions = Embeddings.dimensions(body).map { JSONValue.number(Double($0)) }
+            if model.options.usesVertex {
+                var out: [String: JSONValue] = ["instances": .array(texts.map { ["content": .string($0)] })]
+                if let dimensions { out["parameters"] = ["outputDimensionality": dimensions] }
+                return .object(out)
+            }
+            let name = JSONValue.string("models/\(model.name ?? "")")
+            let requests = texts.map { text -> JSONValue in
+                var request: [String: JSONValue] = ["model": name, "content": ["parts": [["text": .string(text)]]]]
+                request["outputDimensionality"] = dimensions
+                return .object(request)
+            }
+            return ["requests": .array(requests)]
+        }
+
         // MARK: Responses (spec §2.7)
 
         /// - Parameter transformerCall: the ai-request/response-transformer introspection call,
@@ -186,6 +209,34 @@ extension LLMDrivers {
                 out["usage"] = .object(usage)
             }
             return .object(out)
+        }
+
+        /// `llm/v1/embeddings`. Public API `{embeddings:[{values:[…]}…]}` (no token counts: usage
+        /// 0); Vertex `{predictions:[{embeddings:{values, statistics:{token_count}}}…]}` (usage:
+        /// the sum of `token_count`).
+        static func embeddingsResponse(_ body: [UInt8], model: LLMModelConfig, encoding: LLMEmbeddingEncoding)
+            throws(LLMConversionError) -> JSONValue
+        {
+            let document = try Embeddings.decode(body, "gemini")
+            var vectors: [[Double]] = []
+            var tokens = 0
+            if let predictions = LLMDrivers.nonEmptyArray(document["predictions"]) {
+                for prediction in predictions {
+                    guard let vector = Embeddings.vector(prediction["embeddings"]?["values"]) else {
+                        throw Embeddings.missing("gemini")
+                    }
+                    vectors.append(vector)
+                    tokens += prediction["embeddings"]?["statistics"]?["token_count"]?.intValue ?? 0
+                }
+            } else if let embeddings = LLMDrivers.nonEmptyArray(document["embeddings"]) {
+                for embedding in embeddings {
+                    guard let vector = Embeddings.vector(embedding["values"]) else { throw Embeddings.missing("gemini") }
+                    vectors.append(vector)
+                }
+            } else {
+                throw Embeddings.missing("gemini")
+            }
+            return Embeddings.response(vectors, promptTokens: tokens, model: model.name, encoding: encoding)
         }
     }
 }

@@ -31,6 +31,20 @@ extension LLMDrivers {
             return .object(out)
         }
 
+        /// `llm/v1/embeddings` (feature-extraction pipeline): `{inputs:[…]}` (always a list), with
+        /// `options:{use_cache, wait_for_model}` only when either is configured. Token arrays and
+        /// `dimensions` are refused.
+        static func embeddingsRequest(_ body: [String: JSONValue], model: LLMModelConfig) throws(LLMConversionError) -> JSONValue {
+            let texts = try Embeddings.texts(body)
+            try Embeddings.refuseDimensions(body, "huggingface feature-extraction")
+            var out: [String: JSONValue] = ["inputs": .array(texts.map(JSONValue.string))]
+            var options: [String: JSONValue] = [:]
+            options["use_cache"] = model.options.huggingfaceUseCache.map(JSONValue.bool)
+            options["wait_for_model"] = model.options.huggingfaceWaitForModel.map(JSONValue.bool)
+            if !options.isEmpty { out["options"] = .object(options) }
+            return .object(out)
+        }
+
         // MARK: Responses (spec §2.7)
 
         static func response(_ body: [UInt8], route: LLMRouteType, name: String?) throws(LLMConversionError) -> JSONValue {
@@ -61,6 +75,30 @@ extension LLMDrivers {
             out["object"] = LuaSemantics.truthy(document["object"]) ? document["object"] : .string(route.rawValue)
             out["usage"] = LuaSemantics.truthy(document["usage"]) ? document["usage"] : KongJSON.emptyTable
             return .object(out)
+        }
+
+        /// `llm/v1/embeddings`: a list of vectors (or one vector) → OpenAI list, usage 0 (the API
+        /// reports none). Token-level output (a list of vectors per input, from a model without
+        /// pooling) is refused: it is not one embedding per input.
+        static func embeddingsResponse(_ body: [UInt8], name: String?, encoding: LLMEmbeddingEncoding)
+            throws(LLMConversionError) -> JSONValue
+        {
+            let document = try Embeddings.decode(body, "huggingface")
+            if let problem = document["error"], LuaSemantics.truthy(problem) {
+                throw LLMConversionError("API error: \(LuaSemantics.text(problem) ?? KongJSON.encode(problem))")
+            }
+            let vectors: [[Double]]
+            if let single = Embeddings.vector(document), !single.isEmpty {
+                vectors = [single]
+            } else if let list = Embeddings.vectors(document) {
+                vectors = list
+            } else if document.arrayValue?.first?.arrayValue?.first?.arrayValue != nil {
+                throw LLMConversionError(
+                    "huggingface returned token-level embeddings (a vector per token); use a sentence-embedding model")
+            } else {
+                throw Embeddings.missing("huggingface")
+            }
+            return Embeddings.response(vectors, promptTokens: 0, model: name, encoding: encoding)
         }
     }
 }

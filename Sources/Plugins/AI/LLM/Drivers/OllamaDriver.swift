@@ -69,6 +69,30 @@ extension LLMDrivers {
             }
             return .object(out)
         }
+
+        // MARK: Embeddings (`/api/embed`)
+
+        /// `{model, input}` (the client's string or list of strings) plus `dimensions` when
+        /// asked for; token arrays are refused.
+        static func embeddingsRequest(_ body: [String: JSONValue], name: String?) throws(LLMConversionError) -> JSONValue {
+            _ = try Embeddings.texts(body)
+            var out: [String: JSONValue] = [:]
+            out["model"] = name.map(JSONValue.string) ?? body["model"]
+            out["input"] = body["input"]
+            out["dimensions"] = Embeddings.dimensions(body).map { .number(Double($0)) }
+            return .object(out)
+        }
+
+        /// `{model, embeddings:[[…]], prompt_eval_count}` → OpenAI list; prompt tokens =
+        /// `prompt_eval_count` (0 when absent).
+        static func embeddingsResponse(_ body: [UInt8], name: String?, encoding: LLMEmbeddingEncoding)
+            throws(LLMConversionError) -> JSONValue
+        {
+            let document = try Embeddings.decode(body, "ollama")
+            guard let vectors = Embeddings.vectors(document["embeddings"]) else { throw Embeddings.missing("ollama") }
+            return Embeddings.response(vectors, promptTokens: document["prompt_eval_count"]?.intValue ?? 0,
+                                       model: name ?? document["model"]?.stringValue, encoding: encoding)
+        }
     }
 
     /// llama2 in `raw` format: a Hugging Face text-generation endpoint fed Llama 2's

@@ -15,13 +15,24 @@ extension LLMDrivers {
             return .object(out)
         }
 
-        /// Spec §2.7: a decodable body with `choices` is forwarded verbatim.
+        /// `llm/v1/embeddings`: the request as is (token arrays, `encoding_format`, `dimensions`,
+        /// `user` included) with `model` set; no `stream` is added (OpenAI refuses unknown
+        /// embeddings parameters).
+        static func embeddingsRequest(_ body: [String: JSONValue], name: String?) -> JSONValue {
+            var out = body
+            if let name { out["model"] = .string(name) }
+            return .object(out)
+        }
+
+        /// Spec §2.7: a decodable body with `choices` is forwarded verbatim. Embeddings answers
+        /// need `data` instead.
         static func response(_ body: [UInt8], route: LLMRouteType) throws(LLMConversionError) -> LLMConvertedResponse {
             guard let document = try? JSONValue.parse(bytes: body) else {
                 throw LLMConversionError("failed to decode \(route.rawValue) response")
             }
-            guard LuaSemantics.truthy(document["choices"]) else {
-                throw LLMConversionError("'choices' not in \(route.rawValue) response")
+            let member = route == .embeddings ? "data" : "choices"
+            guard LuaSemantics.truthy(document[member]) else {
+                throw LLMConversionError("'\(member)' not in \(route.rawValue) response")
             }
             return LLMConvertedResponse(forwarding: document)
         }
