@@ -80,7 +80,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "PluginsTests", dependencies: ["Core", "Plugins"]),
+        .testTarget(
+            name: "PluginsTests",
+            dependencies: [
+                "Core", "Plugins",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(
             name: "AdminAPITests",
             dependencies: [

@@ -16,12 +16,16 @@ public enum BundledPlugins {
 
     /// Runtime handlers of the plugins that have one so far. A configured plugin without a handler
     /// is validated but does not run (the CLI says so at start).
-    public static let factories: [PluginFactory] = [
+    public static let factories = factories(environment: { ProcessInfo.processInfo.environment })
+
+    /// `factories`, with the environment handlers read (vault references, cloud credentials, the
+    /// token endpoints' overrides) taken from `environment`, called each time one is built.
+    public static func factories(environment read: @escaping @Sendable () -> [String: String]) -> [PluginFactory] { [
         PluginFactory(name: KeyAuthPlugin.definition.name, priority: KeyAuthPlugin.definition.priority) { instance, directory in
             KeyAuthHandler(config: instance.config, directory: directory)
         },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
-            let environment = ProcessInfo.processInfo.environment
+            let environment = read()
             guard let config = AIProxyConfig(instance: instance, environment: environment) else {
                 throw PluginConfigurationError(plugin: "ai-proxy")
             }
@@ -30,7 +34,7 @@ public enum BundledPlugins {
         PluginFactory(name: FileLogPlugin.definition.name, priority: FileLogPlugin.definition.priority) { instance, _ in
             FileLogHandler(config: instance.config)
         },
-    ]
+    ] }
 
     /// Resolves the `plugins` setting (comma-separated list, already split): `bundled` stands for
     /// every bundled plugin, `off` as the first entry disables all plugins (elsewhere it is ignored,

@@ -14,10 +14,13 @@ struct AIHarness {
     let gateway: ProxyHarness
     let provider: MockLLMProvider
 
-    static func start(_ yaml: String) async throws -> AIHarness {
+    /// `environment` (given the provider) is laid over the process's for the gateway's plugins.
+    static func start(_ yaml: String,
+                      environment: (MockLLMProvider) -> [String: String] = { _ in [:] }) async throws -> AIHarness {
         let provider = try await MockLLMProvider.start()
         do {
-            let gateway = try await ProxyHarness.start(yaml.replacingOccurrences(of: "PROVIDER", with: provider.baseURL))
+            let gateway = try await ProxyHarness.start(yaml.replacingOccurrences(of: "PROVIDER", with: provider.baseURL),
+                                                       environment: environment(provider))
             return AIHarness(gateway: gateway, provider: provider)
         } catch {
             await provider.stop()
@@ -870,6 +873,41 @@ struct AIProxyTests {
         let entry = try JSONValue.parse(lines[0])
         #expect(entry["request"]?["headers"]?["authorization"] == "REDACTED", "the header was set, and is redacted")
         #expect(entry["ai"]?["proxy"]?["payload"]?["request"] != nil, "payload logging was on")
+    }
+
+    /// Provider keys set by ai-proxy — header, query argument, body field — never reach the log:
+    /// the serializer shows them as `REDACTED` (as Kong does for `authorization`).
+    @Test func providerKeysAreRedactedInTheLog() async throws {
+        let directory = try TemporaryDirectory.make("redacted-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func log(_ name: String) -> String { directory.appendingPathComponent("\(name).log").path }
+        let logging = "logging: {log_statistics: true, log_payloads: true}"
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("header", path: "/header", aiProxy: """
+                route_type: llm/v1/chat, \(logging), auth: {header_name: x-api-key, header_value: sk-header-secret}, \(AIConfig.openAI())
+                """, more: ["name: file-log, config: {path: \"\(log("header"))\"}"]),
+            AIConfig.route("query", path: "/query", aiProxy: """
+                route_type: llm/v1/chat, \(logging), auth: {param_name: key, param_value: sk-query-secret, param_location: query}, \
+                \(AIConfig.openAI())
+                """, more: ["name: file-log, config: {path: \"\(log("query"))\"}"]),
+            AIConfig.route("body", path: "/body", aiProxy: """
+                route_type: llm/v1/chat, \(logging), auth: {param_name: api_key, param_value: sk-body-secret, param_location: body}, \
+                \(AIConfig.openAI())
+                """, more: ["name: file-log, config: {path: \"\(log("body"))\"}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
+
+        for (route, secret) in [("header", "sk-header-secret"), ("query", "sk-query-secret"), ("body", "sk-body-secret")] {
+            let response = try await h.post("/\(route)?trace=on", Self.hello)
+            #expect(response.status == 200, "\(route): \(response.body)")
+            #expect(h.provider.requests.last.map { $0.uri.contains(secret) || $0.headers.description.contains(secret)
+                || $0.bodyText.contains(secret) } == true, "\(route): the provider got the key")
+            let lines = try await Self.logLines(log(route), atLeast: 1)
+            try #require(lines.count == 1)
+            #expect(!lines[0].contains(secret), "\(route): the key is in the log: \(lines[0])")
+            #expect(lines[0].contains("REDACTED"), "\(route)")
+            #expect(lines[0].contains("trace"), "\(route): the rest of the query is still logged")
+        }
     }
 
     /// Spec §2.8/§2.11 on a stream: the prompt estimate (5 words × 1.8 = 9), and the completion

@@ -154,10 +154,10 @@ struct CloudIdentityTests {
     /// (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, the Azure SDKs' override) for the Cognitive Services
     /// resource and the configured client id, sent as a bearer.
     @Test func azureUsesTheManagedIdentityToken() async throws {
-        let h = try await AIHarness.start(Self.idle)
+        let h = try await AIHarness.start(Self.idle) { provider in
+            ["AZURE_POD_IDENTITY_AUTHORITY_HOST": provider.baseURL]
+        }
         defer { Task { await h.stop() } }
-        setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", h.provider.baseURL, 1)
-        defer { unsetenv("AZURE_POD_IDENTITY_AUTHORITY_HOST") }
         h.provider.answer { request in
             if request.path == "/metadata/identity/oauth2/token" {
                 let query = request.query ?? ""

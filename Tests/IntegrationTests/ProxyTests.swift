@@ -60,8 +60,12 @@ final class ProxyHarness: Sendable {
         }
     }
 
-    static var factories: [PluginFactory] {
-        BundledPlugins.factories + tracers.map { name, priority in
+    /// `environment` is laid over the process's for the plugins this gateway builds.
+    static func factories(environment: [String: String] = [:]) -> [PluginFactory] {
+        let bundled = environment.isEmpty ? BundledPlugins.factories : BundledPlugins.factories(environment: {
+            ProcessInfo.processInfo.environment.merging(environment) { _, overlay in overlay }
+        })
+        return bundled + tracers.map { name, priority in
             PluginFactory(name: name, priority: priority) { instance, _ in
                 TracerHandler(name: name, tag: instance.config["tag"]?.stringValue ?? "")
             }
@@ -95,11 +99,12 @@ final class ProxyHarness: Sendable {
     /// `tlsListener`: one more listener, with the `ssl` flag, after the plain ones.
     static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
                       tlsUpstream: Bool = false, tlsListener: Bool = false,
-                      options: ProxyOptions = ProxyOptions()) async throws -> ProxyHarness {
+                      options: ProxyOptions = ProxyOptions(),
+                      environment: [String: String] = [:]) async throws -> ProxyHarness {
         TestSecrets.install()  // before any plugin of this process reads the environment
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
-        let gateway = Gateway(loader: loader, factories: factories, threads: 2, options: options)
+        let gateway = Gateway(loader: loader, factories: factories(environment: environment), threads: 2, options: options)
         var addresses = Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners)
         var certificate: TLSCertificateFiles?
         if tlsListener {

@@ -406,9 +406,13 @@ struct CloudCredentialTests {
         #expect(tokens == Array(repeating: "token-1", count: 8))
         #expect(await counter.count == 1)
 
-        // Reused until 60 s before expiry, then fetched again.
+        // Reused until 60 s before expiry; from then on still served while one refresh runs, whose
+        // token is the answer once the old one has expired.
         #expect(try await cache.token(for: "k", now: start.addingTimeInterval(3_539), fetch: fetch) == "token-1")
-        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(3_540), fetch: fetch) == "token-2")
+        #expect(await counter.count == 1)
+        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(3_540), fetch: fetch) == "token-1")
+        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(3_600), fetch: fetch) == "token-2")
+        #expect(await counter.count == 2, "one refresh")
         // Another identity has its own token.
         #expect(try await cache.token(for: "other", now: start, fetch: fetch) == "token-3")
     }
@@ -421,16 +425,27 @@ struct CloudCredentialTests {
         let shortLived: CloudTokenCache.Fetch = { CloudToken(accessToken: "short-\(await counter.next())", expiresIn: 20) }
         #expect(try await cache.token(for: "k", now: start, fetch: shortLived) == "short-1")
         #expect(try await cache.token(for: "k", now: start.addingTimeInterval(9), fetch: shortLived) == "short-1")
-        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(10), fetch: shortLived) == "short-2")
+        #expect(await counter.count == 1)
+        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(10), fetch: shortLived) == "short-1",
+                "due for refresh, still valid")
+        #expect(try await cache.token(for: "k", now: start.addingTimeInterval(20), fetch: shortLived) == "short-2",
+                "expired: the refresh's token")
+
+        // A failing refresh costs nothing while the token is valid; once it expired, the error shows.
+        let valid: CloudTokenCache.Fetch = { CloudToken(accessToken: "valid", expiresIn: 20) }
+        let unavailable: CloudTokenCache.Fetch = { () async throws(LLMCloudIdentityError) in
+            throw LLMCloudIdentityError("token endpoint answered 503")
+        }
+        #expect(try await cache.token(for: "r", now: start, fetch: valid) == "valid")
+        #expect(try await cache.token(for: "r", now: start.addingTimeInterval(12), fetch: unavailable) == "valid")
+        await #expect(throws: LLMCloudIdentityError("token endpoint answered 503")) {
+            try await cache.token(for: "r", now: start.addingTimeInterval(25), fetch: unavailable)
+        }
 
         // Failures are not cached.
-        let failing: CloudTokenCache.Fetch = { () async throws(LLMCloudIdentityError) in
-            _ = await counter.next()
-            throw LLMCloudIdentityError("token endpoint answered 401")
+        await #expect(throws: LLMCloudIdentityError("token endpoint answered 503")) {
+            try await cache.token(for: "failing", now: start, fetch: unavailable)
         }
-        await #expect(throws: LLMCloudIdentityError("token endpoint answered 401")) {
-            try await cache.token(for: "failing", now: start, fetch: failing)
-        }
-        #expect(try await cache.token(for: "failing", now: start, fetch: shortLived) == "short-4")
+        #expect(try await cache.token(for: "failing", now: start, fetch: valid) == "valid")
     }
 }

@@ -22,9 +22,9 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
 /// Runs `upstream` through splitter and converter in one chunk, plus the end of stream.
 private func run(_ upstream: [UInt8], contentType: String?, _ provider: LLMProvider,
                  route: LLMRouteType = .chat, model config: LLMModelConfig? = nil,
-                 accumulateText: Bool = false) throws -> (frames: [UInt8], converter: StreamEventConverter) {
-    var normalizer = StreamNormalizer(contentType: contentType, route: route,
-                                      model: config ?? model(provider), accumulateText: accumulateText)
+                 accumulateText: Bool = false, includeUsage: Bool = false) throws -> (frames: [UInt8], converter: StreamEventConverter) {
+    var normalizer = StreamNormalizer(contentType: contentType, route: route, model: config ?? model(provider),
+                                      accumulateText: accumulateText, includeUsage: includeUsage)
     var frames = normalizer.process(upstream)
     frames += normalizer.finish()
     if let error = normalizer.splitError { throw error }
@@ -155,6 +155,28 @@ private let anthropicStream = sse([
     #expect(converter.usage == LLMUsage(promptTokens: 15, completionTokens: 10))
     #expect(converter.text == "1 + 1 = 2")
     #expect(converter.finishReason == nil)
+}
+
+/// `stream_options.include_usage`: a converted stream gets OpenAI's usage chunk (no choices) just
+/// before `[DONE]`; an OpenAI-format stream is left to answer it itself.
+@Test func includeUsageAddsTheUsageChunkToConvertedStreams() throws {
+    let (frames, _) = try run(anthropicStream, contentType: "text/event-stream", .anthropic,
+                              model: model(.anthropic, "claude-2.1"), includeUsage: true)
+    let payloads = payloadJSON(frames)
+    try #require(payloads.count == 6)
+    #expect(payloads[4] == [
+        "choices": [], "model": "claude-2.1", "object": "chat.completion.chunk",
+        "usage": ["prompt_tokens": 15, "completion_tokens": 10, "total_tokens": 25],
+    ])
+    #expect(payloads[5] == "[DONE]")
+
+    let (without, _) = try run(anthropicStream, contentType: "text/event-stream", .anthropic,
+                               model: model(.anthropic, "claude-2.1"))
+    #expect(payloadJSON(without).count == 5, "only when asked")
+
+    let openAI = bytes("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n")
+    let (forwarded, _) = try run(openAI, contentType: "text/event-stream", .openai, includeUsage: true)
+    #expect(payloadTexts(forwarded) == [#"{"choices":[{"delta":{"content":"hi"}}]}"#, "[DONE]"])
 }
 
 @Test func anthropicWithoutEventLinesUsesTheBodyType() throws {

@@ -9,7 +9,8 @@ public enum LogSerializer {
 
     public static func serialize(_ context: ProxyRequestContext) -> JSONValue {
         let log = context.exchangeLog
-        let uri = context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath)
+        let redactions = context.logRedactions
+        let uri = redactions.uri(context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath))
         let scheme = context.isTLS ? "https" : "http"
         let host = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
         let port = log.localPort
@@ -18,13 +19,13 @@ public enum LogSerializer {
             "url": .string("\(scheme)://\(host):\(port)\(uri)"),
             "querystring": querystring(context),
             "method": .string(context.method.rawValue),
-            "headers": headers(context.headers, redacting: redactedHeaders),
+            "headers": headers(context.headers, redacting: redactedHeaders.union(redactions.headers)),
             "size": .number(Double(log.requestSize)),
         ]
         request["id"] = .string(context.requestID)
         var root: [String: JSONValue] = [
             "request": .object(request),
-            "upstream_uri": .string(log.upstreamURI),
+            "upstream_uri": .string(redactions.uri(log.upstreamURI)),
             "response": .object([
                 "status": .number(Double(log.status)),
                 "headers": headers(log.responseHeaders, redacting: []),
@@ -71,8 +72,9 @@ public enum LogSerializer {
     /// Kong's `get_query()`: `a=1` → "1", a bare `a` → true, repeated keys → an array.
     static func querystring(_ context: ProxyRequestContext) -> JSONValue {
         var out: [String: JSONValue] = [:]
+        let redacted = context.logRedactions.queryArguments
         for (name, value) in context.queryArguments {
-            let shown: JSONValue = value.map(JSONValue.string) ?? .bool(true)
+            let shown: JSONValue = redacted.contains(name) ? "REDACTED" : value.map(JSONValue.string) ?? .bool(true)
             switch out[name] {
             case nil: out[name] = shown
             case .array(var values)?: values.append(shown); out[name] = .array(values)

@@ -32,6 +32,9 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var shared: [String: any Sendable] = [:]
     /// Fields plugins add to the request's log record.
     public var logRecord: [String: JSONValue] = [:]
+    /// Request headers and query arguments holding secrets a plugin set (a provider key): the log
+    /// serializer shows their values as `REDACTED`, like Kong's `authorization`.
+    public var logRedactions = LogRedactions()
 
     /// Where the request goes instead of the service's own target, when a plugin re-targets it
     /// (Kong's `kong.service.set_target`, `set_scheme`, `kong.service.request.set_path` and
@@ -113,6 +116,26 @@ public final class ProxyRequestContext: @unchecked Sendable {
         removeQueryArgument(name)
         let pair = QueryText.encode(name) + "=" + QueryText.encode(value)
         rawQuery = Substring(rawQuery.map { "\($0)&\(pair)" } ?? pair)
+    }
+}
+
+/// Names whose values the log serializer hides. Header names are compared lower-cased.
+public struct LogRedactions: Sendable {
+    public private(set) var headers: Set<String> = []
+    public private(set) var queryArguments: Set<String> = []
+
+    public init() {}
+
+    public mutating func redactHeader(_ name: String) { headers.insert(name.lowercased()) }
+    public mutating func redactQueryArgument(_ name: String) { queryArguments.insert(name) }
+
+    /// `uri` with the values of redacted query arguments replaced.
+    func uri(_ uri: String) -> String {
+        guard !queryArguments.isEmpty, let mark = uri.firstIndex(of: "?") else { return uri }
+        let pairs = QueryText.pairs(uri[uri.index(after: mark)...]).map { pair -> String in
+            queryArguments.contains(pair.name) ? "\(QueryText.encode(pair.name))=REDACTED" : String(pair.raw)
+        }
+        return uri[..<mark] + "?" + pairs.joined(separator: "&")
     }
 }
 

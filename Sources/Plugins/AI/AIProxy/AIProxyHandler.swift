@@ -97,11 +97,12 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
 
         if let native = config.nativeFormat {
             // §2.3-3 / §2.12: the client speaks the provider's API; its body goes as sent.
-            guard let request = body else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            guard body != nil else { return Self.reject(400, "request body doesn't contain valid prompts") }
             let invocation = native.invocation(path: String(context.rawPath), captures: context.match?.namedCaptures ?? [:])
-            var shaped = native.openAIRequest(from: .object(request), invocation: invocation).objectValue ?? [:]
-            if shaped["model"] == nil, let named = invocation.model { shaped["model"] = .string(named) }
-            if let refusal = Self.checkModel(shaped, &model) { return refusal }
+            // Only the model matters here: the body is forwarded and usage read from the answer.
+            if let refusal = Self.checkModel(["model": invocation.model.map(JSONValue.string) ?? .null], &model) {
+                return refusal
+            }
             state.streaming = invocation.stream || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
                 return Self.reject(400, "response streaming is not enabled for this LLM")
@@ -197,14 +198,26 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             let defaultPort = upstream.tls ? 443 : 80
             let host = preserveHost ? (context.headers.first(name: "host") ?? upstream.host)
                 : upstream.port == defaultPort ? upstream.host : "\(upstream.host):\(upstream.port)"
+            // SigV4 covers the body: one not read yet (preserve, larger than the introspection
+            // limit) is read now, within the gateway's body limit.
+            var signedBody: [UInt8] = []
+            if model.provider == .bedrock {
+                do {
+                    signedBody = try await context.requestBody().map { Array($0.readableBytesView) } ?? []
+                } catch {
+                    ErrorLog.report("ai-proxy: the request body could not be read to be signed")
+                    return Self.reject(500, "LLM request failed before proxying")
+                }
+            }
             let request = LLMSignableRequest(
                 method: context.method.rawValue, hostHeader: host, path: upstream.path,
                 query: context.rawQuery.map(String.init), contentType: context.headers.first(name: "content-type"),
-                body: context.bufferedBody.map { Array($0.readableBytesView) } ?? [])
+                body: signedBody)
             do {
                 for (name, value) in try await identity.headers(for: request, region: model.options.bedrockRegion, now: Date()) {
                     context.headers.replaceOrAdd(name: name, value: value)
                 }
+                context.logRedactions.redactHeader("X-Amz-Security-Token")
             } catch {
                 ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud identity failed: \(error.message)")
                 return Self.reject(500, "LLM request failed before proxying")
@@ -240,13 +253,24 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             return Self.reject(400, error.clientMessage)
         }
         // Body-parameter auth, where the converted body is the OpenAI object.
+        var keyField: String?
         if let auth = config.auth.bodyParameter, LLMDialect(model)?.sendsTheOpenAIObject(on: route) == true,
            converted[auth.name] == nil || !config.auth.allowOverride {
             converted[auth.name] = .string(auth.value)
+            keyField = auth.name
         }
         // Key order is irrelevant to providers: no sorting on the request path.
         let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false))
-        if config.logStatistics && config.logPayloads { state.requestPayload = String(decoding: encoded, as: UTF8.self) }
+        if config.logStatistics && config.logPayloads {
+            // The logged payload never shows the key.
+            if let keyField {
+                var shown = converted
+                shown[keyField] = "REDACTED"
+                state.requestPayload = shown.serialized(JSONWriteOptions(sortedKeys: false))
+            } else {
+                state.requestPayload = String(decoding: encoded, as: UTF8.self)
+            }
+        }
         context.setRequestBody(ByteBuffer(bytes: encoded))
         context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         return nil
@@ -261,39 +285,48 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         let latency = Self.milliseconds(since: state.started)
         // §2.8: the gateway reads the answer inflated; the client gets gzip only if it accepts it.
         let upstreamGzip = LLMGzip.isEncoded(headers)
-        var plain = body
-        if upstreamGzip {
+        /// The body as the gateway reads it; nil when it cannot be inflated (logged).
+        func inflated() -> ByteBuffer? {
+            guard upstreamGzip else { return body }
             do {
-                plain = try LLMGzip.inflate(body)
+                return try LLMGzip.inflate(body)
             } catch {
-                ErrorLog.report("ai-proxy: the upstream's gzip body could not be inflated")
-                status = 500
-                headers.remove(name: "Content-Encoding")
-                headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
-                body = Self.errorBody("failed to decode the upstream response")
-                return
+                ErrorLog.report("ai-proxy: the upstream's gzip body \(error)")
+                return nil
             }
         }
+        /// For a client that does not accept gzip: the inflated body, else the body as received.
+        func decodedForClient() -> ByteBuffer? {
+            guard upstreamGzip && !state.clientAcceptsGzip, let plain = inflated() else { return nil }
+            headers.remove(name: "Content-Encoding")
+            return plain
+        }
         guard status == 200 else {
-            if upstreamGzip && !state.clientAcceptsGzip {
-                body = plain
-                headers.remove(name: "Content-Encoding")
-            }
+            // Errors pass through (§2.10), decoded only for a client without gzip.
+            if let plain = decodedForClient() { body = plain }
             return
         }
         if state.model.provider.dropsSetCookie { headers.remove(name: "Set-Cookie") }
         if let native = state.native {
             // §2.12: the provider's answer goes unchanged; only analytics read it.
-            if upstreamGzip && !state.clientAcceptsGzip {
+            let plain = config.logStatistics || !state.clientAcceptsGzip ? inflated() : nil
+            if upstreamGzip && !state.clientAcceptsGzip, let plain {
                 body = plain
                 headers.remove(name: "Content-Encoding")
             }
-            guard config.logStatistics else { return }
+            guard config.logStatistics, let plain else { return }
             let document = (try? JSONValue.parse(bytes: plain.readableBytesView)) ?? .null
             recordAnalytics(context, state: state, latency: latency,
                             usage: native.usage(fromResponse: document) ?? LLMUsage(),
                             responseModel: native.responseModel(fromResponse: document),
                             responsePayload: { String(buffer: plain) })
+            return
+        }
+        guard let plain = inflated() else {
+            status = 500
+            headers.remove(name: "Content-Encoding")
+            headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+            body = Self.errorBody("failed to decode the upstream response")
             return
         }
         let upstream = Array(plain.readableBytesView)
@@ -312,9 +345,11 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         let sent = converted.bytes(upstream: upstream)
         let verbatim: Bool
         if case .upstream = converted.body { verbatim = true } else { verbatim = false }
-        if state.clientAcceptsGzip {
+        if state.clientAcceptsGzip, verbatim && upstreamGzip {
             // An upstream gzip body forwarded unchanged is not compressed a second time.
-            if !(verbatim && upstreamGzip) { body = LLMGzip.deflate(verbatim ? plain : ByteBuffer(bytes: sent)) }
+            headers.replaceOrAdd(name: "Content-Encoding", value: "gzip")
+        } else if state.clientAcceptsGzip, let zipped = LLMGzip.deflate(verbatim ? plain : ByteBuffer(bytes: sent)) {
+            body = zipped
             headers.replaceOrAdd(name: "Content-Encoding", value: "gzip")
         } else {
             if !verbatim || upstreamGzip { body = verbatim ? plain : ByteBuffer(bytes: sent) }
@@ -334,7 +369,13 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             state.streamLatency = Self.milliseconds(since: state.started)
             let upstreamContentType = headers.first(name: "content-type")
             // Streams reach the client uncompressed (§2.8): a gzip upstream is inflated as it comes.
-            if LLMGzip.isEncoded(headers) { state.streamInflater = try? LLMGzipStream() }
+            if LLMGzip.isEncoded(headers) {
+                do {
+                    state.streamInflater = try LLMGzipStream()
+                } catch {
+                    state.streamUndecodable = true
+                }
+            }
             headers.remove(name: "Content-Length")
             headers.remove(name: "Content-Encoding")
             if let native = state.native {
@@ -368,12 +409,14 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {
         guard let state = AIProxyRequestState.of(context), state.active, state.streaming,
               context.exchangeLog.proxied else { return }
-        if let inflater = state.streamInflater {
+        if state.streamUndecodable {
+            chunk = ByteBuffer()
+        } else if let inflater = state.streamInflater {
             do {
-                chunk = state.streamUndecodable ? ByteBuffer() : try inflater.inflate(chunk)
+                chunk = try inflater.inflate(chunk)
             } catch {
                 // Nothing after a corrupt byte can be decoded: the rest of the stream is dropped.
-                ErrorLog.report("ai-proxy: the upstream's gzip stream could not be inflated")
+                ErrorLog.report("ai-proxy: the upstream's gzip stream \(error)")
                 state.streamUndecodable = true
                 chunk = ByteBuffer()
             }

@@ -9,7 +9,6 @@ struct LLMAuth: Sendable {
     let queryParameter: Pair?
     let bodyParameter: Pair?
     let allowOverride: Bool
-    let gcpUseServiceAccount: Bool
 
     /// `environment` resolves `{vault://env/...}` references; one that does not resolve leaves
     /// its pair unset (reported on the error output, without the secret).
@@ -38,7 +37,6 @@ struct LLMAuth: Sendable {
         queryParameter = query
         bodyParameter = body
         allowOverride = json["allow_override"]?.boolValue ?? false
-        gcpUseServiceAccount = json["gcp_use_service_account"]?.boolValue ?? false
     }
 
     /// Header and query auth on the request: the configured value, unless the client sent its own
@@ -53,5 +51,8 @@ struct LLMAuth: Sendable {
            !(override && context.hasQueryArgument(parameter.name)) {
             context.setQueryArgument(parameter.name, parameter.value)
         }
+        // Whoever set them, these values are keys: the logs never show them.
+        if let header { context.logRedactions.redactHeader(header.name) }
+        if let parameter = queryParameter { context.logRedactions.redactQueryArgument(parameter.name) }
     }
 }

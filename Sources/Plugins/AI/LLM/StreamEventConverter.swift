@@ -30,6 +30,7 @@ public struct StreamEventConverter: Sendable {
     private let inspectPassthrough: Bool
     private let includeUsage: Bool
     private let modelName: String?
+    private let route: LLMRouteType
     private var scratch: [StreamPayload] = []
 
     /// Tokens reported by the upstream so far (not yet estimated).
@@ -57,6 +58,7 @@ public struct StreamEventConverter: Sendable {
         self.includeUsage = includeUsage && LLMDialect(model) != .openAI
         self.inspectPassthrough = inspectPassthrough || accumulateText
         modelName = model.name
+        self.route = route
     }
 
     /// Appends the client frames for `event` to `frames`.
@@ -130,7 +132,7 @@ public struct StreamEventConverter: Sendable {
     private func writeUsageChunk(into frames: inout [UInt8]) {
         var chunk: [String: JSONValue] = [
             "choices": .array([]),
-            "object": "chat.completion.chunk",
+            "object": route == .completions ? "text_completion" : "chat.completion.chunk",
             "usage": [
                 "prompt_tokens": .number(Double(usage.promptTokens)),
                 "completion_tokens": .number(Double(usage.completionTokens)),

@@ -6,9 +6,15 @@ enum CloudEncoding {
     /// Percent-encodes every byte outside `A-Za-z0-9-._~` (and `/` when `keepingSlash`), hex in
     /// upper case: AWS's `UriEncode`, also right for `application/x-www-form-urlencoded` values.
     static func percentEncoded(_ text: String, keepingSlash: Bool = false) -> String {
+        percentEncoded(bytes: text.utf8, keepingSlash: keepingSlash)
+    }
+
+    static func percentEncoded<Bytes: Collection>(bytes: Bytes, keepingSlash: Bool = false) -> String
+        where Bytes.Element == UInt8
+    {
         var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
+        out.reserveCapacity(bytes.count)
+        for byte in bytes {
             if isUnreserved(byte) || (keepingSlash && byte == UInt8(ascii: "/")) {
                 out.append(byte)
             } else {
@@ -23,6 +29,11 @@ enum CloudEncoding {
     /// `%XX` escapes decoded; anything else (including `+` and malformed escapes) kept as is.
     static func percentDecoded(_ text: Substring) -> String {
         guard text.utf8.contains(UInt8(ascii: "%")) else { return String(text) }
+        return String(decoding: percentDecodedBytes(text), as: UTF8.self)
+    }
+
+    /// `percentDecoded` as bytes: escapes that are not UTF-8 (`%FF`) survive a round trip.
+    static func percentDecodedBytes(_ text: Substring) -> [UInt8] {
         let bytes = Array(text.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
@@ -37,7 +48,7 @@ enum CloudEncoding {
                 i += 1
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     /// `application/x-www-form-urlencoded` body from name/value pairs, in order.

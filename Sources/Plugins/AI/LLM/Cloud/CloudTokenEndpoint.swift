@@ -17,9 +17,18 @@ public struct CloudToken: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "CloudToken(redacted, expires in \(expiresIn) s)" }
 }
 
-/// The side call to a token endpoint (GCP OAuth, Entra ID, Azure IMDS) over `HTTPClient.shared`.
+/// The side call to a token endpoint (GCP OAuth, Entra ID, Azure IMDS).
 enum CloudTokenEndpoint {
     static let timeout: TimeAmount = .seconds(10)
+    /// Its own client: redirects are refused (one would re-send a client secret elsewhere), and
+    /// every read is bounded, not only the wait for the response head.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: HTTPClient.Configuration.Timeout(connect: .seconds(5), read: timeout))
+        configuration.httpVersion = .http1Only
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
     static let maxResponseBytes = 1 << 20
     /// Used when the answer carries no `expires_in`.
     static let defaultLifetime: Double = 3_600
@@ -42,7 +51,7 @@ enum CloudTokenEndpoint {
         let status: UInt
         let body: ByteBuffer
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+            let response = try await client.execute(request, timeout: timeout)
             status = response.status.code
             body = try await response.body.collect(upTo: maxResponseBytes)
         } catch {
