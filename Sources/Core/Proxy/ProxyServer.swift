@@ -162,24 +162,36 @@ public final class ConnectionRegistry: Sendable {
     }
 }
 
-/// Log-phase work, run off the request path by one draining task.
-///
-/// The queue is bounded: when log plugins fall behind the request rate, the newest work is dropped
-/// (and counted, reported at most every 10 s) rather than letting memory grow without limit.
+/// The log phase's queue: requests hand their log work here and it runs on a thread of its own,
+/// never on an event loop — a log plugin's file write (a blocking call) or a large serialization
+/// then delays no request. Bounded: work beyond `capacity` is dropped and counted.
 public final class LogSink: Sendable {
-    private let stream: AsyncStream<@Sendable () -> Void>
-    private let continuation: AsyncStream<@Sendable () -> Void>.Continuation
+    private struct Queue {
+        var work: [@Sendable () -> Void] = []
+        var finished = false
+    }
+
+    /// Value 1: there is work, or the sink is finished (the drain thread waits for 1).
+    private let queue = NIOLockedValueBox(Queue())
+    private let signal = ConditionLock(value: 0)
+    private let capacity: Int
     private let dropped = Atomic<Int>(0)
     private let lastReport = Atomic<Int64>(0)
     public static let defaultCapacity = 10_000
 
     public init(capacity: Int = LogSink.defaultCapacity) {
-        (stream, continuation) = AsyncStream.makeStream(of: (@Sendable () -> Void).self,
-                                                        bufferingPolicy: .bufferingOldest(capacity))
+        self.capacity = capacity
     }
 
     func submit(_ work: @escaping @Sendable () -> Void) {
-        if case .dropped = continuation.yield(work) { noteDropped() }
+        signal.lock()
+        let accepted = queue.withLockedValue { queue in
+            guard !queue.finished, queue.work.count < capacity else { return false }
+            queue.work.append(work)
+            return true
+        }
+        signal.unlock(withValue: 1)
+        if !accepted { noteDropped() }
     }
 
     /// Log entries dropped so far because the queue was full.
@@ -194,10 +206,30 @@ public final class LogSink: Sendable {
         ErrorLog.report("log phase behind the request rate: \(total) log entries dropped so far")
     }
 
-    /// Runs queued log work until `finish()`.
+    /// Runs queued log work, in order, on a dedicated thread until `finish()` and the queue is empty.
     public func run() async {
-        for await work in stream { work() }
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        _ = try? await thread.runIfActive { self.drain() }
+        try? await thread.shutdownGracefully()
     }
 
-    public func finish() { continuation.finish() }
+    private func drain() {
+        while true {
+            signal.lock(whenValue: 1)
+            let (batch, finished) = queue.withLockedValue { queue in
+                defer { queue.work.removeAll(keepingCapacity: true) }
+                return (queue.work, queue.finished)
+            }
+            signal.unlock(withValue: finished ? 1 : 0)
+            for work in batch { work() }
+            if finished && batch.isEmpty { return }
+        }
+    }
+
+    public func finish() {
+        signal.lock()
+        queue.withLockedValue { $0.finished = true }
+        signal.unlock(withValue: 1)
+    }
 }
