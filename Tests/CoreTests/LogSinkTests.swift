@@ -14,4 +14,17 @@ struct LogSinkTests {
         await sink.run()
         #expect(ran.withLock { $0 } == [0, 1, 2])
     }
+
+    /// The drain runs while work arrives, in order, and whatever was queued before `finish()` runs.
+    @Test func workQueuedWhileRunningRunsInOrderAndFinishFlushes() async {
+        let sink = LogSink()
+        let ran = Mutex<[Int]>([])
+        let draining = Task { await sink.run() }
+        for i in 0..<100 { sink.submit { ran.withLock { $0.append(i) } } }
+        sink.finish()
+        await draining.value
+        #expect(ran.withLock { $0 } == Array(0..<100))
+        sink.submit { ran.withLock { $0.append(-1) } }
+        #expect(sink.droppedCount == 1, "work after finish() is refused and counted")
+    }
 }

@@ -40,28 +40,21 @@ struct AIHarness {
 
     /// A POST with a JSON body, returned once the response head arrived (the body is the caller's
     /// to read, chunk by chunk).
-    func openStream(_ path: String, _ body: String) async throws -> HTTPClientResponse {
+    func openStream(_ path: String, _ body: String, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(gateway.port)\(path)")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(string: body))
         return try await gateway.client.execute(request, timeout: .seconds(20))
     }
 }
 
-/// A secret for `{vault://env/...}` references. ai-proxy reads the process environment once, when
-/// the first handler of the process is built, so the variable is set by `ProxyHarness.start`
-/// (every gateway of these tests starts there) before any configuration is applied.
+/// A secret for `{vault://env/...}` references, given to the gateway's plugins as their
+/// environment (never set in the test process's own).
 enum TestSecrets {
     static let variable = "SILVERBACK_TEST_SECRET"
     static let value = "sb-vault-\(UUID().uuidString.lowercased())"
-
-    private static let installed: Bool = {
-        setenv(variable, value, 1)
-        return true
-    }()
-
-    static func install() { _ = installed }
 }
 
 /// Declarative YAML for AI routes: one service (`llm`, pointing at the service mock) whose routes
@@ -807,22 +800,28 @@ struct AIProxyTests {
             """)))
         defer { Task { await h.stop() } }
         let compressed = try Gzip.compress(ProviderFixtures.anthropicStream(deltas: ["Hello", " from", " gzip"]).joined())
-        // Cut the compressed bytes into pieces of 7 bytes, each written on its own.
+        // Cut the compressed bytes into pieces of 7 bytes, each written on its own; the last one
+        // (inside gzip's 8-byte trailer) waits for the gate.
         let pieces = stride(from: 0, to: compressed.count, by: 7).map {
             ProviderReply.Chunk(bytes: Array(compressed[$0..<min($0 + 7, compressed.count)]))
         }
         h.provider.answer(path: "/v1/messages", with: ProviderReply(
             headers: [("Content-Type", "text/event-stream"), ("Content-Encoding", "gzip")],
-            chunks: pieces, declaresLength: false))
+            chunks: pieces, declaresLength: false, holdsLastChunk: true))
 
-        let response = try await h.post("/claude", #"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-                                        headers: [("Accept-Encoding", "gzip")])
-        #expect(response.status == 200)
+        let response = try await h.openStream("/claude", #"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                                              headers: [("Accept-Encoding", "gzip")])
+        #expect(response.status == .ok)
         #expect(response.headers["Content-Encoding"].isEmpty)
         #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
-        let text = SSE.payloads(response.body).compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
-        #expect(text == "Hello from gzip", "\(response.body)")
-        #expect(SSE.frames(response.body).last == "data: [DONE]")
+        var iterator = response.body.makeAsyncIterator()
+        var received = ""
+        try await SSE.read(&iterator, into: &received) { $0.contains("[DONE]") }
+        let text = SSE.payloads(received).compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
+        #expect(text == "Hello from gzip", "inflated as it came, before the gzip trailer: \(received)")
+        h.provider.releaseGate()
+        try await SSE.read(&iterator, into: &received) { _ in false }
+        #expect(SSE.frames(received).last == "data: [DONE]")
     }
 
     /// Spec §2.7: Set-Cookie is removed for openai, azure, mistral, gemini and bedrock only.
@@ -856,9 +855,8 @@ struct AIProxyTests {
                 route_type: llm/v1/chat, logging: {log_statistics: true, log_payloads: true}, \
                 auth: {header_name: Authorization, header_value: "{vault://env/\(TestSecrets.variable)}"}, \(AIConfig.openAI())
                 """,
-            more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+            more: ["name: file-log, config: {path: \"\(logPath)\"}"]))) { _ in [TestSecrets.variable: TestSecrets.value] }
         defer { Task { await h.stop() } }
-        // (ProxyHarness.start has set the variable before the gateway existed.)
         h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
 
         let response = try await h.post("/vaulted", Self.hello)

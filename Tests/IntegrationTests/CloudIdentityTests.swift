@@ -68,10 +68,39 @@ struct CloudIdentityTests {
         #expect(!response.body.contains(Self.secret))
     }
 
+    /// Keys and a session token from the standard `AWS_*` variables: the token is sent (and
+    /// signed), and the log shows it as REDACTED.
+    @Test func bedrockSessionCredentialsFromTheEnvironmentNeverReachTheLog() async throws {
+        let directory = try TemporaryDirectory.make("bedrock-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("bedrock.log").path
+        let token = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("bedrock", path: "/bedrock", aiProxy: """
+            \(AIConfig.chat), auth: {allow_override: false}, \
+            model: {provider: bedrock, name: "anthropic.claude-3-haiku-20240307-v1:0", options: {upstream_url: "PROVIDER/converse"}}
+            """, more: ["name: file-log, config: {path: \"\(logPath)\"}"]))) { _ in
+            ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": Self.secret,
+             "AWS_SESSION_TOKEN": token, "AWS_REGION": "us-east-1"]
+        }
+        defer { Task { await h.stop() } }
+        h.provider.answer { request in
+            Self.signatureIsValid(request, secret: Self.secret) ? .json(Self.bedrockAnswer)
+                : .json(#"{"message":"The request signature we calculated does not match"}"#, status: 403)
+        }
+
+        let response = try await h.post("/bedrock", Self.hello)
+        #expect(response.status == 200, "\(response.body)")
+        let sent = try #require(h.provider.requests.first)
+        #expect(sent.headers.first(name: "x-amz-security-token") == token)
+        #expect(sent.headers.first(name: "authorization")?.contains("x-amz-security-token") == true, "signed")
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 1)
+        let line = try #require(lines.first)
+        #expect(!line.contains(token), "the session token is in the log: \(line)")
+        #expect(try JSONValue.parse(line)["request"]?["headers"]?["x-amz-security-token"] == "REDACTED")
+    }
+
     /// Kong's 500 when Bedrock has no region anywhere; nothing reaches the provider.
     @Test func bedrockWithoutARegionFailsBeforeProxying() async throws {
-        try #require(ProcessInfo.processInfo.environment["AWS_REGION"] == nil
-                     && ProcessInfo.processInfo.environment["AWS_DEFAULT_REGION"] == nil, "the environment names a region")
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route("bedrock", path: "/bedrock", aiProxy: """
             \(AIConfig.chat), auth: {aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "\(Self.secret)"}, \
             model: {provider: bedrock, name: "anthropic.claude-3-haiku-20240307-v1:0", options: {upstream_url: "PROVIDER"}}

@@ -60,12 +60,10 @@ final class ProxyHarness: Sendable {
         }
     }
 
-    /// `environment` is laid over the process's for the plugins this gateway builds.
+    /// The plugins this gateway builds see `environment`, and nothing of the machine's own (a
+    /// developer's `AWS_REGION` changes no test).
     static func factories(environment: [String: String] = [:]) -> [PluginFactory] {
-        let bundled = environment.isEmpty ? BundledPlugins.factories : BundledPlugins.factories(environment: {
-            ProcessInfo.processInfo.environment.merging(environment) { _, overlay in overlay }
-        })
-        return bundled + tracers.map { name, priority in
+        BundledPlugins.factories(environment: { environment }) + tracers.map { name, priority in
             PluginFactory(name: name, priority: priority) { instance, _ in
                 TracerHandler(name: name, tag: instance.config["tag"]?.stringValue ?? "")
             }
@@ -101,7 +99,6 @@ final class ProxyHarness: Sendable {
                       tlsUpstream: Bool = false, tlsListener: Bool = false,
                       options: ProxyOptions = ProxyOptions(),
                       environment: [String: String] = [:]) async throws -> ProxyHarness {
-        TestSecrets.install()  // before any plugin of this process reads the environment
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
         let gateway = Gateway(loader: loader, factories: factories(environment: environment), threads: 2, options: options)
@@ -115,7 +112,12 @@ final class ProxyHarness: Sendable {
         let ports = try await gateway.bind(addresses, certificate: certificate)
         let running = Task { await gateway.run() }
         let harness = ProxyHarness(gateway: gateway, upstream: upstream, ports: ports, loader: loader, running: running)
-        try harness.apply(yaml)
+        do {
+            try harness.apply(yaml)
+        } catch {
+            await harness.stop()  // a refused configuration fails the test, not the test process
+            throw error
+        }
         return harness
     }
 

@@ -63,10 +63,10 @@ PROVIDERS = [
     Provider("mistral", "/mistral", "/mistral", "mistral-small-latest", "Bonjour from the mock Mistral",
              (25, 12), 9, {4}, "call_mock_add"),
     # Converted streams: the gateway must build the usage chunk from the provider's counts.
-    # Anthropic: message_start says input 9 / output 1, message_delta output 5 (Anthropic's
-    # count is cumulative: 5; the gateway's analytics add them as Kong does: 6).
+    # Anthropic: message_start says input 9 / output 1, message_delta output 5; the gateway adds
+    # them as Kong's analytics do (6), and the usage chunk reports what the analytics count.
     Provider("anthropic", "/anthropic", "/anthropic", "claude-3-5-haiku", "Bonjour from the mock Claude",
-             (11, 7), 9, {5, 6}, "toolu_mock_add"),
+             (11, 7), 9, {6}, "toolu_mock_add"),
     # Gemini: usageMetadata is cumulative, the last one says 4 / 6. Spec §2.8: Kong's Gemini
     # chunks carry no `object` (the SDK reads it as None); Gemini tool calls have no id.
     Provider("gemini", "/gemini", "/gemini-stream", "gemini-1.5-flash", "Hola from the mock Gemini",

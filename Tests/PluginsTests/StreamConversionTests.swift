@@ -179,6 +179,21 @@ private let anthropicStream = sse([
     #expect(payloadTexts(forwarded) == [#"{"choices":[{"delta":{"content":"hi"}}]}"#, "[DONE]"])
 }
 
+/// On the completions route the usage chunk is a `text_completion` object, like the others.
+@Test func includeUsageChunkOnCompletionsIsATextCompletion() throws {
+    let stream = bytes(#"{"event_type":"text-generation","text":"abc"}"# + "\n"
+        + #"{"event_type":"stream-end","response":{"token_count":{"prompt_tokens":4,"response_tokens":6}}}"# + "\n")
+    let (frames, _) = try run(stream, contentType: nil, .cohere, route: .completions,
+                              model: model(.cohere, "command-light"), includeUsage: true)
+    let payloads = payloadJSON(frames)
+    try #require(payloads.count == 3)
+    #expect(payloads[1] == [
+        "choices": [], "model": "command-light", "object": "text_completion",
+        "usage": ["prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10],
+    ])
+    #expect(payloads[2] == "[DONE]")
+}
+
 @Test func anthropicWithoutEventLinesUsesTheBodyType() throws {
     let stream = bytes("data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hey\"}}\n\ndata: {\"type\":\"message_stop\"}\n\n")
     let (frames, _) = try run(stream, contentType: "text/event-stream", .anthropic)

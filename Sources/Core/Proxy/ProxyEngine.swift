@@ -131,13 +131,7 @@ enum RequestPhases {
         if let override = context.upstreamTarget {
             // The plugin's path goes as set (model names stay verbatim, as in Kong's drivers).
             target = context.rawQuery.map { "\(override.path)?\($0)" } ?? override.path
-            if !match.route.preserveHost {
-                // As Kong's balancer sets the Host of a re-targeted request: the name, and the
-                // port when it is not the scheme's default.
-                let defaultPort = override.tls ? 443 : 80
-                headers.replaceOrAdd(name: "Host", value: override.port == defaultPort
-                                     ? override.host : "\(override.host):\(override.port)")
-            }
+            if !match.route.preserveHost { headers.replaceOrAdd(name: "Host", value: override.hostHeader) }
         } else {
             let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
                                                 strippedPrefix: match.strippedPrefix)

@@ -165,14 +165,11 @@ public final class ConnectionRegistry: Sendable {
 /// The log phase's queue: requests hand their log work here and it runs on a thread of its own,
 /// never on an event loop — a log plugin's file write (a blocking call) or a large serialization
 /// then delays no request. Bounded: work beyond `capacity` is dropped and counted.
-public final class LogSink: Sendable {
-    private struct Queue {
-        var work: [@Sendable () -> Void] = []
-        var finished = false
-    }
-
-    /// Value 1: there is work, or the sink is finished (the drain thread waits for 1).
-    private let queue = NIOLockedValueBox(Queue())
+public final class LogSink: @unchecked Sendable {
+    /// Guarded by `signal`, whose value is 1 while there is work or the sink is finished (the
+    /// drain thread waits for 1).
+    private var pending: [@Sendable () -> Void] = []
+    private var finished = false
     private let signal = ConditionLock(value: 0)
     private let capacity: Int
     private let dropped = Atomic<Int>(0)
@@ -185,12 +182,9 @@ public final class LogSink: Sendable {
 
     func submit(_ work: @escaping @Sendable () -> Void) {
         signal.lock()
-        let accepted = queue.withLockedValue { queue in
-            guard !queue.finished, queue.work.count < capacity else { return false }
-            queue.work.append(work)
-            return true
-        }
-        signal.unlock(withValue: 1)
+        let accepted = !finished && pending.count < capacity
+        if accepted { pending.append(work) }
+        signal.unlock(withValue: pending.isEmpty && !finished ? 0 : 1)
         if !accepted { noteDropped() }
     }
 
@@ -215,21 +209,21 @@ public final class LogSink: Sendable {
     }
 
     private func drain() {
+        var batch: [@Sendable () -> Void] = []
         while true {
             signal.lock(whenValue: 1)
-            let (batch, finished) = queue.withLockedValue { queue in
-                defer { queue.work.removeAll(keepingCapacity: true) }
-                return (queue.work, queue.finished)
-            }
-            signal.unlock(withValue: finished ? 1 : 0)
+            swap(&batch, &pending)
+            let done = finished
+            signal.unlock(withValue: done ? 1 : 0)
             for work in batch { work() }
-            if finished && batch.isEmpty { return }
+            if done && batch.isEmpty { return }
+            batch.removeAll(keepingCapacity: true)
         }
     }
 
     public func finish() {
         signal.lock()
-        queue.withLockedValue { $0.finished = true }
+        finished = true
         signal.unlock(withValue: 1)
     }
 }

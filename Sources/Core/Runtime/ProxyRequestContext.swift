@@ -212,6 +212,10 @@ public struct UpstreamTargetOverride: Sendable, Equatable {
     /// Verify the upstream's certificate (ai-proxy always does; services follow `tls_verify`).
     public var verifyTLS: Bool
 
+    /// The Host header a re-targeted request goes with (unless the route preserves the client's),
+    /// as Kong's balancer sets it: the name, and the port when it is not the scheme's default.
+    public var hostHeader: String { port == (tls ? 443 : 80) ? host : "\(host):\(port)" }
+
     public init(tls: Bool, host: String, port: Int, path: String, verifyTLS: Bool = true) {
         self.tls = tls
         self.host = host

@@ -60,10 +60,9 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
                 return
             }
         }
-        var bytes = bytes
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { buffer in
+            let written = bytes.withUnsafeBytes { buffer in
                 Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
             }
             if written < 0 {
@@ -73,6 +72,5 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
             }
             offset += written
         }
-        bytes.removeAll()
     }
 }

@@ -120,8 +120,8 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             }
         } else if route == .embeddings {
             // Embeddings (the 3.11 route type): `input` instead of messages/prompt, never streamed.
+            // (The conversion validates `input`, `encoding_format` and `dimensions`.)
             guard let request = body else { return Self.reject(400, LLMEmbeddingsRequest.invalidInput) }
-            if let invalid = LLMEmbeddingsRequest.validationError(request) { return Self.reject(400, invalid) }
             if let refusal = Self.checkModel(request, &model) { return refusal }
             state.embeddingEncoding = LLMEmbeddingEncoding(request: request)
             if let refusal = convertRequest(request, model: model, route: route, state: state, context: context) {
@@ -185,8 +185,8 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if model.provider == .anthropic, let version = model.options.anthropicVersion {
             context.headers.replaceOrAdd(name: "anthropic-version", value: version)
         }
-        context.upstreamTarget = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port,
-                                                        path: upstream.path)
+        let target = UpstreamTargetOverride(tls: upstream.tls, host: upstream.host, port: upstream.port, path: upstream.path)
+        context.upstreamTarget = target
         // §2.3-4.9: Gemini is asked for identity, as Kong does. The others may gzip (the gateway
         // inflates it); the client's own header is not forwarded, so no provider answers in an
         // encoding the gateway cannot read (docs/decisions.md).
@@ -194,10 +194,9 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                                      value: model.provider == .gemini ? "identity" : "gzip, identity")
         // §2.3-14: signed last, over the request exactly as it will be sent.
         if let identity = config.cloudIdentity {
-            let preserveHost = context.match?.route.preserveHost == true
-            let defaultPort = upstream.tls ? 443 : 80
-            let host = preserveHost ? (context.headers.first(name: "host") ?? upstream.host)
-                : upstream.port == defaultPort ? upstream.host : "\(upstream.host):\(upstream.port)"
+            // The Host the proxy engine will send.
+            let host = context.match?.route.preserveHost == true
+                ? context.headers.first(name: "host") ?? target.hostHeader : target.hostHeader
             // SigV4 covers the body: one not read yet (preserve, larger than the introspection
             // limit) is read now, within the gateway's body limit.
             var signedBody: [UInt8] = []
@@ -281,7 +280,6 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                           body: inout ByteBuffer) {
         guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
-        state.upstreamStatus = status
         let latency = Self.milliseconds(since: state.started)
         // §2.8: the gateway reads the answer inflated; the client gets gzip only if it accepts it.
         let upstreamGzip = LLMGzip.isEncoded(headers)
@@ -365,7 +363,6 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
         guard let state = AIProxyRequestState.of(context), state.active, context.exchangeLog.proxied else { return }
         if state.streaming {
-            state.upstreamStatus = status
             state.streamLatency = Self.milliseconds(since: state.started)
             let upstreamContentType = headers.first(name: "content-type")
             // Streams reach the client uncompressed (§2.8): a gzip upstream is inflated as it comes.
@@ -399,7 +396,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             }
         }
         // The model header on the upstream's success (also on a 500 from a failed conversion).
-        let succeeded = (state.upstreamStatus ?? status) == 200
+        let succeeded = (context.exchangeLog.upstreamStatus ?? status) == 200
         if succeeded, config.modelNameHeader || context.headers.contains(name: "Kong-Debug"),
            let name = state.model.name {
             headers.replaceOrAdd(name: "X-Kong-LLM-Model", value: "\(state.model.provider.rawValue)/\(name)")
@@ -536,7 +533,6 @@ final class AIProxyRequestState: @unchecked Sendable {
     var promptEstimate: Int?
     /// The body sent upstream, kept only when payloads are logged.
     var requestPayload: String?
-    var upstreamStatus: Int?
     /// Until the stream's response headers (spec §2.11 `llm_latency`).
     var streamLatency: Int64?
     var normalizer: StreamNormalizer?
