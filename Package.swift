@@ -53,6 +53,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 // Side calls (token endpoints, transformer LLM calls): never on the plain-proxy path.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                // Certificate verification settings of those calls.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 // SigV4 HMAC/SHA-256 and RS256 JWTs for cloud identities.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -31,10 +31,30 @@ public enum BundledPlugins {
             }
             return AIProxyHandler(config: config, environment: environment)
         },
+        transformerFactory(AIRequestTransformerPlugin.definition, read) { AIRequestTransformerHandler(introspection: $0) },
+        transformerFactory(AIResponseTransformerPlugin.definition, read) { AIResponseTransformerHandler(introspection: $0) },
+        PluginFactory(name: AIAzureContentSafetyPlugin.definition.name,
+                      priority: AIAzureContentSafetyPlugin.definition.priority) { instance, _ in
+            try AIAzureContentSafetyPlugin.makeHandler(instance, environment: read())
+        },
         PluginFactory(name: FileLogPlugin.definition.name, priority: FileLogPlugin.definition.priority) { instance, _ in
             FileLogHandler(config: instance.config)
         },
     ] }
+
+    /// ai-request-transformer and ai-response-transformer: one typed configuration and LLM call,
+    /// two handlers.
+    private static func transformerFactory(_ definition: PluginDefinition,
+                                           _ read: @escaping @Sendable () -> [String: String],
+                                           handler: @escaping @Sendable (LLMIntrospection) -> any PluginHandler) -> PluginFactory {
+        PluginFactory(name: definition.name, priority: definition.priority) { instance, _ in
+            let environment = read()
+            guard let config = TransformerConfig(plugin: definition.name, instance: instance, environment: environment) else {
+                throw PluginConfigurationError(plugin: definition.name)
+            }
+            return handler(LLMIntrospection(config: config, environment: environment))
+        }
+    }
 
     /// Resolves the `plugins` setting (comma-separated list, already split): `bundled` stands for
     /// every bundled plugin, `off` as the first entry disables all plugins (elsewhere it is ignored,

@@ -53,7 +53,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// One request in flight on this connection.
     final class Exchange {
-        enum State { case deciding, connecting, proxying, responded }
+        /// `inspecting`: the upstream response is complete and plugins check it before it is sent.
+        enum State { case deciding, connecting, proxying, inspecting, responded }
 
         let head: HTTPRequestHead
         let request: ProxyRequestContext
@@ -278,8 +279,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 setClientReading(false)
                 armWriteTimer(exchange)
             }
-        case .responded:
-            break  // a generated answer was sent: the rest of the body is discarded
+        case .inspecting, .responded:
+            break  // the upstream answered, or a generated answer was sent: the rest is discarded
         }
     }
 
@@ -479,6 +480,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
     private func upstreamEnded(_ exchange: Exchange) {
+        releaseUpstream(exchange)
+        complete(exchange)
+    }
+
+    /// The upstream response is complete: its timers stop and its connection goes back to the pool.
+    private func releaseUpstream(_ exchange: Exchange) {
         exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         if let upstream = exchange.upstream {
@@ -486,7 +493,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             pool?.release(upstream)
             exchange.upstream = nil
         }
-        complete(exchange)
     }
 
     /// `buffersResponse`: the upstream response is held until complete, then the plugins'
@@ -508,17 +514,56 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             for handler in exchange.handlers {
                 handler.bufferedResponse(exchange.request, status: &status, headers: &upstreamHeaders, body: &body)
             }
-            for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
-            if var tail = bodyFiltersTail(exchange) { body.writeBuffer(&tail) }
             var held = response
             held.headers = upstreamHeaders
-            var headers = downstreamHeaders(held, exchange: exchange, keepContentLength: false)
-            headers.remove(name: "Transfer-Encoding")
-            headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-            writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
-            if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-            upstreamEnded(exchange)
+            let inspectors = exchange.handlers.filter(\.inspectsResponse)
+            if inspectors.isEmpty {
+                sendHeld(held, status: status, body: body, exchange: exchange, context: context)
+                upstreamEnded(exchange)
+                return
+            }
+            // The upstream is done with: its connection goes back to the pool while plugins await.
+            releaseUpstream(exchange)
+            exchange.state = .inspecting
+            let request = exchange.request
+            let loop = context.eventLoop
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
+            let finalHeaders = upstreamHeaders, finalStatus = status, finalBody = body
+            Task {
+                var verdict: PluginExit?
+                for inspector in inspectors {
+                    verdict = await inspector.inspectResponse(request, status: finalStatus, headers: finalHeaders,
+                                                              body: finalBody)
+                    if verdict != nil { break }
+                }
+                let replacement = verdict
+                loop.execute {
+                    let handler = bound.value, exchange = boundExchange.value
+                    guard handler.exchange === exchange, let context = handler.context else { return }
+                    if let replacement {
+                        handler.respond(replacement, exchange: exchange, nginxLevel: false)
+                    } else {
+                        handler.sendHeld(held, status: finalStatus, body: finalBody, exchange: exchange, context: context)
+                        handler.complete(exchange)
+                    }
+                }
+            }
         }
+    }
+
+    /// Sends a held upstream response (after the `bufferedResponse` hooks) with its final
+    /// Content-Length: body filters, then header filters, then the bytes.
+    private func sendHeld(_ response: HTTPResponseHead, status: Int, body: ByteBuffer, exchange: Exchange,
+                          context: ChannelHandlerContext) {
+        var body = body
+        for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
+        if var tail = bodyFiltersTail(exchange) { body.writeBuffer(&tail) }
+        var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
+        headers.remove(name: "Transfer-Encoding")
+        headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
     }
 
     /// The response headers toward the client (spec §8.2) from the upstream's.

@@ -169,6 +169,8 @@ enum RequestPhases {
         case .text(let text):
             headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
             body = text
+        case .raw(let text):
+            body = text
         case .empty:
             break
         }

@@ -19,6 +19,14 @@ public protocol PluginHandler: Sendable {
     /// before `headerFilter`, may change status, headers and body (Content-Length is recomputed).
     func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                           body: inout ByteBuffer)
+    /// A held response's last look before the client gets it: runs after every handler's
+    /// `bufferedResponse` (so it sees the final body, e.g. ai-proxy's OpenAI-shaped answer) and may
+    /// await another service (a content check). An exit replaces the response. Called only on
+    /// handlers whose `inspectsResponse` is true, in PRIORITY order; the first exit wins.
+    func inspectResponse(_ context: ProxyRequestContext, status: Int, headers: HTTPHeaders,
+                         body: ByteBuffer) async -> PluginExit?
+    /// Whether `inspectResponse` does anything (it costs a hop off the event loop).
+    var inspectsResponse: Bool { get }
     /// After the response was sent; reads the log record. Runs only for handlers whose `logs` is true.
     func log(_ context: ProxyRequestContext)
     /// Whether `log` does anything: the engine gathers the log facts and queues the log phase
@@ -38,6 +46,9 @@ extension PluginHandler {
     public var logs: Bool { false }
     public func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                                  body: inout ByteBuffer) {}
+    public func inspectResponse(_ context: ProxyRequestContext, status: Int, headers: HTTPHeaders,
+                                body: ByteBuffer) async -> PluginExit? { nil }
+    public var inspectsResponse: Bool { false }
 }
 
 public enum PluginVerdict: Sendable {
@@ -52,8 +63,11 @@ public struct PluginExit: Sendable {
         case json(JSONValue)
         /// `kong.response.error(status, message)`: Kong's error template chosen by `Accept`.
         case error(message: String?)
-        /// `kong.response.exit(status, "text")`: the text as is.
+        /// `kong.response.exit(status, "text")`: the text as is, as `text/plain`.
         case text(String)
+        /// A body relayed as is, typed only by the exit's own headers (ai-response-transformer
+        /// answering with the upstream's headers).
+        case raw(String)
         case empty
     }
 

@@ -52,6 +52,9 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public private(set) var bufferedBody: ByteBuffer?
     /// Whether the body was buffered (and possibly replaced) by a plugin.
     public private(set) var bodyWasBuffered = false
+    /// Counts replacements of the body: a plugin caching a parse of it knows the parse is current
+    /// while this is unchanged.
+    public private(set) var bodyVersion = 0
 
     /// The whole request body, read from the client on first use (`kong.request.get_raw_body`).
     /// Only plugins that call this cause buffering; `limit` caps what is held in memory.
@@ -73,6 +76,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public func setRequestBody(_ body: ByteBuffer?) {
         bodyWasBuffered = true
         bufferedBody = body
+        bodyVersion &+= 1
     }
 
     public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
@@ -248,4 +252,53 @@ public struct ExchangeLog: Sendable {
     public var proxied = false
 
     public init() {}
+}
+
+/// Where a request goes when proxied now (Kong's `kong.service` view in the access phase): the
+/// plugin override if one is set, else the matched service with the path rules of spec §6.5.
+/// ai-response-transformer makes the upstream call itself with it.
+public struct UpstreamAddress: Sendable, Equatable {
+    public var tls: Bool
+    public var host: String
+    public var port: Int
+    /// Path and query as sent upstream.
+    public var target: String
+    /// The Host header to send; nil lets the client write `host[:port]` itself.
+    public var hostHeader: String?
+    public var verifyTLS: Bool
+
+    public init(tls: Bool, host: String, port: Int, target: String, hostHeader: String?, verifyTLS: Bool) {
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.target = target
+        self.hostHeader = hostHeader
+        self.verifyTLS = verifyTLS
+    }
+
+    public var url: String {
+        let scheme = tls ? "https" : "http"
+        let name = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme)://\(name):\(port)\(target)"
+    }
+}
+
+extension ProxyRequestContext {
+    /// Nil before routing or on a route without a service.
+    public var upstreamAddress: UpstreamAddress? {
+        guard let match else { return nil }
+        let preserved = match.route.preserveHost ? headers.first(name: "host") : nil
+        if let override = upstreamTarget {
+            let target = rawQuery.map { "\(override.path)?\($0)" } ?? override.path
+            return UpstreamAddress(tls: override.tls, host: override.host, port: override.port, target: target,
+                                   hostHeader: preserved ?? override.hostHeader, verifyTLS: override.verifyTLS)
+        }
+        guard let service = match.service else { return nil }
+        let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
+                                            strippedPrefix: match.strippedPrefix)
+        let tls = service.protocol == "https" || service.protocol == "grpcs" || service.protocol == "tls"
+        return UpstreamAddress(tls: tls, host: service.host, port: service.port,
+                               target: RequestPath.upstreamTarget(path: path, rawQuery: rawQuery),
+                               hostHeader: preserved, verifyTLS: service.tlsVerify ?? true)
+    }
 }

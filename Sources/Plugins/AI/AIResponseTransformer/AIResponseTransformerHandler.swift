@@ -1,0 +1,86 @@
+import Core
+import NIOCore
+import NIOHTTP1
+
+/// ai-response-transformer (spec §4): makes the upstream call itself in the access phase, has the
+/// configured LLM transform the upstream's answer, and answers the client with the result — the
+/// normal proxying does not happen.
+struct AIResponseTransformerHandler: PluginHandler {
+    let introspection: LLMIntrospection
+
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        let config = introspection.config
+        guard let address = context.upstreamAddress else {
+            return .exit(.error(500))
+        }
+        // §4.3-2: the client's request as it stands now (method, path, query, headers, body).
+        let body: ByteBuffer?
+        do {
+            body = try await context.requestBody(limit: max(AIRequestBody.inMemoryBodyBuffer, config.maxRequestBodySize))
+        } catch {
+            return Self.failure(500, "subrequest failed: request body is larger than max_request_body_size")
+        }
+        var headers = context.headers
+        headers.remove(name: "Transfer-Encoding")
+        headers.remove(name: "Content-Length")
+        headers.remove(name: "Host")
+        // The gateway reads the answer itself: only encodings it can undo.
+        headers.replaceOrAdd(name: "Accept-Encoding", value: "gzip, identity")
+        let upstream: TransformerCall.Answer
+        do {
+            upstream = try await TransformerCall.send(method: context.method, to: address, headers: headers,
+                                                      body: body, options: config.http)
+        } catch {
+            let refused = error.description == "connection refused" || error.description == "timeout"
+            return Self.failure(500, refused ? "failed to connect to upstream: \(error)" : "subrequest failed: \(error)")
+        }
+        // §4.3-3: the whole body, inflated.
+        let upstreamBody: ByteBuffer
+        do {
+            upstreamBody = try upstream.decodedBody()
+        } catch {
+            return Self.failure(500, "subrequest failed: the upstream's gzip body \(error)")
+        }
+
+        // §4.3-4: the LLM's transformation of it.
+        let text: String
+        switch await introspection.run(input: String(buffer: upstreamBody), context: context) {
+        case .success(let answer): text = answer
+        case .failure(let failure): return failure.verdict
+        }
+
+        // §4.3-5/6: the upstream's headers without the framing ones, then the LLM's instructions.
+        var responseHeaders: [(String, String)] = upstream.headers
+            .filter { !["content-length", "content-encoding", "transfer-encoding", "connection"].contains($0.name.lowercased()) }
+            .map { ($0.name, $0.value) }
+        guard config.parseJSONInstructions else {
+            return .exit(PluginExit(status: upstream.status, headers: responseHeaders, body: .raw(text)))
+        }
+        let instructions: JSONValue
+        do {
+            instructions = try JSONValue.parse(text)
+        } catch {
+            return Self.failure(500, "failed to parse JSON response instructions from AI backend: \(error)")
+        }
+        guard let object = instructions.objectValue else {
+            return Self.failure(500, "failed to parse JSON response instructions from AI backend: input not table or string")
+        }
+        let status = object["status"]?.intValue ?? 200
+        let responseBody: String
+        switch object["body"] {
+        case .string(let text)?: responseBody = text
+        case let value? where value != .null: responseBody = value.serialized(.kong)
+        default: responseBody = instructions.serialized(.kong)
+        }
+        for (name, value) in object["headers"]?.objectValue ?? [:] {
+            let shown = value.stringValue ?? value.serialized()
+            responseHeaders.removeAll { $0.0.lowercased() == name.lowercased() }
+            responseHeaders.append((name, shown))
+        }
+        return .exit(PluginExit(status: status, headers: responseHeaders, body: .raw(responseBody)))
+    }
+
+    private static func failure(_ status: Int, _ message: String) -> PluginVerdict {
+        .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
+    }
+}

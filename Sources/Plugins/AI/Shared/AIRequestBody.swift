@@ -1,0 +1,60 @@
+import Core
+import NIOCore
+
+/// The request body as the AI plugins of one request see it (spec §0.2, Kong's shared
+/// `parse-request` filter): the first plugin that needs it parses it, later ones reuse that parse,
+/// and a plugin that rewrites the messages hands the rewritten object on, so ai-prompt-decorator,
+/// ai-prompt-guard and ai-proxy each see the previous one's output without parsing it again.
+///
+/// The cached parse is tied to `ProxyRequestContext.bodyVersion`: a plugin that replaces the body
+/// with raw bytes (ai-prompt-template, ai-request-transformer) makes the next reader parse again.
+final class AIRequestBody: @unchecked Sendable {
+    private static let key = "ai.request-body"
+
+    /// nil: the body is not a JSON object (or could not be read within the limit).
+    private let object: [String: JSONValue]?
+    private let version: Int
+
+    private init(object: [String: JSONValue]?, version: Int) {
+        self.object = object
+        self.version = version
+    }
+
+    /// Kong reads a body that spilled past nginx's 8 KiB in-memory buffer only when it is within
+    /// `max_request_body_size`; smaller bodies are always read.
+    static let inMemoryBodyBuffer = 8192
+
+    /// The raw body within `maxRequestBodySize` (at least the in-memory 8 KiB); nil when there is
+    /// none or it is larger.
+    static func raw(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> ByteBuffer? {
+        try? await context.requestBody(limit: max(inMemoryBodyBuffer, maxRequestBodySize))
+    }
+
+    /// The body as a JSON object, parsed once per body version; nil when it is not one, is larger
+    /// than the limit, or the request says it is something other than JSON.
+    static func object(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> [String: JSONValue]? {
+        if let cached = context.shared[key] as? AIRequestBody, cached.version == context.bodyVersion,
+           context.bodyWasBuffered {
+            return cached.object
+        }
+        let raw = await raw(context, maxRequestBodySize: maxRequestBodySize)
+        var object: [String: JSONValue]?
+        let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
+        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty,
+           case .object(let parsed)? = try? JSONValue.parse(bytes: raw.readableBytesView) {
+            object = parsed
+        }
+        // A body too large to read is not remembered: another plugin may allow more.
+        if raw != nil { context.shared[key] = AIRequestBody(object: object, version: context.bodyVersion) }
+        return object
+    }
+
+    /// Replaces the body sent upstream with `object` encoded as JSON (Kong's
+    /// `set_body(…, "application/json")`), and remembers it as the current parse.
+    static func replace(_ context: ProxyRequestContext, with object: [String: JSONValue]) {
+        let encoded = JSONValue.object(object).serializedBytes(JSONWriteOptions(sortedKeys: false))
+        context.setRequestBody(ByteBuffer(bytes: encoded))
+        context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        context.shared[key] = AIRequestBody(object: object, version: context.bodyVersion)
+    }
+}

@@ -1,0 +1,25 @@
+import Core
+
+/// The tokens and cost every AI plugin of one request spent, in the order the calls ended
+/// (ai-proxy's call, each transformer's own call): what ai-rate-limiting-advanced counts after
+/// the response (spec §5.3), without reparsing the log record.
+final class AIUsageLedger: @unchecked Sendable {
+    struct Entry: Sendable, Equatable {
+        let plugin: String
+        let provider: LLMProvider
+        let model: String?
+        let usage: LLMUsage
+        let cost: Double
+    }
+
+    private static let key = "ai.usage-ledger"
+    private(set) var entries: [Entry] = []
+
+    static func of(_ context: ProxyRequestContext) -> AIUsageLedger? { context.shared[key] as? AIUsageLedger }
+
+    static func record(_ context: ProxyRequestContext, _ entry: Entry) {
+        let ledger = of(context) ?? AIUsageLedger()
+        ledger.entries.append(entry)
+        context.shared[key] = ledger
+    }
+}
