@@ -58,10 +58,6 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
 
     var filtersBody: Bool { true }
 
-    /// Kong reads a body that spilled past nginx's 8 KiB in-memory buffer only when it is within
-    /// `max_request_body_size`; smaller bodies are always read.
-    static let inMemoryBodyBuffer = 8192
-
     // MARK: Access
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
@@ -70,16 +66,9 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         // §2.3-1, before the upstream's Accept-Encoding replaces the client's.
         state.clientAcceptsGzip = LLMGzip.clientAccepts(context.headers)
 
-        // §2.3-2: the body, parsed when it is a JSON object within the size limit.
-        let limit = max(Self.inMemoryBodyBuffer, config.maxRequestBodySize)
-        let raw: ByteBuffer?
-        do { raw = try await context.requestBody(limit: limit) } catch { raw = nil }
-        let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
-        var body: [String: JSONValue]?
-        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty,
-           case .object(let object)? = try? JSONValue.parse(bytes: raw.readableBytesView) {
-            body = object
-        }
+        // §2.3-2: the body, parsed when it is a JSON object within the size limit (once per
+        // request: earlier AI plugins hand their parse, possibly rewritten, forward — §0.2).
+        let body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize)
         state.started = NIODeadline.now()
 
         // §2.3-4.1: the model configuration for this request.
@@ -108,7 +97,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 return Self.reject(400, "response streaming is not enabled for this LLM")
             }
             state.native = native
-            if let raw, config.logStatistics && config.logPayloads {
+            if config.logStatistics && config.logPayloads, let raw = context.bufferedBody {
                 state.requestPayload = String(buffer: raw)
             }
         } else if route == .preserve {
