@@ -128,14 +128,9 @@ enum RequestPhases {
         let target: String
         var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service, options: options,
                                                           httpVersion: head.version, localPort: localPort)
-        if let override = context.upstreamTarget {
-            // The plugin's path goes as set (model names stay verbatim, as in Kong's drivers).
-            target = context.rawQuery.map { "\(override.path)?\($0)" } ?? override.path
-            if !match.route.preserveHost { headers.replaceOrAdd(name: "Host", value: override.hostHeader) }
-        } else {
-            let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
-                                                strippedPrefix: match.strippedPrefix)
-            target = RequestPath.upstreamTarget(path: path, rawQuery: context.rawQuery)
+        target = context.upstreamRequestTarget(match: match, service: service)
+        if let override = context.upstreamTarget, !match.route.preserveHost {
+            headers.replaceOrAdd(name: "Host", value: override.hostHeader)
         }
         if context.bodyWasBuffered {
             headers.add(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))

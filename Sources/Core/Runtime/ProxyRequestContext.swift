@@ -289,16 +289,26 @@ extension ProxyRequestContext {
         guard let match else { return nil }
         let preserved = match.route.preserveHost ? headers.first(name: "host") : nil
         if let override = upstreamTarget {
-            let target = rawQuery.map { "\(override.path)?\($0)" } ?? override.path
-            return UpstreamAddress(tls: override.tls, host: override.host, port: override.port, target: target,
+            return UpstreamAddress(tls: override.tls, host: override.host, port: override.port,
+                                   target: upstreamRequestTarget(match: match, service: match.service),
                                    hostHeader: preserved ?? override.hostHeader, verifyTLS: override.verifyTLS)
         }
         guard let service = match.service else { return nil }
-        let path = RequestPath.upstreamPath(servicePath: service.path, requestPath: match.path,
-                                            strippedPrefix: match.strippedPrefix)
         let tls = service.protocol == "https" || service.protocol == "grpcs" || service.protocol == "tls"
         return UpstreamAddress(tls: tls, host: service.host, port: service.port,
-                               target: RequestPath.upstreamTarget(path: path, rawQuery: rawQuery),
+                               target: upstreamRequestTarget(match: match, service: service),
                                hostHeader: preserved, verifyTLS: service.tlsVerify ?? true)
+    }
+
+    /// The request target (path and query) sent upstream: a plugin's path as set (model names
+    /// stay verbatim, as in Kong's drivers), else the service path joined with the request's
+    /// (spec §6.5).
+    func upstreamRequestTarget(match: RouteMatch, service: Service?) -> String {
+        if let override = upstreamTarget {
+            return rawQuery.map { "\(override.path)?\($0)" } ?? override.path
+        }
+        let path = RequestPath.upstreamPath(servicePath: service?.path, requestPath: match.path,
+                                            strippedPrefix: match.strippedPrefix)
+        return RequestPath.upstreamTarget(path: path, rawQuery: rawQuery)
     }
 }
