@@ -9,6 +9,9 @@ public enum BundledPlugins {
         AIRateLimitingAdvancedPlugin.definition,
         AIRequestTransformerPlugin.definition,
         AIAzureContentSafetyPlugin.definition,
+        AIPromptTemplatePlugin.definition,
+        AIPromptDecoratorPlugin.definition,
+        AIPromptGuardPlugin.definition,
         AIProxyPlugin.definition,
         AIResponseTransformerPlugin.definition,
         FileLogPlugin.definition,
@@ -36,6 +39,15 @@ public enum BundledPlugins {
         PluginFactory(name: AIAzureContentSafetyPlugin.definition.name,
                       priority: AIAzureContentSafetyPlugin.definition.priority) { instance, _ in
             try AIAzureContentSafetyPlugin.makeHandler(instance, environment: read())
+        },
+        PluginFactory(name: AIPromptTemplatePlugin.definition.name, priority: AIPromptTemplatePlugin.definition.priority) { instance, _ in
+            try AIPromptTemplatePlugin.makeHandler(instance)
+        },
+        PluginFactory(name: AIPromptDecoratorPlugin.definition.name, priority: AIPromptDecoratorPlugin.definition.priority) { instance, _ in
+            try AIPromptDecoratorPlugin.makeHandler(instance)
+        },
+        PluginFactory(name: AIPromptGuardPlugin.definition.name, priority: AIPromptGuardPlugin.definition.priority) { instance, _ in
+            try AIPromptGuardPlugin.makeHandler(instance)
         },
         PluginFactory(name: FileLogPlugin.definition.name, priority: FileLogPlugin.definition.priority) { instance, _ in
             FileLogHandler(config: instance.config)

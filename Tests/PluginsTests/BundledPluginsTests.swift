@@ -14,6 +14,9 @@ let bundledIdentities: [PluginIdentity] = [
     PluginIdentity(name: "ai-rate-limiting-advanced", priority: 905, version: "3.10.0"),
     PluginIdentity(name: "ai-request-transformer", priority: 777, version: "3.10.0"),
     PluginIdentity(name: "ai-azure-content-safety", priority: 774, version: "3.10.0"),
+    PluginIdentity(name: "ai-prompt-template", priority: 773, version: "3.10.0"),
+    PluginIdentity(name: "ai-prompt-decorator", priority: 772, version: "3.10.0"),
+    PluginIdentity(name: "ai-prompt-guard", priority: 771, version: "3.10.0"),
     PluginIdentity(name: "ai-proxy", priority: 770, version: "3.10.0"),
     PluginIdentity(name: "ai-response-transformer", priority: 768, version: "3.10.0"),
     PluginIdentity(name: "file-log", priority: 9, version: "3.10.0"),
@@ -62,6 +65,7 @@ let pluginsSettingCases: [PluginsSettingCase] = [
     PluginsSettingCase(setting: ["key-auth", "off"], names: ["key-auth"]),
     PluginsSettingCase(setting: ["ai-proxy", "bundled"], names: ["ai-proxy", "key-auth", "ai-rate-limiting-advanced",
                                                                  "ai-request-transformer", "ai-azure-content-safety",
+                                                                 "ai-prompt-template", "ai-prompt-decorator", "ai-prompt-guard",
                                                                  "ai-response-transformer", "file-log"]),
 ]
 
