@@ -253,6 +253,71 @@ struct AITransformerTests {
         #expect(Self.llmRequests(h).first?.json?["messages"]?[1]?["content"] == #"{"note":"free text the client sent"}"#)
     }
 
+    @Test func aGeminiLLMIsConvertedAndCountedLikeKongs() async throws {
+        // Kong's own test values: costs 20/20, usage 2/11/13, cost 0.00026, response_model the
+        // configured name.
+        let directory = try TemporaryDirectory.make("gemini-transformer-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("t.log").path
+        let gemini = "llm: {route_type: llm/v1/chat, auth: {header_name: x-goog-api-key, header_value: g-key}, "
+            + "logging: {log_statistics: true}, model: {provider: gemini, name: gemini-1.5-flash, "
+            + "options: {upstream_url: \"PROVIDER/gemini/generate\", input_cost: 20, output_cost: 20}}}"
+        let h = try await AIHarness.start(Self.document([
+            "name: ai-request-transformer, config: {prompt: \"Fix the grammar\", \(gemini)}",
+            "name: file-log, config: {path: \"\(logPath)\"}",
+        ]))
+        defer { Task { await h.stop() } }
+        @Sendable func answer(finish: String, text: String) -> ProviderReply {
+            .json(#"{"candidates":[{"content":{"parts":[{"text":\#(ProviderFixtures.quoted(text))}],"role":"model"},"finishReason":"\#(finish)","index":0}],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":11,"totalTokenCount":13}}"#)
+        }
+        h.provider.answer { request in
+            request.path == "/gemini/generate" ? answer(finish: "STOP", text: "It is fixed.") : .json(#"{"from":"upstream"}"#)
+        }
+        let response = try await h.gateway.send("/t", method: .POST, body: "it fixed is")
+        #expect(response.status == 200)
+        let call = try #require(h.provider.requests.first { $0.path == "/gemini/generate" })
+        #expect(call.headers.first(name: "x-goog-api-key") == "g-key")
+        #expect(call.json?["contents"]?[0]?["parts"]?[0]?["text"] == "it fixed is", "Gemini's own request shape")
+        #expect(h.provider.requests.first { $0.path == "/svc" }?.bodyText == "It is fixed.")
+
+        let entry = try JSONValue.parse(try #require(try await AIProxyTests.logLines(logPath, atLeast: 1).first))
+        let logged = try #require(entry["ai"]?["ai-request-transformer"])
+        #expect(logged["usage"]?["prompt_tokens"] == 2)
+        #expect(logged["usage"]?["completion_tokens"] == 11)
+        #expect(logged["usage"]?["total_tokens"] == 13)
+        #expect(abs((logged["usage"]?["cost"]?.numberValue ?? 0) - 0.00026) < 1e-12)
+        #expect(logged["meta"]?["response_model"] == "gemini-1.5-flash")
+        #expect(logged["meta"]?["provider_name"] == "gemini")
+
+        h.provider.answer { request in
+            request.path == "/gemini/generate" ? answer(finish: "SAFETY", text: "") : .json(#"{"from":"upstream"}"#)
+        }
+        let unsafe = try await h.gateway.send("/t", method: .POST, body: "something unsafe")
+        #expect(unsafe.status == 400)
+        let safety = "failed to convert AI response to Kong format: transformation failed from type "
+            + "gemini://llm/v1/chat: transformation generation candidate breached Gemini content safety"
+        #expect(unsafe.json?["error"]?["message"]?.stringValue == safety)
+    }
+
+    @Test func anHTTPSLLMIsReachedThroughTheHTTPSProxy() async throws {
+        let proxy = try await ForwardProxy.start()
+        defer { Task { await proxy.stop() } }
+        let tls = try await MockUpstream.start(tls: true)
+        defer { Task { await tls.stop() } }
+        let url = "https://127.0.0.1:\(tls.port)/v1/chat/completions"
+        // The plain-HTTP proxy setting must not be used for an https URL.
+        let h = try await AIHarness.start(Self.document([
+            Self.requestTransformer(more: "https_verify: false, https_proxy_host: 127.0.0.1, https_proxy_port: \(proxy.port), "
+                                    + "http_proxy_host: 127.0.0.1, http_proxy_port: 9", llm: Self.llm(url: url)),
+        ]))
+        defer { Task { await h.stop() } }
+        let response = try await h.gateway.send("/t", method: .POST, body: "x")
+        // The TLS mock echoes (no `choices`): reaching it through the tunnel is what counts.
+        #expect(response.json?["error"]?["message"]?.stringValue?.hasPrefix("failed to convert AI response to Kong format: ") == true,
+                "\(response.body)")
+        #expect(proxy.connectTargets == ["127.0.0.1:\(tls.port)"])
+    }
+
     // MARK: ai-response-transformer
 
     @Test func responseTransformerCallsTheUpstreamItselfAndAnswersWithTheLLMText() async throws {
