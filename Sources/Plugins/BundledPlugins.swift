@@ -27,6 +27,10 @@ public enum BundledPlugins {
         PluginFactory(name: KeyAuthPlugin.definition.name, priority: KeyAuthPlugin.definition.priority) { instance, directory in
             KeyAuthHandler(config: instance.config, directory: directory)
         },
+        PluginFactory(name: AIRateLimitingAdvancedPlugin.definition.name,
+                      priority: AIRateLimitingAdvancedPlugin.definition.priority) { instance, _ in
+            try AIRateLimitingAdvancedPlugin.makeHandler(instance)
+        },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
             let environment = read()
             guard let config = AIProxyConfig(instance: instance, environment: environment) else {

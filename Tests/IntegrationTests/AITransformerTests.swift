@@ -318,6 +318,33 @@ struct AITransformerTests {
         #expect(proxy.connectTargets == ["127.0.0.1:\(tls.port)"])
     }
 
+    @Test func aBedrockModelWithoutSystemRoleGetsThePromptAsAConversation() async throws {
+        let bedrock = "llm: {route_type: llm/v1/chat, auth: {aws_access_key_id: AKIDEXAMPLE, "
+            + "aws_secret_access_key: wJalrXUtnFEMI, allow_override: false}, logging: {}, "
+            + "model: {provider: bedrock, name: amazon.titan-text-express-v1, "
+            + "options: {upstream_url: \"PROVIDER/bedrock\", bedrock: {aws_region: eu-west-1}}}}"
+        let h = try await AIHarness.start(Self.document(["name: ai-request-transformer, config: {prompt: \"Be terse\", \(bedrock)}"]))
+        defer { Task { await h.stop() } }
+        h.provider.answer { request in
+            request.path == "/bedrock"
+                ? .json(#"{"output":{"message":{"role":"assistant","content":[{"text":"terse"}]}},"stopReason":"end_turn","usage":{"inputTokens":5,"outputTokens":2,"totalTokens":7}}"#)
+                : .json(#"{"from":"upstream"}"#)
+        }
+        let response = try await h.gateway.send("/t", method: .POST, body: "a long text")
+        #expect(response.status == 200, "\(response.body)")
+        let call = try #require(h.provider.requests.first { $0.path == "/bedrock" })
+        #expect(call.json?["messages"] == [
+            ["role": "user", "content": [["text": "Be terse"]]],
+            ["role": "assistant", "content": [["text": "What is the message?"]]],
+            ["role": "user", "content": [["text": "a long text"]]],
+        ])
+        #expect(call.json?["system"] == nil)
+        let authorization = call.headers.first(name: "authorization") ?? ""
+        #expect(authorization.hasPrefix("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "signed with SigV4")
+        #expect(authorization.contains("/eu-west-1/bedrock/aws4_request"))
+        #expect(h.provider.requests.first { $0.path == "/svc" }?.bodyText == "terse")
+    }
+
     // MARK: ai-response-transformer
 
     @Test func responseTransformerCallsTheUpstreamItselfAndAnswersWithTheLLMText() async throws {
@@ -410,6 +437,17 @@ struct AITransformerTests {
         let response = try await h.gateway.send("/t", method: .GET)
         #expect(response.status == 500)
         #expect(response.json?["error"]?["message"]?.stringValue?.hasPrefix("failed to connect to upstream: ") == true)
+        #expect(Self.llmRequests(h).isEmpty)
+    }
+
+    @Test func anUpstreamThatDropsTheRequestAnswers500SubrequestFailed() async throws {
+        // The harness's service mock closes `/drop…` connections without answering.
+        let h = try await AIHarness.start(Self.document([Self.responseTransformer()])
+            .replacingOccurrences(of: "url: PROVIDER/svc", with: "url: UPSTREAM/drop"))
+        defer { Task { await h.stop() } }
+        let response = try await h.gateway.send("/t", method: .GET)
+        #expect(response.status == 500)
+        #expect(response.json?["error"]?["message"]?.stringValue?.hasPrefix("subrequest failed: ") == true, "\(response.body)")
         #expect(Self.llmRequests(h).isEmpty)
     }
 

@@ -63,6 +63,8 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
         let state = AIProxyRequestState()
         context.shared[AIProxyRequestState.key] = state
+        // A rate limiter counts this request's tokens: usage is gathered even without statistics.
+        state.countsUsage = config.logStatistics || AIUsageLedger.of(context) != nil
         // §2.3-1, before the upstream's Accept-Encoding replaces the client's.
         state.clientAcceptsGzip = LLMGzip.clientAccepts(context.headers)
 
@@ -143,7 +145,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             }
             // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
             // read it, so it is made only when they are recorded).
-            if config.logStatistics, model.provider.estimatesPromptTokens {
+            if state.countsUsage, model.provider.estimatesPromptTokens {
                 do {
                     state.promptEstimate = try LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming)
                 } catch {
@@ -296,12 +298,12 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if state.model.provider.dropsSetCookie { headers.remove(name: "Set-Cookie") }
         if let native = state.native {
             // §2.12: the provider's answer goes unchanged; only analytics read it.
-            let plain = config.logStatistics || !state.clientAcceptsGzip ? inflated() : nil
+            let plain = state.countsUsage || !state.clientAcceptsGzip ? inflated() : nil
             if upstreamGzip && !state.clientAcceptsGzip, let plain {
                 body = plain
                 headers.remove(name: "Content-Encoding")
             }
-            guard config.logStatistics, let plain else { return }
+            guard state.countsUsage, let plain else { return }
             let document = (try? JSONValue.parse(bytes: plain.readableBytesView)) ?? .null
             recordAnalytics(context, state: state, latency: latency,
                             usage: native.usage(fromResponse: document) ?? LLMUsage(),
@@ -342,7 +344,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             if !verbatim || upstreamGzip { body = verbatim ? plain : ByteBuffer(bytes: sent) }
             headers.remove(name: "Content-Encoding")
         }
-        guard config.logStatistics else { return }
+        guard state.countsUsage else { return }
         recordAnalytics(context, state: state, latency: latency,
                         usage: converted.usage ?? LLMUsage(promptTokens: state.promptEstimate ?? 0),
                         responseModel: converted.model,
@@ -367,7 +369,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             if let native = state.native {
                 // The native client reads the provider's own stream format (an AWS event stream
                 // is binary): its content type is kept (docs/decisions.md).
-                if status == 200, config.logStatistics {
+                if status == 200, state.countsUsage {
                     state.nativeStreamUsage = LLMNativeStreamUsage(format: native, contentType: upstreamContentType,
                                                                    model: state.model.name,
                                                                    accumulateText: config.logPayloads)
@@ -380,7 +382,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 state.normalizer = StreamNormalizer(contentType: upstreamContentType,
                                                     route: config.routeType, model: state.model,
                                                     accumulateText: config.logPayloads,
-                                                    inspectPassthrough: config.logStatistics,
+                                                    inspectPassthrough: state.countsUsage,
                                                     includeUsage: state.includeUsage)
             }
         }
@@ -416,7 +418,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             if last { frames += state.normalizer!.finish() }
             chunk = ByteBuffer(bytes: frames)
         }
-        if last && config.logStatistics { recordStreamAnalytics(context, state: state) }
+        if last && state.countsUsage { recordStreamAnalytics(context, state: state) }
     }
 
     // MARK: Analytics (§2.11)
@@ -440,7 +442,9 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                         responsePayload: { completion.compositeResponse(logPayloads: true).serialized(.kong) })
     }
 
-    /// Writes `ai.proxy` into the log record; `responsePayload` is built only with `log_payloads`.
+    /// Reports the usage to the request's ledger (when a rate limiter reads it) and writes
+    /// `ai.proxy` into the log record (with statistics); `responsePayload` is built only with
+    /// `log_payloads`.
     private func recordAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState, latency: Int64,
                                  usage: LLMUsage, responseModel: String?, responsePayload: () -> String?) {
         let options = state.model.options
@@ -448,6 +452,11 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if let input = options.inputCost, let output = options.outputCost {
             cost = (Double(usage.promptTokens) * input + Double(usage.completionTokens) * output) / 1_000_000
         }
+        if AIUsageLedger.of(context) != nil {
+            AIUsageLedger.record(context, AIUsageLedger.Entry(plugin: "ai-proxy", provider: state.model.provider,
+                                                              model: responseModel ?? state.model.name, usage: usage, cost: cost))
+        }
+        guard config.logStatistics else { return }
         let requestModel = state.model.name ?? "UNSPECIFIED"
         var meta: [String: JSONValue] = [
             "plugin_id": .string(config.pluginID),
@@ -535,6 +544,8 @@ final class AIProxyRequestState: @unchecked Sendable {
     var nativeStreamUsage: LLMNativeStreamUsage?
     /// The streamed request asked `stream_options.include_usage`.
     var includeUsage = false
+    /// Usage is gathered: statistics are logged, or a rate limiter counts tokens.
+    var countsUsage = false
     /// Embeddings: how the client wants vectors written.
     var embeddingEncoding = LLMEmbeddingEncoding.float
 }

@@ -17,6 +17,11 @@ final class AIUsageLedger: @unchecked Sendable {
 
     static func of(_ context: ProxyRequestContext) -> AIUsageLedger? { context.shared[key] as? AIUsageLedger }
 
+    /// Asks the AI plugins of this request to report usage even when they log no statistics.
+    static func open(_ context: ProxyRequestContext) {
+        if of(context) == nil { context.shared[key] = AIUsageLedger() }
+    }
+
     static func record(_ context: ProxyRequestContext, _ entry: Entry) {
         let ledger = of(context) ?? AIUsageLedger()
         ledger.entries.append(entry)

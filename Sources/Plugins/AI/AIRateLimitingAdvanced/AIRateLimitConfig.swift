@@ -1,0 +1,110 @@
+import Core
+
+/// ai-rate-limiting-advanced's configuration, typed once per configuration snapshot (spec §5.2).
+struct AIRateLimitConfig: Sendable {
+    struct Window: Sendable, Equatable {
+        let limit: Double
+        let size: Int
+        /// `second`, `minute`, …, or the size in seconds (§5.4).
+        let label: String
+    }
+
+    struct Provider: Sendable {
+        /// As configured (case kept in header names).
+        let name: String
+        let windows: [Window]
+    }
+
+    enum Identifier: String, Sendable {
+        case consumer, credential, ip, service, header, path
+        case consumerGroup = "consumer-group"
+    }
+
+    enum TokensCount: String, Sendable {
+        case total = "total_tokens", prompt = "prompt_tokens", completion = "completion_tokens", cost
+    }
+
+    let pluginID: String
+    /// The consumer group the instance is scoped to (the `consumer-group` identifier's value).
+    let consumerGroupID: String?
+    let providers: [Provider]
+    let identifier: Identifier
+    let headerName: String?
+    let path: String?
+    let sliding: Bool
+    let hideClientHeaders: Bool
+    let retryAfterJitterMax: Int
+    let errorCode: Int
+    let errorMessage: String
+    let errorHideProviders: Bool
+    let tokensCount: TokensCount
+
+    /// Why this build cannot run a validated configuration yet; nil when it can.
+    static func unsupported(_ config: JSONValue) -> String? {
+        switch config["strategy"]?.stringValue ?? "local" {
+        case "local": break
+        case let strategy:
+            return "strategy '\(strategy)' is not supported by this build yet; use 'local'"
+        }
+        if config["llm_providers"]?.arrayValue?.contains(where: { $0["name"] == "requestPrompt" }) == true {
+            return "the 'requestPrompt' provider (a Lua function) is not supported by this build yet"
+        }
+        return nil
+    }
+
+    init?(instance: PluginInstance) {
+        let config = instance.config
+        guard let identifier = Identifier(rawValue: config["identifier"]?.stringValue ?? "consumer"),
+              let tokensCount = TokensCount(rawValue: config["tokens_count_strategy"]?.stringValue ?? "total_tokens")
+        else { return nil }
+        var providers: [Provider] = []
+        for entry in config["llm_providers"]?.arrayValue ?? [] {
+            guard let name = entry["name"]?.stringValue, let limits = entry["limit"]?.arrayValue,
+                  let sizes = entry["window_size"]?.arrayValue, limits.count == sizes.count else { return nil }
+            let windows = zip(limits, sizes).compactMap { limit, size -> Window? in
+                guard let limit = limit.numberValue, let size = size.numberValue else { return nil }
+                return Window(limit: limit, size: Int(size), label: Self.label(Int(size)))
+            }
+            providers.append(Provider(name: name, windows: windows))
+        }
+        pluginID = instance.id
+        consumerGroupID = instance.consumerGroupID
+        self.providers = providers
+        self.identifier = identifier
+        headerName = config["header_name"]?.stringValue
+        path = config["path"]?.stringValue
+        sliding = (config["window_type"]?.stringValue ?? "sliding") == "sliding"
+        hideClientHeaders = config["hide_client_headers"]?.boolValue ?? false
+        retryAfterJitterMax = Int(config["retry_after_jitter_max"]?.numberValue ?? 0)
+        errorCode = Int(config["error_code"]?.numberValue ?? 429)
+        errorMessage = config["error_message"]?.stringValue ?? "AI token rate limit exceeded for provider(s): "
+        errorHideProviders = config["error_hide_providers"]?.boolValue ?? false
+        self.tokensCount = tokensCount
+    }
+
+    /// §5.4's window labels.
+    static func label(_ size: Int) -> String {
+        switch size {
+        case 1: return "second"
+        case 60: return "minute"
+        case 3600: return "hour"
+        case 86400: return "day"
+        case 2_592_000: return "month"
+        case 31_536_000: return "year"
+        default: return String(size)
+        }
+    }
+
+    /// The counter namespace of one provider entry.
+    func namespace(_ provider: Provider) -> String { "\(pluginID)|\(provider.name)" }
+
+    /// What a ledger entry costs against this configuration.
+    func cost(of entry: AIUsageLedger.Entry) -> Double {
+        switch tokensCount {
+        case .total: return Double(entry.usage.totalTokens)
+        case .prompt: return Double(entry.usage.promptTokens)
+        case .completion: return Double(entry.usage.completionTokens)
+        case .cost: return entry.cost
+        }
+    }
+}

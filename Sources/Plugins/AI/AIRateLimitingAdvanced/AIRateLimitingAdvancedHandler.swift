@@ -1,0 +1,166 @@
+import Core
+import Foundation
+import NIOHTTP1
+
+extension AIRateLimitingAdvancedPlugin {
+    /// The handler of one configured instance. Strategies and providers this build cannot run yet
+    /// refuse the configuration (it is not loaded) instead of counting wrongly.
+    static func makeHandler(_ instance: PluginInstance) throws -> any PluginHandler {
+        if let reason = AIRateLimitConfig.unsupported(instance.config) {
+            throw AIRateLimitUnsupported(description: reason)
+        }
+        guard let config = AIRateLimitConfig(instance: instance) else {
+            throw PluginConfigurationError(plugin: definition.name)
+        }
+        return AIRateLimitingAdvancedHandler(config: config, counters: .shared)
+    }
+}
+
+struct AIRateLimitUnsupported: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// ai-rate-limiting-advanced (spec §5), `local` strategy: before the LLM call, every
+/// (provider, window) rate is checked and the request denied when one is over its limit; after
+/// the answer, the tokens (or cost) each AI plugin reported for a provider are added to that
+/// provider's counters — in the header filter when known (whole answers), else in the log phase
+/// (streams). The request that crosses a limit succeeds; the next one is refused.
+struct AIRateLimitingAdvancedHandler: PluginHandler {
+    let config: AIRateLimitConfig
+    let counters: TokenWindowCounters
+
+    /// What the later phases need about one request.
+    final class RequestState: @unchecked Sendable {
+        static let key = "ai-rate-limiting-advanced"
+        let identifier: String
+        /// The `X-AI-RateLimit-*` headers computed in access (none when hidden).
+        let headers: [(String, String)]
+        /// Ledger entries already added to the counters.
+        var accounted = 0
+
+        init(identifier: String, headers: [(String, String)]) {
+            self.identifier = identifier
+            self.headers = headers
+        }
+    }
+
+    static func now() -> Double { Date().timeIntervalSince1970 }
+
+    // MARK: Access: the decision (§5.3)
+
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        let identifier = identifierValue(context)
+        let now = Self.now()
+        var headers: [(String, String)] = []
+        var denyingProviders: [String] = []
+        var resetMax = 0
+        var perWindowReset: [(String, String)] = []
+        for provider in config.providers {
+            var denies = false
+            for window in provider.windows {
+                let key = TokenCounterKey(namespace: config.namespace(provider), identifier: identifier, windowSize: window.size)
+                let reading = counters.reading(key, now: now, sliding: config.sliding)
+                let suffix = "\(window.label)-\(provider.name)"
+                if !config.hideClientHeaders {
+                    headers.append(("X-AI-RateLimit-Limit-\(suffix)", Self.headerNumber(window.limit)))
+                    headers.append(("X-AI-RateLimit-Remaining-\(suffix)", remaining(window.limit - reading.rate)))
+                }
+                // Equal to the limit still passes.
+                guard reading.rate > window.limit else { continue }
+                denies = true
+                let reset = self.reset(window: window, reading: reading, now: now)
+                resetMax = max(resetMax, reset)
+                if !config.hideClientHeaders {
+                    perWindowReset.append(("X-AI-RateLimit-Reset-\(suffix)", String(reset)))
+                    perWindowReset.append(("X-AI-RateLimit-Retry-After-\(suffix)", String(withJitter(reset))))
+                }
+            }
+            if denies { denyingProviders.append(provider.name) }
+        }
+        guard denyingProviders.isEmpty else {
+            var message = config.errorMessage
+            if !config.errorHideProviders { message += denyingProviders.joined(separator: ", ") }
+            let denial = headers + perWindowReset + [
+                ("X-AI-RateLimit-Reset", String(resetMax)),
+                ("X-AI-RateLimit-Retry-After", String(withJitter(resetMax))),
+            ]
+            return .exit(PluginExit(status: config.errorCode, headers: denial, body: .json(["message": .string(message)])))
+        }
+        context.shared[RequestState.key] = RequestState(identifier: identifier, headers: headers)
+        // The AI plugins that run next report their usage to the ledger.
+        AIUsageLedger.open(context)
+        return .proceed
+    }
+
+    /// §5.3: the identifier's value; a missing one falls back to the client's address.
+    private func identifierValue(_ context: ProxyRequestContext) -> String {
+        let value: String?
+        switch config.identifier {
+        case .consumer: value = context.consumer?.id ?? context.credentialID
+        case .credential: value = context.credentialID
+        case .ip: value = nil
+        case .service: value = context.match?.service?.id
+        case .header: value = config.headerName.flatMap { context.headers.first(name: $0) }
+        case .path: value = config.path.flatMap { $0 == context.match?.path ? $0 : nil }
+        case .consumerGroup: value = context.consumer == nil ? nil : config.consumerGroupID
+        }
+        return value ?? context.clientAddress
+    }
+
+    /// `max(limit − rate, 0)`, an integer except for the `cost` strategy.
+    private func remaining(_ left: Double) -> String {
+        let left = max(left, 0)
+        return Self.headerNumber(config.tokensCount == .cost ? left : left.rounded(.down))
+    }
+
+    /// A number as Lua's `tostring` writes it into a header (`%.14g`): `0.00015`, not the
+    /// binary fraction's 17 digits.
+    static func headerNumber(_ value: Double) -> String { String(format: "%.14g", value) }
+
+    /// §5.4: seconds until the window lets the identifier through again.
+    private func reset(window: AIRateLimitConfig.Window, reading: TokenWindowCounters.Reading, now: Double) -> Int {
+        let size = Double(window.size)
+        var reset = max(1, size - (now - reading.windowStart))
+        if config.sliding {
+            let over = reading.rate + window.limit > 0 ? (reading.rate - window.limit) / (reading.rate + window.limit) : 0
+            reset += max(0, over * size)
+        }
+        return Int(reset.rounded(.up))
+    }
+
+    private func withJitter(_ reset: Int) -> Int {
+        config.retryAfterJitterMax > 0 ? reset + Int.random(in: 1...config.retryAfterJitterMax) : reset
+    }
+
+    // MARK: Response: headers and accounting
+
+    func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
+        guard let state = context.shared[RequestState.key] as? RequestState else { return }
+        for (name, value) in state.headers { headers.replaceOrAdd(name: name, value: value) }
+        account(context, state)
+    }
+
+    var logs: Bool { true }
+
+    /// Streams report their usage only once the last event went by.
+    func log(_ context: ProxyRequestContext) {
+        guard let state = context.shared[RequestState.key] as? RequestState else { return }
+        account(context, state)
+    }
+
+    /// Adds the usage reported since the last call to each named provider's counters.
+    private func account(_ context: ProxyRequestContext, _ state: RequestState) {
+        guard let ledger = AIUsageLedger.of(context), ledger.entries.count > state.accounted else { return }
+        let fresh = ledger.entries[state.accounted...]
+        state.accounted = ledger.entries.count
+        let now = Self.now()
+        for provider in config.providers {
+            let spent = fresh.filter { $0.provider.rawValue == provider.name }.reduce(0) { $0 + config.cost(of: $1) }
+            guard spent > 0 else { continue }
+            for window in provider.windows {
+                counters.add(spent, to: TokenCounterKey(namespace: config.namespace(provider), identifier: state.identifier,
+                                                        windowSize: window.size), now: now)
+            }
+        }
+    }
+}

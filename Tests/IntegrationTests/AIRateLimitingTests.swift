@@ -1,0 +1,183 @@
+import Core
+import Foundation
+import NIOCore
+import Testing
+
+/// ai-rate-limiting-advanced, `local` strategy (spec §5.3/§5.4), through a real gateway in front
+/// of ai-proxy and the mock provider (each OpenAI answer reports 25 + 25 = 50 total tokens).
+@Suite(.serialized)
+struct AIRateLimitingTests {
+    static func document(limiter: String, aiProxy: String = "\(AIConfig.chat), \(AIConfig.openAI(options: "input_cost: 1, output_cost: 3"))") -> String {
+        AIConfig.document(AIConfig.route("limited", path: "/chat", aiProxy: aiProxy,
+                                         more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {\(limiter)}"]))
+    }
+
+    // Counters are process-wide and keyed by plugin id (they survive reloads): each test's limiter
+    // gets a fresh id so tests do not share counts.
+
+    static let chat = #"{"messages":[{"role":"user","content":"hi"}]}"#
+
+    static func answer(_ h: AIHarness) {
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
+    }
+
+    @Test func kongsWorkedExampleRemainingFallsBy50UntilTheEighthCallIsRefused() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [310], window_size: [3600]}]"))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        var remaining: [String] = []
+        for _ in 1...7 {
+            let response = try await h.post("/chat", Self.chat)
+            #expect(response.status == 200)
+            #expect(response.headers.first(name: "X-AI-RateLimit-Limit-hour-openai") == "310")
+            remaining.append(response.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? "-")
+        }
+        #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"], "usage before each call")
+        let refused = try await h.post("/chat", Self.chat)
+        #expect(refused.status == 429)
+        #expect(refused.json == ["message": "AI token rate limit exceeded for provider(s): openai"])
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") == "0")
+        let reset = Int(refused.headers.first(name: "X-AI-RateLimit-Reset") ?? "") ?? 0
+        #expect(reset > 0)
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Retry-After") == String(reset))
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Reset-hour-openai") != nil)
+        #expect(h.provider.requests.count == 7, "the refused call never reached the provider")
+    }
+
+    @Test func onlyTheNamedProviderIsChargedAndEveryWindowIsChecked() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [100, 1000], window_size: [60, 86400]}, \
+            {name: anthropic, limit: [10], window_size: [30]}], error_hide_providers: true, \
+            error_message: "slow down"
+            """))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        for _ in 1...3 { _ = try await h.post("/chat", Self.chat) }
+        let refused = try await h.post("/chat", Self.chat)
+        #expect(refused.status == 429, "150 > 100 in the minute window")
+        #expect(refused.json == ["message": "slow down"])
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Remaining-day-openai") == "850")
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Remaining-30-anthropic") == "10", "openai usage is not anthropic's")
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Reset-day-openai") == nil, "only denying windows get a reset")
+    }
+
+    @Test func theCostStrategyCountsMoneyWithFractionalRemaining() async throws {
+        // Each call: (25 × 1 + 25 × 3) / 1e6 = 0.0001.
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [0.00025], window_size: [3600]}], tokens_count_strategy: cost
+            """))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        _ = try await h.post("/chat", Self.chat)
+        let second = try await h.post("/chat", Self.chat)
+        #expect(second.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") == "0.00015")
+        _ = try await h.post("/chat", Self.chat)
+        let fourth = try await h.post("/chat", Self.chat)
+        #expect(fourth.status == 429)
+    }
+
+    @Test func hiddenHeadersStillTellTheRefusedClientWhenToRetry() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [40], window_size: [60]}], hide_client_headers: true, \
+            retry_after_jitter_max: 5, error_code: 403
+            """))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        let first = try await h.post("/chat", Self.chat)
+        #expect(first.status == 200)
+        #expect(first.headers.first(name: "X-AI-RateLimit-Limit-minute-openai") == nil)
+        let refused = try await h.post("/chat", Self.chat)
+        #expect(refused.status == 403)
+        let reset = try #require(Int(refused.headers.first(name: "X-AI-RateLimit-Reset") ?? ""))
+        let retry = try #require(Int(refused.headers.first(name: "X-AI-RateLimit-Retry-After") ?? ""))
+        #expect((reset + 1...reset + 5).contains(retry), "jitter of 1…5 s")
+        #expect(refused.headers.first(name: "X-AI-RateLimit-Remaining-minute-openai") == nil)
+    }
+
+    @Test func eachIdentifierValueHasItsOwnCounter() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [40], window_size: [60]}], identifier: header, header_name: x-team
+            """))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat, headers: [("x-team", "a")]).status == 200)
+        #expect(try await h.post("/chat", Self.chat, headers: [("x-team", "a")]).status == 429)
+        #expect(try await h.post("/chat", Self.chat, headers: [("x-team", "b")]).status == 200, "team b is counted apart")
+    }
+
+    @Test func aFixedWindowAdmitsAgainOnceItPasses() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [40], window_size: [1]}], window_type: fixed
+            """))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        // Start right after a window boundary, so both calls fall in the same window.
+        let now = Date().timeIntervalSince1970
+        try await Task.sleep(for: .milliseconds(Int((now.rounded(.down) + 1 - now) * 1000) + 20))
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        #expect(try await h.post("/chat", Self.chat).status == 429)
+        try await Task.sleep(for: .milliseconds(1100))
+        let again = try await h.post("/chat", Self.chat)
+        #expect(again.status == 200, "a new window")
+        #expect(again.headers.first(name: "X-AI-RateLimit-Remaining-second-openai") == "40")
+    }
+
+    @Test func streamedUsageIsCountedOnceTheStreamEnds() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [1000], window_size: [3600]}]"))
+        defer { Task { await h.stop() } }
+        let frames = ProviderFixtures.openAIStream(deltas: ["a", "b"])
+        let usageFrame = #"data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":70,"total_tokens":100}}"# + "\n\n"
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .events(Array(frames.dropLast()) + [usageFrame, frames.last!]))
+        let streamed = try await h.post("/chat", #"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(streamed.status == 200)
+        #expect(streamed.body.contains("data: [DONE]"))
+        // Counted in the log phase, which runs after the response.
+        var remaining = ""
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(50))
+            Self.answer(h)
+            let probe = try await h.post("/chat", Self.chat)
+            remaining = probe.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? ""
+            if remaining != "1000" { break }
+        }
+        #expect(remaining == "900", "the stream's 100 tokens were counted")
+    }
+
+    @Test func concurrentClientsCannotOvershootByMoreThanOneRequestEach() async throws {
+        let h = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [200], window_size: [3600]}]"))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        let concurrency = 8
+        let admitted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    var admitted = 0
+                    for _ in 0..<5 where try await h.post("/chat", Self.chat).status == 200 { admitted += 1 }
+                    return admitted
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        // Sequentially 5 calls pass (200, 150, 100, 50, 0 → the 5th still passes at rate 200).
+        #expect(admitted >= 5)
+        #expect(admitted * 50 <= 200 + 50 * concurrency, "admitted \(admitted)")
+    }
+
+    @Test func strategiesThisBuildCannotRunRefuseTheConfiguration() async throws {
+        await #expect {
+            _ = try await AIHarness.start(Self.document(limiter: """
+                llm_providers: [{name: openai, limit: [10], window_size: [60]}], strategy: redis, sync_rate: 0
+                """))
+        } throws: { error in
+            String(describing: error).contains("strategy 'redis' is not supported by this build yet")
+        }
+        await #expect {
+            _ = try await AIHarness.start(Self.document(limiter:
+                #"llm_providers: [{name: requestPrompt, limit: [10], window_size: [60]}], request_prompt_count_function: "return 1""#))
+        } throws: { error in
+            String(describing: error).contains("the 'requestPrompt' provider (a Lua function) is not supported by this build yet")
+        }
+    }
+}
