@@ -695,7 +695,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
         }
         setClientReading(true)
-        let loggers = exchange.handlers.filter(\.logs)
+        let loggers = exchange.handlers.filter { $0.logs && $0.needsLog(exchange.request) }
         if !loggers.isEmpty {
             recordExchangeLog(exchange)
             let request = exchange.request

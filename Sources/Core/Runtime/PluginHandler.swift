@@ -32,6 +32,9 @@ public protocol PluginHandler: Sendable {
     /// Whether `log` does anything: the engine gathers the log facts and queues the log phase
     /// only when a selected handler says so.
     var logs: Bool { get }
+    /// Whether `log` has work for this request (asked once the response is sent, only when `logs`
+    /// is true): a handler whose log work depends on the exchange spares the others the log phase.
+    func needsLog(_ context: ProxyRequestContext) -> Bool
     /// Whether `bodyFilter` does anything: the engine skips the per-chunk call otherwise.
     var filtersBody: Bool { get }
 }
@@ -44,6 +47,7 @@ extension PluginHandler {
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
     public func log(_ context: ProxyRequestContext) {}
     public var logs: Bool { false }
+    public func needsLog(_ context: ProxyRequestContext) -> Bool { true }
     public func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                                  body: inout ByteBuffer) {}
     public func inspectResponse(_ context: ProxyRequestContext, status: Int, headers: HTTPHeaders,

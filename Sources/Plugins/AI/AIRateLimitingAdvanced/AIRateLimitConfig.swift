@@ -7,6 +7,20 @@ struct AIRateLimitConfig: Sendable {
         let size: Int
         /// `second`, `minute`, …, or the size in seconds (§5.4).
         let label: String
+        /// `X-AI-RateLimit-Limit-<w>-<p>` and its value, and the Remaining header's name: made
+        /// once per snapshot, not per request.
+        let limitHeader: String
+        let limitText: String
+        let remainingHeader: String
+
+        init(limit: Double, size: Int, provider: String) {
+            self.limit = limit
+            self.size = size
+            label = AIRateLimitConfig.label(size)
+            limitHeader = "X-AI-RateLimit-Limit-\(label)-\(provider)"
+            limitText = AIRateLimitingAdvancedHandler.headerNumber(limit)
+            remainingHeader = "X-AI-RateLimit-Remaining-\(label)-\(provider)"
+        }
     }
 
     struct Provider: Sendable {
@@ -63,7 +77,7 @@ struct AIRateLimitConfig: Sendable {
                   let sizes = entry["window_size"]?.arrayValue, limits.count == sizes.count else { return nil }
             let windows = zip(limits, sizes).compactMap { limit, size -> Window? in
                 guard let limit = limit.numberValue, let size = size.numberValue else { return nil }
-                return Window(limit: limit, size: Int(size), label: Self.label(Int(size)))
+                return Window(limit: limit, size: Int(size), provider: name)
             }
             providers.append(Provider(name: name, windows: windows))
         }

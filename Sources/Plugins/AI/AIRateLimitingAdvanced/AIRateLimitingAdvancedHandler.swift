@@ -60,10 +60,9 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             for window in provider.windows {
                 let key = TokenCounterKey(namespace: config.namespace(provider), identifier: identifier, windowSize: window.size)
                 let reading = counters.reading(key, now: now, sliding: config.sliding)
-                let suffix = "\(window.label)-\(provider.name)"
                 if !config.hideClientHeaders {
-                    headers.append(("X-AI-RateLimit-Limit-\(suffix)", Self.headerNumber(window.limit)))
-                    headers.append(("X-AI-RateLimit-Remaining-\(suffix)", remaining(window.limit - reading.rate)))
+                    headers.append((window.limitHeader, window.limitText))
+                    headers.append((window.remainingHeader, remaining(window.limit - reading.rate)))
                 }
                 // Equal to the limit still passes.
                 guard reading.rate > window.limit else { continue }
@@ -71,6 +70,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
                 let reset = self.reset(window: window, reading: reading, now: now)
                 resetMax = max(resetMax, reset)
                 if !config.hideClientHeaders {
+                    let suffix = "\(window.label)-\(provider.name)"
                     perWindowReset.append(("X-AI-RateLimit-Reset-\(suffix)", String(reset)))
                     perWindowReset.append(("X-AI-RateLimit-Retry-After-\(suffix)", String(withJitter(reset))))
                 }
@@ -110,6 +110,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
     /// `max(limit − rate, 0)`, an integer except for the `cost` strategy.
     private func remaining(_ left: Double) -> String {
         let left = max(left, 0)
+        if config.tokensCount != .cost, left < 9e15 { return String(Int(left)) }  // the common case, no formatter
         return Self.headerNumber(config.tokensCount == .cost ? left : left.rounded(.down))
     }
 
@@ -136,11 +137,18 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
 
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {
         guard let state = context.shared[RequestState.key] as? RequestState else { return }
-        for (name, value) in state.headers { headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in state.headers { headers.add(name: name, value: value) }
         account(context, state)
     }
 
     var logs: Bool { true }
+
+    /// Only usage reported after the headers went out (a stream's) is left for the log phase.
+    func needsLog(_ context: ProxyRequestContext) -> Bool {
+        guard let state = context.shared[RequestState.key] as? RequestState,
+              let ledger = AIUsageLedger.of(context) else { return false }
+        return ledger.entries.count > state.accounted
+    }
 
     /// Streams report their usage only once the last event went by.
     func log(_ context: ProxyRequestContext) {
