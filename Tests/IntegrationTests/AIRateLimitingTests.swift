@@ -165,6 +165,40 @@ struct AIRateLimitingTests {
         #expect(admitted * 50 <= 200 + 50 * concurrency, "admitted \(admitted)")
     }
 
+    @Test func aConsumerGroupInstanceOverridesTheRouteInstanceForItsMembers() async throws {
+        let routeLimiter = UUID().uuidString.lowercased(), groupLimiter = UUID().uuidString.lowercased()
+        let yaml = """
+            consumers:
+            - username: alice
+              keyauth_credentials: [{key: alice-key}]
+            - username: bob
+              keyauth_credentials: [{key: bob-key}]
+            consumer_groups:
+            - name: gold
+              plugins:
+              - name: ai-rate-limiting-advanced
+                id: \(groupLimiter)
+                config: {llm_providers: [{name: openai, limit: [1000], window_size: [3600]}]}
+            consumer_group_consumers:
+            - {consumer: alice, consumer_group: gold}
+
+            """ + AIConfig.document(AIConfig.route("limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())", more: [
+                "name: key-auth, config: {key_names: [apikey]}",
+                "name: ai-rate-limiting-advanced, id: \(routeLimiter), config: {llm_providers: [{name: openai, limit: [40], window_size: [3600]}]}",
+            ]))
+        let h = try await AIHarness.start(yaml)
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat, headers: [("apikey", "bob-key")]).status == 200)
+        let bob = try await h.post("/chat", Self.chat, headers: [("apikey", "bob-key")])
+        #expect(bob.status == 429, "bob has the route's 40 tokens")
+        for _ in 1...3 {
+            let alice = try await h.post("/chat", Self.chat, headers: [("apikey", "alice-key")])
+            #expect(alice.status == 200, "alice's group allows 1000")
+            #expect(alice.headers.first(name: "X-AI-RateLimit-Limit-hour-openai") == "1000")
+        }
+    }
+
     @Test func strategiesThisBuildCannotRunRefuseTheConfiguration() async throws {
         await #expect {
             _ = try await AIHarness.start(Self.document(limiter: """
