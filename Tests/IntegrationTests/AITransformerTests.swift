@@ -411,6 +411,29 @@ struct AITransformerTests {
         #expect(whole.json == ["status": 202])
     }
 
+    @Test func instructionsCannotBreakTheResponseFraming() async throws {
+        let h = try await AIHarness.start(Self.document([
+            Self.responseTransformer(more: "parse_llm_response_json_instructions: true"),
+        ]))
+        defer { Task { await h.stop() } }
+        let instructions = #"{"status":201,"headers":{"Transfer-Encoding":"chunked","X-Bad":"a\r\nb","X-Good":"1"},"body":"made"}"#
+        Self.script(h, llm: .json(ProviderFixtures.openAIChat(content: instructions)),
+                    upstream: .json(#"{"a":1}"#, headers: [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]))
+        let response = try await h.gateway.send("/t", method: .GET)
+        #expect(response.status == 201)
+        #expect(response.body == "made")
+        #expect(response.headers.first(name: "x-good") == "1")
+        #expect(response.headers.first(name: "x-bad") == nil, "a value with CR/LF is not sent")
+        #expect(response.headers.first(name: "transfer-encoding") == nil)
+        #expect(response.headers.first(name: "content-length") == "4")
+        #expect(response.headers[canonicalForm: "set-cookie"].map(String.init) == ["a=1", "b=2"], "every Set-Cookie relayed")
+
+        Self.script(h, llm: .json(ProviderFixtures.openAIChat(content: #"{"status":42,"body":"x"}"#)))
+        let invalid = try await h.gateway.send("/t", method: .GET)
+        #expect(invalid.status == 500, "no such HTTP status")
+        #expect(invalid.json?["message"] == "An unexpected error occurred")
+    }
+
     @Test func unparsableInstructionsAnswer500() async throws {
         let h = try await AIHarness.start(Self.document([
             Self.responseTransformer(more: "parse_llm_response_json_instructions: true"),

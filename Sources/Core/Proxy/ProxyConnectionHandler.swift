@@ -93,6 +93,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)
         var lastRead = NIODeadline.uptimeNanoseconds(0)
         var readTimer: Scheduled<Void>?
+        /// The plugins' look at a held response (`inspectResponse`), cancelled if the client leaves.
+        var inspection: Task<Void, Never>?
         /// Armed while the upstream cannot take more request body (Kong's write_timeout).
         var writeTimer: Scheduled<Void>?
 
@@ -156,6 +158,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         detachUpstream(exchange)
+        exchange.inspection?.cancel()
         failBodyWaiters(exchange, ChannelError.eof)
         self.exchange = nil
     }
@@ -530,9 +533,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             let bound = NIOLoopBound(self, eventLoop: loop)
             let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
             let finalHeaders = upstreamHeaders, finalStatus = status, finalBody = body
-            Task {
+            exchange.inspection = Task {
                 var verdict: PluginExit?
-                for inspector in inspectors {
+                for inspector in inspectors where !Task.isCancelled {
                     verdict = await inspector.inspectResponse(request, status: finalStatus, headers: finalHeaders,
                                                               body: finalBody)
                     if verdict != nil { break }

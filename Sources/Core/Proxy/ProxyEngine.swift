@@ -169,7 +169,13 @@ enum RequestPhases {
         case .empty:
             break
         }
-        for (name, value) in exit.headers { headers.replaceOrAdd(name: name, value: value) }
+        // A name the exit sets replaces the gateway's, and all of its values are kept (a relayed
+        // upstream answer may carry several Set-Cookie).
+        var replaced: Set<String> = []
+        for (name, value) in exit.headers {
+            if replaced.insert(name.lowercased()).inserted { headers.remove(name: name) }
+            headers.add(name: name, value: value)
+        }
         headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
         if headerSet.server { headers.replaceOrAdd(name: "Server", value: ProxyHeaders.serverToken) }
         if headerSet.responseLatency {

@@ -161,6 +161,11 @@ final class AIAzureContentSafetyHandler: PluginHandler, @unchecked Sendable {
 
     var logs: Bool { true }
 
+    /// The log phase only when a check was made (it records latencies, reasons or levels).
+    func needsLog(_ context: ProxyRequestContext) -> Bool {
+        ContentSafetyRequestState.of(context)?.hasAudit ?? false
+    }
+
     /// Written in the log phase, after ai-proxy has set `ai.proxy` (which it replaces whole).
     func log(_ context: ProxyRequestContext) {
         guard let state = ContentSafetyRequestState.of(context) else { return }
@@ -195,6 +200,8 @@ final class ContentSafetyRequestState: @unchecked Sendable {
     private(set) var breachedCategories: [ContentSafetyCategory] = []
     /// `input_/output_processing_latency` (ms) and `input_/output_block_reason`.
     private(set) var logged: [String: JSONValue] = [:]
+    /// A check was made: there is something to log.
+    var hasAudit: Bool { !logged.isEmpty || !breachedCategories.isEmpty }
 
     func record(latency milliseconds: Int64, _ direction: ContentSafetyDirection) {
         logged["\(Self.side(direction))_processing_latency"] = .number(Double(milliseconds))

@@ -27,6 +27,8 @@ struct AIRateLimitConfig: Sendable {
         /// As configured (case kept in header names).
         let name: String
         let windows: [Window]
+        /// The counters' namespace (Kong's RLA namespace per provider entry and instance).
+        let namespace: String
     }
 
     enum Identifier: String, Sendable {
@@ -53,8 +55,12 @@ struct AIRateLimitConfig: Sendable {
     let errorHideProviders: Bool
     let tokensCount: TokensCount
 
-    /// Why this build cannot run a validated configuration yet; nil when it can.
+    /// Why this build cannot run a validated configuration (yet); nil when it can.
     static func unsupported(_ config: JSONValue) -> String? {
+        // Kong's schema only asks `gt 0`; a denial must still be an HTTP status.
+        if let code = config["error_code"]?.numberValue, !(100...599).contains(code) || code.rounded() != code {
+            return "error_code must be an HTTP status code (100-599), got \(JSONValue.formatNumber(code))"
+        }
         switch config["strategy"]?.stringValue ?? "local" {
         case "local": break
         case let strategy:
@@ -77,9 +83,9 @@ struct AIRateLimitConfig: Sendable {
                   let sizes = entry["window_size"]?.arrayValue, limits.count == sizes.count else { return nil }
             let windows = zip(limits, sizes).compactMap { limit, size -> Window? in
                 guard let limit = limit.numberValue, let size = size.numberValue else { return nil }
-                return Window(limit: limit, size: Int(size), provider: name)
+                return Window(limit: limit, size: Int(Self.clamp(size, 1, Self.maxWindow)), provider: name)
             }
-            providers.append(Provider(name: name, windows: windows))
+            providers.append(Provider(name: name, windows: windows, namespace: "\(instance.id)|\(name)"))
         }
         pluginID = instance.id
         consumerGroupID = instance.consumerGroupID
@@ -89,8 +95,8 @@ struct AIRateLimitConfig: Sendable {
         path = config["path"]?.stringValue
         sliding = (config["window_type"]?.stringValue ?? "sliding") == "sliding"
         hideClientHeaders = config["hide_client_headers"]?.boolValue ?? false
-        retryAfterJitterMax = Int(config["retry_after_jitter_max"]?.numberValue ?? 0)
-        errorCode = Int(config["error_code"]?.numberValue ?? 429)
+        retryAfterJitterMax = Int(Self.clamp(config["retry_after_jitter_max"]?.numberValue ?? 0, 0, Self.maxWindow))
+        errorCode = Int(Self.clamp(config["error_code"]?.numberValue ?? 429, 0, 1000))
         errorMessage = config["error_message"]?.stringValue ?? "AI token rate limit exceeded for provider(s): "
         errorHideProviders = config["error_hide_providers"]?.boolValue ?? false
         self.tokensCount = tokensCount
@@ -109,8 +115,12 @@ struct AIRateLimitConfig: Sendable {
         }
     }
 
-    /// The counter namespace of one provider entry.
-    func namespace(_ provider: Provider) -> String { "\(pluginID)|\(provider.name)" }
+    /// Ten years: longer windows or jitters behave the same and keep the time arithmetic in range.
+    static let maxWindow: Double = 315_360_000
+
+    static func clamp(_ value: Double, _ low: Double, _ high: Double) -> Double {
+        value.isNaN ? low : min(max(value, low), high).rounded(.down)
+    }
 
     /// What a ledger entry costs against this configuration.
     func cost(of entry: AIUsageLedger.Entry) -> Double {

@@ -58,7 +58,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
         for provider in config.providers {
             var denies = false
             for window in provider.windows {
-                let key = TokenCounterKey(namespace: config.namespace(provider), identifier: identifier, windowSize: window.size)
+                let key = TokenCounterKey(namespace: provider.namespace, identifier: identifier, windowSize: window.size)
                 let reading = counters.reading(key, now: now, sliding: config.sliding)
                 if !config.hideClientHeaders {
                     headers.append((window.limitHeader, window.limitText))
@@ -166,7 +166,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             let spent = fresh.filter { $0.provider.rawValue == provider.name }.reduce(0) { $0 + config.cost(of: $1) }
             guard spent > 0 else { continue }
             for window in provider.windows {
-                counters.add(spent, to: TokenCounterKey(namespace: config.namespace(provider), identifier: state.identifier,
+                counters.add(spent, to: TokenCounterKey(namespace: provider.namespace, identifier: state.identifier,
                                                         windowSize: window.size), now: now)
             }
         }

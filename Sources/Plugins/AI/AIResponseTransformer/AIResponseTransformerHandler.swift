@@ -31,8 +31,7 @@ struct AIResponseTransformerHandler: PluginHandler {
             upstream = try await TransformerCall.send(method: context.method, to: address, headers: headers,
                                                       body: body, options: config.http)
         } catch {
-            let refused = error.description == "connection refused" || error.description == "timeout"
-            return Self.failure(500, refused ? "failed to connect to upstream: \(error)" : "subrequest failed: \(error)")
+            return Self.failure(500, error.connecting ? "failed to connect to upstream: \(error)" : "subrequest failed: \(error)")
         }
         // §4.3-3: the whole body, inflated.
         let upstreamBody: ByteBuffer
@@ -51,7 +50,7 @@ struct AIResponseTransformerHandler: PluginHandler {
 
         // §4.3-5/6: the upstream's headers without the framing ones, then the LLM's instructions.
         var responseHeaders: [(String, String)] = upstream.headers
-            .filter { !["content-length", "content-encoding", "transfer-encoding", "connection"].contains($0.name.lowercased()) }
+            .filter { Self.relayable($0.name, $0.value) }
             .map { ($0.name, $0.value) }
         guard config.parseJSONInstructions else {
             return .exit(PluginExit(status: upstream.status, headers: responseHeaders, body: .raw(text)))
@@ -65,7 +64,15 @@ struct AIResponseTransformerHandler: PluginHandler {
         guard let object = instructions.objectValue else {
             return Self.failure(500, "failed to parse JSON response instructions from AI backend: input not table or string")
         }
-        let status = object["status"]?.intValue ?? 200
+        // Kong's `kong.response.exit` refuses a status that is no final HTTP status.
+        let status: Int
+        switch object["status"] {
+        case nil, .null?: status = 200
+        case .number(let number)? where number.rounded() == number && (200...599).contains(number): status = Int(number)
+        default:
+            ErrorLog.report("ai-response-transformer: the LLM's instructions carry an invalid status: \(object["status"]!.serialized())")
+            return .exit(.error(500))
+        }
         let responseBody: String
         switch object["body"] {
         case .string(let text)?: responseBody = text
@@ -74,10 +81,24 @@ struct AIResponseTransformerHandler: PluginHandler {
         }
         for (name, value) in object["headers"]?.objectValue ?? [:] {
             let shown = value.stringValue ?? value.serialized()
+            // Framing stays the gateway's; text that is no header is dropped, not sent.
+            guard Self.relayable(name, shown) else { continue }
             responseHeaders.removeAll { $0.0.lowercased() == name.lowercased() }
             responseHeaders.append((name, shown))
         }
         return .exit(PluginExit(status: status, headers: responseHeaders, body: .raw(responseBody)))
+    }
+
+    /// Headers the gateway frames itself (length, encoding, hop-by-hop) are not relayed, nor a
+    /// name or value that is not valid header text (an LLM wrote it).
+    static func relayable(_ name: String, _ value: String) -> Bool {
+        let framing: Set<String> = ["content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
+                                    "upgrade", "te", "trailer", "proxy-connection"]
+        guard !name.isEmpty, !framing.contains(name.lowercased()) else { return false }
+        let tokenPunctuation = Set("!#$%&'*+-.^_`|~".utf8)
+        guard name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || tokenPunctuation.contains($0) })
+        else { return false }
+        return !value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }
     }
 
     private static func failure(_ status: Int, _ message: String) -> PluginVerdict {

@@ -220,6 +220,8 @@ enum TransformerCall {
     /// A transport failure, described without the request's secrets (only the error's kind).
     struct TransportFailure: Error, CustomStringConvertible {
         let description: String
+        /// No connection was made (refused, connect timeout, name resolution).
+        let connecting: Bool
     }
 
     static func send(method: HTTPMethod, to address: UpstreamAddress, headers: HTTPHeaders, body: ByteBuffer?,
@@ -238,8 +240,15 @@ enum TransformerCall {
             let collected = try await response.body.collect(upTo: maxResponseBytes)
             return Answer(status: Int(response.status.code), headers: response.headers, body: collected)
         } catch {
-            throw TransportFailure(description: Self.describe(error))
+            throw TransportFailure(description: Self.describe(error), connecting: Self.isConnectFailure(error))
         }
+    }
+
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if let client = error as? HTTPClientError, client == .connectTimeout { return true }
+        let text = String(describing: error).lowercased()
+        return text.contains("connection refused") || text.contains("connect") && text.contains("timeout")
+            || text.contains("resolution") || text.contains("unknown host")
     }
 
     /// Kong's lua-resty-http texts where there is one (`timeout`, `connection refused`), else the

@@ -22,9 +22,8 @@ final class AIUsageLedger: @unchecked Sendable {
         if of(context) == nil { context.shared[key] = AIUsageLedger() }
     }
 
+    /// Adds `entry` when a rate limiter opened the ledger; otherwise nobody reads it.
     static func record(_ context: ProxyRequestContext, _ entry: Entry) {
-        let ledger = of(context) ?? AIUsageLedger()
-        ledger.entries.append(entry)
-        context.shared[key] = ledger
+        of(context)?.entries.append(entry)
     }
 }
