@@ -51,6 +51,9 @@ let package = Package(
                 "Core",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // The Redis client of ai-rate-limiting-advanced's `redis` strategy.
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 // Side calls (token endpoints, transformer LLM calls): never on the plain-proxy path.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 // Certificate verification settings of those calls.
@@ -88,6 +91,9 @@ let package = Package(
                 "Core", "Plugins",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                // The Redis client tests' mock server.
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -29,7 +29,7 @@ public enum BundledPlugins {
         },
         PluginFactory(name: AIRateLimitingAdvancedPlugin.definition.name,
                       priority: AIRateLimitingAdvancedPlugin.definition.priority) { instance, _ in
-            try AIRateLimitingAdvancedPlugin.makeHandler(instance)
+            try AIRateLimitingAdvancedPlugin.makeHandler(instance, environment: read())
         },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
             let environment = read()

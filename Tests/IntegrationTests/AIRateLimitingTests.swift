@@ -202,10 +202,11 @@ struct AIRateLimitingTests {
     @Test func strategiesThisBuildCannotRunRefuseTheConfiguration() async throws {
         await #expect {
             _ = try await AIHarness.start(Self.document(limiter: """
-                llm_providers: [{name: openai, limit: [10], window_size: [60]}], strategy: redis, sync_rate: 0
+                llm_providers: [{name: openai, limit: [10], window_size: [60]}], strategy: redis, sync_rate: 0, \
+                redis: {cluster_nodes: [{ip: 127.0.0.1, port: 7000}]}
                 """))
         } throws: { error in
-            String(describing: error).contains("strategy 'redis' is not supported by this build yet")
+            String(describing: error).contains("Redis Cluster (redis.cluster_nodes) is not supported by this build yet")
         }
         await #expect {
             _ = try await AIHarness.start(Self.document(limiter:

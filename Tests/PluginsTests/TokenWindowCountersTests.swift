@@ -10,8 +10,8 @@ struct TokenWindowCountersTests {
         let counters = TokenWindowCounters(shardCount: 4)
         counters.add(10, to: key, now: 100.5)
         counters.add(5, to: key, now: 109.9)
-        #expect(counters.reading(key, now: 105, sliding: false) == .init(rate: 15, windowStart: 100))
-        #expect(counters.reading(key, now: 110, sliding: false) == .init(rate: 0, windowStart: 110), "a new aligned window")
+        #expect(counters.readingNow(key, now: 105, sliding: false) == .init(rate: 15, windowStart: 100))
+        #expect(counters.readingNow(key, now: 110, sliding: false) == .init(rate: 0, windowStart: 110), "a new aligned window")
     }
 
     @Test func aSlidingWindowWeighsThePreviousWindowByWhatIsLeftOfIt() {
@@ -19,11 +19,11 @@ struct TokenWindowCountersTests {
         counters.add(10, to: key, now: 101)
         counters.add(4, to: key, now: 111)
         // 4 + 10 × (10 − 2.5) / 10
-        #expect(counters.reading(key, now: 112.5, sliding: true).rate == 11.5)
-        #expect(counters.reading(key, now: 119.99, sliding: true).rate > 4)
+        #expect(counters.readingNow(key, now: 112.5, sliding: true).rate == 11.5)
+        #expect(counters.readingNow(key, now: 119.99, sliding: true).rate > 4)
         // Two windows later nothing is left of the first.
-        #expect(counters.reading(key, now: 121, sliding: true).rate == 4.0 * 9 / 10)
-        #expect(counters.reading(key, now: 131, sliding: true).rate == 0)
+        #expect(counters.readingNow(key, now: 121, sliding: true).rate == 4.0 * 9 / 10)
+        #expect(counters.readingNow(key, now: 131, sliding: true).rate == 0)
     }
 
     @Test func keysDoNotShareCounts() {
@@ -31,9 +31,9 @@ struct TokenWindowCountersTests {
         let other = TokenCounterKey(namespace: "plugin|openai", identifier: "10.0.0.2", windowSize: 10)
         let longer = TokenCounterKey(namespace: "plugin|openai", identifier: "10.0.0.1", windowSize: 60)
         counters.add(7, to: key, now: 100)
-        #expect(counters.reading(other, now: 100, sliding: false).rate == 0)
-        #expect(counters.reading(longer, now: 100, sliding: false).rate == 0)
-        #expect(counters.reading(key, now: 100, sliding: false).rate == 7)
+        #expect(counters.readingNow(other, now: 100, sliding: false).rate == 0)
+        #expect(counters.readingNow(longer, now: 100, sliding: false).rate == 0)
+        #expect(counters.readingNow(key, now: 100, sliding: false).rate == 7)
     }
 
     @Test func windowLabelsFollowKong() {

@@ -1,4 +1,5 @@
 import Core
+import NIOCore
 
 /// ai-rate-limiting-advanced's configuration, typed once per configuration snapshot (spec §5.2).
 struct AIRateLimitConfig: Sendable {
@@ -54,6 +55,8 @@ struct AIRateLimitConfig: Sendable {
     let errorMessage: String
     let errorHideProviders: Bool
     let tokensCount: TokensCount
+    /// `strategy: redis` with `sync_rate` ≥ 0; nil counts in the process (`local`, or `sync_rate` -1).
+    let redis: RedisTokenCounters.Settings?
 
     /// Why this build cannot run a validated configuration (yet); nil when it can.
     static func unsupported(_ config: JSONValue) -> String? {
@@ -63,8 +66,17 @@ struct AIRateLimitConfig: Sendable {
         }
         switch config["strategy"]?.stringValue ?? "local" {
         case "local": break
+        case "redis":
+            let redis = config["redis"] ?? .null
+            if redis["ssl"]?.boolValue == true { return "redis.ssl is not supported by this build yet" }
+            if !redis["sentinel_nodes"].isNullOrAbsent || !redis["sentinel_master"].isNullOrAbsent {
+                return "Redis Sentinel (redis.sentinel_*) is not supported by this build yet"
+            }
+            if !redis["cluster_nodes"].isNullOrAbsent { return "Redis Cluster (redis.cluster_nodes) is not supported by this build yet" }
+        case "cluster" where config["sync_rate"]?.numberValue == -1:
+            break  // node-local counting only: the local counters
         case let strategy:
-            return "strategy '\(strategy)' is not supported by this build yet; use 'local'"
+            return "strategy '\(strategy)' is not supported by this build yet; use 'local' or 'redis'"
         }
         if config["llm_providers"]?.arrayValue?.contains(where: { $0["name"] == "requestPrompt" }) == true {
             return "the 'requestPrompt' provider (a Lua function) is not supported by this build yet"
@@ -72,7 +84,7 @@ struct AIRateLimitConfig: Sendable {
         return nil
     }
 
-    init?(instance: PluginInstance) {
+    init?(instance: PluginInstance, environment: [String: String]) {
         let config = instance.config
         guard let identifier = Identifier(rawValue: config["identifier"]?.stringValue ?? "consumer"),
               let tokensCount = TokensCount(rawValue: config["tokens_count_strategy"]?.stringValue ?? "total_tokens")
@@ -100,6 +112,29 @@ struct AIRateLimitConfig: Sendable {
         errorMessage = config["error_message"]?.stringValue ?? "AI token rate limit exceeded for provider(s): "
         errorHideProviders = config["error_hide_providers"]?.boolValue ?? false
         self.tokensCount = tokensCount
+        let syncRate = config["sync_rate"]?.numberValue ?? -1
+        if config["strategy"]?.stringValue == "redis", syncRate >= 0 {
+            let record = config["redis"] ?? .null
+            func secret(_ name: String) -> String? {
+                record[name]?.stringValue.flatMap { VaultReference.resolve($0, environment: environment) }
+            }
+            func milliseconds(_ name: String) -> TimeAmount {
+                .milliseconds(Int64(Self.clamp(record[name]?.numberValue ?? 2000, 1, 2_147_483_646)))
+            }
+            var pool = RedisConnectionPool.Configuration()
+            pool.host = record["host"]?.stringValue ?? "127.0.0.1"
+            pool.port = record["port"]?.intValue ?? 6379
+            pool.database = record["database"]?.intValue ?? 0
+            pool.username = secret("username")
+            pool.password = secret("password")
+            pool.connectTimeout = milliseconds("connect_timeout")
+            pool.readTimeout = milliseconds("read_timeout")
+            // Pipelined connections: a few carry any load; Kong's pool size counts idle sockets.
+            pool.size = min(4, max(1, record["keepalive_pool_size"]?.intValue ?? 4))
+            redis = RedisTokenCounters.Settings(redis: pool, syncRate: syncRate)
+        } else {
+            redis = nil
+        }
     }
 
     /// §5.4's window labels.

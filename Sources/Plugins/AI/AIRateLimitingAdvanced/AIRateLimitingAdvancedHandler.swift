@@ -5,14 +5,15 @@ import NIOHTTP1
 extension AIRateLimitingAdvancedPlugin {
     /// The handler of one configured instance. Strategies and providers this build cannot run yet
     /// refuse the configuration (it is not loaded) instead of counting wrongly.
-    static func makeHandler(_ instance: PluginInstance) throws -> any PluginHandler {
+    static func makeHandler(_ instance: PluginInstance, environment: [String: String]) throws -> any PluginHandler {
         if let reason = AIRateLimitConfig.unsupported(instance.config) {
             throw AIRateLimitUnsupported(description: reason)
         }
-        guard let config = AIRateLimitConfig(instance: instance) else {
+        guard let config = AIRateLimitConfig(instance: instance, environment: environment) else {
             throw PluginConfigurationError(plugin: definition.name)
         }
-        return AIRateLimitingAdvancedHandler(config: config, counters: .shared)
+        let counters: any TokenCounterStore = config.redis.map(RedisTokenCounters.shared) ?? TokenWindowCounters.shared
+        return AIRateLimitingAdvancedHandler(config: config, counters: counters)
     }
 }
 
@@ -27,7 +28,7 @@ struct AIRateLimitUnsupported: Error, CustomStringConvertible {
 /// (streams). The request that crosses a limit succeeds; the next one is refused.
 struct AIRateLimitingAdvancedHandler: PluginHandler {
     let config: AIRateLimitConfig
-    let counters: TokenWindowCounters
+    let counters: any TokenCounterStore
 
     /// What the later phases need about one request.
     final class RequestState: @unchecked Sendable {
@@ -59,7 +60,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             var denies = false
             for window in provider.windows {
                 let key = TokenCounterKey(namespace: provider.namespace, identifier: identifier, windowSize: window.size)
-                let reading = counters.reading(key, now: now, sliding: config.sliding)
+                let reading = await counters.reading(key, now: now, sliding: config.sliding)
                 if !config.hideClientHeaders {
                     headers.append((window.limitHeader, window.limitText))
                     headers.append((window.remainingHeader, remaining(window.limit - reading.rate)))

@@ -63,7 +63,7 @@ final class TokenWindowCounters: Sendable {
     /// The rate for `key` at `now` (seconds): fixed — the current window's count; sliding — the
     /// current count plus the previous window's weighted by the part of it still inside the
     /// sliding window: `current + previous × (window − (now − start)) / window`.
-    func reading(_ key: TokenCounterKey, now: Double, sliding: Bool) -> Reading {
+    func readingNow(_ key: TokenCounterKey, now: Double, sliding: Bool) -> Reading {
         let start = Self.windowStart(now, key.windowSize)
         let size = Int64(max(1, key.windowSize))
         let counts = shard(key).withLockedValue { shard -> (Double, Double) in

@@ -1,0 +1,122 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A fixed number of shared, pipelined connections to one Redis server (Kong's keepalive pool),
+/// opened on first use and replaced when they close. Each new connection authenticates and
+/// selects its database before any command goes over it.
+final class RedisConnectionPool: Sendable {
+    struct Configuration: Hashable, Sendable {
+        var host = "127.0.0.1"
+        var port = 6379
+        var database = 0
+        var username: String?
+        var password: String?
+        var connectTimeout: TimeAmount = .milliseconds(2000)
+        var readTimeout: TimeAmount = .milliseconds(2000)
+        var size = 4
+        /// Lua scripts loaded (SCRIPT LOAD) on each new connection, so EVALSHA finds them.
+        var scripts: [String] = []
+    }
+
+    typealias Opening = Task<Result<RedisConnection, RedisFailure>, Never>
+
+    let configuration: Configuration
+    private let slots: [NIOLockedValueBox<Opening?>]
+    /// Each slot's connection once open, for writes that must not wait for a task to run.
+    private let ready: [NIOLockedValueBox<RedisConnection?>]
+    private let next = NIOLockedValueBox(0)
+
+    init(_ configuration: Configuration) {
+        self.configuration = configuration
+        slots = (0..<max(1, configuration.size)).map { _ in NIOLockedValueBox(nil) }
+        ready = (0..<max(1, configuration.size)).map { _ in NIOLockedValueBox(nil) }
+    }
+
+    /// The slot for `affinity` (commands with the same affinity share a connection, so Redis
+    /// runs them in the order they were written), else the next in turn.
+    private func slot(_ affinity: Int?) -> Int {
+        if let affinity { return Int(UInt(bitPattern: affinity) % UInt(slots.count)) }
+        return next.withLockedValue { value -> Int in
+            defer { value = (value + 1) % slots.count }
+            return value
+        }
+    }
+
+    func send(_ arguments: [String], affinity: Int? = nil) async throws(RedisFailure) -> RESPValue {
+        let connection = try await connection(at: slot(affinity))
+        return try await connection.send(arguments)
+    }
+
+    /// Writes `arguments` before returning when the slot's connection is open (nil otherwise:
+    /// the caller sends it with `send`). A later command with the same affinity is run after it.
+    func writeNow(_ arguments: [String], affinity: Int) -> EventLoopFuture<RESPValue>? {
+        guard let connection = ready[slot(affinity)].withLockedValue({ $0 }), connection.isActive else { return nil }
+        return connection.write(arguments)
+    }
+
+    /// The slot's connection, opened (once, whoever asks meanwhile) when there is none or it closed.
+    private func connection(at index: Int) async throws(RedisFailure) -> RedisConnection {
+        let slot = slots[index]
+        let configuration = self.configuration
+        let opening = slot.withLockedValue { current -> Opening in
+            if let current { return current }
+            let task: Opening = Task { await Self.open(configuration) }
+            current = task
+            return task
+        }
+        switch await opening.value {
+        case .success(let connection) where connection.isActive:
+            ready[index].withLockedValue { $0 = connection }
+            return connection
+        case .success:
+            // Closed since: replace it, unless another caller already did.
+            slot.withLockedValue { if $0 == opening { $0 = nil } }
+            return try await self.connection(at: index)
+        case .failure(let failure):
+            // Not kept: the next call tries again.
+            slot.withLockedValue { if $0 == opening { $0 = nil } }
+            throw failure
+        }
+    }
+
+    private static func open(_ configuration: Configuration) async -> Result<RedisConnection, RedisFailure> {
+        do throws(RedisFailure) {
+            let connection = try await RedisConnection.connect(host: configuration.host, port: configuration.port,
+                                                               connectTimeout: configuration.connectTimeout,
+                                                               readTimeout: configuration.readTimeout)
+            if let password = configuration.password {
+                let auth = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+                if case .error(let message) = try await connection.send(auth) {
+                    connection.close()
+                    // Redis's own text names no secret (`WRONGPASS invalid username-password pair`).
+                    return .failure(RedisFailure(description: "authentication failed: \(message)"))
+                }
+            }
+            if configuration.database != 0,
+               case .error(let message) = try await connection.send(["SELECT", String(configuration.database)]) {
+                connection.close()
+                return .failure(RedisFailure(description: "SELECT \(configuration.database) failed: \(message)"))
+            }
+            for script in configuration.scripts {
+                if case .error(let message) = try await connection.send(["SCRIPT", "LOAD", script]) {
+                    connection.close()
+                    return .failure(RedisFailure(description: "SCRIPT LOAD failed: \(message)"))
+                }
+            }
+            return .success(connection)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func close() {
+        for slot in ready { slot.withLockedValue { $0 = nil } }
+        for slot in slots {
+            let opening = slot.withLockedValue { current -> Opening? in
+                defer { current = nil }
+                return current
+            }
+            if let opening { Task { if case .success(let connection) = await opening.value { connection.close() } } }
+        }
+    }
+}

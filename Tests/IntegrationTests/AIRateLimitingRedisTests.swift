@@ -1,0 +1,138 @@
+import AsyncHTTPClient
+import Core
+import Foundation
+import NIOCore
+import Testing
+
+/// ai-rate-limiting-advanced with `strategy: redis` against a real redis-server: the worked
+/// example, keys that expire, several gateway processes sharing one budget (sync_rate 0 and 1),
+/// and local counting while Redis is down.
+@Suite(.serialized)
+struct AIRateLimitingRedisTests {
+    static let chat = #"{"messages":[{"role":"user","content":"hi"}]}"#
+
+    static func limiter(port: Int, limit: Int, window: Int = 3600, syncRate: String = "0") -> String {
+        "name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {strategy: redis, sync_rate: \(syncRate), "
+            + "identifier: ip, redis: {host: 127.0.0.1, port: \(port), read_timeout: 500, connect_timeout: 500}, "
+            + "llm_providers: [{name: openai, limit: [\(limit)], window_size: [\(window)]}]}"
+    }
+
+    static func answer(_ h: AIHarness) {
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
+    }
+
+    @Test func theWorkedExampleHoldsWithCountersInRedisThatExpire() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
+            more: [Self.limiter(port: redis.port, limit: 310)])))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        var remaining: [String] = []
+        for _ in 1...7 {
+            let response = try await h.post("/chat", Self.chat)
+            #expect(response.status == 200)
+            remaining.append(response.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? "-")
+        }
+        #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"])
+        #expect(try await h.post("/chat", Self.chat).status == 429)
+
+        let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"]).split(separator: "\n").map(String.init)
+        try #require(keys.count == 1, "one key for the one window in use: \(keys)")
+        #expect(try redis.cli(["GET", keys[0]]) == "350")
+        let ttl = Int(try redis.cli(["TTL", keys[0]])) ?? -1
+        #expect((1...7201).contains(ttl), "set once, two windows and a second: \(ttl)")
+    }
+
+    @Test func aShortWindowsKeysExpireAndRequestsAreAdmittedAgain() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
+            more: [Self.limiter(port: redis.port, limit: 40, window: 1) + ""])))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        _ = try await h.post("/chat", Self.chat)
+        _ = try await h.post("/chat", Self.chat)
+        try await Task.sleep(for: .milliseconds(2200))
+        #expect(try await h.post("/chat", Self.chat).status == 200, "two windows later nothing counts")
+        try await Task.sleep(for: .milliseconds(3500))
+        #expect(try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"]) == "", "every key expired")
+    }
+
+    @Test func whileRedisIsDownRequestsFlowOnLocalCounters() async throws {
+        let redis = try await RedisServer()
+        let port = redis.port
+        redis.stop()
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
+            more: [Self.limiter(port: port, limit: 60)])))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat).status == 200, "no Redis: not refused")
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        #expect(try await h.post("/chat", Self.chat).status == 429, "the local counters still limit")
+    }
+
+    /// Two gateway processes, one Redis: the combined admitted tokens stay within the limit plus
+    /// what the requests in flight at once can add (sync_rate 0), or plus one sync period's worth
+    /// of traffic per node (sync_rate 1).
+    @Test(arguments: ["0", "1"])
+    func twoNodesShareOneBudget(_ syncRate: String) async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let provider = try await MockLLMProvider.start()
+        defer { Task { await provider.stop() } }
+        Self.answerProvider(provider)
+        let directory = try TemporaryDirectory.make("two-nodes")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("kong.yml")
+        // The same plugin id on both nodes: one budget.
+        let limiter = Self.limiter(port: redis.port, limit: 1000, syncRate: syncRate)
+        let yaml = "_format_version: \"3.0\"\n" + AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())", more: [limiter]))
+            .replacingOccurrences(of: "UPSTREAM", with: provider.baseURL)
+            .replacingOccurrences(of: "PROVIDER", with: provider.baseURL)
+        try yaml.write(to: file, atomically: true, encoding: .utf8)
+        let environment = ["KONG_DATABASE": "off", "KONG_DECLARATIVE_CONFIG": file.path]
+        let nodes = [try SilverbackNode(environment: environment), try SilverbackNode(environment: environment)]
+        defer { for node in nodes { _ = node.stop() } }
+
+        let client = HTTPClient.shared
+        let concurrency = 4
+        let admitted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<(2 * concurrency) {
+                let port = nodes[worker % 2].proxyPort
+                group.addTask {
+                    var admitted = 0
+                    for _ in 0..<15 {
+                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/chat")
+                        request.method = .POST
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        request.body = .bytes(ByteBuffer(string: Self.chat))
+                        let response = try await client.execute(request, timeout: .seconds(10))
+                        _ = try await response.body.collect(upTo: 1 << 20)
+                        if response.status.code == 200 { admitted += 1 }
+                        if syncRate == "1" { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    return admitted
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let tokens = admitted * 50
+        // sync 0: each of the 8 clients may have one request in flight past the limit.
+        // sync 1: each node may also admit up to one second of traffic on stale counts.
+        let slack = syncRate == "0" ? 50 * (2 * concurrency + 1) : 50 * (2 * concurrency + 1) + 50 * 2 * concurrency * 10
+        #expect(tokens >= 1000, "the budget was used: \(tokens)")
+        #expect(tokens <= 1000 + slack, "admitted \(tokens) tokens for a budget of 1000")
+        #expect(admitted < 2 * concurrency * 15, "some requests were refused")
+    }
+
+    static func answerProvider(_ provider: MockLLMProvider) {
+        provider.answer(path: "/v1/chat/completions",
+                        with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
+    }
+}
