@@ -136,26 +136,19 @@ final class AIAzureContentSafetyHandler: PluginHandler, @unchecked Sendable {
         case .success(let verdict):
             guard verdict.breached else { return nil }
             state.record(verdict, direction)
-            return PluginExit(status: 400, body: .json(Self.errorBody(
-                direction.failureMessage(verdict, reveal: config.revealFailureReason))))
+            return .aiError(400, direction.failureMessage(verdict, reveal: config.revealFailureReason))
         case .failure(let error):
             ErrorLog.report("ai-azure-content-safety: \(direction.rawValue) check: \(error)")
             // `stop_on_error: false`: the check is skipped, not failed (docs/decisions.md).
             guard config.stopOnError else { return nil }
             if case .authentication = error {
-                return PluginExit(status: 500, body: .json(Self.errorBody(Self.authenticationFailure)))
+                return .aiError(500, Self.authenticationFailure)
             }
             return .error(500)
         }
     }
 
-    private static func errorBody(_ message: String) -> JSONValue {
-        ["error": ["message": .string(message)]]
-    }
-
-    private static func reject(_ message: String) -> PluginVerdict {
-        .exit(PluginExit(status: 400, body: .json(errorBody(message))))
-    }
+    private static func reject(_ message: String) -> PluginVerdict { .aiError(400, message) }
 
     // MARK: Audit log (§6.4)
 
@@ -169,20 +162,20 @@ final class AIAzureContentSafetyHandler: PluginHandler, @unchecked Sendable {
     /// Written in the log phase, after ai-proxy has set `ai.proxy` (which it replaces whole).
     func log(_ context: ProxyRequestContext) {
         guard let state = ContentSafetyRequestState.of(context) else { return }
-        var ai = context.logRecord["ai"]?.objectValue ?? [:]
-        if !state.breachedCategories.isEmpty {
-            var audit = ai["audit"]?.objectValue ?? [:]
-            var levels = audit["azure_content_safety"]?.objectValue ?? [:]
-            for category in state.breachedCategories {
-                levels[category.name] = .number(Double(category.rejectionLevel))
+        context.updateAILog { ai in
+            if !state.breachedCategories.isEmpty {
+                var audit = ai["audit"]?.objectValue ?? [:]
+                var levels = audit["azure_content_safety"]?.objectValue ?? [:]
+                for category in state.breachedCategories {
+                    levels[category.name] = .number(Double(category.rejectionLevel))
+                }
+                audit["azure_content_safety"] = .object(levels)
+                ai["audit"] = .object(audit)
             }
-            audit["azure_content_safety"] = .object(levels)
-            ai["audit"] = .object(audit)
+            var proxy = ai["proxy"]?.objectValue ?? [:]
+            proxy["azure-content-safety"] = .object(config.logged.merging(state.logged) { _, mine in mine })
+            ai["proxy"] = .object(proxy)
         }
-        var proxy = ai["proxy"]?.objectValue ?? [:]
-        proxy["azure-content-safety"] = .object(config.logged.merging(state.logged) { _, mine in mine })
-        ai["proxy"] = .object(proxy)
-        context.logRecord["ai"] = .object(ai)
     }
 }
 

@@ -118,9 +118,7 @@ struct AIPromptDecoratorHandler: PluginHandler {
         // A body that is no JSON object counts as no chat request, as Kong's empty table does.
         guard var body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize),
               config.decoration.apply(to: &body) else {
-            return .exit(PluginExit(status: 400, body: .json([
-                "error": ["message": "this LLM route only supports llm/chat type requests"],
-            ])))
+            return .aiError(400, "this LLM route only supports llm/chat type requests")
         }
         AIRequestBody.replace(context, with: body)
         return .proceed

@@ -176,5 +176,5 @@ struct AIPromptGuardHandler: PluginHandler {
     }
 
     /// The same answer for every refusal: clients are not told a guard exists.
-    private static let badRequest = PluginVerdict.exit(PluginExit(status: 400, body: .json(["error": ["message": "bad request"]])))
+    private static let badRequest = PluginVerdict.aiError(400, "bad request")
 }

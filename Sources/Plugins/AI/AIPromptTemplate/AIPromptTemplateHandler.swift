@@ -86,14 +86,12 @@ struct AIPromptTemplateHandler: PluginHandler {
     /// Kong's `set_serialize_value("ai.payload.original_request", raw)`, next to what other AI
     /// plugins log under `ai`.
     private static func logOriginalRequest(_ raw: ByteBuffer, in context: ProxyRequestContext) {
-        var ai = context.logRecord["ai"]?.objectValue ?? [:]
-        var payload = ai["payload"]?.objectValue ?? [:]
-        payload["original_request"] = .string(String(buffer: raw))
-        ai["payload"] = .object(payload)
-        context.logRecord["ai"] = .object(ai)
+        context.updateAILog { ai in
+            var payload = ai["payload"]?.objectValue ?? [:]
+            payload["original_request"] = .string(String(buffer: raw))
+            ai["payload"] = .object(payload)
+        }
     }
 
-    private static func reject(_ message: String) -> PluginVerdict {
-        .exit(PluginExit(status: 400, body: .json(["error": ["message": .string(message)]])))
-    }
+    private static func reject(_ message: String) -> PluginVerdict { .aiError(400, message) }
 }

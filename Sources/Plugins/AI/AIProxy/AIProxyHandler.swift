@@ -448,10 +448,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     private func recordAnalytics(_ context: ProxyRequestContext, state: AIProxyRequestState, latency: Int64,
                                  usage: LLMUsage, responseModel: String?, responsePayload: () -> String?) {
         let options = state.model.options
-        var cost = 0.0
-        if let input = options.inputCost, let output = options.outputCost {
-            cost = (Double(usage.promptTokens) * input + Double(usage.completionTokens) * output) / 1_000_000
-        }
+        let cost = options.cost(prompt: usage.promptTokens, completion: usage.completionTokens) ?? 0
         if AIUsageLedger.of(context) != nil {
             AIUsageLedger.record(context, AIUsageLedger.Entry(plugin: "ai-proxy", provider: state.model.provider,
                                                               model: responseModel ?? state.model.name, usage: usage, cost: cost))
@@ -486,9 +483,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 "response": responsePayload().map(JSONValue.string) ?? .null,
             ])
         }
-        var ai = context.logRecord["ai"]?.objectValue ?? [:]
-        ai["proxy"] = .object(proxy)
-        context.logRecord["ai"] = .object(ai)
+        context.updateAILog { $0["proxy"] = .object(proxy) }
     }
 
     // MARK: Helpers
@@ -506,9 +501,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         ByteBuffer(bytes: JSONValue.object(["error": ["message": .string(message)]]).serializedBytes(.kong))
     }
 
-    static func reject(_ status: Int, _ message: String) -> PluginVerdict {
-        .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
-    }
+    static func reject(_ status: Int, _ message: String) -> PluginVerdict { .aiError(status, message) }
 
     static func milliseconds(since start: NIODeadline) -> Int64 {
         (NIODeadline.now() - start).nanoseconds / 1_000_000

@@ -11,7 +11,7 @@ struct AIRequestTransformerHandler: PluginHandler {
         let config = introspection.config
         let raw: ByteBuffer?
         do {
-            raw = try await context.requestBody(limit: max(AIRequestBody.inMemoryBodyBuffer, config.maxRequestBodySize))
+            raw = try await AIRequestBody.read(context, maxRequestBodySize: config.maxRequestBodySize)
         } catch {
             return LLMIntrospection.Failure.rejected(
                 "request body is larger than max_request_body_size (\(config.maxRequestBodySize) bytes)").verdict

@@ -16,7 +16,7 @@ struct AIResponseTransformerHandler: PluginHandler {
         // §4.3-2: the client's request as it stands now (method, path, query, headers, body).
         let body: ByteBuffer?
         do {
-            body = try await context.requestBody(limit: max(AIRequestBody.inMemoryBodyBuffer, config.maxRequestBodySize))
+            body = try await AIRequestBody.read(context, maxRequestBodySize: config.maxRequestBodySize)
         } catch {
             return Self.failure(500, "subrequest failed: request body is larger than max_request_body_size")
         }
@@ -102,6 +102,6 @@ struct AIResponseTransformerHandler: PluginHandler {
     }
 
     private static func failure(_ status: Int, _ message: String) -> PluginVerdict {
-        .exit(PluginExit(status: status, body: .json(["error": ["message": .string(message)]])))
+        .aiError(status, message)
     }
 }

@@ -21,7 +21,7 @@ struct LLMIntrospection: Sendable {
             case .beforeProxying:
                 return .exit(PluginExit(status: 500, body: .text("LLM request failed before proxying")))
             case .rejected(let message):
-                return .exit(PluginExit(status: 400, body: .json(["error": ["message": .string(message)]])))
+                return .aiError(400, message)
             }
         }
     }
@@ -149,9 +149,8 @@ struct LLMIntrospection: Sendable {
                                  responseBytes: [UInt8], latency: Int64) {
         let options = config.model.options
         var cost: Double?
-        if let input = options.inputCost, let output = options.outputCost,
-           let prompt = response.promptTokens, let completion = response.completionTokens {
-            cost = (Double(prompt) * input + Double(completion) * output) / 1_000_000
+        if let prompt = response.promptTokens, let completion = response.completionTokens {
+            cost = options.cost(prompt: prompt, completion: completion)
         }
         AIUsageLedger.record(context, AIUsageLedger.Entry(
             plugin: config.pluginName, provider: config.model.provider, model: response.model ?? config.model.name,
@@ -194,9 +193,7 @@ struct LLMIntrospection: Sendable {
                 "response": .string(String(decoding: responseBytes, as: UTF8.self)),
             ])
         }
-        var ai = context.logRecord["ai"]?.objectValue ?? [:]
-        ai[config.pluginName] = .object(entry)
-        context.logRecord["ai"] = .object(ai)
+        context.updateAILog { $0[config.pluginName] = .object(entry) }
     }
 }
 

@@ -25,9 +25,14 @@ final class AIRequestBody: @unchecked Sendable {
     static let inMemoryBodyBuffer = 8192
 
     /// The raw body within `maxRequestBodySize` (at least the in-memory 8 KiB); nil when there is
-    /// none or it is larger.
+    /// none, `RequestBodyTooLarge` when it is larger.
+    static func read(_ context: ProxyRequestContext, maxRequestBodySize: Int) async throws -> ByteBuffer? {
+        try await context.requestBody(limit: max(inMemoryBodyBuffer, maxRequestBodySize))
+    }
+
+    /// `read`, with a body too large treated as none.
     static func raw(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> ByteBuffer? {
-        try? await context.requestBody(limit: max(inMemoryBodyBuffer, maxRequestBodySize))
+        try? await read(context, maxRequestBodySize: maxRequestBodySize)
     }
 
     /// The body as a JSON object, parsed once per body version; nil when it is not one, is larger
