@@ -354,7 +354,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             target = UpstreamTarget(tls: override.tls, host: override.host, port: override.port,
                                     verifyTLS: override.verifyTLS)
         } else {
-            target = UpstreamTarget(tls: service.protocol == "https" || service.protocol == "grpcs", host: service.host,
+            target = UpstreamTarget(tls: service.usesTLS, host: service.host,
                                     port: service.port, verifyTLS: service.tlsVerify ?? true)
         }
         exchange.attempts += 1

@@ -294,8 +294,7 @@ extension ProxyRequestContext {
                                    hostHeader: preserved ?? override.hostHeader, verifyTLS: override.verifyTLS)
         }
         guard let service = match.service else { return nil }
-        let tls = service.protocol == "https" || service.protocol == "grpcs" || service.protocol == "tls"
-        return UpstreamAddress(tls: tls, host: service.host, port: service.port,
+        return UpstreamAddress(tls: service.usesTLS, host: service.host, port: service.port,
                                target: upstreamRequestTarget(match: match, service: service),
                                hostHeader: preserved, verifyTLS: service.tlsVerify ?? true)
     }

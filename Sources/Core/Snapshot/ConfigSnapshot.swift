@@ -39,6 +39,9 @@ public struct Service: Sendable, Equatable {
     /// The whole entity as stored (what Kong's log serializer prints for it).
     public let entity: JSONValue
 
+    /// The upstream speaks TLS (`https`, `grpcs`).
+    public var usesTLS: Bool { self.protocol == "https" || self.protocol == "grpcs" }
+
     init?(_ row: JSONValue) {
         self.entity = row
         guard let id = row["id"]?.stringValue, let proto = row["protocol"]?.stringValue,
