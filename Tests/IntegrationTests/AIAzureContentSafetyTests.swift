@@ -367,6 +367,25 @@ struct AIAzureContentSafetyTests {
         #expect(ContentSafety.screened(h).suffix(2) == ["A harmful answer", ContentSafety.answer])
     }
 
+    @Test func aLongAnswerIsScreenedInPiecesAzureAccepts() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            ContentSafety.route("output", "\(ContentSafety.hateAndViolence), guarding_mode: OUTPUT")))
+        defer { Task { await h.stop() } }
+        let long = String(repeating: "calm words ", count: 2_000) + "harmful"  // 22,007 characters
+        ContentSafety.script(h, azure: { request in
+            let text = request.json?["text"]?.stringValue ?? ""
+            // Azure's own limit: a longer text is refused with 400.
+            if text.count > 10_000 { return .json(#"{"error":{"code":"InvalidRequestBody"}}"#, status: 400) }
+            return text.contains("harmful") ? ContentSafety.verdict([("Hate", 0), ("Violence", 4)]) : ContentSafety.clean
+        }, llm: { _ in .json(ProviderFixtures.openAIChat(content: long)) })
+        let response = try await h.post("/output", Self.kind)
+        expectAIError(response, "response failed content safety check: breached category [Violence] at level 2")
+        let pieces = ContentSafety.screened(h)
+        #expect(pieces.count == 3, "10,000 + 10,000 + 2,007 characters")
+        #expect(pieces.joined() == long)
+        #expect(pieces.allSatisfy { $0.count <= 10_000 })
+    }
+
     @Test func bothModeScreensPromptAndAnswerAndLogsBoth() async throws {
         let directory = try TemporaryDirectory.make("content-safety-both")
         defer { try? FileManager.default.removeItem(at: directory) }

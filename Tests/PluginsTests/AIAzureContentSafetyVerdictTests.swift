@@ -194,3 +194,15 @@ struct AIAzureContentSafetyVerdictTests {
                 "the default api-version")
     }
 }
+
+@Test func longAnswersAreCutIntoPiecesAzureAccepts() {
+    #expect(ContentSafetyText.pieces("short") == ["short"])
+    #expect(ContentSafetyText.pieces("") == [""])
+    let long = String(repeating: "a", count: 25_000)
+    #expect(ContentSafetyText.pieces(long).map(\.count) == [10_000, 10_000, 5_000])
+    // A character of two UTF-16 units is never split.
+    let emoji = String(repeating: "😀", count: 6)
+    let pieces = ContentSafetyText.pieces(emoji, limit: 5)
+    #expect(pieces.map(\.count) == [2, 2, 2])
+    #expect(pieces.joined() == emoji)
+}

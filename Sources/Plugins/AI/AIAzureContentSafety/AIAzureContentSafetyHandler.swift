@@ -116,7 +116,11 @@ final class AIAzureContentSafetyHandler: PluginHandler, @unchecked Sendable {
         guard let answer = try? JSONValue.parse(bytes: plain.readableBytesView) else { return nil }
         let text = ContentSafetyText.answer(answer)
         guard !text.isEmpty else { return nil }
-        return await check(text, .response, state: state)
+        // An answer may be longer than Azure takes: checked piece by piece, the first breach wins.
+        for piece in ContentSafetyText.pieces(text) {
+            if let exit = await check(String(piece), .response, state: state) { return exit }
+        }
+        return nil
     }
 
     // MARK: The check

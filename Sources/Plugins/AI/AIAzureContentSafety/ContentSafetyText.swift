@@ -12,6 +12,31 @@ enum ContentSafetyText {
     /// Follows every folded message. Kong's 3.7 plugin used it; the docs' `"; "` is illustration only.
     static let separator = "\n\n"
 
+    /// Azure's Analyze Text limit (characters, counted as UTF-16 units here to stay within it).
+    static let azureLimit = 10_000
+
+    /// `text` in pieces Azure accepts, cut between characters: a long answer is checked piece by
+    /// piece instead of being refused by Azure (docs/decisions.md).
+    static func pieces(_ text: String, limit: Int = azureLimit) -> [Substring] {
+        var pieces: [Substring] = []
+        var start = text.startIndex
+        var units = 0
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(after: index)
+            let width = text.utf16.distance(from: index, to: next)
+            if units + width > limit, index > start {
+                pieces.append(text[start..<index])
+                start = index
+                units = 0
+            }
+            units += width
+            index = next
+        }
+        if start < text.endIndex || pieces.isEmpty { pieces.append(text[start...]) }
+        return pieces
+    }
+
     /// The prompt's messages in order — all of them, or only `role: "user"` ones — each as its
     /// content followed by the separator. A message without usable content counts as a single
     /// space, as Kong's `(message.content or " ")`; an empty string stays empty (Lua's `""` is
