@@ -9,7 +9,7 @@ import Testing
 /// and local counting while Redis is down.
 @Suite(.serialized)
 struct AIRateLimitingRedisTests {
-    static let chat = #"{"messages":[{"role":"user","content":"hi"}]}"#
+    static let chat = AIRateLimitingTests.chat
 
     static func limiter(port: Int, limit: Int, window: Int = 3600, syncRate: String = "0") -> String {
         "name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {strategy: redis, sync_rate: \(syncRate), "
@@ -17,10 +17,7 @@ struct AIRateLimitingRedisTests {
             + "llm_providers: [{name: openai, limit: [\(limit)], window_size: [\(window)]}]}"
     }
 
-    static func answer(_ h: AIHarness) {
-        h.provider.answer(path: "/v1/chat/completions",
-                          with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
-    }
+    static func answer(_ h: AIHarness) { AIRateLimitingTests.answer(h) }
 
     @Test func theWorkedExampleHoldsWithCountersInRedisThatExpire() async throws {
         let redis = try await RedisServer()
@@ -29,15 +26,9 @@ struct AIRateLimitingRedisTests {
             "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
             more: [Self.limiter(port: redis.port, limit: 310)])))
         defer { Task { await h.stop() } }
-        Self.answer(h)
-        var remaining: [String] = []
-        for _ in 1...7 {
-            let response = try await h.post("/chat", Self.chat)
-            #expect(response.status == 200)
-            remaining.append(response.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? "-")
-        }
+        let (remaining, eighth) = try await AIRateLimitingTests.workedExample(h)
         #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"])
-        #expect(try await h.post("/chat", Self.chat).status == 429)
+        #expect(eighth.status == 429)
 
         let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"]).split(separator: "\n").map(String.init)
         try #require(keys.count == 1, "one key for the one window in use: \(keys)")
@@ -85,7 +76,7 @@ struct AIRateLimitingRedisTests {
         defer { redis.stop() }
         let provider = try await MockLLMProvider.start()
         defer { Task { await provider.stop() } }
-        Self.answerProvider(provider)
+        AIRateLimitingTests.answer(provider)
         let directory = try TemporaryDirectory.make("two-nodes")
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("kong.yml")
@@ -129,10 +120,5 @@ struct AIRateLimitingRedisTests {
         #expect(tokens >= 1000, "the budget was used: \(tokens)")
         #expect(tokens <= 1000 + slack, "admitted \(tokens) tokens for a budget of 1000")
         #expect(admitted < 2 * concurrency * 15, "some requests were refused")
-    }
-
-    static func answerProvider(_ provider: MockLLMProvider) {
-        provider.answer(path: "/v1/chat/completions",
-                        with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
     }
 }

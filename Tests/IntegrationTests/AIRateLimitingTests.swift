@@ -17,24 +17,33 @@ struct AIRateLimitingTests {
 
     static let chat = #"{"messages":[{"role":"user","content":"hi"}]}"#
 
-    static func answer(_ h: AIHarness) {
-        h.provider.answer(path: "/v1/chat/completions",
-                          with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
+    /// Every chat answer reports 25 + 25 = 50 tokens.
+    static func answer(_ provider: MockLLMProvider) {
+        provider.answer(path: "/v1/chat/completions",
+                        with: .json(ProviderFixtures.openAIChat(content: "ok", prompt: 25, completion: 25)))
+    }
+
+    static func answer(_ h: AIHarness) { answer(h.provider) }
+
+    /// Kong's worked example (§5.4) on a route limited to 310 tokens an hour: the Remaining header
+    /// of calls 1 to 7 (each must pass), then the eighth call's response.
+    static func workedExample(_ h: AIHarness) async throws -> (remaining: [String], eighth: ProxyHarness.Response) {
+        answer(h)
+        var remaining: [String] = []
+        for _ in 1...7 {
+            let response = try await h.post("/chat", chat)
+            #expect(response.status == 200)
+            #expect(response.headers.first(name: "X-AI-RateLimit-Limit-hour-openai") == "310")
+            remaining.append(response.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? "-")
+        }
+        return (remaining, try await h.post("/chat", chat))
     }
 
     @Test func kongsWorkedExampleRemainingFallsBy50UntilTheEighthCallIsRefused() async throws {
         let h = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [310], window_size: [3600]}]"))
         defer { Task { await h.stop() } }
-        Self.answer(h)
-        var remaining: [String] = []
-        for _ in 1...7 {
-            let response = try await h.post("/chat", Self.chat)
-            #expect(response.status == 200)
-            #expect(response.headers.first(name: "X-AI-RateLimit-Limit-hour-openai") == "310")
-            remaining.append(response.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") ?? "-")
-        }
+        let (remaining, refused) = try await Self.workedExample(h)
         #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"], "usage before each call")
-        let refused = try await h.post("/chat", Self.chat)
         #expect(refused.status == 429)
         #expect(refused.json == ["message": "AI token rate limit exceeded for provider(s): openai"])
         #expect(refused.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") == "0")

@@ -48,7 +48,8 @@ struct AIPattern: @unchecked Sendable {
         let deadline = clock.now.advanced(by: timeLimit)
         var found: NSRange?
         var timedOut = false
-        let whole = NSRange(location: 0, length: (text as NSString).length)
+        // NSRange counts UTF-16 units: measured without bridging the text to NSString.
+        let whole = NSRange(location: 0, length: text.utf16.count)
         // `reportProgress` makes ICU call back during a long search, where the limit is checked.
         expression.enumerateMatches(in: text, options: [.reportProgress], range: whole) { match, _, stop in
             if let match {
