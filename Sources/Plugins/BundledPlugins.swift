@@ -22,14 +22,16 @@ public enum BundledPlugins {
     public static let factories = factories(environment: { ProcessInfo.processInfo.environment })
 
     /// `factories`, with the environment handlers read (vault references, cloud credentials, the
-    /// token endpoints' overrides) taken from `environment`, called each time one is built.
-    public static func factories(environment read: @escaping @Sendable () -> [String: String]) -> [PluginFactory] { [
+    /// token endpoints' overrides) taken from `environment`, called each time one is built, and
+    /// DB mode's shared counters (ai-rate-limiting-advanced's `cluster` strategy).
+    public static func factories(environment read: @escaping @Sendable () -> [String: String],
+                                 counterDatabase: (any SharedCounterStore)? = nil) -> [PluginFactory] { [
         PluginFactory(name: KeyAuthPlugin.definition.name, priority: KeyAuthPlugin.definition.priority) { instance, directory in
             KeyAuthHandler(config: instance.config, directory: directory)
         },
         PluginFactory(name: AIRateLimitingAdvancedPlugin.definition.name,
                       priority: AIRateLimitingAdvancedPlugin.definition.priority) { instance, _ in
-            try AIRateLimitingAdvancedPlugin.makeHandler(instance, environment: read())
+            try AIRateLimitingAdvancedPlugin.makeHandler(instance, environment: read(), counterDatabase: counterDatabase)
         },
         PluginFactory(name: AIProxyPlugin.definition.name, priority: AIProxyPlugin.definition.priority) { instance, _ in
             let environment = read()

@@ -43,15 +43,16 @@ enum DatabaseMode {
 
     /// Opens the store (migrating it), applies what it holds, and keeps the gateway following
     /// every later commit.
-    static func open(settings: Settings, registry: EntityRegistry, gateway: Gateway) async throws -> EntityDatabase {
+    static func open(settings: Settings, store: SQLiteEntityStore, registry: EntityRegistry,
+                     gateway: Gateway) async throws -> EntityDatabase {
         try lockForWriting(settings: settings)
-        let store = try openStore(settings: settings, registry: registry)
         let rebuilder = SnapshotRebuilder(gateway: gateway) { message in
             FileHandle.standardError.write(Data((message + "\n").utf8))
         }
         let database: EntityDatabase
         do {
-            database = try await EntityDatabase(store: store, dao: EntityDAO(registry: registry)) { rebuilder.schedule($0) }
+            database = try await EntityDatabase(store: store, dao: EntityDAO(registry: registry),
+                                                onChange: { rebuilder.schedule($0) }, admit: gateway.admissionProblem)
         } catch {
             throw CLIError("cannot read the database \(path(settings: settings)): \(error.message)")
         }

@@ -82,12 +82,16 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
         let loader = try node.loader(for: settings, dbless: settings.database == .off)
-        let gateway = Gateway(loader: loader, factories: BundledPlugins.factories, options: settings.proxy)
+        // DB mode opens its store first: the plugins' shared counters live in it too.
+        let store = settings.database == .sqlite ? try DatabaseMode.openStore(settings: settings, registry: loader.registry) : nil
+        let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment },
+                                                 counterDatabase: store.map(SQLiteCounterStore.init(entityStore:)))
+        let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy)
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
         var database: EntityDatabase?
-        if settings.database == .sqlite {
-            database = try await DatabaseMode.open(settings: settings, registry: loader.registry, gateway: gateway)
+        if let store {
+            database = try await DatabaseMode.open(settings: settings, store: store, registry: loader.registry, gateway: gateway)
         } else if let path = settings.declarativeConfig {
             do throws(GatewayLoadError) { try gateway.applyFile(path) } catch {
                 throw CLIError("error parsing declarative config file \(path):\n\(error.message)")

@@ -499,11 +499,11 @@ struct SQLiteEntityStoreTests {
         try await withDatabasePath { path in
             do {
                 let store = try open(path)
-                #expect(try store.appliedMigrations() == ["001_core_entities"])
+                #expect(try store.appliedMigrations() == ["001_core_entities", "002_rl_counters"])
                 try await store.commit(StoredRows.puts)
             }
             let reopened = try open(path)
-            #expect(try reopened.appliedMigrations() == ["001_core_entities"])
+            #expect(try reopened.appliedMigrations() == ["001_core_entities", "002_rl_counters"])
             #expect(try await reopened.loadAll() == StoredRows.all, "reopening keeps the data")
         }
     }

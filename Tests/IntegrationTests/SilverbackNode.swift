@@ -63,6 +63,8 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
 
     struct Reply {
         let status: Int
+        /// Names lower-cased.
+        var headers: [String: String] = [:]
         let body: Data
         var text: String { String(decoding: body, as: UTF8.self) }
         var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
@@ -75,6 +77,10 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
 
     func proxy(_ path: String, headers: [String: String] = [:]) async throws -> Reply {
         try await call(port: proxyPort, "GET", path, headers: headers)
+    }
+
+    func proxyPOST(_ path: String, json: String, headers: [String: String] = [:]) async throws -> Reply {
+        try await call(port: proxyPort, "POST", path, json: json, headers: headers)
     }
 
     private func call(port: Int, _ method: String, _ path: String, form: [(String, String)]? = nil, json: String? = nil,
@@ -93,7 +99,10 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
             request.httpBody = Data(json.utf8)
         }
         let (body, response) = try await URLSession.shared.data(for: request)
-        return Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: body)
+        let http = response as? HTTPURLResponse
+        var names: [String: String] = [:]
+        for case let (name as String, value as String) in http?.allHeaderFields ?? [:] { names[name.lowercased()] = value }
+        return Reply(status: http?.statusCode ?? 0, headers: names, body: body)
     }
 }
 

@@ -41,6 +41,20 @@ public final class Gateway: Sendable {
         holder.replace(with: compiled)
     }
 
+    /// DB mode's last check before a write is committed: each plugin row written must give a
+    /// handler, or the write is refused with Kong's schema-violation shape. (Stored, it would
+    /// make every later snapshot fail to compile and the node stop following its database.)
+    @Sendable public func admissionProblem(_ changes: [EntityChange]) -> KongError? {
+        let byName = Dictionary(factories.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for case .put("plugins", let row) in changes {
+            guard let instance = PluginInstance(row), let factory = byName[instance.name] else { continue }
+            do { _ = try factory.make(instance, GatewayConfiguration.emptyDirectory) } catch {
+                return .schemaViolation(ErrorRecord(fields: ["config": .message("\(error)")]))
+            }
+        }
+        return nil
+    }
+
     /// Loads a declarative file and applies it (startup and SIGHUP).
     public func applyFile(_ path: String) throws(GatewayLoadError) {
         let config: DeclarativeConfig

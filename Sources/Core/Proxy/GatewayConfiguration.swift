@@ -63,6 +63,10 @@ public final class GatewayConfiguration: Sendable {
         return try! GatewayConfiguration(config, factories: factories)
     }
 
+    /// A directory without entities, for handlers built only to check that they can be.
+    static let emptyDirectory = GatewayDirectory(snapshot: ConfigSnapshot(
+        DeclarativeConfig(formatVersion: "3.0", transform: true, entities: [:])))
+
     /// The handler of `name` that applies now, given what is known of the request so far.
     func handler(_ name: String, match: RouteMatch?, consumerID: String?) -> (any PluginHandler)? {
         let instance: PluginInstance?

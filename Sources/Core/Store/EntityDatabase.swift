@@ -11,13 +11,18 @@ public final class EntityDatabase: Sendable {
     private let state: NIOLockedValueBox<DeclarativeConfig>
     private let lane = SerialLane()
     private let onChange: @Sendable (DeclarativeConfig) -> Void
+    private let admit: @Sendable ([EntityChange]) -> KongError?
 
     /// Loads every stored row; `onChange` receives each committed state (the gateway rebuilds
-    /// its snapshot from it).
+    /// its snapshot from it). `admit` sees each valid write's changes before they are committed
+    /// and may refuse them: what the schemas accept but this node could not run (a plugin
+    /// configuration its handler cannot be built from) is refused rather than stored.
     public init(store: any EntityStore, dao: EntityDAO,
-                onChange: @escaping @Sendable (DeclarativeConfig) -> Void = { _ in }) async throws(StoreError) {
+                onChange: @escaping @Sendable (DeclarativeConfig) -> Void = { _ in },
+                admit: @escaping @Sendable ([EntityChange]) -> KongError? = { _ in nil }) async throws(StoreError) {
         self.store = store
         self.dao = dao
+        self.admit = admit
         self.onChange = onChange
         state = NIOLockedValueBox(DeclarativeConfig(storedRows: try await store.loadAll()))
     }
@@ -38,6 +43,7 @@ public final class EntityDatabase: Sendable {
             case .success(let decided): decision = decided
             }
             guard !decision.changes.isEmpty else { return .success(decision.output) }
+            if let refusal = admit(decision.changes) { return .failure(refusal) }
             do throws(StoreError) {
                 try await store.commit(decision.changes)
             } catch {

@@ -210,6 +210,21 @@ enum SQLiteMigrations {
                 CREATE INDEX keyauth_credentials_consumer ON keyauth_credentials(consumer_id);
                 """)
         }
+        // ai-rate-limiting-advanced's `cluster` strategy (SQLiteCounterStore). The row key is the
+        // counter's window; expire_at bounds how long a row can matter.
+        migrator.registerMigration("002_rl_counters") { db in
+            try db.execute(sql: """
+                CREATE TABLE rl_counters (
+                    namespace TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    window_size INTEGER NOT NULL,
+                    window_start INTEGER NOT NULL,
+                    count REAL NOT NULL,
+                    expire_at INTEGER NOT NULL,
+                    PRIMARY KEY (namespace, key, window_size, window_start)) WITHOUT ROWID;
+                CREATE INDEX rl_counters_expiry ON rl_counters(expire_at);
+                """)
+        }
         return migrator
     }
 }

@@ -55,8 +55,14 @@ struct AIRateLimitConfig: Sendable {
     let errorMessage: String
     let errorHideProviders: Bool
     let tokensCount: TokensCount
-    /// `strategy: redis` with `sync_rate` ≥ 0; nil counts in the process (`local`, or `sync_rate` -1).
-    let redis: RedisTokenCounters.Settings?
+    /// Where the counters live (`sync_rate` -1 counts in the process whatever the strategy).
+    enum Strategy: Sendable, Equatable {
+        case local
+        case redis(RedisCounterStore.Settings)
+        /// In the configuration database.
+        case cluster(syncRate: Double)
+    }
+    let strategy: Strategy
 
     /// Why this build cannot run a validated configuration (yet); nil when it can.
     static func unsupported(_ config: JSONValue) -> String? {
@@ -73,10 +79,8 @@ struct AIRateLimitConfig: Sendable {
                 return "Redis Sentinel (redis.sentinel_*) is not supported by this build yet"
             }
             if !redis["cluster_nodes"].isNullOrAbsent { return "Redis Cluster (redis.cluster_nodes) is not supported by this build yet" }
-        case "cluster" where config["sync_rate"]?.numberValue == -1:
-            break  // node-local counting only: the local counters
-        case let strategy:
-            return "strategy '\(strategy)' is not supported by this build yet; use 'local' or 'redis'"
+        default:
+            break
         }
         if config["llm_providers"]?.arrayValue?.contains(where: { $0["name"] == "requestPrompt" }) == true {
             return "the 'requestPrompt' provider (a Lua function) is not supported by this build yet"
@@ -113,7 +117,9 @@ struct AIRateLimitConfig: Sendable {
         errorHideProviders = config["error_hide_providers"]?.boolValue ?? false
         self.tokensCount = tokensCount
         let syncRate = config["sync_rate"]?.numberValue ?? -1
-        if config["strategy"]?.stringValue == "redis", syncRate >= 0 {
+        if config["strategy"]?.stringValue == "cluster", syncRate >= 0 {
+            strategy = .cluster(syncRate: syncRate)
+        } else if config["strategy"]?.stringValue == "redis", syncRate >= 0 {
             let record = config["redis"] ?? .null
             func secret(_ name: String) -> String? {
                 record[name]?.stringValue.flatMap { VaultReference.resolve($0, environment: environment) }
@@ -131,9 +137,9 @@ struct AIRateLimitConfig: Sendable {
             pool.readTimeout = milliseconds("read_timeout")
             // Pipelined connections: a few carry any load; Kong's pool size counts idle sockets.
             pool.size = min(4, max(1, record["keepalive_pool_size"]?.intValue ?? 4))
-            redis = RedisTokenCounters.Settings(redis: pool, syncRate: syncRate)
+            strategy = .redis(RedisCounterStore.Settings(redis: pool, syncRate: syncRate))
         } else {
-            redis = nil
+            strategy = .local
         }
     }
 

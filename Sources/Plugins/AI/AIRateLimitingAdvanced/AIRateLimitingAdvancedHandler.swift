@@ -5,14 +5,29 @@ import NIOHTTP1
 extension AIRateLimitingAdvancedPlugin {
     /// The handler of one configured instance. Strategies and providers this build cannot run yet
     /// refuse the configuration (it is not loaded) instead of counting wrongly.
-    static func makeHandler(_ instance: PluginInstance, environment: [String: String]) throws -> any PluginHandler {
+    ///
+    /// `counterDatabase` holds the `cluster` strategy's counters: DB mode's database (DB-less
+    /// nodes refuse the strategy when they validate the configuration).
+    static func makeHandler(_ instance: PluginInstance, environment: [String: String],
+                            counterDatabase: (any SharedCounterStore)?) throws -> any PluginHandler {
         if let reason = AIRateLimitConfig.unsupported(instance.config) {
             throw AIRateLimitUnsupported(description: reason)
         }
         guard let config = AIRateLimitConfig(instance: instance, environment: environment) else {
             throw PluginConfigurationError(plugin: definition.name)
         }
-        let counters: any TokenCounterStore = config.redis.map(RedisTokenCounters.shared) ?? TokenWindowCounters.shared
+        let counters: any TokenCounterStore
+        switch config.strategy {
+        case .local:
+            counters = TokenWindowCounters.shared
+        case .redis(let settings):
+            counters = RedisCounterStore.counters(settings)
+        case .cluster(let syncRate):
+            guard let counterDatabase else { throw AIRateLimitUnsupported(description: clusterUnsupportedMessage) }
+            counters = SharedTokenCounters.shared(.database(ObjectIdentifier(counterDatabase), syncRate: syncRate)) {
+                SharedTokenCounters(store: counterDatabase, storeName: "the database", syncRate: syncRate)
+            }
+        }
         return AIRateLimitingAdvancedHandler(config: config, counters: counters)
     }
 }

@@ -1,0 +1,106 @@
+import Core
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The `redis` strategy's counters: one Redis key per counter window, incremented atomically
+/// with INCRBYFLOAT in a script that sets the key's TTL once, so every key expires.
+final class RedisCounterStore: SharedCounterStore {
+    struct Settings: Hashable, Sendable {
+        let redis: RedisConnectionPool.Configuration
+        let syncRate: Double
+    }
+
+    /// The counting over one Redis server and sync rate, shared by configuration snapshots.
+    static func counters(_ settings: Settings) -> SharedTokenCounters {
+        SharedTokenCounters.shared(.redis(settings)) {
+            SharedTokenCounters(store: RedisCounterStore(settings.redis), storeName: "redis", syncRate: settings.syncRate)
+        }
+    }
+
+    static let keyPrefix = "silverback:ai-rate-limiting"
+    static let incrementScript = """
+        local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+        if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+        return v
+        """
+    static let incrementScriptSHA = Insecure.SHA1.hash(data: Array(incrementScript.utf8))
+        .map { String(format: "%02x", $0) }.joined()
+
+    let pool: RedisConnectionPool
+
+    init(_ configuration: RedisConnectionPool.Configuration) {
+        var configuration = configuration
+        configuration.scripts = [Self.incrementScript]
+        pool = RedisConnectionPool(configuration)
+    }
+
+    /// The Redis key of one counter window.
+    static func name(_ key: CounterWindowKey) -> String {
+        "\(keyPrefix):\(key.namespace):\(key.identifier):\(key.windowSize):\(key.windowStart)"
+    }
+
+    /// One connection per identifier's counters: its increments and readings reach Redis in order.
+    private static func affinity(_ key: CounterWindowKey) -> Int {
+        var hasher = Hasher()
+        hasher.combine(key.namespace)
+        hasher.combine(key.identifier)
+        return hasher.finalize()
+    }
+
+    func counts(_ keys: [CounterWindowKey], now: Int64) async throws -> [Double] {
+        guard let first = keys.first else { return [] }
+        let reply = try await pool.send(["MGET"] + keys.map(Self.name), affinity: Self.affinity(first))
+        guard case .array(let values?) = reply, values.count == keys.count else {
+            throw RedisFailure(description: "unexpected MGET reply")
+        }
+        return values.map { $0.number ?? 0 }
+    }
+
+    func increment(_ amounts: [CounterWindowKey: Double], now: Int64, done: @escaping @Sendable ((any Error)?) -> Void) {
+        guard !amounts.isEmpty else { return done(nil) }
+        // `done` once every increment answered, with the first failure.
+        let outstanding = NIOLockedValueBox((count: amounts.count, failure: (any Error)?.none))
+        let finish: @Sendable ((any Error)?) -> Void = { error in
+            let last = outstanding.withLockedValue { state -> (Bool, (any Error)?) in
+                if state.failure == nil { state.failure = error }
+                state.count -= 1
+                return (state.count == 0, state.failure)
+            }
+            if last.0 { done(last.1) }
+        }
+        for (key, amount) in amounts {
+            let arguments = [Self.name(key), String(amount), String(key.lifetime)]
+            // Written before returning when a connection is open, so the client's next request reads it.
+            if let written = pool.writeNow(["EVALSHA", Self.incrementScriptSHA, "1"] + arguments, affinity: Self.affinity(key)) {
+                written.whenComplete { result in
+                    switch result {
+                    case .success(.error(let message)): finish(RedisFailure(description: "increment refused: \(message)"))
+                    case .success: finish(nil)
+                    case .failure(let error): finish(error)
+                    }
+                }
+            } else {
+                Task {
+                    do throws(RedisFailure) {
+                        try await increment(arguments, affinity: Self.affinity(key))
+                        finish(nil)
+                    } catch {
+                        finish(error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// INCRBYFLOAT with the TTL set once, through the cached script (loaded again when Redis
+    /// lost it).
+    private func increment(_ arguments: [String], affinity: Int) async throws(RedisFailure) {
+        var reply = try await pool.send(["EVALSHA", Self.incrementScriptSHA, "1"] + arguments, affinity: affinity)
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            reply = try await pool.send(["EVAL", Self.incrementScript, "1"] + arguments, affinity: affinity)
+        }
+        if case .error(let message) = reply { throw RedisFailure(description: message) }
+    }
+}
