@@ -54,6 +54,28 @@ struct AIRateLimitingTests {
         #expect(h.provider.requests.count == 7, "the refused call never reached the provider")
     }
 
+    @Test func aDeniedRequestIsLoggedWithZeroTokens() async throws {
+        let directory = try TemporaryDirectory.make("denied-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("ai.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
+            more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), "
+                       + "config: {llm_providers: [{name: openai, limit: [40], window_size: [3600]}]}",
+                   "name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        #expect(try await h.post("/chat", Self.chat).status == 429)
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 2)
+        try #require(lines.count == 2, "\(lines)")
+        let admitted = try JSONValue.parse(lines[0]), denied = try JSONValue.parse(lines[1])
+        #expect(admitted["ai"]?["proxy"]?["usage"]?["total_tokens"] == 50)
+        #expect(denied["response"]?["status"] == 429)
+        #expect(denied["ai"]?["proxy"]?["usage"] == ["prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                                                    "time_per_token": 0, "cost": 0], "\(lines[1])")
+    }
+
     @Test func onlyTheNamedProviderIsChargedAndEveryWindowIsChecked() async throws {
         let h = try await AIHarness.start(Self.document(limiter: """
             llm_providers: [{name: openai, limit: [100, 1000], window_size: [60, 86400]}, \

@@ -100,6 +100,10 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
                 ("X-AI-RateLimit-Reset", String(resetMax)),
                 ("X-AI-RateLimit-Retry-After", String(withJitter(resetMax))),
             ]
+            // §5.3: the LLM call that was not made is logged with zero tokens.
+            context.updateAILog { ai in
+                if ai["proxy"] == nil { ai["proxy"] = Self.deniedCallAnalytics }
+            }
             return .exit(PluginExit(status: config.errorCode, headers: denial, body: .json(["message": .string(message)])))
         }
         context.shared[RequestState.key] = RequestState(identifier: identifier, headers: headers)
@@ -107,6 +111,10 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
         AIUsageLedger.open(context)
         return .proceed
     }
+
+    static let deniedCallAnalytics: JSONValue = ["usage": [
+        "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "time_per_token": 0, "cost": 0,
+    ]]
 
     /// §5.3: the identifier's value; a missing one falls back to the client's address.
     private func identifierValue(_ context: ProxyRequestContext) -> String {
