@@ -44,11 +44,17 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // Debian's Lua 5.1 library (liblua5.1-0-dev), for the sandbox below.
+        .systemLibrary(name: "CLua", path: "Sources/CLua", pkgConfig: "lua5.1",
+                       providers: [.apt(["liblua5.1-0-dev"])]),
+        // ai-rate-limiting-advanced's `requestPrompt` functions run here: a fresh, limited Lua state
+        // per call, written in C so Lua's error longjmps never cross Swift frames.
+        .target(name: "LuaSandbox", dependencies: ["CLua"], path: "Sources/LuaSandbox"),
         // Bundled plugins: each declares its schema (and later its phase handlers). Imports Core only.
         .target(
             name: "Plugins",
             dependencies: [
-                "Core",
+                "Core", "LuaSandbox",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 // The Redis client of ai-rate-limiting-advanced's `redis` strategy.

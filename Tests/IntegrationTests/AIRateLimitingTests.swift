@@ -240,12 +240,6 @@ struct AIRateLimitingTests {
             String(describing: error).contains("Redis Cluster (redis.cluster_nodes) is not supported by this build yet")
         }
         await #expect {
-            _ = try await AIHarness.start(Self.document(limiter:
-                #"llm_providers: [{name: requestPrompt, limit: [10], window_size: [60]}], request_prompt_count_function: "return 1""#))
-        } throws: { error in
-            String(describing: error).contains("the 'requestPrompt' provider (a Lua function) is not supported by this build yet")
-        }
-        await #expect {
             _ = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [10], window_size: [60]}], error_code: 1000"))
         } throws: { error in
             String(describing: error).contains("error_code must be an HTTP status code (100-599), got 1000")

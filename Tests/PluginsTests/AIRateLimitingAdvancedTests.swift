@@ -197,6 +197,10 @@ let invalidRateLimitingConfigs: [ConfigCase] = [
     ConfigCase("redis.connection_is_proxied type", ["redis": ["connection_is_proxied": "no"]],
                ["config.redis.connection_is_proxied": "expected a boolean"]),
     ConfigCase("redis unknown field", ["redis": ["timeout": 2000]], ["config.redis.timeout": "unknown field"]),
+    ConfigCase("request prompt function that does not compile", [
+        "llm_providers": [["name": "requestPrompt", "limit": [100], "window_size": [60]]],
+        "request_prompt_count_function": "return (",
+    ], ["config.request_prompt_count_function": #"error parsing prompt function: [string "return ("]:1: unexpected symbol near '<eof>'"#]),
 
     // plugin-level entity check (top-level "@entity")
     ConfigCase("provider names unique", [

@@ -13,6 +13,8 @@ struct AIRateLimitConfig: Sendable {
         let limitHeader: String
         let limitText: String
         let remainingHeader: String
+        /// `X-AI-RateLimit-Query-Cost-<w>-requestPrompt` (the requestPrompt provider's windows).
+        let queryCostHeader: String
 
         init(limit: Double, size: Int, provider: String) {
             self.limit = limit
@@ -21,6 +23,7 @@ struct AIRateLimitConfig: Sendable {
             limitHeader = "X-AI-RateLimit-Limit-\(label)-\(provider)"
             limitText = AIRateLimitingAdvancedHandler.headerNumber(limit)
             remainingHeader = "X-AI-RateLimit-Remaining-\(label)-\(provider)"
+            queryCostHeader = "X-AI-RateLimit-Query-Cost-\(label)-\(provider)"
         }
     }
 
@@ -30,6 +33,8 @@ struct AIRateLimitConfig: Sendable {
         let windows: [Window]
         /// The counters' namespace (Kong's RLA namespace per provider entry and instance).
         let namespace: String
+        /// Charged by `request_prompt_count_function` before the call, not by LLM usage after it.
+        var isRequestPrompt: Bool { name == "requestPrompt" }
     }
 
     enum Identifier: String, Sendable {
@@ -55,6 +60,10 @@ struct AIRateLimitConfig: Sendable {
     let errorMessage: String
     let errorHideProviders: Bool
     let tokensCount: TokensCount
+    /// The requestPrompt provider's cost function.
+    let requestPrompt: RequestPromptFunction?
+    /// Requests this instance denies are not charged to the requestPrompt counters.
+    let disablePenalty: Bool
     /// Where the counters live (`sync_rate` -1 counts in the process whatever the strategy).
     enum Strategy: Sendable, Equatable {
         case local
@@ -81,9 +90,6 @@ struct AIRateLimitConfig: Sendable {
             if !redis["cluster_nodes"].isNullOrAbsent { return "Redis Cluster (redis.cluster_nodes) is not supported by this build yet" }
         default:
             break
-        }
-        if config["llm_providers"]?.arrayValue?.contains(where: { $0["name"] == "requestPrompt" }) == true {
-            return "the 'requestPrompt' provider (a Lua function) is not supported by this build yet"
         }
         return nil
     }
@@ -116,6 +122,9 @@ struct AIRateLimitConfig: Sendable {
         errorMessage = config["error_message"]?.stringValue ?? "AI token rate limit exceeded for provider(s): "
         errorHideProviders = config["error_hide_providers"]?.boolValue ?? false
         self.tokensCount = tokensCount
+        requestPrompt = providers.contains(where: \.isRequestPrompt)
+            ? config["request_prompt_count_function"]?.stringValue.map { RequestPromptFunction(source: $0) } : nil
+        disablePenalty = config["disable_penalty"]?.boolValue ?? false
         let syncRate = config["sync_rate"]?.numberValue ?? -1
         if config["strategy"]?.stringValue == "cluster", syncRate >= 0 {
             strategy = .cluster(syncRate: syncRate)

@@ -65,6 +65,14 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
     // MARK: Access: the decision (§5.3)
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        // The requestPrompt provider's cost is this request's, known before the decision.
+        var promptCost = 0.0
+        if let function = config.requestPrompt {
+            switch await Self.requestPromptCost(function, context) {
+            case .cost(let cost): promptCost = cost
+            case .refused(let exit): return .exit(exit)
+            }
+        }
         let identifier = identifierValue(context)
         let now = Self.now()
         var headers: [(String, String)] = []
@@ -75,10 +83,15 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             var denies = false
             for window in provider.windows {
                 let key = TokenCounterKey(namespace: provider.namespace, identifier: identifier, windowSize: window.size)
-                let reading = await counters.reading(key, now: now, sliding: config.sliding)
+                var reading = await counters.reading(key, now: now, sliding: config.sliding)
+                if provider.isRequestPrompt {
+                    // §5.4: for requestPrompt the rate, and Remaining, include this request.
+                    reading = TokenWindowCounters.Reading(rate: reading.rate + promptCost, windowStart: reading.windowStart)
+                }
                 if !config.hideClientHeaders {
                     headers.append((window.limitHeader, window.limitText))
                     headers.append((window.remainingHeader, remaining(window.limit - reading.rate)))
+                    if provider.isRequestPrompt { headers.append((window.queryCostHeader, Self.headerNumber(promptCost))) }
                 }
                 // Equal to the limit still passes.
                 guard reading.rate > window.limit else { continue }
@@ -92,6 +105,15 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
                 }
             }
             if denies { denyingProviders.append(provider.name) }
+        }
+        // Charged at once, denied or not, unless `disable_penalty` spares denied requests.
+        if promptCost != 0, denyingProviders.isEmpty || !config.disablePenalty {
+            for provider in config.providers where provider.isRequestPrompt {
+                for window in provider.windows {
+                    counters.add(promptCost, to: TokenCounterKey(namespace: provider.namespace, identifier: identifier,
+                                                                 windowSize: window.size), now: now)
+                }
+            }
         }
         guard denyingProviders.isEmpty else {
             var message = config.errorMessage
@@ -115,6 +137,41 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
     static let deniedCallAnalytics: JSONValue = ["usage": [
         "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "time_per_token": 0, "cost": 0,
     ]]
+
+    /// §5.3: runs `request_prompt_count_function` on this request; Kong's 500 when it fails or
+    /// returns anything but a (finite) number.
+    private static func requestPromptCost(_ function: RequestPromptFunction,
+                                          _ context: ProxyRequestContext) async -> RequestPromptOutcome {
+        let body = await AIRequestBody.raw(context, maxRequestBodySize: requestPromptBodyLimit)
+        let request = RequestPromptFunction.Request(
+            method: context.method.rawValue, path: String(context.rawPath), rawQuery: context.rawQuery.map(String.init) ?? "",
+            headers: context.headers.map { ($0.name.lowercased(), $0.value) },
+            query: context.queryArguments.map { ($0.name, $0.value ?? "") },
+            body: body.map { Array($0.readableBytesView) })
+        let failure: String
+        switch function.cost(of: request) {
+        case .success(let cost) where cost.isFinite:
+            return .cost(cost)
+        case .success(let cost):
+            ErrorLog.report("[ai-rate-limiting-advanced] Bad return value from function, expected a finite number, got \(cost)")
+            failure = "Bad return value from the request prompt count function"
+        case .failure(.badReturn(let type)):
+            ErrorLog.report("[ai-rate-limiting-advanced] Bad return value from function, expected number type, got \(type)")
+            failure = "Bad return value from the request prompt count function"
+        case .failure(.runtime(let message)), .failure(.limit(let message)):
+            ErrorLog.report("[ai-rate-limiting-advanced] error executing request prompt count function: \(message)")
+            failure = "Error executing request prompt count function"
+        }
+        return .refused(PluginExit(status: 500, body: .json(["message": .string(failure)])))
+    }
+
+    enum RequestPromptOutcome {
+        case cost(Double)
+        case refused(PluginExit)
+    }
+
+    /// The largest body `kong.request.get_raw_body()` hands the function; a larger one reads as none.
+    static let requestPromptBodyLimit = 1 << 20
 
     /// §5.3: the identifier's value; a missing one falls back to the client's address.
     private func identifierValue(_ context: ProxyRequestContext) -> String {

@@ -29,10 +29,12 @@ public enum AIRateLimitingAdvancedPlugin {
             "path": Typedefs.path,
             "redis": redis,
             "disable_penalty": Field.boolean.default(false),
-            // Lua source returning the request's cost for the `requestPrompt` provider. Kong compiles
-            // it (`error parsing prompt function: <err>`); until a Lua front end exists only the
-            // string itself is checked (non-empty, as every string).
-            "request_prompt_count_function": Field.string.required(false),
+            // Lua source returning the request's cost for the `requestPrompt` provider, compiled
+            // when the configuration is validated, as Kong does.
+            "request_prompt_count_function": Field.string.required(false).custom("request_prompt_count_function") { value in
+                guard let source = value.stringValue else { return nil }
+                return RequestPromptFunction.compileProblem(source).map { "error parsing prompt function: \($0)" }
+            },
             "error_code": Field.number.default(429).gt(0),
             "error_message": Field.string.default("AI token rate limit exceeded for provider(s): "),
             "error_hide_providers": Field.boolean.default(false),
