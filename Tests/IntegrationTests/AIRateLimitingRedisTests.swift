@@ -37,6 +37,30 @@ struct AIRateLimitingRedisTests {
         #expect((1...7201).contains(ttl), "set once, two windows and a second: \(ttl)")
     }
 
+    /// `redis.ssl`: the counters reach a TLS-only Redis. `ssl_verify` refuses its self-signed
+    /// certificate, and the limiter then counts locally (nothing reaches Redis).
+    @Test(arguments: [false, true])
+    func countersReachARedisThatSpeaksTLS(_ verify: Bool) async throws {
+        let files = try TestCertificate.makePEMFiles()
+        let redis = try await RedisServer(tls: files)
+        defer { redis.stop() }
+        let limiter = Self.limiter(port: redis.port, limit: 310).replacingOccurrences(
+            of: "redis: {", with: "redis: {ssl: true, ssl_verify: \(verify), server_name: localhost, ")
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())", more: [limiter])))
+        defer { Task { await h.stop() } }
+        let (remaining, eighth) = try await AIRateLimitingTests.workedExample(h)
+        #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"])
+        #expect(eighth.status == 429)
+        let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"])
+        if verify {
+            #expect(keys == "", "an unverifiable certificate is refused: \(keys)")
+        } else {
+            try #require(!keys.isEmpty)
+            #expect(try redis.cli(["GET", keys]) == "350")
+        }
+    }
+
     @Test func aShortWindowsKeysExpireAndRequestsAreAdmittedAgain() async throws {
         let redis = try await RedisServer()
         defer { redis.stop() }

@@ -6,13 +6,17 @@ import NIOPosix
 /// `redis` strategy (`.ci/setup` installs it).
 final class RedisServer: @unchecked Sendable {  // immutable after init; Process is thread-safe to signal
     let port: Int
+    /// Serves TLS only (on `port`) when made with a certificate.
+    let servesTLS: Bool
     private let process = Process()
 
     struct Missing: Error, CustomStringConvertible {
         var description: String { "redis-server is not installed: run .ci/setup (it installs the redis-server package)" }
     }
 
-    init() async throws {
+    /// `tls`: PEM certificate and key files; the server then speaks TLS only, without asking
+    /// clients for certificates.
+    init(tls: (certificatePath: String, keyPath: String)? = nil) async throws {
         let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let binary else { throw Missing() }
         // A port the kernel just handed out and released.
@@ -20,8 +24,11 @@ final class RedisServer: @unchecked Sendable {  // immutable after init; Process
         port = probe.localAddress!.port!
         try await probe.close()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--daemonize", "no", "--loglevel", "warning"]
+        servesTLS = tls != nil
+        let listening = tls.map { ["--port", "0", "--tls-port", String(port), "--tls-cert-file", $0.certificatePath,
+                                   "--tls-key-file", $0.keyPath, "--tls-auth-clients", "no"] } ?? ["--port", String(port)]
+        process.arguments = listening + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                         "--daemonize", "no", "--loglevel", "warning"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -47,7 +54,7 @@ final class RedisServer: @unchecked Sendable {  // immutable after init; Process
     func cli(_ arguments: [String]) throws -> String {
         let cli = Process()
         cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        cli.arguments = ["-p", String(port), "--raw"] + arguments
+        cli.arguments = ["-p", String(port), "--raw"] + (servesTLS ? ["--tls", "--insecure"] : []) + arguments
         let output = Pipe()
         cli.standardOutput = output
         cli.standardError = FileHandle.nullDevice

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Why a Redis call failed, without any credential in the text.
 struct RedisFailure: Error, Equatable, CustomStringConvertible {
@@ -25,7 +26,10 @@ final class RedisConnection: Sendable {
 
     var isActive: Bool { channel.isActive }
 
+    /// `tls`: the connection speaks TLS with that context, sending `serverName` as SNI (and
+    /// checking the certificate against it when the context verifies).
     static func connect(host: String, port: Int, connectTimeout: TimeAmount, readTimeout: TimeAmount,
+                        tls: (context: NIOSSLContext, serverName: String?)? = nil,
                         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws(RedisFailure) -> RedisConnection {
         do {
             let channel = try await ClientBootstrap(group: group)
@@ -33,6 +37,10 @@ final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(RESPClientHandler())
                     }
                 }

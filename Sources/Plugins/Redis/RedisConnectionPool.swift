@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// A fixed number of shared, pipelined connections to one Redis server (Kong's keepalive pool),
 /// opened on first use and replaced when they close. Each new connection authenticates and
@@ -16,6 +17,14 @@ final class RedisConnectionPool: Sendable {
         var size = 4
         /// Lua scripts loaded (SCRIPT LOAD) on each new connection, so EVALSHA finds them.
         var scripts: [String] = []
+        /// Kong's `ssl`, `ssl_verify` and `server_name`; nil for plain TCP.
+        var tls: TLS?
+    }
+
+    struct TLS: Hashable, Sendable {
+        var verify = false
+        /// SNI, and the name the certificate must carry when verified.
+        var serverName: String?
     }
 
     typealias Opening = Task<Result<RedisConnection, RedisFailure>, Never>
@@ -26,8 +35,19 @@ final class RedisConnectionPool: Sendable {
     private let ready: [NIOLockedValueBox<RedisConnection?>]
     private let next = NIOLockedValueBox(0)
 
+    /// Made once per pool from `configuration.tls`; a failure is every connection's failure.
+    private let tlsContext: Result<NIOSSLContext, RedisFailure>?
+
     init(_ configuration: Configuration) {
         self.configuration = configuration
+        tlsContext = configuration.tls.map { tls in
+            var settings = TLSConfiguration.makeClientConfiguration()
+            // Kong's `ssl_verify` defaults to false: encrypted, but any certificate is accepted.
+            settings.certificateVerification = tls.verify ? .fullVerification : .none
+            do { return .success(try NIOSSLContext(configuration: settings)) } catch {
+                return .failure(RedisFailure(description: "TLS setup failed: \(error)"))
+            }
+        }
         slots = (0..<max(1, configuration.size)).map { _ in NIOLockedValueBox(nil) }
         ready = (0..<max(1, configuration.size)).map { _ in NIOLockedValueBox(nil) }
     }
@@ -57,10 +77,10 @@ final class RedisConnectionPool: Sendable {
     /// The slot's connection, opened (once, whoever asks meanwhile) when there is none or it closed.
     private func connection(at index: Int) async throws(RedisFailure) -> RedisConnection {
         let slot = slots[index]
-        let configuration = self.configuration
+        let configuration = self.configuration, tlsContext = self.tlsContext
         let opening = slot.withLockedValue { current -> Opening in
             if let current { return current }
-            let task: Opening = Task { await Self.open(configuration) }
+            let task: Opening = Task { await Self.open(configuration, tls: tlsContext) }
             current = task
             return task
         }
@@ -79,11 +99,18 @@ final class RedisConnectionPool: Sendable {
         }
     }
 
-    private static func open(_ configuration: Configuration) async -> Result<RedisConnection, RedisFailure> {
+    private static func open(_ configuration: Configuration,
+                             tls: Result<NIOSSLContext, RedisFailure>?) async -> Result<RedisConnection, RedisFailure> {
         do throws(RedisFailure) {
+            var secured: (context: NIOSSLContext, serverName: String?)?
+            if let tls {
+                // SNI is a host name: an address literal is not sent.
+                let serverName = configuration.tls?.serverName ?? (isAddressLiteral(configuration.host) ? nil : configuration.host)
+                secured = (try tls.get(), serverName)
+            }
             let connection = try await RedisConnection.connect(host: configuration.host, port: configuration.port,
                                                                connectTimeout: configuration.connectTimeout,
-                                                               readTimeout: configuration.readTimeout)
+                                                               readTimeout: configuration.readTimeout, tls: secured)
             if let password = configuration.password {
                 let auth = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
                 if case .error(let message) = try await connection.send(auth) {
@@ -107,6 +134,10 @@ final class RedisConnectionPool: Sendable {
         } catch {
             return .failure(error)
         }
+    }
+
+    private static func isAddressLiteral(_ host: String) -> Bool {
+        host.contains(":") || host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { UInt8($0) != nil }
     }
 
     func close() {

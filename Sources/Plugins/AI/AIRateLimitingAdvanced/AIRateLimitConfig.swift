@@ -83,7 +83,6 @@ struct AIRateLimitConfig: Sendable {
         case "local": break
         case "redis":
             let redis = config["redis"] ?? .null
-            if redis["ssl"]?.boolValue == true { return "redis.ssl is not supported by this build yet" }
             if !redis["sentinel_nodes"].isNullOrAbsent || !redis["sentinel_master"].isNullOrAbsent {
                 return "Redis Sentinel (redis.sentinel_*) is not supported by this build yet"
             }
@@ -146,6 +145,10 @@ struct AIRateLimitConfig: Sendable {
             pool.readTimeout = milliseconds("read_timeout")
             // Pipelined connections: a few carry any load; Kong's pool size counts idle sockets.
             pool.size = min(4, max(1, record["keepalive_pool_size"]?.intValue ?? 4))
+            if record["ssl"]?.boolValue == true {
+                pool.tls = RedisConnectionPool.TLS(verify: record["ssl_verify"]?.boolValue ?? false,
+                                                   serverName: record["server_name"]?.stringValue)
+            }
             strategy = .redis(RedisCounterStore.Settings(redis: pool, syncRate: syncRate))
         } else {
             strategy = .local
