@@ -73,7 +73,11 @@ extension AdminAPI {
         do {
             try gateway.apply(config)
         } catch {
-            return .message(500, "An unexpected error occurred")
+            // Valid by the schemas but not runnable here (a plugin this build cannot run as
+            // configured): refused like any invalid file, saying why; the running one stays.
+            return .error(KongError(code: .invalidDeclarativeConfiguration,
+                                    message: "declarative config is invalid: {error=\"\(error.message)\"}",
+                                    fields: ["error": .string(error.message)]))
         }
         let persistedText = text ?? document.serialized()
         configurationApplied(config, text: persistedText)

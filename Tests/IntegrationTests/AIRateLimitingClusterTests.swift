@@ -130,6 +130,26 @@ struct AIRateLimitingClusterTests {
         #expect(try storedCounts().reduce(0, +) == Double(tokens), "every admitted token reached the database")
     }
 
+    /// DB-less `POST /config` of a configuration the schemas accept but this node cannot run: a
+    /// 400 saying why, and the running configuration stays.
+    @Test func postConfigRefusesWhatThisNodeCannotRunAndKeepsTheRunningOne() async throws {
+        defer { try? FileManager.default.removeItem(at: prefix) }
+        let node = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": prefix.path])
+        defer { _ = node.stop() }
+        let running = try await node.admin("POST", "/config", json: #"{"_format_version":"3.0","services":[{"name":"kept","url":"http://127.0.0.1:9"}]}"#)
+        #expect(running.status == 201, "\(running.text)")
+        let refused = try await node.admin("POST", "/config", json: """
+            {"_format_version":"3.0","plugins":[{"name":"ai-rate-limiting-advanced","config":{"strategy":"redis","sync_rate":0,
+             "redis":{"sentinel_master":"main","sentinel_nodes":[{"host":"127.0.0.1","port":26379}]},
+             "llm_providers":[{"name":"openai","limit":[10],"window_size":[60]}]}}]}
+            """)
+        #expect(refused.status == 400)
+        #expect(refused.json?["name"] as? String == "invalid declarative configuration")
+        #expect((refused.json?["message"] as? String)?.contains("Redis Sentinel (redis.sentinel_*) is not supported by this build yet") == true,
+                "\(refused.text)")
+        #expect(try await node.admin("GET", "/services/kept").status == 200, "the running configuration stays")
+    }
+
     /// A configuration the schemas accept but this node cannot run is refused by the Admin API
     /// (not stored, so the node keeps following its database).
     @Test func aPluginThisNodeCannotRunIsRefusedAndNotStored() async throws {

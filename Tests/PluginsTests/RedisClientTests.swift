@@ -59,7 +59,8 @@ struct RedisClientTests {
         defer { Task { await server.stop() } }
         var configuration = RedisConnectionPool.Configuration(port: server.port)
         configuration.size = 1
-        configuration.readTimeout = .milliseconds(100)
+        // Well under SLOW's second, and enough for a PING on a loaded machine.
+        configuration.readTimeout = .milliseconds(400)
         let pool = RedisConnectionPool(configuration)
         defer { pool.close() }
         await #expect(throws: RedisFailure.timeout) { _ = try await pool.send(["SLOW"]) }
@@ -79,6 +80,22 @@ struct RedisClientTests {
         try await Task.sleep(for: .milliseconds(50))
         #expect(try await pool.send(["PING"]) == .simpleString("PONG"))
         #expect(server.connections == 2)
+    }
+
+    /// A command written after the channel closed (its handlers are gone, as after a failed TLS
+    /// handshake) fails instead of waiting for a reply nobody will deliver.
+    @Test(.timeLimit(.minutes(1))) func aCommandOnAClosedConnectionFailsWithoutHanging() async throws {
+        let server = try await MockRedis.start()
+        defer { Task { await server.stop() } }
+        let connection = try await RedisConnection.connect(host: "127.0.0.1", port: server.port,
+                                                           connectTimeout: .seconds(1), readTimeout: .seconds(5))
+        connection.close()
+        try await Task.sleep(for: .milliseconds(100))
+        await #expect {
+            _ = try await connection.send(["PING"])
+        } throws: { error in
+            String(describing: error).contains("write failed")
+        }
     }
 
     @Test func anUnreachableServerFailsWithoutHanging() async throws {

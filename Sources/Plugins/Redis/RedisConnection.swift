@@ -67,10 +67,16 @@ final class RedisConnection: Sendable {
     /// returns its reply to come.
     func write(_ arguments: [String]) -> EventLoopFuture<RESPValue> {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.writeAndFlush(RESPRequest(bytes: RESPValue.command(arguments), promise: promise), promise: nil)
+        // A channel that closed before the command reached the handler (a TLS handshake that
+        // failed, say) no longer has it: nothing else would ever answer this caller.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in promise.fail(RedisFailure(description: "write failed: \(error)")) }
+        channel.writeAndFlush(RESPRequest(bytes: RESPValue.command(arguments), promise: promise), promise: written)
         let channel = self.channel
         let timer = channel.eventLoop.scheduleTask(in: readTimeout) {
             channel.pipeline.fireUserInboundEventTriggered(RESPClientHandler.TimedOut())
+            // Completing twice is ignored: this only matters when the handler is gone.
+            promise.fail(RedisFailure.timeout)
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         return promise.futureResult
@@ -102,6 +108,7 @@ final class RESPClientHandler: ChannelDuplexHandler {
         let request = unwrapOutboundIn(data)
         if let failure {
             request.promise.fail(failure)
+            promise?.fail(failure)
             return
         }
         waiting.append(request.promise)
