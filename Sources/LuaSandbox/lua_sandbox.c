@@ -185,6 +185,11 @@ static int guarded_pattern(lua_State *L) {
         const char *p = lua_tolstring(L, 2, &n);
         for (size_t i = 0; i < n; i++) items += strchr("?*+-()", p[i]) != NULL && p[i] != '\0';
         if (items > MAX_PATTERN_ITEMS) return luaL_error(L, "pattern too complex");
+        // The matcher runs in C where no hook fires: charge at least one step per subject byte
+        // and item, and look at the clock before every match.
+        size_t subject = 0;
+        if (lua_type(L, 1) == LUA_TSTRING) lua_tolstring(L, 1, &subject);
+        charge(L, (double)subject * (double)(items + 1) / 16.0, 1);
     }
     return delegate(L);
 }
@@ -664,8 +669,10 @@ static void copy_fields(lua_State *L, int from, const char *const *names) {
 static const char *const base_names[] = {
     "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring",
     "type", "unpack", "xpcall", "rawequal", "rawget", "_VERSION", NULL};
-static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
-static const char *const os_dangerous[] = {"execute", "exit", "getenv", "remove", "rename", "tmpname", "setlocale", NULL};
+// No os.date: it formats through localtime()/gmtime()'s shared static buffer, which concurrent
+// calls on other threads would overwrite.
+static const char *const os_names[] = {"clock", "difftime", "time", NULL};
+static const char *const os_dangerous[] = {"date", "execute", "exit", "getenv", "remove", "rename", "tmpname", "setlocale", NULL};
 
 // Opens the libraries into the real globals, hardens what stays reachable through the string
 // metatable, and leaves the sandbox environment at the top of the stack.
@@ -688,6 +695,9 @@ static void build_sandbox(lua_State *L) {
     wrap_pattern(L, "match", 0);
     wrap_pattern(L, "gmatch", 0);
     wrap_pattern(L, "gsub", 0);
+    // LUA_COMPAT_GFIND (Debian's build) adds gfind, an alias of the unwrapped gmatch.
+    lua_pushnil(L);
+    lua_setfield(L, -2, "gfind");
     lua_pop(L, 1);
     lua_getglobal(L, LUA_TABLIBNAME);
     wrap(L, "insert", guarded_insert);

@@ -43,9 +43,9 @@ enum DatabaseMode {
 
     /// Opens the store (migrating it), applies what it holds, and keeps the gateway following
     /// every later commit.
+    /// The caller holds the write lock (`lockForWriting`) from before it opened `store`.
     static func open(settings: Settings, store: SQLiteEntityStore, registry: EntityRegistry,
                      gateway: Gateway) async throws -> EntityDatabase {
-        try lockForWriting(settings: settings)
         let rebuilder = SnapshotRebuilder(gateway: gateway) { message in
             FileHandle.standardError.write(Data((message + "\n").utf8))
         }

@@ -82,10 +82,19 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
         let loader = try node.loader(for: settings, dbless: settings.database == .off)
-        // DB mode opens its store first: the plugins' shared counters live in it too.
-        let store = settings.database == .sqlite ? try DatabaseMode.openStore(settings: settings, registry: loader.registry) : nil
+        // DB mode opens its store first (locked, then migrated): the plugins' shared counters
+        // live in it too.
+        var store: SQLiteEntityStore?
+        var counters: SQLiteCounterStore?
+        if settings.database == .sqlite {
+            try DatabaseMode.lockForWriting(settings: settings)
+            store = try DatabaseMode.openStore(settings: settings, registry: loader.registry)
+            do { counters = try SQLiteCounterStore(path: DatabaseMode.path(settings: settings)) } catch {
+                throw CLIError(error.message)
+            }
+        }
         let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment },
-                                                 counterDatabase: store.map(SQLiteCounterStore.init(entityStore:)))
+                                                 counterDatabase: counters)
         let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy)
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?

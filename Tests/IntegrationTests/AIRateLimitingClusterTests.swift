@@ -55,9 +55,7 @@ struct AIRateLimitingClusterTests {
 
     /// The node's counters, read from its database file as an operator would.
     func storedCounts() throws -> [Double] {
-        let store = try SQLiteEntityStore(path: prefix.appendingPathComponent("silverback.db").path,
-                                          registry: EntityRegistry(plugins: BundledPlugins.all, dbless: false))
-        return try SQLiteCounterStore(entityStore: store).storedCounts()
+        try SQLiteCounterStore(path: prefix.appendingPathComponent("silverback.db").path).storedCounts()
     }
 
     @Test func theWorkedExampleHoldsWithCountersInTheDatabaseAcrossARestart() async throws {

@@ -61,6 +61,27 @@ struct AIRateLimitingRedisTests {
         }
     }
 
+    /// Redis forgets its scripts (SCRIPT FLUSH, a restart behind a proxy): increments go on with EVAL.
+    @Test(arguments: ["0", "1"])
+    func countingSurvivesRedisForgettingTheScript(_ syncRate: String) async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
+            more: [Self.limiter(port: redis.port, limit: 1000, syncRate: syncRate)])))
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        try await Task.sleep(for: .milliseconds(syncRate == "1" ? 1500 : 100))
+        #expect(try redis.cli(["SCRIPT", "FLUSH"]) == "OK")
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        #expect(try await h.post("/chat", Self.chat).status == 200)
+        try await Task.sleep(for: .milliseconds(syncRate == "1" ? 1500 : 100))
+        let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"])
+        try #require(!keys.isEmpty)
+        #expect(try redis.cli(["GET", keys]) == "150", "every call reached Redis")
+    }
+
     @Test func aShortWindowsKeysExpireAndRequestsAreAdmittedAgain() async throws {
         let redis = try await RedisServer()
         defer { redis.stop() }

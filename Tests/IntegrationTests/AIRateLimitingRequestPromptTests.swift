@@ -70,16 +70,18 @@ struct AIRateLimitingRequestPromptTests {
     }
 
     /// The cost comes from a header so one test can send a cheap call after a refused one: it
-    /// passes only when the refused call was not charged.
-    @Test(arguments: [true, false])
-    func disablePenaltySparesRefusedCalls(_ disablePenalty: Bool) async throws {
+    /// passes only when the refused call was not charged. `disable_penalty` applies to sliding
+    /// windows only.
+    @Test(arguments: [(true, "sliding"), (false, "sliding"), (true, "fixed")])
+    func disablePenaltySparesRefusedCallsInSlidingWindows(_ disablePenalty: Bool, _ windowType: String) async throws {
+        let spared = disablePenalty && windowType == "sliding"
         let h = try await Self.start(limit: 250, function: #"return tonumber(kong.request.get_header("x-cost"))"#,
-                                     more: ", disable_penalty: \(disablePenalty)")
+                                     more: ", disable_penalty: \(disablePenalty), window_type: \(windowType)")
         defer { Task { await h.stop() } }
         func call(_ cost: Int) async throws -> Int { try await h.post("/chat", Self.chat, headers: [("x-cost", String(cost))]).status }
         #expect(try await call(100) == 200)
         #expect(try await call(100) == 200)
         #expect(try await call(100) == 429, "300 > 250")
-        #expect(try await call(50) == (disablePenalty ? 200 : 429), "250 is within the limit only if the refused 100 was not charged")
+        #expect(try await call(50) == (spared ? 200 : 429), "250 is within the limit only if the refused 100 was not charged")
     }
 }

@@ -11,14 +11,17 @@ struct SharedTokenCountersTests {
         struct Down: Error {}
         let counters = NIOLockedValueBox<[CounterWindowKey: Double]>([:])
         let failing = NIOLockedValueBox(false)
+        /// Only reads fail: increments are applied.
+        let readsFail = NIOLockedValueBox(false)
 
         func counts(_ keys: [CounterWindowKey], now: Int64) async throws -> [Double] {
-            if failing.withLockedValue({ $0 }) { throw Down() }
+            if failing.withLockedValue({ $0 }) || readsFail.withLockedValue({ $0 }) { throw Down() }
             return counters.withLockedValue { counters in keys.map { counters[$0] ?? 0 } }
         }
 
-        func increment(_ amounts: [CounterWindowKey: Double], now: Int64, done: @escaping @Sendable ((any Error)?) -> Void) {
-            if failing.withLockedValue({ $0 }) { return done(Down()) }
+        func increment(_ amounts: [CounterWindowKey: Double], now: Int64,
+                       done: @escaping @Sendable (CounterIncrementFailure?) -> Void) {
+            if failing.withLockedValue({ $0 }) { return done(CounterIncrementFailure(unsent: amounts, reason: "down")) }
             counters.withLockedValue { counters in
                 for (key, amount) in amounts { counters[key, default: 0] += amount }
             }
@@ -58,8 +61,27 @@ struct SharedTokenCountersTests {
         try await Task.sleep(for: .milliseconds(250))
         #expect(store.total == 0)
         store.failing.withLockedValue { $0 = false }
+        for _ in 0..<100 where store.total == 0 { try await Task.sleep(for: .milliseconds(50)) }
         try await Task.sleep(for: .milliseconds(250))
         #expect(store.total == 30, "neither lost nor sent twice")
         #expect(await counters.reading(key, now: Date().timeIntervalSince1970, sliding: false).rate == 30)
+    }
+
+    @Test func countsSentButNotReadBackAreNeitherSentTwiceNorForgotten() async throws {
+        let store = FlakyStore()
+        let counters = SharedTokenCounters(store: store, storeName: "the test store", syncRate: 0.05)
+        let now = Date().timeIntervalSince1970
+        store.readsFail.withLockedValue { $0 = true }
+        counters.add(30, to: key, now: now)
+        #expect(await counters.reading(key, now: now, sliding: false).rate == 30)
+        // Flushes run every 50 ms; a loaded machine may delay the first ones.
+        for _ in 0..<100 where store.total == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(store.total == 30, "sent once, though every read back failed")
+        #expect(await counters.reading(key, now: Date().timeIntervalSince1970, sliding: false).rate == 30, "still counted here")
+        store.readsFail.withLockedValue { $0 = false }
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(store.total == 30)
+        #expect(await counters.reading(key, now: Date().timeIntervalSince1970, sliding: false).rate == 30, "now from the store")
     }
 }

@@ -30,24 +30,48 @@ public protocol SharedCounterStore: AnyObject, Sendable {
     func counts(_ keys: [CounterWindowKey], now: Int64) async throws -> [Double]
     /// Queues the increments before returning, so this node's next `counts` sees them; a counter
     /// that does not exist yet is created to expire `lifetime` seconds after `now`. `done`
-    /// reports the outcome once the store has them.
-    func increment(_ amounts: [CounterWindowKey: Double], now: Int64, done: @escaping @Sendable ((any Error)?) -> Void)
+    /// reports, once the store answered, the increments it did not apply (nil: none).
+    func increment(_ amounts: [CounterWindowKey: Double], now: Int64,
+                   done: @escaping @Sendable (CounterIncrementFailure?) -> Void)
+}
+
+/// Increments a shared store did not apply, and why (the others were applied).
+public struct CounterIncrementFailure: Error, CustomStringConvertible {
+    public let unsent: [CounterWindowKey: Double]
+    public let reason: String
+
+    public init(unsent: [CounterWindowKey: Double], reason: String) {
+        self.unsent = unsent
+        self.reason = reason
+    }
+
+    public var description: String { reason }
 }
 
 /// The `cluster` strategy's counters in DB mode's SQLite file (table `rl_counters`, as Kong EE
-/// names it). Reads and increments both go through the database's single writer queue, in the
-/// order they are asked for: a decision always sees the increments this node made before it.
-/// Expired rows are ignored by reads and deleted at most once a second by an increment.
+/// names it), over a connection of their own: counter traffic never queues behind Admin API
+/// writes nor they behind it, and its commits skip the fsync that configuration writes pay
+/// (`synchronous = NORMAL`: a power cut may lose the last counts, never corrupt the file).
+/// Reads and increments go through that connection's queue in the order they are asked for, so
+/// a decision always sees the increments this node made before it. Expired rows are ignored by
+/// reads and deleted at most once a second by an increment.
 public final class SQLiteCounterStore: SharedCounterStore {
-    private let pool: DatabasePool
+    private let queue: DatabaseQueue
     private let lastPurge = NIOLockedValueBox<Int64>(0)
 
-    /// Shares the entity store's connection pool and file (the migrations created the table).
-    public init(entityStore: SQLiteEntityStore) { pool = entityStore.pool }
+    /// Opens the database file at `path` (created and migrated by `SQLiteEntityStore`).
+    public init(path: String) throws(StoreError) {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        do { queue = try DatabaseQueue(path: path, configuration: configuration) } catch {
+            throw StoreError("cannot open the database \(path): \(error)")
+        }
+    }
 
     public func counts(_ keys: [CounterWindowKey], now: Int64) async throws -> [Double] {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Double], any Error>) in
-            pool.asyncWriteWithoutTransaction { db in
+            queue.asyncWriteWithoutTransaction { db in
                 continuation.resume(with: Result {
                     try keys.map { key in
                         try Double.fetchOne(db, sql: """
@@ -61,13 +85,13 @@ public final class SQLiteCounterStore: SharedCounterStore {
     }
 
     public func increment(_ amounts: [CounterWindowKey: Double], now: Int64,
-                          done: @escaping @Sendable ((any Error)?) -> Void) {
+                          done: @escaping @Sendable (CounterIncrementFailure?) -> Void) {
         let purge = lastPurge.withLockedValue { last -> Bool in
             guard now > last else { return false }
             last = now
             return true
         }
-        pool.asyncWrite({ db in
+        queue.asyncWrite({ db in
             if purge { try db.execute(sql: "DELETE FROM rl_counters WHERE expire_at <= ?", arguments: [now]) }
             for (key, amount) in amounts {
                 try db.execute(sql: """
@@ -80,13 +104,13 @@ public final class SQLiteCounterStore: SharedCounterStore {
         }, completion: { _, result in
             switch result {
             case .success: done(nil)
-            case .failure(let error): done(error)
+            case .failure(let error): done(CounterIncrementFailure(unsent: amounts, reason: "\(error)"))
             }
         })
     }
 
     /// The count of every row kept now, expired or not (what tests and operators inspect).
     public func storedCounts() throws -> [Double] {
-        try pool.read { db in try Double.fetchAll(db, sql: "SELECT count FROM rl_counters") }
+        try queue.read { db in try Double.fetchAll(db, sql: "SELECT count FROM rl_counters") }
     }
 }

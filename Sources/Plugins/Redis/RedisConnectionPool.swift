@@ -105,7 +105,8 @@ final class RedisConnectionPool: Sendable {
             var secured: (context: NIOSSLContext, serverName: String?)?
             if let tls {
                 // SNI is a host name: an address literal is not sent.
-                let serverName = configuration.tls?.serverName ?? (isAddressLiteral(configuration.host) ? nil : configuration.host)
+                let name = configuration.tls?.serverName ?? configuration.host
+                let serverName = isAddressLiteral(name) ? nil : name
                 secured = (try tls.get(), serverName)
             }
             let connection = try await RedisConnection.connect(host: configuration.host, port: configuration.port,

@@ -106,8 +106,9 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             }
             if denies { denyingProviders.append(provider.name) }
         }
-        // Charged at once, denied or not, unless `disable_penalty` spares denied requests.
-        if promptCost != 0, denyingProviders.isEmpty || !config.disablePenalty {
+        // Charged at once, denied or not, unless `disable_penalty` spares denied requests (it
+        // applies to sliding windows only, as in Kong).
+        if promptCost != 0, denyingProviders.isEmpty || !(config.disablePenalty && config.sliding) {
             for provider in config.providers where provider.isRequestPrompt {
                 for window in provider.windows {
                     counters.add(promptCost, to: TokenCounterKey(namespace: provider.namespace, identifier: identifier,
@@ -149,7 +150,7 @@ struct AIRateLimitingAdvancedHandler: PluginHandler {
             query: context.queryArguments.map { ($0.name, $0.value ?? "") },
             body: body.map { Array($0.readableBytesView) })
         let failure: String
-        switch function.cost(of: request) {
+        switch await function.costOffTheEventLoops(of: request) {
         case .success(let cost) where cost.isFinite:
             return .cost(cost)
         case .success(let cost):

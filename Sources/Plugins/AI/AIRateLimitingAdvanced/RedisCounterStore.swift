@@ -58,37 +58,48 @@ final class RedisCounterStore: SharedCounterStore {
         return values.map { $0.number ?? 0 }
     }
 
-    func increment(_ amounts: [CounterWindowKey: Double], now: Int64, done: @escaping @Sendable ((any Error)?) -> Void) {
+    func increment(_ amounts: [CounterWindowKey: Double], now: Int64,
+                   done: @escaping @Sendable (CounterIncrementFailure?) -> Void) {
         guard !amounts.isEmpty else { return done(nil) }
-        // `done` once every increment answered, with the first failure.
-        let outstanding = NIOLockedValueBox((count: amounts.count, failure: (any Error)?.none))
-        let finish: @Sendable ((any Error)?) -> Void = { error in
-            let last = outstanding.withLockedValue { state -> (Bool, (any Error)?) in
-                if state.failure == nil { state.failure = error }
+        // `done` once every increment answered, with those that failed.
+        let outstanding = NIOLockedValueBox((count: amounts.count, unsent: [CounterWindowKey: Double](), reason: ""))
+        let finish: @Sendable (CounterWindowKey, Double, RedisFailure?) -> Void = { key, amount, failure in
+            let last = outstanding.withLockedValue { state -> CounterIncrementFailure?? in
+                if let failure {
+                    state.unsent[key] = amount
+                    if state.reason.isEmpty { state.reason = failure.description }
+                }
                 state.count -= 1
-                return (state.count == 0, state.failure)
+                guard state.count == 0 else { return .none }
+                return .some(state.unsent.isEmpty ? nil : CounterIncrementFailure(unsent: state.unsent, reason: state.reason))
             }
-            if last.0 { done(last.1) }
+            if case .some(let failure) = last { done(failure) }
         }
         for (key, amount) in amounts {
             let arguments = [Self.name(key), String(amount), String(key.lifetime)]
-            // Written before returning when a connection is open, so the client's next request reads it.
-            if let written = pool.writeNow(["EVALSHA", Self.incrementScriptSHA, "1"] + arguments, affinity: Self.affinity(key)) {
-                written.whenComplete { result in
-                    switch result {
-                    case .success(.error(let message)): finish(RedisFailure(description: "increment refused: \(message)"))
-                    case .success: finish(nil)
-                    case .failure(let error): finish(error)
-                    }
-                }
-            } else {
+            let affinity = Self.affinity(key)
+            let viaTask: @Sendable () -> Void = { [self] in
                 Task {
                     do throws(RedisFailure) {
-                        try await increment(arguments, affinity: Self.affinity(key))
-                        finish(nil)
+                        try await increment(arguments, affinity: affinity)
+                        finish(key, amount, nil)
                     } catch {
-                        finish(error)
+                        finish(key, amount, error)
                     }
+                }
+            }
+            // Written before returning when a connection is open, so the client's next request reads it.
+            guard let written = pool.writeNow(["EVALSHA", Self.incrementScriptSHA, "1"] + arguments, affinity: affinity) else {
+                viaTask()
+                continue
+            }
+            written.whenComplete { result in
+                switch result {
+                case .success(.error(let message)) where message.hasPrefix("NOSCRIPT"):
+                    viaTask()  // Redis lost the script (SCRIPT FLUSH, a restart behind a proxy): EVAL it
+                case .success(.error(let message)): finish(key, amount, RedisFailure(description: "increment refused: \(message)"))
+                case .success: finish(key, amount, nil)
+                case .failure(let error): finish(key, amount, RedisFailure(description: "\(error)"))
                 }
             }
         }

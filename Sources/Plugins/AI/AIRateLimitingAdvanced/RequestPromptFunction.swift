@@ -1,4 +1,6 @@
 import LuaSandbox
+import NIOCore
+import NIOPosix
 
 /// requestPrompt's cost function (spec ai-plugins §5.3): `config.request_prompt_count_function`,
 /// a Lua 5.1 function body run per request in a fresh sandboxed state (Sources/LuaSandbox) with a
@@ -110,6 +112,32 @@ struct RequestPromptFunction: Sendable {
         case SB_LUA_LIMIT: return .failure(.limit(detail))
         default: return .failure(.runtime(detail))
         }
+    }
+
+    /// Threads the functions run on: never an event loop, whose other connections would wait.
+    private static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
+    /// `cost(of:)` on the sandbox threads. Pattern matching runs in C where the sandbox cannot
+    /// look at the clock, so a call may overrun its time limit: the request then gets a limit
+    /// failure once twice the limit has passed, whatever the thread is still doing.
+    func costOffTheEventLoops(of request: Request) async -> Result<Double, Failure> {
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        let promise = loop.makePromise(of: Result<Double, Failure>.self)
+        let function = self
+        Self.threads.submit { state in
+            promise.succeed(state == .active ? function.cost(of: request) : .failure(.limit("sandbox unavailable")))
+        }
+        if timeLimitMilliseconds > 0 {
+            // Completing twice is ignored: whichever comes first answers.
+            loop.scheduleTask(in: .milliseconds(Int64(2 * timeLimitMilliseconds))) {
+                promise.succeed(.failure(.limit("time limit exceeded")))
+            }
+        }
+        return (try? await promise.futureResult.get()) ?? .failure(.limit("sandbox unavailable"))
     }
 
     private func withBody<R>(_ body: [UInt8]?, _ run: (UnsafePointer<CChar>?, Int) -> R) -> R {

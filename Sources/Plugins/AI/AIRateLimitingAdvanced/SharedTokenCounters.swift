@@ -60,9 +60,12 @@ final class SharedTokenCounters: TokenCounterStore {
     let fallback = TokenWindowCounters.shared
     private let failures = FailureLog(interval: 10)
 
-    /// `sync_rate` > 0: counts not yet sent, and the values last read.
+    /// `sync_rate` > 0: counts not yet sent, counts sent but not yet read back, and the values
+    /// last read. A decision adds all three, so no count of this node is missed or doubled
+    /// while a flush is under way.
     private struct Batch {
         var pending: [CounterWindowKey: Double] = [:]
+        var unread: [CounterWindowKey: Double] = [:]
         var known: [CounterWindowKey: Double] = [:]
         /// Counters decisions read, re-read at each flush until they expire (the value).
         var watched: [CounterWindowKey: Double] = [:]
@@ -90,7 +93,9 @@ final class SharedTokenCounters: TokenCounterStore {
                 let expiry = Double(start + 2 * size)
                 batch.watched[current] = expiry
                 if sliding { batch.watched[previous] = expiry - Double(size) }
-                func value(_ key: CounterWindowKey) -> Double { (batch.known[key] ?? 0) + (batch.pending[key] ?? 0) }
+                func value(_ key: CounterWindowKey) -> Double {
+                    (batch.known[key] ?? 0) + (batch.unread[key] ?? 0) + (batch.pending[key] ?? 0)
+                }
                 return (value(current), sliding ? value(previous) : 0)
             }
             startFlushing()
@@ -122,9 +127,9 @@ final class SharedTokenCounters: TokenCounterStore {
             fallback.add(amount, to: key, now: now)
             return
         }
-        store.increment([counter: amount], now: Int64(now)) { [self] error in
-            guard let error else { return failures.recovered() }
-            failures.report("ai-rate-limiting-advanced: \(storeName) unreachable, counting locally: \(error)")
+        store.increment([counter: amount], now: Int64(now)) { [self] failure in
+            guard let failure else { return failures.recovered() }
+            failures.report("ai-rate-limiting-advanced: \(storeName) unreachable, counting locally: \(failure)")
             fallback.add(amount, to: key, now: now)
         }
     }
@@ -140,46 +145,56 @@ final class SharedTokenCounters: TokenCounterStore {
         guard start else { return }
         Task.detached { [self] in
             while true {
-                try? await Task.sleep(for: .milliseconds(Int(syncRate * 1000)))
+                try? await Task.sleep(for: .milliseconds(Int(min(syncRate, AIRateLimitConfig.maxWindow) * 1000)))
                 if await !flush() { break }
             }
         }
     }
 
-    /// Sends the pending counts and re-reads the watched counters; false once there is nothing
-    /// left to do (the loop stops until the next use).
+    /// Sends the pending counts and re-reads the watched counters (and those just sent); false
+    /// once there is nothing left to do (the loop stops until the next use).
     private func flush() async -> Bool {
         let now = Date().timeIntervalSince1970
-        let (pending, watched) = batch.withLockedValue { batch -> ([CounterWindowKey: Double], [CounterWindowKey]) in
-            let pending = batch.pending
+        let (sending, reading) = batch.withLockedValue { batch -> ([CounterWindowKey: Double], [CounterWindowKey]) in
+            let sending = batch.pending
             batch.pending = [:]
+            for (key, amount) in sending { batch.unread[key, default: 0] += amount }
             batch.watched = batch.watched.filter { $0.value > now }
             batch.known = batch.known.filter { batch.watched[$0.key] != nil }
-            if pending.isEmpty && batch.watched.isEmpty { batch.flushing = false }
-            return (pending, Array(batch.watched.keys))
+            if batch.unread.isEmpty && batch.watched.isEmpty { batch.flushing = false }
+            return (sending, Array(Set(batch.watched.keys).union(batch.unread.keys)))
         }
-        if pending.isEmpty && watched.isEmpty { return false }
-        do {
-            if !pending.isEmpty {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    store.increment(pending, now: Int64(now)) { error in
-                        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        if sending.isEmpty && reading.isEmpty { return false }
+        if !sending.isEmpty {
+            let failure = await withCheckedContinuation { (continuation: CheckedContinuation<CounterIncrementFailure?, Never>) in
+                store.increment(sending, now: Int64(now)) { continuation.resume(returning: $0) }
+            }
+            if let failure {
+                failures.report("ai-rate-limiting-advanced: \(storeName) unreachable, keeping counts until it answers: \(failure)")
+                // Only what the store did not apply is sent again, with the next flush.
+                batch.withLockedValue { batch in
+                    for (key, amount) in failure.unsent {
+                        batch.unread[key, default: 0] -= amount
+                        if batch.unread[key] == 0 { batch.unread[key] = nil }
+                        batch.pending[key, default: 0] += amount
                     }
                 }
+                return true
             }
-            if !watched.isEmpty {
-                let values = try await store.counts(watched, now: Int64(now))
-                batch.withLockedValue { batch in
-                    for (key, value) in zip(watched, values) { batch.known[key] = value }
+        }
+        do {
+            let values = try await store.counts(reading, now: Int64(now))
+            batch.withLockedValue { batch in
+                // The values read include everything sent before: nothing is unread any more.
+                for (key, value) in zip(reading, values) {
+                    batch.unread[key] = nil
+                    if batch.watched[key] != nil { batch.known[key] = value }
                 }
             }
             failures.recovered()
         } catch {
+            // Sent, but not read back: the decisions keep adding it until a read succeeds.
             failures.report("ai-rate-limiting-advanced: \(storeName) unreachable, keeping counts until it answers: \(error)")
-            // Not lost: sent with the next flush.
-            batch.withLockedValue { batch in
-                for (key, amount) in pending { batch.pending[key, default: 0] += amount }
-            }
         }
         return true
     }
