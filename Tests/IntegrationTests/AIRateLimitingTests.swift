@@ -176,6 +176,41 @@ struct AIRateLimitingTests {
         #expect(remaining == "900", "the stream's 100 tokens were counted")
     }
 
+    /// A client that leaves mid-stream still pays for what it was sent: the stream is ended for
+    /// the body filters and the log phase runs, as Kong runs it for aborted requests.
+    @Test func aStreamTheClientLeavesIsChargedForWhatWentThrough() async throws {
+        let directory = try TemporaryDirectory.make("left-stream")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("ai.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
+            more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), "
+                       + "config: {llm_providers: [{name: openai, limit: [1000], window_size: [3600]}]}",
+                   "name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        // The last frame waits for a gate that never opens: the client leaves before it.
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .events(ProviderFixtures.openAIStream(deltas: ["one", "two", "three"]), holdingLast: true))
+        let body = #"{"stream":true,"messages":[{"role":"user","content":"tell me a long story please"}]}"#
+        let channel = try await h.gateway.rawConnection()
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                                                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"))
+            var text = ""
+            var iterator = inbound.makeAsyncIterator()
+            while !text.contains("three"), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+        }
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 1)
+        try #require(lines.count == 1, "the abandoned request is logged: \(lines)")
+        let entry = try JSONValue.parse(lines[0])
+        #expect(entry["response"]?["status"] == 200)
+        let charged = try #require(entry["ai"]?["proxy"]?["usage"]?["total_tokens"]?.numberValue)
+        #expect(charged > 0, "\(lines[0])")
+        Self.answer(h)
+        let probe = try await h.post("/chat", Self.chat)
+        #expect(probe.headers.first(name: "X-AI-RateLimit-Remaining-hour-openai") == String(1000 - Int(charged)))
+    }
+
     @Test func concurrentClientsCannotOvershootByMoreThanOneRequestEach() async throws {
         let h = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [200], window_size: [3600]}]"))
         defer { Task { await h.stop() } }

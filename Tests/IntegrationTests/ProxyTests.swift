@@ -214,6 +214,30 @@ struct ProxyTests {
         #expect(heads.allSatisfy { $0.lowercased().contains("connection: keep-alive") })
     }
 
+    /// A client that leaves before the answer is logged with Kong's 499.
+    @Test func aClientThatLeavesBeforeTheAnswerIsLoggedWith499() async throws {
+        let directory = try TemporaryDirectory.make("left-early")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("proxy.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        plugins:
+        - {name: file-log, config: {path: "\(logPath)"}}
+        """, slowDelay: .seconds(2))
+        defer { Task { await h.stop() } }
+        let channel = try await h.rawConnection()
+        try await channel.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /api/slow HTTP/1.1\r\nHost: t\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 1)
+        try #require(lines.count == 1, "\(lines)")
+        let entry = try JSONValue.parse(lines[0])
+        #expect(entry["response"]?["status"] == 499, "\(lines[0])")
+        #expect(entry["request"]?["uri"] == "/api/slow")
+    }
+
     /// A request the parser refuses mid-body gets Kong's 400 and leaves no busy request behind.
     @Test func aRefusedRequestLeavesNothingBusy() async throws {
         let h = try await ProxyHarness.start("""

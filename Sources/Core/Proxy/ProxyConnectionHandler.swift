@@ -147,8 +147,25 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func channelInactive(context: ChannelHandlerContext) {
         services.connections.unregister(context.channel)
-        if let exchange { abandon(exchange) }
+        if let exchange {
+            abandon(exchange)
+            logAbandoned(exchange)
+        }
         context.fireChannelInactive()
+    }
+
+    /// Kong logs a request whose client left: status 499 when nothing was answered yet. A body
+    /// cut short is ended for the body filters first, so the AI plugins account for what went
+    /// through (a rate limiter charges the part of a stream the client received). Not while a
+    /// plugin task (access, a response inspection) may still be working on the request.
+    private func logAbandoned(_ exchange: Exchange) {
+        switch exchange.state {
+        case .deciding, .inspecting: return
+        case .connecting, .proxying, .responded: break
+        }
+        if exchange.responseStarted && exchange.state == .proxying { _ = bodyFiltersTail(exchange) }
+        if !exchange.responseStarted { exchange.request.exchangeLog.status = 499 }
+        submitLogPhase(exchange)
     }
 
     /// Ends an exchange whose response will never complete (the client went away, or sent bytes
@@ -698,13 +715,17 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
         }
         setClientReading(true)
+        submitLogPhase(exchange)
+    }
+
+    /// Queues the log phase of the plugins that want it, off the event loop.
+    private func submitLogPhase(_ exchange: Exchange) {
         let loggers = exchange.handlers.filter { $0.logs && $0.needsLog(exchange.request) }
-        if !loggers.isEmpty {
-            recordExchangeLog(exchange)
-            let request = exchange.request
-            request.releaseBody()  // the log phase never reads it; queued entries stay small
-            services.logSink.submit { for handler in loggers { handler.log(request) } }
-        }
+        guard !loggers.isEmpty else { return }
+        recordExchangeLog(exchange)
+        let request = exchange.request
+        request.releaseBody()  // the log phase never reads it; queued entries stay small
+        services.logSink.submit { for handler in loggers { handler.log(request) } }
     }
 
     /// The serializer's facts, gathered only when a plugin will read them (the log phase runs).
