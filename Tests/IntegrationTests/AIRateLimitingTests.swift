@@ -54,15 +54,20 @@ struct AIRateLimitingTests {
         #expect(h.provider.requests.count == 7, "the refused call never reached the provider")
     }
 
+    /// A limited chat route with statistics and file-log writing to `logPath`.
+    static func loggedRoute(limit: Int, logPath: String) async throws -> AIHarness {
+        try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
+            more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), "
+                       + "config: {llm_providers: [{name: openai, limit: [\(limit)], window_size: [3600]}]}",
+                   "name: file-log, config: {path: \"\(logPath)\"}"])))
+    }
+
     @Test func aDeniedRequestIsLoggedWithZeroTokens() async throws {
         let directory = try TemporaryDirectory.make("denied-log")
         defer { try? FileManager.default.removeItem(at: directory) }
         let logPath = directory.appendingPathComponent("ai.log").path
-        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
-            "limited", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
-            more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), "
-                       + "config: {llm_providers: [{name: openai, limit: [40], window_size: [3600]}]}",
-                   "name: file-log, config: {path: \"\(logPath)\"}"])))
+        let h = try await Self.loggedRoute(limit: 40, logPath: logPath)
         defer { Task { await h.stop() } }
         Self.answer(h)
         #expect(try await h.post("/chat", Self.chat).status == 200)
@@ -182,11 +187,7 @@ struct AIRateLimitingTests {
         let directory = try TemporaryDirectory.make("left-stream")
         defer { try? FileManager.default.removeItem(at: directory) }
         let logPath = directory.appendingPathComponent("ai.log").path
-        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
-            "limited", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
-            more: ["name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), "
-                       + "config: {llm_providers: [{name: openai, limit: [1000], window_size: [3600]}]}",
-                   "name: file-log, config: {path: \"\(logPath)\"}"])))
+        let h = try await Self.loggedRoute(limit: 1000, logPath: logPath)
         defer { Task { await h.stop() } }
         // The last frame waits for a gate that never opens: the client leaves before it.
         h.provider.answer(path: "/v1/chat/completions",
