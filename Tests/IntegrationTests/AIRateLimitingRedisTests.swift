@@ -37,6 +37,17 @@ struct AIRateLimitingRedisTests {
         #expect((1...7201).contains(ttl), "set once, two windows and a second: \(ttl)")
     }
 
+    /// Kong's worked example (limit 310) through `limiter`; the counter keys `redis` then holds.
+    static func workedExampleKeys(_ limiter: String, in redis: RedisServer) async throws -> String {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())", more: [limiter])))
+        defer { Task { await h.stop() } }
+        let (remaining, eighth) = try await AIRateLimitingTests.workedExample(h)
+        #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"])
+        #expect(eighth.status == 429)
+        return try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"])
+    }
+
     /// `redis.ssl`: the counters reach a TLS-only Redis. `ssl_verify` refuses its self-signed
     /// certificate, and the limiter then counts locally (nothing reaches Redis).
     @Test(arguments: [false, true])
@@ -46,13 +57,7 @@ struct AIRateLimitingRedisTests {
         defer { redis.stop() }
         let limiter = Self.limiter(port: redis.port, limit: 310).replacingOccurrences(
             of: "redis: {", with: "redis: {ssl: true, ssl_verify: \(verify), server_name: localhost, ")
-        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
-            "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())", more: [limiter])))
-        defer { Task { await h.stop() } }
-        let (remaining, eighth) = try await AIRateLimitingTests.workedExample(h)
-        #expect(remaining == ["310", "260", "210", "160", "110", "60", "10"])
-        #expect(eighth.status == 429)
-        let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"])
+        let keys = try await Self.workedExampleKeys(limiter, in: redis)
         if verify {
             #expect(keys == "", "an unverifiable certificate is refused: \(keys)")
         } else {
@@ -80,6 +85,28 @@ struct AIRateLimitingRedisTests {
         let keys = try redis.cli(["KEYS", "silverback:ai-rate-limiting:*"])
         try #require(!keys.isEmpty)
         #expect(try redis.cli(["GET", keys]) == "150", "every call reached Redis")
+    }
+
+    /// Redis Sentinel: the master's address comes from the first sentinel that answers (the
+    /// first one listed is down); `host` is never used.
+    @Test func countersReachTheMasterASentinelNames() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let sentinel = try await RedisServer(sentinelOf: redis.port)
+        defer { sentinel.stop() }
+        for _ in 0..<100 where (try? sentinel.cli(["SENTINEL", "get-master-addr-by-name", "mymaster"]))?.contains(String(redis.port)) != true {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let down = try await RedisServer()
+        let downPort = down.port
+        down.stop()
+        let limiter = "name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {strategy: redis, sync_rate: 0, "
+            + "identifier: ip, redis: {host: 127.0.0.1, port: \(downPort), sentinel_master: mymaster, sentinel_role: master, "
+            + "sentinel_nodes: [{host: 127.0.0.1, port: \(downPort)}, {host: 127.0.0.1, port: \(sentinel.port)}], "
+            + "read_timeout: 500, connect_timeout: 500}, llm_providers: [{name: openai, limit: [310], window_size: [3600]}]}"
+        let keys = try await Self.workedExampleKeys(limiter, in: redis)
+        try #require(!keys.isEmpty, "the counters are in the master")
+        #expect(try redis.cli(["GET", keys]) == "350")
     }
 
     @Test func aShortWindowsKeysExpireAndRequestsAreAdmittedAgain() async throws {

@@ -276,6 +276,14 @@ struct AIRateLimitingTests {
             String(describing: error).contains("Redis Cluster (redis.cluster_nodes) is not supported by this build yet")
         }
         await #expect {
+            _ = try await AIHarness.start(Self.document(limiter: """
+                llm_providers: [{name: openai, limit: [10], window_size: [60]}], strategy: redis, sync_rate: 0, \
+                redis: {sentinel_master: mymaster, sentinel_role: slave, sentinel_nodes: [{host: 127.0.0.1, port: 26379}]}
+                """))
+        } throws: { error in
+            String(describing: error).contains("redis.sentinel_role 'slave' cannot hold rate-limiting counters")
+        }
+        await #expect {
             _ = try await AIHarness.start(Self.document(limiter: "llm_providers: [{name: openai, limit: [10], window_size: [60]}], error_code: 1000"))
         } throws: { error in
             String(describing: error).contains("error_code must be an HTTP status code (100-599), got 1000")

@@ -15,8 +15,9 @@ final class RedisServer: @unchecked Sendable {  // immutable after init; Process
     }
 
     /// `tls`: PEM certificate and key files; the server then speaks TLS only, without asking
-    /// clients for certificates.
-    init(tls: (certificatePath: String, keyPath: String)? = nil) async throws {
+    /// clients for certificates. `sentinelOf`: a Redis Sentinel (not a server) monitoring the
+    /// server on that port as master `mymaster`.
+    init(tls: (certificatePath: String, keyPath: String)? = nil, sentinelOf masterPort: Int? = nil) async throws {
         let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let binary else { throw Missing() }
         // A port the kernel just handed out and released.
@@ -27,8 +28,16 @@ final class RedisServer: @unchecked Sendable {  // immutable after init; Process
         servesTLS = tls != nil
         let listening = tls.map { ["--port", "0", "--tls-port", String(port), "--tls-cert-file", $0.certificatePath,
                                    "--tls-key-file", $0.keyPath, "--tls-auth-clients", "no"] } ?? ["--port", String(port)]
-        process.arguments = listening + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                         "--daemonize", "no", "--loglevel", "warning"]
+        if let masterPort {
+            // Sentinel rewrites its configuration file: a fresh one of its own.
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-\(UUID().uuidString).conf")
+            try "port \(port)\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 \(masterPort) 1\n"
+                .write(to: file, atomically: true, encoding: .utf8)
+            process.arguments = [file.path, "--sentinel", "--daemonize", "no", "--loglevel", "warning"]
+        } else {
+            process.arguments = listening + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                             "--daemonize", "no", "--loglevel", "warning"]
+        }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

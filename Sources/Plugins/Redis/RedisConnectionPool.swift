@@ -19,6 +19,20 @@ final class RedisConnectionPool: Sendable {
         var scripts: [String] = []
         /// Kong's `ssl`, `ssl_verify` and `server_name`; nil for plain TCP.
         var tls: TLS?
+        /// Redis Sentinel: the master's address is asked of the sentinels for each new
+        /// connection (`host`/`port` are then unused), so a failover is followed on reconnect.
+        var sentinel: Sentinel?
+    }
+
+    struct Sentinel: Hashable, Sendable {
+        struct Node: Hashable, Sendable {
+            var host: String
+            var port: Int
+        }
+        var master: String
+        var nodes: [Node]
+        var username: String?
+        var password: String?
     }
 
     struct TLS: Hashable, Sendable {
@@ -102,16 +116,11 @@ final class RedisConnectionPool: Sendable {
     private static func open(_ configuration: Configuration,
                              tls: Result<NIOSSLContext, RedisFailure>?) async -> Result<RedisConnection, RedisFailure> {
         do throws(RedisFailure) {
-            var secured: (context: NIOSSLContext, serverName: String?)?
-            if let tls {
-                // SNI is a host name: an address literal is not sent.
-                let name = configuration.tls?.serverName ?? configuration.host
-                let serverName = isAddressLiteral(name) ? nil : name
-                secured = (try tls.get(), serverName)
+            var (host, port) = (configuration.host, configuration.port)
+            if let sentinel = configuration.sentinel {
+                (host, port) = try await masterAddress(sentinel, configuration, tls: tls)
             }
-            let connection = try await RedisConnection.connect(host: configuration.host, port: configuration.port,
-                                                               connectTimeout: configuration.connectTimeout,
-                                                               readTimeout: configuration.readTimeout, tls: secured)
+            let connection = try await connect(host: host, port: port, configuration, tls: tls)
             if let password = configuration.password {
                 let auth = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
                 if case .error(let message) = try await connection.send(auth) {
@@ -135,6 +144,47 @@ final class RedisConnectionPool: Sendable {
         } catch {
             return .failure(error)
         }
+    }
+
+    private static func connect(host: String, port: Int, _ configuration: Configuration,
+                                tls: Result<NIOSSLContext, RedisFailure>?) async throws(RedisFailure) -> RedisConnection {
+        var secured: (context: NIOSSLContext, serverName: String?)?
+        if let tls {
+            // SNI is a host name: an address literal is not sent.
+            let name = configuration.tls?.serverName ?? host
+            secured = (try tls.get(), isAddressLiteral(name) ? nil : name)
+        }
+        return try await RedisConnection.connect(host: host, port: port, connectTimeout: configuration.connectTimeout,
+                                                 readTimeout: configuration.readTimeout, tls: secured)
+    }
+
+    /// The master's address as the first sentinel that knows it says (`SENTINEL
+    /// get-master-addr-by-name`), asking the nodes in order.
+    private static func masterAddress(_ sentinel: Sentinel, _ configuration: Configuration,
+                                      tls: Result<NIOSSLContext, RedisFailure>?) async throws(RedisFailure) -> (String, Int) {
+        var reasons: [String] = []
+        for node in sentinel.nodes {
+            do throws(RedisFailure) {
+                let connection = try await connect(host: node.host, port: node.port, configuration, tls: tls)
+                defer { connection.close() }
+                if let password = sentinel.password {
+                    let auth = sentinel.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+                    if case .error(let message) = try await connection.send(auth) {
+                        throw RedisFailure(description: "authentication failed: \(message)")
+                    }
+                }
+                let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", sentinel.master])
+                guard case .array(let parts?) = reply, parts.count == 2,
+                      let host = parts[0].text, let port = parts[1].text.flatMap(Int.init) else {
+                    throw RedisFailure(description: "does not know master '\(sentinel.master)'")
+                }
+                return (host, port)
+            } catch {
+                reasons.append("\(node.host):\(node.port) \(error.description)")
+            }
+        }
+        throw RedisFailure(description: "no sentinel gave the address of master '\(sentinel.master)': "
+                                        + reasons.joined(separator: "; "))
     }
 
     private static func isAddressLiteral(_ host: String) -> Bool {

@@ -84,7 +84,12 @@ struct AIRateLimitConfig: Sendable {
         case "redis":
             let redis = config["redis"] ?? .null
             if !redis["sentinel_nodes"].isNullOrAbsent || !redis["sentinel_master"].isNullOrAbsent {
-                return "Redis Sentinel (redis.sentinel_*) is not supported by this build yet"
+                if redis["sentinel_master"].isNullOrAbsent { return "redis.sentinel_master is required with redis.sentinel_nodes" }
+                if redis["sentinel_nodes"].isNullOrAbsent { return "redis.sentinel_nodes is required with redis.sentinel_master" }
+                // Counters are written: only the master can take them.
+                if redis["sentinel_role"]?.stringValue == "slave" {
+                    return "redis.sentinel_role 'slave' cannot hold rate-limiting counters (they are written); use 'master' or 'any'"
+                }
             }
             if !redis["cluster_nodes"].isNullOrAbsent { return "Redis Cluster (redis.cluster_nodes) is not supported by this build yet" }
         default:
@@ -145,6 +150,12 @@ struct AIRateLimitConfig: Sendable {
             pool.readTimeout = milliseconds("read_timeout")
             // Pipelined connections: a few carry any load; Kong's pool size counts idle sockets.
             pool.size = min(4, max(1, record["keepalive_pool_size"]?.intValue ?? 4))
+            if let master = record["sentinel_master"]?.stringValue, let nodes = record["sentinel_nodes"]?.arrayValue {
+                pool.sentinel = RedisConnectionPool.Sentinel(
+                    master: master,
+                    nodes: nodes.map { .init(host: $0["host"]?.stringValue ?? "127.0.0.1", port: $0["port"]?.intValue ?? 6379) },
+                    username: secret("sentinel_username"), password: secret("sentinel_password"))
+            }
             if record["ssl"]?.boolValue == true {
                 pool.tls = RedisConnectionPool.TLS(verify: record["ssl_verify"]?.boolValue ?? false,
                                                    serverName: record["server_name"]?.stringValue)
