@@ -652,6 +652,22 @@ struct ProxyTests {
         #expect(grpcOverHTTP1.json?["message"] == "Please use HTTP2 protocol")
     }
 
+    /// Behind a TLS-terminating balancer (a trusted peer), its X-Forwarded-Proto is the scheme
+    /// an https-only route checks; an untrusted peer's is ignored.
+    @Test(arguments: [true, false])
+    func httpsOnlyRoutesBelieveOnlyATrustedForwardedProto(_ trusted: Bool) async throws {
+        var options = ProxyOptions()
+        if trusted { options.trustedIPs = try TrustedIPs.parse("127.0.0.0/8").get() }
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: tls, paths: ["/tls"], protocols: [https]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+        #expect(try await h.send("/tls", headers: [("X-Forwarded-Proto", "https")]).status == (trusted ? 200 : 426))
+        #expect(try await h.send("/tls", headers: [("X-Forwarded-Proto", "http")]).status == 426)
+        #expect(try await h.send("/tls").status == 426)
+    }
+
     @Test func keyInBodyBuffersOnlyWhenAskedAndHidesTheKey() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -105,7 +105,11 @@ enum RequestPhases {
             }
             return .error(426, "Please use HTTP2 protocol", headers: [("Connection", "Upgrade"), ("Upgrade", "HTTP/2")])
         }
-        guard route.protocols.contains("https"), !route.protocols.contains("http"), !context.isTLS else { return nil }
+        // The effective scheme: a trusted peer's X-Forwarded-Proto (a TLS-terminating balancer
+        // in front), else the connection's own.
+        let forwardedProto = context.clientIsTrusted ? head.headers.first(name: "x-forwarded-proto") : nil
+        let https = forwardedProto.map { $0.lowercased() == "https" } ?? context.isTLS
+        guard route.protocols.contains("https"), !route.protocols.contains("http"), !https else { return nil }
         let code = route.protocolCheckStatusCode
         if code == 426 {
             return PluginExit.error(426, ProxyErrorText.httpsRequired,
