@@ -29,6 +29,13 @@ struct SharedTokenCountersTests {
         }
 
         var total: Double { counters.withLockedValue { $0.values.reduce(0, +) } }
+
+        /// Until counts arrive (flushes run every 50 ms; a loaded machine may delay them), then a
+        /// few flush periods more, so a count sent twice would show.
+        func waitForAFlush() async throws {
+            for _ in 0..<100 where total == 0 { try await Task.sleep(for: .milliseconds(50)) }
+            try await Task.sleep(for: .milliseconds(250))
+        }
     }
 
     /// A namespace of its own: the local fallback counters are process-wide.
@@ -61,8 +68,7 @@ struct SharedTokenCountersTests {
         try await Task.sleep(for: .milliseconds(250))
         #expect(store.total == 0)
         store.failing.withLockedValue { $0 = false }
-        for _ in 0..<100 where store.total == 0 { try await Task.sleep(for: .milliseconds(50)) }
-        try await Task.sleep(for: .milliseconds(250))
+        try await store.waitForAFlush()
         #expect(store.total == 30, "neither lost nor sent twice")
         #expect(await counters.reading(key, now: Date().timeIntervalSince1970, sliding: false).rate == 30)
     }
@@ -74,9 +80,7 @@ struct SharedTokenCountersTests {
         store.readsFail.withLockedValue { $0 = true }
         counters.add(30, to: key, now: now)
         #expect(await counters.reading(key, now: now, sliding: false).rate == 30)
-        // Flushes run every 50 ms; a loaded machine may delay the first ones.
-        for _ in 0..<100 where store.total == 0 { try await Task.sleep(for: .milliseconds(50)) }
-        try await Task.sleep(for: .milliseconds(250))
+        try await store.waitForAFlush()
         #expect(store.total == 30, "sent once, though every read back failed")
         #expect(await counters.reading(key, now: Date().timeIntervalSince1970, sliding: false).rate == 30, "still counted here")
         store.readsFail.withLockedValue { $0 = false }

@@ -161,8 +161,10 @@ final class RESPClientHandler: ChannelDuplexHandler {
 
     private func fail(_ context: ChannelHandlerContext, _ failure: RedisFailure) {
         if self.failure == nil { self.failure = failure }
-        failWaiting(failure)
+        // Closed before the callers hear of it: one that retries at once must not be handed this
+        // connection again by the pool (which keeps only active ones).
         context.close(promise: nil)
+        failWaiting(failure)
     }
 
     private func failWaiting(_ failure: RedisFailure) {

@@ -121,13 +121,11 @@ final class RedisConnectionPool: Sendable {
                 (host, port) = try await masterAddress(sentinel, configuration, tls: tls)
             }
             let connection = try await connect(host: host, port: port, configuration, tls: tls)
-            if let password = configuration.password {
-                let auth = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
-                if case .error(let message) = try await connection.send(auth) {
-                    connection.close()
-                    // Redis's own text names no secret (`WRONGPASS invalid username-password pair`).
-                    return .failure(RedisFailure(description: "authentication failed: \(message)"))
-                }
+            do throws(RedisFailure) {
+                try await authenticate(connection, username: configuration.username, password: configuration.password)
+            } catch {
+                connection.close()
+                return .failure(error)
             }
             if configuration.database != 0,
                case .error(let message) = try await connection.send(["SELECT", String(configuration.database)]) {
@@ -158,6 +156,17 @@ final class RedisConnectionPool: Sendable {
                                                  readTimeout: configuration.readTimeout, tls: secured)
     }
 
+    /// AUTH (with the username when there is one); nothing without a password.
+    private static func authenticate(_ connection: RedisConnection, username: String?,
+                                     password: String?) async throws(RedisFailure) {
+        guard let password else { return }
+        let auth = username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+        if case .error(let message) = try await connection.send(auth) {
+            // Redis's own text names no secret (`WRONGPASS invalid username-password pair`).
+            throw RedisFailure(description: "authentication failed: \(message)")
+        }
+    }
+
     /// The master's address as the first sentinel that knows it says (`SENTINEL
     /// get-master-addr-by-name`), asking the nodes in order.
     private static func masterAddress(_ sentinel: Sentinel, _ configuration: Configuration,
@@ -167,12 +176,7 @@ final class RedisConnectionPool: Sendable {
             do throws(RedisFailure) {
                 let connection = try await connect(host: node.host, port: node.port, configuration, tls: tls)
                 defer { connection.close() }
-                if let password = sentinel.password {
-                    let auth = sentinel.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
-                    if case .error(let message) = try await connection.send(auth) {
-                        throw RedisFailure(description: "authentication failed: \(message)")
-                    }
-                }
+                try await authenticate(connection, username: sentinel.username, password: sentinel.password)
                 let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", sentinel.master])
                 guard case .array(let parts?) = reply, parts.count == 2,
                       let host = parts[0].text, let port = parts[1].text.flatMap(Int.init) else {
