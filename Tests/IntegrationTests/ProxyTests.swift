@@ -886,6 +886,38 @@ struct ProxyTests {
         #expect(!received.contains("\"expect\""), "Expect is not forwarded upstream")
     }
 
+    /// Pipelined requests are answered in order, each after the one before it is complete; a HEAD
+    /// answer has no body, and a gateway answer (no route) takes its turn too.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{paths: ["/e"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let channel = try await h.rawConnection()
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /e/one HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "POST /e/two HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                + "HEAD /e/three HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"
+                + "GET /e/five HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
+            return text
+        }
+        let statuses = received.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["200", "200", "200", "404", "200"])
+        let one = try #require(received.range(of: "\"x-forwarded-path\":[\"/e/one\"]"))
+        let two = try #require(received.range(of: "\"x-forwarded-path\":[\"/e/two\"]"))
+        let five = try #require(received.range(of: "\"x-forwarded-path\":[\"/e/five\"]"))
+        #expect(one.lowerBound < two.lowerBound && two.lowerBound < five.lowerBound)
+        #expect(received.contains("\"body_length\":3"), "the chunked body reached the upstream whole")
+        #expect(!received.contains("/e/three"), "the HEAD answer carries no body")
+        #expect(received.contains("no Route matched with those values"))
+    }
+
     @Test func malformedRequestsGetKongsBadRequest() async throws {
         let h = try await ProxyHarness.start("routes: [{paths: [\"/\"]}]\n")
         defer { Task { await h.stop() } }

@@ -23,9 +23,13 @@ final class ProxyServices: Sendable {
 /// Serves the requests of one client connection, on its event loop: phases, then the upstream
 /// exchange on a pooled connection of the same loop, bodies streamed both ways with backpressure
 /// (reading from one side pauses while the other cannot take more).
+///
+/// It speaks HTTP/1 itself (`HTTP1Parser`, `HTTP1Encoder`) instead of through NIO's codec handlers:
+/// a request then costs no pipeline hops. Pipelined requests wait in the parser until the response
+/// before them is complete.
 final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let services: ProxyServices
     private var context: ChannelHandlerContext?
@@ -36,6 +40,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private var clientIsTrusted = false
     private var localPort = 0
     private var requestIDs = RequestIDGenerator()
+    private var parser = HTTP1Parser(kind: .request)
+    private var encoder = HTTP1Encoder()
+    /// A parse of buffered bytes is queued (after a response, for a pipelined request).
+    private var parseQueued = false
 
     /// Bytes of request body held while the upstream is not connected yet; beyond this the
     /// client is paused (unless a plugin asked for the whole body).
@@ -61,6 +69,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let configuration: GatewayConfiguration
         let started: NIODeadline
         var state = State.deciding
+        /// The client's head lets the connection stay open (`HTTPRequestHead.isKeepAlive`, read
+        /// off by the parser).
+        var clientKeepsAlive = true
         var handlers: [any PluginHandler] = []
         var bodyFilters: [any PluginHandler] = []
         var service: Service?
@@ -92,7 +103,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)
         var lastRead = NIODeadline.uptimeNanoseconds(0)
-        var readTimer: Scheduled<Void>?
         /// The plugins' look at a held response (`inspectResponse`), cancelled if the client leaves.
         var inspection: Task<Void, Never>?
         /// Armed while the upstream cannot take more request body (Kong's write_timeout).
@@ -146,6 +156,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        readTimer?.cancel()  // it holds this handler
+        readTimer = nil
         services.connections.unregister(context.channel)
         if let exchange {
             abandon(exchange)
@@ -172,7 +184,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// the parser refused): timers, upstream connection, body waiters and the busy count.
     private func abandon(_ exchange: Exchange) {
         _ = services.connections.requestEnded()
-        exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         detachUpstream(exchange)
         exchange.inspection?.cancel()
@@ -181,10 +192,49 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head): start(head)
-        case .body(let buffer): clientBody(buffer)
-        case .end: clientBodyEnded()
+        parser.append(unwrapInboundIn(data))
+        parseRequests()
+    }
+
+    /// Bytes a pipelining client may send ahead of its answers before reading from it pauses.
+    static let pipelinedBytesLimit = 1 << 20
+
+    /// Hands the parsed parts of the client's requests to the phases, one request at a time: a
+    /// request that follows one still being answered waits (in the parser) until its answer is
+    /// complete.
+    private func parseRequests() {
+        while true {
+            if let exchange, exchange.clientBodyDone {
+                if parser.bufferedBytes > Self.pipelinedBytesLimit { setClientReading(false) }
+                return
+            }
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next()
+            } catch {
+                refuseMalformedRequest()
+                return
+            }
+            guard let event else { return }
+            switch event {
+            case .requestHead(let head): start(head)
+            case .body(let buffer): clientBody(buffer)
+            case .end: clientBodyEnded()
+            case .responseHead: preconditionFailure("a request parser yields no response")
+            }
+            guard context != nil else { return }  // the connection closed meanwhile
+        }
+    }
+
+    /// After a response: a pipelined request already read is parsed now (on a later turn of the
+    /// loop, never inside the call that completed the response).
+    private func parseBufferedRequests() {
+        guard parser.bufferedBytes > 0, !parseQueued, let loop = context?.eventLoop else { return }
+        parseQueued = true
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        loop.execute {
+            handler.value.parseQueued = false
+            handler.value.parseRequests()
         }
     }
 
@@ -199,25 +249,31 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain
-        // text) when nothing was answered on this request yet; then the connection closes.
-        if error is HTTPParserError, exchange?.responseStarted != true {
-            if let exchange { abandon(exchange) }
-            let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: rendered.contentType)
-            headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
-            if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
-            headers.add(name: "Connection", value: "close")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
-                          promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: rendered.body)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+        context.close(promise: nil)
+    }
+
+    /// A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain text)
+    /// when nothing was answered on this request yet; then the connection closes.
+    private func refuseMalformedRequest() {
+        guard let context else { return }
+        guard exchange?.responseStarted != true else {
+            context.close(promise: nil)
             return
         }
-        context.close(promise: nil)
+        if let exchange { abandon(exchange) }
+        let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: rendered.contentType)
+        headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
+        if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
+        headers.add(name: "Connection", value: "close")
+        var bytes = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers),
+                                         answering: .GET, allocator: context.channel.allocator)
+        bytes.writeString(rendered.body)
+        _ = encoder.end()
+        context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 
     // MARK: Request phases
@@ -231,11 +287,15 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                           clientIsTrusted: clientIsTrusted,
                                           isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
+        exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
         self.exchange = exchange
         if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
             // The gateway reads the body itself (as nginx does): the client may send it now.
-            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                   promise: nil)
+            if let context {
+                context.writeAndFlush(wrapOutboundOut(HTTP1Encoder.continueHead(version: head.version,
+                                                                                allocator: context.channel.allocator)),
+                                      promise: nil)
+            }
         }
         if configuration.pluginOrder.isEmpty {
             proceed(RequestPhases.decideWithoutPlugins(request, head: head, configuration: configuration,
@@ -434,20 +494,31 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// Kong's read_timeout: the longest gap between two reads from the upstream.
+    ///
+    /// One timer per client connection, not one per request: it is scheduled only when none is
+    /// due by this exchange's deadline, and when it fires it re-arms for the exchange in flight
+    /// (if any) from its last read. A request that completes costs no timer work.
     private func armReadTimer(_ exchange: Exchange) {
         guard let service = exchange.service, let loop = context?.eventLoop else { return }
-        let timeout = TimeAmount.milliseconds(Int64(max(1, service.readTimeout)))
-        let remaining = timeout - (NIODeadline.now() - exchange.lastRead)
+        let deadline = exchange.lastRead + .milliseconds(Int64(max(1, service.readTimeout)))
+        if readTimer != nil, readTimerDeadline <= deadline { return }  // fires in time and re-arms
+        readTimer?.cancel()
+        readTimerDeadline = deadline
         let bound = NIOLoopBound(self, eventLoop: loop)
-        let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
-        exchange.readTimer = loop.scheduleTask(in: max(remaining, .milliseconds(1))) {
-            let handler = bound.value, exchange = boundExchange.value
-            guard handler.exchange === exchange, exchange.state == .proxying else { return }
-            if NIODeadline.now() - exchange.lastRead >= timeout {
-                handler.upstreamTimedOut(exchange)
-            } else {
-                handler.armReadTimer(exchange)
-            }
+        readTimer = loop.scheduleTask(deadline: deadline) { bound.value.readTimerFired() }
+    }
+
+    private var readTimer: Scheduled<Void>?
+    private var readTimerDeadline = NIODeadline.distantFuture
+
+    private func readTimerFired() {
+        readTimer = nil
+        guard let exchange, exchange.state == .proxying, let service = exchange.service else { return }
+        let timeout = TimeAmount.milliseconds(Int64(max(1, service.readTimeout)))
+        if NIODeadline.now() - exchange.lastRead >= timeout {
+            upstreamTimedOut(exchange)
+        } else {
+            armReadTimer(exchange)
         }
     }
 
@@ -487,12 +558,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
             // per batch of what arrived together, and each batch reaches the client at once.
             exchange.responseBodyBytes += chunk.readableBytes
-            if chunk.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil) }
+            writeBody(chunk, context: context)
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
             if let tail = bodyFiltersTail(exchange) {
                 exchange.responseBodyBytes += tail.readableBytes
-                context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil)
+                writeBody(tail, context: context)
             }
             upstreamEnded(exchange)
         }
@@ -506,7 +577,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// The upstream response is complete: its timers stop and its connection goes back to the pool.
     private func releaseUpstream(_ exchange: Exchange) {
-        exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         if let upstream = exchange.upstream {
             if !exchange.requestSent { upstream.reusable = false }
@@ -583,7 +653,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         headers.remove(name: "Transfer-Encoding")
         headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        writeBody(body, context: context)
     }
 
     /// The response headers toward the client (spec §8.2) from the upstream's.
@@ -609,7 +679,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func upstreamFailed(_ error: any Error) {
         guard let exchange else { return }
-        exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {
@@ -666,7 +735,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                                                         headerSet: services.options.responseHeaders,
                                                                         started: exchange.started, nginxLevel: nginxLevel)
         writeHead(exchange, status: status, headers: generated, bodyBytes: body.utf8.count, context: context)
-        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
+        if !body.isEmpty { writeBody(ByteBuffer(string: body), context: context) }
         failBodyWaiters(exchange, ChannelError.ioOnClosedChannel)
         // Whatever is left of the request body is read and dropped (no exchange takes it), so the
         // connection stays usable for the next request.
@@ -683,7 +752,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // An HTTP/1.0 client keeps the connection only when asked and the body has a length
         // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
         let http10 = exchange.head.version == .http1_0
-        let keepAlive = exchange.head.isKeepAlive && !services.connections.isDraining
+        let keepAlive = exchange.clientKeepsAlive && !services.connections.isDraining
             && (!http10 || headers.contains(name: "content-length"))
         if !keepAlive {
             headers.replaceOrAdd(name: "Connection", value: "close")
@@ -695,27 +764,37 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.request.exchangeLog.status = status
         exchange.request.exchangeLog.responseHeaders = headers
         if let bodyBytes { exchange.responseBodyBytes = bodyBytes }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version,
-                                                             status: HTTPResponseStatus(statusCode: status),
-                                                             headers: headers))), promise: nil)
+        let head = HTTPResponseHead(version: exchange.head.version, status: HTTPResponseStatus(statusCode: status),
+                                    headers: headers)
+        context.write(wrapOutboundOut(encoder.responseHead(head, answering: exchange.head.method,
+                                                           allocator: context.channel.allocator)), promise: nil)
+    }
+
+    /// Writes a piece of the response body in the response's framing (not flushed).
+    private func writeBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) {
+        encoder.body(chunk, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
     }
 
     /// Ends the response, queues the log phase and frees the connection for the next request.
     private func complete(_ exchange: Exchange) {
         guard let context else { return }
         self.exchange = nil
-        exchange.readTimer?.cancel()
         exchange.writeTimer?.cancel()
         let draining = services.connections.requestEnded()
+        let last = encoder.end()
         if !exchange.closesConnection && !draining {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            if let last { context.write(wrapOutboundOut(last), promise: nil) }
+            context.flush()
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(last ?? ByteBuffer())).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
+            submitLogPhase(exchange)
+            return
         }
         setClientReading(true)
         submitLogPhase(exchange)
+        parseBufferedRequests()
     }
 
     /// Queues the log phase of the plugins that want it, off the event loop.

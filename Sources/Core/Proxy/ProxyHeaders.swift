@@ -25,7 +25,8 @@ enum ProxyHeaders {
         var forwarded = TrustedForwarded()
         var clientHost: String?, forwardedFor: String?, clientVia: String?
         var trailers = false
-        var out = HTTPHeaders()
+        // Built as a plain list: `HTTPHeaders.add` checks every name again, which these do not need.
+        var out: [(String, String)] = []
         out.reserveCapacity(source.count + 10)
         for (name, value) in source {
             if equalsIgnoringCase(name, "host") { if clientHost == nil { clientHost = value }; continue }
@@ -35,28 +36,28 @@ enum ProxyHeaders {
             if trusted { forwarded.read(name, value) }
             if value.isEmpty || isListed(name, in: hopByHop) || isListed(name, in: gatewaySet)
                 || isListed(name, in: listed) { continue }
-            out.add(name: name, value: value)
+            out.append((name, value))
         }
-        out.add(name: "Host", value: RequestPath.upstreamHost(service: service, preserveHost: match.route.preserveHost,
-                                                              clientHost: clientHost))
-        if trailers { out.add(name: "TE", value: "trailers") }
-        out.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress)
+        out.append(("Host", RequestPath.upstreamHost(service: service, preserveHost: match.route.preserveHost,
+                                                     clientHost: clientHost)))
+        if trailers { out.append(("TE", "trailers")) }
+        out.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress))
         // A peer in `trusted_ips` (a load balancer in front) keeps its X-Forwarded-* values; the
         // gateway's own view fills what it did not send, and is all an untrusted peer gets.
-        out.add(name: "X-Forwarded-Proto", value: forwarded.proto ?? (context.isTLS ? "https" : "http"))
+        out.append(("X-Forwarded-Proto", forwarded.proto ?? (context.isTLS ? "https" : "http")))
         let hostName = clientHost.map { HostAndPort($0, defaultPort: localPort).name ?? $0 } ?? ""
-        if let host = forwarded.host { out.add(name: "X-Forwarded-Host", value: host) }
-        else if !hostName.isEmpty { out.add(name: "X-Forwarded-Host", value: hostName.lowercased()) }
-        out.add(name: "X-Forwarded-Port", value: forwarded.port ?? String(localPort))
-        if let path = forwarded.path { out.add(name: "X-Forwarded-Path", value: path) }
-        else if !context.rawPath.isEmpty { out.add(name: "X-Forwarded-Path", value: String(context.rawPath)) }
-        if let prefix = forwarded.prefix { out.add(name: "X-Forwarded-Prefix", value: prefix) }
-        else if let prefix = match.strippedPrefix, prefix != "/" { out.add(name: "X-Forwarded-Prefix", value: prefix) }
-        out.add(name: "X-Real-IP", value: context.clientAddress)
+        if let host = forwarded.host { out.append(("X-Forwarded-Host", host)) }
+        else if !hostName.isEmpty { out.append(("X-Forwarded-Host", hostName.lowercased())) }
+        out.append(("X-Forwarded-Port", forwarded.port ?? String(localPort)))
+        if let path = forwarded.path { out.append(("X-Forwarded-Path", path)) }
+        else if !context.rawPath.isEmpty { out.append(("X-Forwarded-Path", String(context.rawPath))) }
+        if let prefix = forwarded.prefix { out.append(("X-Forwarded-Prefix", prefix)) }
+        else if let prefix = match.strippedPrefix, prefix != "/" { out.append(("X-Forwarded-Prefix", prefix)) }
+        out.append(("X-Real-IP", context.clientAddress))
         let via = "\(versionToken(httpVersion)) \(serverToken)"
-        out.add(name: "Via", value: clientVia.map { "\($0), \(via)" } ?? via)
-        if options.requestIDUpstream { out.add(name: "X-Kong-Request-Id", value: context.requestID) }
-        return out
+        out.append(("Via", clientVia.map { "\($0), \(via)" } ?? via))
+        if options.requestIDUpstream { out.append(("X-Kong-Request-Id", context.requestID)) }
+        return HTTPHeaders(out)
     }
 
     /// The client's X-Forwarded-* values, read only from a trusted peer (first value of each).
@@ -80,33 +81,37 @@ enum ProxyHeaders {
         let listed = connectionTokens(upstream)
         var upstreamVia: String?
         var hasServer = false
-        var out = HTTPHeaders()
+        // Built as a plain list: `HTTPHeaders.add` checks every name again, which these do not need.
+        var out: [(String, String)] = []
         out.reserveCapacity(upstream.count + 6)
         for (name, value) in upstream {
             if equalsIgnoringCase(name, "via") { if upstreamVia == nil { upstreamVia = value }; continue }
             if isListed(name, in: hopByHop) || isListed(name, in: listed) { continue }
             if !keepContentLength && equalsIgnoringCase(name, "content-length") { continue }
             if equalsIgnoringCase(name, "server") { hasServer = true }
-            out.add(name: name, value: value)
+            out.append((name, value))
         }
         if headerSet.via {
             let via = "\(versionToken(version)) \(serverToken)"
-            out.add(name: "Via", value: upstreamVia.map { "\($0), \(via)" } ?? via)
+            out.append(("Via", upstreamVia.map { "\($0), \(via)" } ?? via))
         } else if let upstreamVia {
-            out.add(name: "Via", value: upstreamVia)
+            out.append(("Via", upstreamVia))
         }
-        if !hasServer && headerSet.server { out.add(name: "Server", value: serverToken) }
-        if headerSet.upstreamLatency { out.add(name: "X-Kong-Upstream-Latency", value: String(upstreamLatency)) }
-        if headerSet.proxyLatency { out.add(name: "X-Kong-Proxy-Latency", value: String(proxyLatency)) }
-        if headerSet.upstreamStatus { out.add(name: "X-Kong-Upstream-Status", value: String(status)) }
-        if headerSet.requestID { out.add(name: "X-Kong-Request-Id", value: requestID) }
-        return out
+        if !hasServer && headerSet.server { out.append(("Server", serverToken)) }
+        if headerSet.upstreamLatency { out.append(("X-Kong-Upstream-Latency", String(upstreamLatency))) }
+        if headerSet.proxyLatency { out.append(("X-Kong-Proxy-Latency", String(proxyLatency))) }
+        if headerSet.upstreamStatus { out.append(("X-Kong-Upstream-Status", String(status))) }
+        if headerSet.requestID { out.append(("X-Kong-Request-Id", requestID)) }
+        return HTTPHeaders(out)
     }
 
-    /// Header names the peer lists in `Connection` (lower-cased); `close`/`keep-alive` included.
+    /// Header names the peer lists in `Connection` (lower-cased). `close` and `keep-alive`, the
+    /// usual values, are left out: the first names no header and the second is hop-by-hop anyway
+    /// (this runs on every request and response).
     static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
         var tokens: [String] = []
         for (name, value) in headers where equalsIgnoringCase(name, "connection") {
+            if equalsIgnoringCase(value, "keep-alive") || equalsIgnoringCase(value, "close") { continue }
             for token in value.split(separator: ",") {
                 let trimmed = token.trimmingASCIISpaces()
                 if !trimmed.isEmpty { tokens.append(trimmed.lowercased()) }

@@ -44,10 +44,7 @@ public final class ProxyServer: Sendable {
                             }))
                             try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                         }
-                        // Malformed requests are answered by the proxy handler, in Kong's template.
-                        // (Measured: dropping the pipelining assistant saves two epoll_ctl calls per
-                        // request but no throughput on the benchmark; it stays for its simplicity.)
-                        try sync.configureHTTPServerPipeline(withErrorHandling: false)
+                        // The proxy handler parses and writes HTTP/1 itself (no codec handlers).
                         try sync.addHandler(proxy)
                     }
                 }

@@ -23,9 +23,12 @@ protocol UpstreamDelegate: AnyObject {
 
 /// One pooled HTTP/1.1 connection to an upstream: the last handler of its pipeline, forwarding
 /// response parts to the exchange currently using it.
+///
+/// It speaks HTTP/1 itself (`HTTP1Parser`, `HTTP1Encoder`): the pipeline holds only this handler
+/// (after TLS), so a response costs no handler hops.
 final class UpstreamConnection: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let target: UpstreamTarget
     private(set) var channel: (any Channel)?
@@ -43,6 +46,8 @@ final class UpstreamConnection: ChannelInboundHandler {
         try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
     }
     weak var pool: UpstreamPool?
+    private var parser = HTTP1Parser(kind: .response)
+    private var encoder = HTTP1Encoder()
 
     init(target: UpstreamTarget) { self.target = target }
 
@@ -55,9 +60,34 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if case .head(let head) = part, !head.isKeepAlive { reusable = false }
-        delegate?.upstreamReceived(part)
+        parser.append(unwrapInboundIn(data))
+        do {
+            while let event = try parser.next() {
+                switch event {
+                case .responseHead(let head):
+                    if !parser.lastHeadKeepsAlive || parser.bodyEndsWithConnection { reusable = false }
+                    guard let delegate else { return unexpectedBytes(context: context) }
+                    delegate.upstreamReceived(.head(head))
+                case .body(let chunk):
+                    guard let delegate else { return unexpectedBytes(context: context) }
+                    delegate.upstreamReceived(.body(chunk))
+                case .end:
+                    delegate?.upstreamReceived(.end(nil))
+                case .requestHead:
+                    preconditionFailure("a response parser yields no request")
+                }
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    /// Bytes with no exchange to take them (an idle connection, or after the response ended):
+    /// the connection is out of step with the upstream and is not used again.
+    private func unexpectedBytes(context: ChannelHandlerContext) {
+        reusable = false
+        pool?.forget(self)
+        context.close(promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -72,6 +102,8 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         reusable = false
+        // A body delimited by the connection's end is complete now.
+        if parser.finishAtEOF() != nil { delegate?.upstreamReceived(.end(nil)) }
         pool?.forget(self)
         delegate?.upstreamFailed(ChannelError.eof)
         delegate = nil
@@ -87,11 +119,18 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func write(_ part: HTTPClientRequestPart, flush: Bool) {
         guard let channel else { return }
-        if flush {
-            channel.writeAndFlush(NIOAny(part), promise: nil)
-        } else {
-            channel.write(NIOAny(part), promise: nil)
+        switch part {
+        case .head(let head):
+            parser.answersHEAD = head.method == .HEAD
+            channel.write(NIOAny(encoder.requestHead(head, allocator: channel.allocator)), promise: nil)
+        case .body(.byteBuffer(let chunk)):
+            encoder.body(chunk, allocator: channel.allocator) { channel.write(NIOAny($0), promise: nil) }
+        case .body(.fileRegion):
+            preconditionFailure("request bodies are buffers")
+        case .end:
+            if let last = encoder.end() { channel.write(NIOAny(last), promise: nil) }
         }
+        if flush { channel.flush() }
     }
 }
 
@@ -137,7 +176,6 @@ final class UpstreamPool {
                         let sni = HostSyntax.parse(target.host).map { $0.kind == .name } == .success(true) ? target.host : nil
                         try sync.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: sni))
                     }
-                    try sync.addHTTPClientHandlers()
                     try sync.addHandler(handlerBox.value)
                 }
             }

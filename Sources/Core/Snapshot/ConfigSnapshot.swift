@@ -21,7 +21,12 @@ public struct ConfigSnapshot: Sendable {
     }
 }
 
-public struct Service: Sendable, Equatable {
+/// A reference type: a request's match carries its service and route around several times, and
+/// copying a struct of this many reference-counted fields costs a retain/release per field each time.
+public final class Service: Sendable, Equatable {
+    /// The fields all come from the stored entity.
+    public static func == (lhs: Service, rhs: Service) -> Bool { lhs === rhs || lhs.entity == rhs.entity }
+
     public let id: String
     public let name: String?
     public let `protocol`: String
@@ -63,7 +68,10 @@ public struct Service: Sendable, Equatable {
     }
 }
 
-public struct Route: Sendable, Equatable {
+/// A reference type, as `Service` is (one retain per copy of a match, not one per field).
+public final class Route: Sendable, Equatable {
+    public static func == (lhs: Route, rhs: Route) -> Bool { lhs === rhs || lhs.entity == rhs.entity }
+
     public let id: String
     public let name: String?
     public let protocols: [String]
