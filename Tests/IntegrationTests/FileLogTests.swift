@@ -87,6 +87,10 @@ struct FileLogTests {
         let lines = try await AIProxyTests.logLines(proxiedLog, atLeast: 1)
         try #require(lines.count == 1, "\(lines)")
         let entry = try JSONValue.parse(lines[0])
+        #expect(entry["route"]?["name"] == "logged")
+        #expect(entry["service"]?["name"] == "echo")
+        #expect(Array(lines[0].utf8) == entry.serializedBytes(.kong),
+                "the line, with its cached route and service, is what the serializer writes for the document")
         #expect(entry["request"]?["querystring"] == ["a": ["1", "2"], "b": true])
         #expect(entry["request"]?["uri"] == "/logged/items?a=1&a=2&b")
         #expect(entry["client_ip"] == "127.0.0.1")

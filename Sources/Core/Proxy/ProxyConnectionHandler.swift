@@ -308,10 +308,15 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
         let localPort = localPort
-        Task {
+        Task(executorPreference: pool!.taskExecutor) {
             let decision = await RequestPhases.decide(request, head: head, configuration: configuration, localPort: localPort)
+            // On the loop already (the task's executor): no further hop.
             let sendable = UncheckedDecision(decision)
-            loop.execute { bound.value.proceed(sendable.decision, exchange: boundExchange.value) }
+            if loop.inEventLoop {
+                bound.value.proceed(sendable.decision, exchange: boundExchange.value)
+            } else {
+                loop.execute { bound.value.proceed(sendable.decision, exchange: boundExchange.value) }
+            }
         }
     }
 
@@ -619,8 +624,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             let loop = context.eventLoop
             let bound = NIOLoopBound(self, eventLoop: loop)
             let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
-            let finalHeaders = upstreamHeaders, finalStatus = status, finalBody = body
-            exchange.inspection = Task {
+            let finalHeaders = upstreamHeaders, finalStatus = status, finalBody = body, finalHead = held
+            exchange.inspection = Task(executorPreference: pool!.taskExecutor) {
                 var verdict: PluginExit?
                 for inspector in inspectors where !Task.isCancelled {
                     verdict = await inspector.inspectResponse(request, status: finalStatus, headers: finalHeaders,
@@ -634,7 +639,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                     if let replacement {
                         handler.respond(replacement, exchange: exchange, nginxLevel: false)
                     } else {
-                        handler.sendHeld(held, status: finalStatus, body: finalBody, exchange: exchange, context: context)
+                        handler.sendHeld(finalHead, status: finalStatus, body: finalBody, exchange: exchange, context: context)
                         handler.complete(exchange)
                     }
                 }

@@ -122,13 +122,13 @@ final class UpstreamConnection: ChannelInboundHandler {
         switch part {
         case .head(let head):
             parser.answersHEAD = head.method == .HEAD
-            channel.write(NIOAny(encoder.requestHead(head, allocator: channel.allocator)), promise: nil)
+            channel.write(encoder.requestHead(head, allocator: channel.allocator), promise: nil)
         case .body(.byteBuffer(let chunk)):
-            encoder.body(chunk, allocator: channel.allocator) { channel.write(NIOAny($0), promise: nil) }
+            encoder.body(chunk, allocator: channel.allocator) { channel.write($0, promise: nil) }
         case .body(.fileRegion):
             preconditionFailure("request bodies are buffers")
         case .end:
-            if let last = encoder.end() { channel.write(NIOAny(last), promise: nil) }
+            if let last = encoder.end() { channel.write(last, promise: nil) }
         }
         if flush { channel.flush() }
     }
@@ -142,7 +142,13 @@ final class UpstreamPool {
     private var sslContexts: [Bool: NIOSSLContext] = [:]
     static let maxIdlePerTarget = 128
 
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    /// Where requests of this loop run their plugin phases.
+    let taskExecutor: EventLoopTaskExecutor
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        taskExecutor = EventLoopTaskExecutor(eventLoop: eventLoop)
+    }
 
     /// A usable idle connection to `target`, if the pool holds one (the common, synchronous case).
     func takeIdle(_ target: UpstreamTarget) -> UpstreamConnection? {

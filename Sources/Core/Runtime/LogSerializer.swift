@@ -8,6 +8,46 @@ public enum LogSerializer {
     static let redactedHeaders: Set<String> = ["authorization", "proxy-authorization"]
 
     public static func serialize(_ context: ProxyRequestContext) -> JSONValue {
+        var root = members(context)
+        if let route = context.match?.route { root["route"] = route.entity }
+        if let service = context.match?.service { root["service"] = service.entity }
+        for (key, value) in context.logRecord { root[key] = merged(root[key], value) }
+        return .object(root)
+    }
+
+    /// `serialize(context).serializedBytes(.kong)`, byte for byte, but the route's and service's
+    /// entities (the same for every request of a configuration, and most of the document) are
+    /// copied from their serialization made with the configuration.
+    public static func kongLine(_ context: ProxyRequestContext) -> [UInt8] {
+        let route = context.match?.route, service = context.match?.service
+        guard context.logRecord["route"] == nil, context.logRecord["service"] == nil else {
+            return serialize(context).serializedBytes(.kong)  // a plugin changed them: no shortcut
+        }
+        var root = members(context)
+        for (key, value) in context.logRecord { root[key] = merged(root[key], value) }
+        var keys = Array(root.keys)
+        if route != nil { keys.append("route") }
+        if service != nil { keys.append("service") }
+        keys.sort(by: JSONValue.utf8Precedes)
+        var out: [UInt8] = []
+        out.reserveCapacity(2048)
+        out.append(UInt8(ascii: "{"))
+        for (index, key) in keys.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONValue.writeString(key, to: &out, escapeSlashes: true)
+            out.append(UInt8(ascii: ":"))
+            switch key {
+            case "route" where route != nil: out.append(contentsOf: route!.kongSerializedEntity)
+            case "service" where service != nil: out.append(contentsOf: service!.kongSerializedEntity)
+            default: root[key]!.write(into: &out, options: .kong)
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// The document's members but the route, the service and the plugins' fields.
+    private static func members(_ context: ProxyRequestContext) -> [String: JSONValue] {
         let log = context.exchangeLog
         let redactions = context.logRedactions
         let uri = redactions.uri(context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath))
@@ -42,16 +82,13 @@ public enum LogSerializer {
             "source": .string(log.proxied ? "upstream" : "kong"),
         ]
         if let status = log.upstreamStatus { root["upstream_status"] = .string(String(status)) }
-        if let route = context.match?.route { root["route"] = route.entity }
-        if let service = context.match?.service { root["service"] = service.entity }
         if let consumer = context.consumer { root["consumer"] = consumer.entity }
         if let credential = context.credentialID {
             var entity: [String: JSONValue] = ["id": .string(credential)]
             if let consumer = context.consumer { entity["consumer_id"] = .string(consumer.id) }
             root["authenticated_entity"] = .object(entity)
         }
-        for (key, value) in context.logRecord { root[key] = merged(root[key], value) }
-        return .object(root)
+        return root
     }
 
     /// Kong's `get_headers()`: lower-case names; a repeated header becomes an array.

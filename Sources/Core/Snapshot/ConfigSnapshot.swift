@@ -43,12 +43,15 @@ public final class Service: Sendable, Equatable {
     public let tags: [String]
     /// The whole entity as stored (what Kong's log serializer prints for it).
     public let entity: JSONValue
+    /// `entity` as the log serializer writes it (every logged request carries it).
+    public let kongSerializedEntity: [UInt8]
 
     /// The upstream speaks TLS (`https`, `grpcs`).
     public var usesTLS: Bool { self.protocol == "https" || self.protocol == "grpcs" }
 
     init?(_ row: JSONValue) {
         self.entity = row
+        self.kongSerializedEntity = row.serializedBytes(.kong)
         guard let id = row["id"]?.stringValue, let proto = row["protocol"]?.stringValue,
               let host = row["host"]?.stringValue, let port = row["port"]?.intValue else { return nil }
         self.id = id
@@ -93,9 +96,12 @@ public final class Route: Sendable, Equatable {
     public let tags: [String]
     /// The whole entity as stored (what Kong's log serializer prints for it).
     public let entity: JSONValue
+    /// `entity` as the log serializer writes it (every logged request carries it).
+    public let kongSerializedEntity: [UInt8]
 
     init?(_ row: JSONValue) {
         self.entity = row
+        self.kongSerializedEntity = row.serializedBytes(.kong)
         guard let id = row["id"]?.stringValue else { return nil }
         self.id = id
         self.name = row["name"]?.stringValue

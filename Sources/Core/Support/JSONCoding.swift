@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A small JSON reader and writer for `JSONValue`.
 ///
 /// Why not Foundation: its JSONSerialization blurs booleans and numbers on Linux, rejects the raw
@@ -248,6 +254,11 @@ extension JSONValue {
         return out
     }
 
+    /// Appends the serialization to `out` (no indentation).
+    func write(into out: inout [UInt8], options: JSONWriteOptions) {
+        write(to: &out, options: options, indent: 0)
+    }
+
     private func write(to out: inout [UInt8], options: JSONWriteOptions, indent: Int) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
@@ -267,17 +278,34 @@ extension JSONValue {
         case .object(let members):
             if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
             out.append(UInt8(ascii: "{"))
-            let keys = options.sortedKeys ? members.keys.sorted() : Array(members.keys)
-            for (i, key) in keys.enumerated() {
+            // Sorted by the keys' UTF-8 bytes (code point order): String's `<` compares Unicode
+            // canonically, which costs far more and orders the same keys the same way here.
+            let ordered = options.sortedKeys ? members.sorted { JSONValue.utf8Precedes($0.key, $1.key) } : Array(members)
+            for (i, member) in ordered.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 if options.pretty { JSONValue.newline(&out, indent: indent + 1) }
-                JSONValue.writeString(key, to: &out, escapeSlashes: options.escapeSlashes)
+                JSONValue.writeString(member.key, to: &out, escapeSlashes: options.escapeSlashes)
                 out.append(UInt8(ascii: ":"))
                 if options.pretty { out.append(UInt8(ascii: " ")) }
-                members[key]!.write(to: &out, options: options, indent: indent + 1)
+                member.value.write(to: &out, options: options, indent: indent + 1)
             }
             if options.pretty { JSONValue.newline(&out, indent: indent) }
             out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Whether `a` sorts before `b` by UTF-8 bytes.
+    static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let common = min(x.count, y.count)
+                if common > 0, let px = x.baseAddress, let py = y.baseAddress {
+                    let order = memcmp(px, py, common)
+                    if order != 0 { return order < 0 }
+                }
+                return x.count < y.count
+            }
         }
     }
 

@@ -46,7 +46,7 @@ final class FileLogHandler: PluginHandler, @unchecked Sendable {
 
     func log(_ context: ProxyRequestContext) {
         // Kong's cjson output: slashes escaped.
-        var line = LogSerializer.serialize(context).serializedBytes(.kong)
+        var line = LogSerializer.kongLine(context)
         line.append(UInt8(ascii: "\n"))
         write(line)
     }

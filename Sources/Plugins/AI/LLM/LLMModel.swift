@@ -117,7 +117,11 @@ public struct LLMModelOptions: Sendable, Equatable {
     public var llama2Format: String?
     /// `openai` or `ollama`.
     public var mistralFormat: String?
-    public var upstreamURL: String?
+    public var upstreamURL: String? {
+        didSet { upstreamURLTarget = upstreamURL.map { url in Result { () throws(LLMUpstream.Failure) in try LLMUpstream.parse(url) } } }
+    }
+    /// `upstream_url` parsed once, with the configuration (not on every request).
+    public private(set) var upstreamURLTarget: Result<LLMUpstream, LLMUpstream.Failure>?
     public var upstreamPath: String?
     public var geminiAPIEndpoint: String?
     public var geminiProjectID: String?
@@ -142,6 +146,7 @@ public struct LLMModelOptions: Sendable, Equatable {
         llama2Format = json["llama2_format"]?.stringValue
         mistralFormat = json["mistral_format"]?.stringValue
         upstreamURL = json["upstream_url"]?.stringValue
+        upstreamURLTarget = upstreamURL.map { url in Result { () throws(LLMUpstream.Failure) in try LLMUpstream.parse(url) } }
         upstreamPath = json["upstream_path"]?.stringValue
         geminiAPIEndpoint = json["gemini"]?["api_endpoint"]?.stringValue
         geminiProjectID = json["gemini"]?["project_id"]?.stringValue

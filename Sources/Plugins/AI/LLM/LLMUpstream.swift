@@ -52,7 +52,7 @@ public struct LLMUpstream: Sendable, Equatable {
                               clientAPIVersion: String?, environment: [String: String] = [:]) throws(Failure) -> LLMUpstream {
         let options = model.options
         let name = model.name ?? ""
-        let override = try options.upstreamURL.map { url throws(Failure) in try parse(url) }
+        let override = try options.upstreamURLTarget.map { parsed throws(Failure) in try parsed.get() }
         let chat = route == .chat
         let embeddings = route == .embeddings
         var target: LLMUpstream
