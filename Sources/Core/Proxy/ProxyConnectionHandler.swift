@@ -679,7 +679,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func upstreamReadComplete() {
-        context?.flush()
+        guard let context else { return }
+        sendUnsent(context)
+        context.flush()
     }
 
     func upstreamFailed(_ error: any Error) {
@@ -771,13 +773,35 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if let bodyBytes { exchange.responseBodyBytes = bodyBytes }
         let head = HTTPResponseHead(version: exchange.head.version, status: HTTPResponseStatus(statusCode: status),
                                     headers: headers)
-        context.write(wrapOutboundOut(encoder.responseHead(head, answering: exchange.head.method,
-                                                           allocator: context.channel.allocator)), promise: nil)
+        sendUnsent(context)
+        unsent = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
     }
 
     /// Writes a piece of the response body in the response's framing (not flushed).
     private func writeBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) {
-        encoder.body(chunk, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+        encoder.body(chunk, allocator: context.channel.allocator) { emit($0, context: context) }
+    }
+
+    /// The response head not yet handed to the channel, with the small body pieces that followed
+    /// it before the next flush: a small response goes out as one buffer (one write down the
+    /// pipeline, one iovec) instead of a head and a body.
+    private var unsent: ByteBuffer?
+    static let mergedBodyLimit = 2048
+
+    private func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        if unsent != nil, bytes.readableBytes <= Self.mergedBodyLimit {
+            var bytes = bytes
+            unsent!.writeBuffer(&bytes)
+            return
+        }
+        sendUnsent(context)
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    private func sendUnsent(_ context: ChannelHandlerContext) {
+        guard let bytes = unsent else { return }
+        unsent = nil
+        context.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     /// Ends the response, queues the log phase and frees the connection for the next request.
@@ -786,12 +810,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         self.exchange = nil
         exchange.writeTimer?.cancel()
         let draining = services.connections.requestEnded()
-        let last = encoder.end()
+        if let last = encoder.end() { emit(last, context: context) }
         if !exchange.closesConnection && !draining {
-            if let last { context.write(wrapOutboundOut(last), promise: nil) }
+            sendUnsent(context)
             context.flush()
         } else {
-            context.writeAndFlush(wrapOutboundOut(last ?? ByteBuffer())).assumeIsolated().whenComplete { _ in
+            let bytes = unsent ?? ByteBuffer()
+            unsent = nil
+            context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
             submitLogPhase(exchange)

@@ -47,14 +47,17 @@ enum ProxyHeaders {
         out.append(("X-Forwarded-Proto", forwarded.proto ?? (context.isTLS ? "https" : "http")))
         let hostName = clientHost.map { HostAndPort($0, defaultPort: localPort).name ?? $0 } ?? ""
         if let host = forwarded.host { out.append(("X-Forwarded-Host", host)) }
-        else if !hostName.isEmpty { out.append(("X-Forwarded-Host", hostName.lowercased())) }
+        else if !hostName.isEmpty {
+            let lowercase = !hostName.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+            out.append(("X-Forwarded-Host", lowercase ? hostName : hostName.lowercased()))
+        }
         out.append(("X-Forwarded-Port", forwarded.port ?? String(localPort)))
         if let path = forwarded.path { out.append(("X-Forwarded-Path", path)) }
         else if !context.rawPath.isEmpty { out.append(("X-Forwarded-Path", String(context.rawPath))) }
         if let prefix = forwarded.prefix { out.append(("X-Forwarded-Prefix", prefix)) }
         else if let prefix = match.strippedPrefix, prefix != "/" { out.append(("X-Forwarded-Prefix", prefix)) }
         out.append(("X-Real-IP", context.clientAddress))
-        let via = "\(versionToken(httpVersion)) \(serverToken)"
+        let via = viaValue(httpVersion)
         out.append(("Via", clientVia.map { "\($0), \(via)" } ?? via))
         if options.requestIDUpstream { out.append(("X-Kong-Request-Id", context.requestID)) }
         return HTTPHeaders(out)
@@ -92,7 +95,7 @@ enum ProxyHeaders {
             out.append((name, value))
         }
         if headerSet.via {
-            let via = "\(versionToken(version)) \(serverToken)"
+            let via = viaValue(version)
             out.append(("Via", upstreamVia.map { "\($0), \(via)" } ?? via))
         } else if let upstreamVia {
             out.append(("Via", upstreamVia))
@@ -134,6 +137,16 @@ enum ProxyHeaders {
         }
         return true
     }
+
+    /// `Via`'s value for a message of `version` (built once per version, not per request).
+    static func viaValue(_ version: HTTPVersion) -> String {
+        switch (version.major, version.minor) {
+        case (1, 0): return via10
+        case (2, _): return via2
+        default: return via11
+        }
+    }
+    private static let via10 = "1.0 \(serverToken)", via11 = "1.1 \(serverToken)", via2 = "2 \(serverToken)"
 
     static func versionToken(_ version: HTTPVersion) -> String {
         switch (version.major, version.minor) {

@@ -93,17 +93,23 @@ public struct Router: Sendable {
 
     public var count: Int { routes.count }
 
+    /// Stands for the Host where no candidate route reads it.
+    private static let noHost = HostAndPort(nil, defaultPort: 0)
+
     /// The highest-priority route whose predicate matches, or nil (→ 404).
     public func match(_ request: RouterRequest) -> RouteMatch? {
         let path = RequestPath.normalize(request.rawPath)
         var candidates = unindexed
         trie.collect(prefixesOf: path, into: &candidates)
         if candidates.count > 1 { candidates.sort() }
-        let host = HostAndPort(request.host, defaultPort: request.localPort)
+        // The Host is split only for a candidate that matches on hosts (most configurations have none).
+        var host: HostAndPort?
         var previous = -1
         for rank in candidates where rank != previous {
             previous = rank
-            if let match = routes[rank].match(request, path: path, host: host) { return match }
+            let route = routes[rank]
+            if !route.hosts.isEmpty, host == nil { host = HostAndPort(request.host, defaultPort: request.localPort) }
+            if let match = route.match(request, path: path, host: host ?? Self.noHost) { return match }
         }
         return nil
     }

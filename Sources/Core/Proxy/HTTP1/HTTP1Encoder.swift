@@ -23,9 +23,9 @@ struct HTTP1Encoder {
 
     mutating func requestHead(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
         let method = head.method.rawValue, uri = head.uri
-        var buffer = allocator.buffer(capacity: 0)
+        var buffer = ByteBuffer()
         let framing = Self.writeHead(head.headers, version: head.version, hasBody: Self.requestHasBody(head.method),
-                                     startLineSize: method.utf8.count + uri.utf8.count + 12, into: &buffer) { out in
+                                     startLineSize: method.utf8.count + uri.utf8.count + 12, allocator: allocator, into: &buffer) { out in
             out.raw(method)
             out.raw(" ")
             out.raw(uri)
@@ -53,10 +53,10 @@ struct HTTP1Encoder {
         let standardLine = head.version.minor == 1 && !isCustom && code >= 100 && code < Self.statusLines.count
             ? Self.statusLines[Int(code)] : nil
         let lineSize = standardLine?.utf8.count ?? (phrase.utf8.count + 32)
-        var buffer = allocator.buffer(capacity: 0)
+        var buffer = ByteBuffer()
         let framing = Self.writeHead(head.headers, version: head.version,
                                      hasBody: status.mayHaveResponseBody ? .yes : .no,
-                                     startLineSize: lineSize, into: &buffer) { out in
+                                     startLineSize: lineSize, allocator: allocator, into: &buffer) { out in
             if let standardLine {
                 out.raw(standardLine)
                 return
@@ -131,10 +131,12 @@ struct HTTP1Encoder {
 
     /// Writes the start line, the fields and the empty line; returns how the body is framed.
     private static func writeHead(_ headers: HTTPHeaders, version: HTTPVersion, hasBody: HasBody, startLineSize: Int,
-                                  into buffer: inout ByteBuffer, startLine: (inout FieldWriter) -> Void) -> Framing {
+                                  allocator: ByteBufferAllocator, into buffer: inout ByteBuffer,
+                                  startLine: (inout FieldWriter) -> Void) -> Framing {
         var hasContentLength = false
         var firstTransferEncoding: Substring?
-        var size = startLineSize + 32  // the empty line and an added Transfer-Encoding
+        // The empty line, an added Transfer-Encoding, and room for a small body that may follow.
+        var size = startLineSize + 32 + 512
         for (name, value) in headers {
             size += name.utf8.count + value.utf8.count + 4
             if HTTPBytes.equalsLowercased(name, "content-length") {
@@ -168,6 +170,7 @@ struct HTTP1Encoder {
         }
         // One write into the buffer's memory: ByteBuffer's per-call checks cost more than copying
         // a field's bytes.
+        buffer = allocator.buffer(capacity: size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
             var out = FieldWriter(memory: memory)
             startLine(&out)
