@@ -401,15 +401,31 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     private func completeBodyWaiters(_ exchange: Exchange) {
         guard !exchange.bodyWaiters.isEmpty else { return }
+        let whole = takeWholeBody(exchange)
+        for waiter in exchange.bodyWaiters { waiter.promise.succeed(whole) }
+        exchange.bodyWaiters = []
+    }
+
+    /// The body read so far, in one buffer. The request now owns it (`bufferedBody`): the chunks
+    /// are not held twice. `pendingBytes` stays: retries still need to know a body was read.
+    private func takeWholeBody(_ exchange: Exchange) -> ByteBuffer? {
         var whole: ByteBuffer?
         for var chunk in exchange.pendingBody {
             if whole == nil { whole = chunk } else { whole!.writeBuffer(&chunk) }
         }
-        // The request now owns the body (`bufferedBody`); the chunks are not held twice.
-        // `pendingBytes` stays: retries still need to know a body was read.
         exchange.pendingBody = []
-        for waiter in exchange.bodyWaiters { waiter.promise.succeed(whole) }
-        exchange.bodyWaiters = []
+        return whole
+    }
+
+    /// The whole body at once when it has already arrived (the usual case for a small request,
+    /// whose body comes with its head): a plugin asking for it then does not wait a loop turn.
+    /// nil when it is still arriving (or another plugin waits for it).
+    fileprivate func bodyIfComplete(_ exchange: Exchange, limit: Int) -> Result<ByteBuffer?, any Error>? {
+        guard context != nil, self.exchange === exchange, exchange.clientBodyDone, exchange.bodyWaiters.isEmpty else {
+            return nil
+        }
+        if exchange.pendingBytes > limit { return .failure(RequestBodyTooLarge()) }
+        return .success(takeWholeBody(exchange))
     }
 
     private func failBodyWaiters(_ exchange: Exchange, _ error: any Error) {
@@ -879,6 +895,11 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
 
     func collect(limit: Int) async throws -> ByteBuffer? {
         let handler = self.handler, exchange = self.exchange
+        // Plugin phases run on the connection's loop: a body already read is returned at once.
+        if handler.eventLoop.inEventLoop, let current = exchange.value.value,
+           let ready = handler.value.bodyIfComplete(current, limit: limit) {
+            return try ready.get()
+        }
         return try await handler.eventLoop.flatSubmit {
             guard let current = exchange.value.value else {
                 return handler.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
