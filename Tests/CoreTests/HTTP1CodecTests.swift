@@ -82,6 +82,14 @@ struct HTTP1CodecTests {
         #expect(head.body.isEmpty)
     }
 
+    /// Which framing the upstream meant cannot be known: relaying either could split the response.
+    @Test func responsesWithBothFramingsAreRefused() {
+        #expect(throws: HTTP1ParseError.self) {
+            _ = try parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+                          kind: .response)
+        }
+    }
+
     @Test func keepAliveIsReadFromTheVersionAndConnection() throws {
         func keepsAlive(_ text: String) throws -> Bool {
             var parser = HTTP1Parser(kind: .request)
@@ -93,6 +101,7 @@ struct HTTP1CodecTests {
         #expect(try !keepsAlive("GET / HTTP/1.1\r\nConnection: Upgrade, close\r\n\r\n"))
         #expect(try !keepsAlive("GET / HTTP/1.0\r\n\r\n"))
         #expect(try keepsAlive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"))
+        #expect(try !keepsAlive("POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"))
     }
 
     @Test(arguments: [
@@ -110,6 +119,8 @@ struct HTTP1CodecTests {
         "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        "TRACE / HTTP/1.1\r\nContent-Length: 18\r\n\r\nGET /admin HTTP/1.1",
+        "TRACE / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
     ])
     func malformedRequestsAreRefused(_ text: String) {
         #expect(throws: HTTP1ParseError.self) { _ = try parse(text) }
@@ -150,6 +161,10 @@ struct HTTP1CodecTests {
         let noContent = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: .noContent, headers: headers),
                                              answering: .GET, allocator: allocator)
         #expect(String(buffer: noContent) == "HTTP/1.1 204 No Content\r\n\r\n")
+        var afterNoContent: [ByteBuffer] = []
+        encoder.body(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"), allocator: allocator) { afterNoContent.append($0) }
+        #expect(afterNoContent.isEmpty, "a 204 carries no body: none is written after its head")
+        #expect(encoder.end() == nil)
         let old = encoder.responseHead(HTTPResponseHead(version: .http1_0, status: .init(statusCode: 299, reasonPhrase: "Fine"),
                                                         headers: HTTPHeaders()),
                                        answering: .GET, allocator: allocator)

@@ -918,6 +918,30 @@ struct ProxyTests {
         #expect(received.contains("no Route matched with those values"))
     }
 
+    /// A request pipelined behind one whose answer closes the connection is never started: the
+    /// client cannot see its answer (and may send it again).
+    @Test func nothingIsServedAfterAClosingAnswer() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes: [{paths: ["/e"]}]
+        """)
+        defer { Task { await h.stop() } }
+        let channel = try await h.rawConnection()
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                + "POST /e/after HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
+            return text
+        }
+        #expect(received.hasPrefix("HTTP/1.1 404 Not Found"))
+        #expect(received.components(separatedBy: "HTTP/1.1 ").count == 2, "one answer only: \(received)")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(h.upstream.acceptedConnections == 0, "the pipelined POST never reached the upstream")
+    }
+
     @Test func malformedRequestsGetKongsBadRequest() async throws {
         let h = try await ProxyHarness.start("routes: [{paths: [\"/\"]}]\n")
         defer { Task { await h.stop() } }

@@ -146,16 +146,22 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let registered = services.connections.register(context.channel) {
             loop.execute { handler.value.closeIfIdle() }
         }
-        if !registered { context.close(promise: nil) }
+        if !registered {
+            closing = true
+            context.close(promise: nil)
+        }
         context.fireChannelActive()
     }
 
     /// Draining: an idle connection closes now; a busy one closes after its response (`complete`).
     private func closeIfIdle() {
-        if exchange == nil { context?.close(promise: nil) }
+        guard exchange == nil else { return }
+        closing = true
+        context?.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
         readTimer?.cancel()  // it holds this handler
         readTimer = nil
         services.connections.unregister(context.channel)
@@ -192,9 +198,15 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }  // what follows a last response is never served
         parser.append(unwrapInboundIn(data))
         parseRequests()
     }
+
+    /// The connection is closing (after a response that said so, a malformed request, or the
+    /// client leaving): no further request read from it is started. Set before the close
+    /// completes, which may be later than the response that decided it.
+    private var closing = false
 
     /// Bytes a pipelining client may send ahead of its answers before reading from it pauses.
     static let pipelinedBytesLimit = 1 << 20
@@ -203,7 +215,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// request that follows one still being answered waits (in the parser) until its answer is
     /// complete.
     private func parseRequests() {
-        while true {
+        while !closing {
             if let exchange, exchange.clientBodyDone {
                 if parser.bufferedBytes > Self.pipelinedBytesLimit { setClientReading(false) }
                 return
@@ -249,6 +261,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closing = true
         context.close(promise: nil)
     }
 
@@ -256,6 +269,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// when nothing was answered on this request yet; then the connection closes.
     private func refuseMalformedRequest() {
         guard let context else { return }
+        closing = true
         guard exchange?.responseStarted != true else {
             context.close(promise: nil)
             return
@@ -289,7 +303,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
         self.exchange = exchange
-        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+        // Never to an HTTP/1.0 client (RFC 9110 §15.2).
+        if head.version.minor >= 1,
+           head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
             // The gateway reads the body itself (as nginx does): the client may send it now.
             if let context {
                 context.writeAndFlush(wrapOutboundOut(HTTP1Encoder.continueHead(version: head.version,
@@ -555,6 +571,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func upstreamTimedOut(_ exchange: Exchange) {
         detachUpstream(exchange)
         if exchange.responseStarted {
+            closing = true
             context?.close(promise: nil)
         } else {
             respond(.error(504, ProxyErrorText.upstreamTimeout), exchange: exchange, nginxLevel: true)
@@ -705,6 +722,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {
+            closing = true
             context?.close(promise: nil)  // mid-body: the client sees the connection end
         } else if exchange.state == .proxying {
             // A failure before any answer: try again (Kong's `retries`) when the request can be
@@ -831,6 +849,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             sendUnsent(context)
             context.flush()
         } else {
+            closing = true
             let bytes = unsent ?? ByteBuffer()
             unsent = nil
             context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in

@@ -47,6 +47,9 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
     weak var pool: UpstreamPool?
     private var parser = HTTP1Parser(kind: .response)
+    /// Nothing of a response is left unread: bytes beyond the last response (the start of
+    /// another) would be taken for the next exchange's answer, so such a connection is not reused.
+    var isBetweenResponses: Bool { parser.isIdle }
     private var encoder = HTTP1Encoder()
 
     init(target: UpstreamTarget) { self.target = target }
@@ -192,7 +195,7 @@ final class UpstreamPool {
     /// Returns a connection after a complete exchange; keeps it when both sides allow reuse.
     func release(_ connection: UpstreamConnection) {
         connection.delegate = nil
-        guard connection.reusable, let channel = connection.channel, channel.isActive,
+        guard connection.reusable, connection.isBetweenResponses, let channel = connection.channel, channel.isActive,
               (idle[connection.target]?.count ?? 0) < Self.maxIdlePerTarget else {
             connection.channel?.close(promise: nil)
             return

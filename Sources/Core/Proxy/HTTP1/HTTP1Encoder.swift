@@ -67,7 +67,9 @@ struct HTTP1Encoder {
             out.raw(phrase)
             out.crlf()
         }
-        bodyless = method == .HEAD
+        // No body after a HEAD answer, nor in a 1xx/204/304 (their framing fields were dropped:
+        // body bytes would be read as the next response).
+        bodyless = method == .HEAD || !status.mayHaveResponseBody
         chunked = framing == .chunked && !bodyless
         return buffer
     }

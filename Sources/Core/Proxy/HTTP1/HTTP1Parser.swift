@@ -227,7 +227,9 @@ struct HTTP1Parser {
             }
             if let problem { throw fail(problem) }
             buffer.moveReaderIndex(forwardBy: end)
-            lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose : parsed.connectionKeepAlive
+            lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose
+                // An HTTP/1.0 message with Transfer-Encoding closes after it (RFC 9112 §6.1).
+                : parsed.connectionKeepAlive && parsed.transferEncodingIsChunked == nil
             switch kind {
             case .request:
                 state = try requestFraming(parsed)
@@ -245,6 +247,11 @@ struct HTTP1Parser {
     }
 
     private mutating func requestFraming(_ head: ParsedHead) throws -> State {
+        // TRACE carries no content (RFC 9110 §9.3.8) and is forwarded as bodyless: a body would
+        // reach the upstream as a request of its own.
+        if head.method == .TRACE, head.transferEncodingIsChunked != nil || (head.contentLength ?? 0) > 0 {
+            throw fail("a TRACE request with a body")
+        }
         if let chunked = head.transferEncodingIsChunked {
             // Both framings at once is how requests are smuggled: nginx refuses it too.
             guard head.contentLength == nil else { throw fail("both Transfer-Encoding and Content-Length") }
@@ -256,6 +263,11 @@ struct HTTP1Parser {
     }
 
     private mutating func responseFraming(_ head: ParsedHead) throws -> State {
+        // As llhttp (NIO's parser) refuses it: which framing the upstream meant is unknowable, and
+        // relaying either could split the client's response.
+        if head.transferEncodingIsChunked != nil, head.contentLength != nil {
+            throw fail("both Transfer-Encoding and Content-Length")
+        }
         let status = head.status
         if answersHEAD || status == 204 || status == 304 || status < 200 { return .endPending }
         if let chunked = head.transferEncodingIsChunked { return chunked ? .chunkSize : .untilClose }
