@@ -150,6 +150,21 @@ struct EntityTests {
         #expect(throws: JSONParseError.self) { try JSONValue.parse("{\"a\":}") }
         #expect(JSONValue.number(3).serialized() == "3")
     }
+
+    /// Numbers read directly (plain integers) and through text (the rest) agree with Double's
+    /// own reading; strings with and without escapes read the same text.
+    @Test func jsonNumbersAndStringsReadExactly() throws {
+        for text in ["0", "-0", "7", "-42", "123456789012345", "1234567890123456789", "-98765432109876543",
+                     "2.5", "-0.125", "1e3", "1E-2", "12.5e+2"] {
+            let value = try #require(try JSONValue.parse(text).numberValue, "\(text)")
+            #expect(value == Double(text)!, "\(text)")
+            #expect(value.sign == Double(text)!.sign, "\(text)")
+        }
+        #expect(try JSONValue.parse(#"["plain", "", "a\"b", "tab\tand \u00e9", "end\\"]"#)
+                == ["plain", "", "a\"b", "tab\tand \u{e9}", "end\\"])
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#""unterminated"#) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse("-") }
+    }
 }
 
 struct ErrorCase: Sendable, CustomTestStringConvertible {

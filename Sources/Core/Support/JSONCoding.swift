@@ -124,6 +124,14 @@ private struct JSONReader {
     /// Kong's decoder does (LLM-produced JSON often carries literal newlines).
     mutating func readString() throws(JSONParseError) -> String {
         index += 1
+        // Most strings have no escape: made straight from their bytes, without a copy to build.
+        let start = index
+        var end = start
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            index = end + 1
+            return bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
+        }
         var scalars: [UInt8] = []
         while true {
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
@@ -213,6 +221,14 @@ private struct JSONReader {
                 index += 1
             }
             guard digits(&self) > 0 else { throw error("Expected value but found invalid number") }
+        }
+        // A plain integer small enough to be exact is read without going through text.
+        let count = index - start
+        if count <= 15, !bytes[start..<index].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) {
+            var value = 0
+            for byte in bytes[start..<index] where byte != UInt8(ascii: "-") { value = value * 10 + Int(byte - UInt8(ascii: "0")) }
+            if bytes[start] == UInt8(ascii: "-") { return value == 0 ? -0.0 : -Double(value) }
+            return Double(value)
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(text) else { throw error("Expected value but found invalid number") }
