@@ -126,6 +126,64 @@ struct HTTP1CodecTests {
         #expect(throws: HTTP1ParseError.self) { _ = try parse(text) }
     }
 
+    /// Parses `bytes` cut at `cuts` (sorted offsets); whether it failed, and what came before.
+    func parse(_ bytes: [UInt8], cuts: [Int], kind: HTTP1Parser.Kind) -> (Parsed, failed: Bool) {
+        var parser = HTTP1Parser(kind: kind)
+        var parsed = Parsed()
+        var start = 0
+        for end in cuts + [bytes.count] where end >= start {
+            parser.append(ByteBuffer(bytes: bytes[start..<end]))
+            start = end
+            do {
+                while let event = try parser.next() {
+                    switch event {
+                    case .requestHead(let head): parsed.heads.append("\(head.method.rawValue) \(head.uri) \(head.headers.count)")
+                    case .responseHead(let head): parsed.heads.append("\(head.status.code) \(head.headers.count)")
+                    case .body(let chunk): parsed.body += String(buffer: chunk)
+                    case .end: parsed.ends += 1
+                    }
+                }
+            } catch {
+                return (parsed, true)
+            }
+        }
+        if parser.finishAtEOF() != nil { parsed.ends += 1 }
+        return (parsed, false)
+    }
+
+    /// Seeded mutations of valid message streams: the parser never traps, and what it makes of
+    /// the bytes (messages, bodies, or a refusal) does not depend on how the reads cut them.
+    @Test func mutatedInputsParseTheSameWhateverTheReadBoundaries() {
+        let corpus: [(String, HTTP1Parser.Kind)] = [
+            ("GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody", .request),
+            ("PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nT: v\r\n\r\n", .request),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", .response),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.0 200 OK\r\n\r\nrest", .response),
+        ]
+        let interesting: [UInt8] = Array("\r\n: \t0123456789abcdefABCDEF;-".utf8) + [0, 0x7F, 0xFF]
+        var state: UInt64 = 0x5EED
+        func random(_ bound: Int) -> Int {  // xorshift64*: seeded, so a failure replays
+            state ^= state >> 12; state ^= state << 25; state ^= state >> 27
+            return Int((state &* 0x2545_F491_4F6C_DD1D) >> 33) % bound
+        }
+        for round in 0..<3000 {
+            let (text, kind) = corpus[round % corpus.count]
+            var bytes = Array(text.utf8)
+            for _ in 0..<random(4) {
+                let position = random(bytes.count)
+                switch random(3) {
+                case 0: bytes[position] = interesting[random(interesting.count)]
+                case 1: bytes.insert(interesting[random(interesting.count)], at: position)
+                default: bytes.remove(at: position)
+                }
+            }
+            let whole = parse(bytes, cuts: [], kind: kind)
+            let cuts = (0..<random(6)).map { _ in random(bytes.count + 1) }.sorted()
+            let pieces = parse(bytes, cuts: cuts, kind: kind)
+            #expect(whole == pieces, "round \(round): \(String(decoding: bytes, as: UTF8.self).debugDescription) cut at \(cuts)")
+        }
+    }
+
     @Test func oversizedHeadsAreRefusedBeforeTheyEnd() {
         var parser = HTTP1Parser(kind: .request)
         parser.append(ByteBuffer(string: "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: HTTP1Parser.maxHeadSize)))
