@@ -27,4 +27,24 @@ struct LogSinkTests {
         sink.submit { ran.withLock { $0.append(-1) } }
         #expect(sink.droppedCount == 1, "work after finish() is refused and counted")
     }
+
+    /// Work runs whether the drain thread is polling (work keeps coming) or asleep after a quiet
+    /// spell (the submit wakes it).
+    @Test func workRunsWhetherTheDrainPollsOrSleeps() async throws {
+        let sink = LogSink()
+        let ran = Mutex<Int>(0)
+        let draining = Task { await sink.run() }
+        func submitAndWait(_ expected: Int) async throws {
+            sink.submit { ran.withLock { $0 += 1 } }
+            for _ in 0..<500 where ran.withLock({ $0 }) < expected { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(ran.withLock { $0 } == expected)
+        }
+        try await submitAndWait(1)
+        try await submitAndWait(2)  // while polling
+        // Past `pollsBeforeSleeping` empty polls the thread sleeps until woken.
+        try await Task.sleep(for: .milliseconds(Int(Double(LogSink.pollsBeforeSleeping) * LogSink.pollInterval * 1000) * 3))
+        try await submitAndWait(3)
+        sink.finish()
+        await draining.value
+    }
 }

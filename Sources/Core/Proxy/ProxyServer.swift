@@ -162,16 +162,26 @@ public final class ConnectionRegistry: Sendable {
 /// The log phase's queue: requests hand their log work here and it runs on a thread of its own,
 /// never on an event loop — a log plugin's file write (a blocking call) or a large serialization
 /// then delays no request. Bounded: work beyond `capacity` is dropped and counted.
+///
+/// While work keeps arriving the drain thread polls the queue every `pollInterval` instead of
+/// being woken by each submit: a wake-up is a system call on the event loop, per request. After
+/// `pollsBeforeSleeping` empty polls it sleeps until the next submit wakes it; a queue that
+/// reaches `wakeBatch` entries wakes it at once.
 public final class LogSink: @unchecked Sendable {
-    /// Guarded by `signal`, whose value is 1 while there is work or the sink is finished (the
-    /// drain thread waits for 1).
+    /// Guarded by `signal`, whose value is 1 when the drain thread must not wait (it was woken,
+    /// or the sink is finished).
     private var pending: [@Sendable () -> Void] = []
     private var finished = false
+    /// The drain thread waits for a wake-up (rather than polling).
+    private var sleeping = false
     private let signal = ConditionLock(value: 0)
     private let capacity: Int
     private let dropped = Atomic<Int>(0)
     private let lastReport = Atomic<Int64>(0)
     public static let defaultCapacity = 10_000
+    static let pollInterval = 0.001
+    static let pollsBeforeSleeping = 100
+    static let wakeBatch = 256
 
     public init(capacity: Int = LogSink.defaultCapacity) {
         self.capacity = capacity
@@ -181,7 +191,11 @@ public final class LogSink: @unchecked Sendable {
         signal.lock()
         let accepted = !finished && pending.count < capacity
         if accepted { pending.append(work) }
-        signal.unlock(withValue: pending.isEmpty && !finished ? 0 : 1)
+        if accepted && (sleeping || pending.count >= Self.wakeBatch) {
+            signal.unlock(withValue: 1)
+        } else {
+            signal.unlock()
+        }
         if !accepted { noteDropped() }
     }
 
@@ -207,13 +221,25 @@ public final class LogSink: @unchecked Sendable {
 
     private func drain() {
         var batch: [@Sendable () -> Void] = []
+        var emptyPolls = 0
         while true {
-            signal.lock(whenValue: 1)
+            if emptyPolls >= Self.pollsBeforeSleeping {
+                signal.lock()
+                if pending.isEmpty && !finished {
+                    sleeping = true
+                    signal.unlock(withValue: 0)
+                    signal.lock(whenValue: 1)
+                    sleeping = false
+                }
+            } else if !signal.lock(whenValue: 1, timeoutSeconds: Self.pollInterval) {
+                signal.lock()
+            }
             swap(&batch, &pending)
             let done = finished
             signal.unlock(withValue: done ? 1 : 0)
             for work in batch { work() }
             if done && batch.isEmpty { return }
+            emptyPolls = batch.isEmpty ? emptyPolls + 1 : 0
             batch.removeAll(keepingCapacity: true)
         }
     }
