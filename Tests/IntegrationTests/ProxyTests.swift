@@ -146,6 +146,17 @@ final class ProxyHarness: Sendable {
             }
     }
 
+    /// Sends `bytes` on a new raw connection and returns everything the gateway answers until it
+    /// closes the connection.
+    func rawExchange(_ bytes: String) async throws -> String {
+        try await rawConnection().executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: bytes))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }
+            return text
+        }
+    }
+
     struct Response {
         let status: Int
         let headers: HTTPHeaders
@@ -245,14 +256,8 @@ struct ProxyTests {
         - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
         """)
         defer { Task { await h.stop() } }
-        let channel = try await h.rawConnection()
-        let received = try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string:
-                "POST /api/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ-not-a-size\r\n\r\n"))
-            var text = ""
-            for try await chunk in inbound { text += String(buffer: chunk) }
-            return text
-        }
+        let received = try await h.rawExchange(
+            "POST /api/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ-not-a-size\r\n\r\n")
         #expect(received.hasPrefix("HTTP/1.1 400 Bad Request"))
         var busy = h.gateway.statistics.busy
         for _ in 0..<50 where busy != 0 {
@@ -896,17 +901,11 @@ struct ProxyTests {
           routes: [{paths: ["/e"]}]
         """)
         defer { Task { await h.stop() } }
-        let channel = try await h.rawConnection()
-        let received = try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: "GET /e/one HTTP/1.1\r\nHost: t\r\n\r\n"
+        let received = try await h.rawExchange("GET /e/one HTTP/1.1\r\nHost: t\r\n\r\n"
                 + "POST /e/two HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
                 + "HEAD /e/three HTTP/1.1\r\nHost: t\r\n\r\n"
                 + "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"
-                + "GET /e/five HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-            var text = ""
-            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
-            return text
-        }
+                + "GET /e/five HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         let statuses = received.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
         #expect(statuses == ["200", "200", "200", "404", "200"])
         let one = try #require(received.range(of: "\"x-forwarded-path\":[\"/e/one\"]"))
@@ -928,14 +927,8 @@ struct ProxyTests {
           routes: [{paths: ["/e"]}]
         """)
         defer { Task { await h.stop() } }
-        let channel = try await h.rawConnection()
-        let received = try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: "GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                + "POST /e/after HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
-            var text = ""
-            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
-            return text
-        }
+        let received = try await h.rawExchange("GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                + "POST /e/after HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
         #expect(received.hasPrefix("HTTP/1.1 404 Not Found"))
         #expect(received.components(separatedBy: "HTTP/1.1 ").count == 2, "one answer only: \(received)")
         try await Task.sleep(for: .milliseconds(100))
@@ -945,13 +938,7 @@ struct ProxyTests {
     @Test func malformedRequestsGetKongsBadRequest() async throws {
         let h = try await ProxyHarness.start("routes: [{paths: [\"/\"]}]\n")
         defer { Task { await h.stop() } }
-        let channel = try await h.rawConnection()
-        let received = try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: "GARBAGE\r\n\r\n"))
-            var text = ""
-            for try await chunk in inbound { text += String(buffer: chunk) }  // until the gateway closes
-            return text
-        }
+        let received = try await h.rawExchange("GARBAGE\r\n\r\n")
         #expect(received.hasPrefix("HTTP/1.1 400 Bad Request"))
         #expect(received.contains("Server: kong/3.10.0"))
         #expect(received.contains("\r\n\r\nBad request\nrequest_id: "))

@@ -234,7 +234,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             case .end: clientBodyEnded()
             case .responseHead: preconditionFailure("a request parser yields no response")
             }
-            guard context != nil else { return }  // the connection closed meanwhile
         }
     }
 

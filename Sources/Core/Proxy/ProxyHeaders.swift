@@ -147,14 +147,6 @@ enum ProxyHeaders {
         }
     }
     private static let via10 = "1.0 \(serverToken)", via11 = "1.1 \(serverToken)", via2 = "2 \(serverToken)"
-
-    static func versionToken(_ version: HTTPVersion) -> String {
-        switch (version.major, version.minor) {
-        case (1, 0): return "1.0"
-        case (2, _): return "2"
-        default: return "1.1"
-        }
-    }
 }
 
 extension Substring {
