@@ -891,15 +891,20 @@ struct ProxyTests {
         #expect(!received.contains("\"expect\""), "Expect is not forwarded upstream")
     }
 
-    /// Pipelined requests are answered in order, each after the one before it is complete; a HEAD
-    /// answer has no body, and a gateway answer (no route) takes its turn too.
-    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        let h = try await ProxyHarness.start("""
+    /// A gateway whose one route, `/e`, leads to the echoing upstream.
+    static func echoUnderE() async throws -> ProxyHarness {
+        try await ProxyHarness.start("""
         services:
         - name: echo
           url: UPSTREAM
           routes: [{paths: ["/e"]}]
         """)
+    }
+
+    /// Pipelined requests are answered in order, each after the one before it is complete; a HEAD
+    /// answer has no body, and a gateway answer (no route) takes its turn too.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let h = try await Self.echoUnderE()
         defer { Task { await h.stop() } }
         let received = try await h.rawExchange("GET /e/one HTTP/1.1\r\nHost: t\r\n\r\n"
                 + "POST /e/two HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
@@ -920,12 +925,7 @@ struct ProxyTests {
     /// A request pipelined behind one whose answer closes the connection is never started: the
     /// client cannot see its answer (and may send it again).
     @Test func nothingIsServedAfterAClosingAnswer() async throws {
-        let h = try await ProxyHarness.start("""
-        services:
-        - name: echo
-          url: UPSTREAM
-          routes: [{paths: ["/e"]}]
-        """)
+        let h = try await Self.echoUnderE()
         defer { Task { await h.stop() } }
         let received = try await h.rawExchange("GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
                 + "POST /e/after HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
