@@ -7,7 +7,7 @@ import NIOCore
 /// for every step: two thread handoffs per request at least, and memory allocated on one thread
 /// and freed on another. A phase must not block (as in Kong, where plugins run on the worker's
 /// loop); blocking work (the rate limiter's Lua functions) runs on threads of its own.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }

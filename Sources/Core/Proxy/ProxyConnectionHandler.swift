@@ -45,6 +45,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// A parse of buffered bytes is queued (after a response, for a pipelined request).
     private var parseQueued = false
 
+    /// The connection is closing (after a response that said so, a malformed request, or the
+    /// client leaving): no further request read from it is started. Set before the close
+    /// completes, which may be later than the response that decided it.
+    private var closing = false
+
     /// Bytes of request body held while the upstream is not connected yet; beyond this the
     /// client is paused (unless a plugin asked for the whole body).
     static let pendingBodyLimit = 1 << 20
@@ -202,11 +207,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         parser.append(unwrapInboundIn(data))
         parseRequests()
     }
-
-    /// The connection is closing (after a response that said so, a malformed request, or the
-    /// client leaving): no further request read from it is started. Set before the close
-    /// completes, which may be later than the response that decided it.
-    private var closing = false
 
     /// Bytes a pipelining client may send ahead of its answers before reading from it pauses.
     static let pipelinedBytesLimit = 1 << 20
@@ -401,6 +401,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // The client went away (or the exchange ended): nothing more will arrive.
             return pool!.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
+        if let ready = bodyIfComplete(exchange, limit: limit) { return context.eventLoop.makeCompletedFuture(ready) }
         let promise = context.eventLoop.makePromise(of: ByteBuffer?.self)
         exchange.bodyWaiters.append((limit, promise))
         // The limit first: a body that already arrived whole is still refused when too large.
