@@ -279,7 +279,7 @@ extension JSONValue {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n): out.append(contentsOf: JSONValue.formatNumber(n).utf8)
+        case .number(let n): JSONValue.writeNumber(n, to: &out)
         case .string(let s): JSONValue.writeString(s, to: &out, escapeSlashes: options.escapeSlashes)
         case .array(let items):
             if items.isEmpty { out.append(contentsOf: "[]".utf8); return }
@@ -311,6 +311,19 @@ extension JSONValue {
     }
 
     /// Whether `a` sorts before `b` by UTF-8 bytes.
+    static func utf8Precedes(_ a: String, _ b: StaticString) -> Bool {
+        var a = a
+        return a.withUTF8 { x in
+            let common = min(x.count, b.utf8CodeUnitCount)
+            if common > 0, let px = x.baseAddress {
+                let order = memcmp(px, b.utf8Start, common)
+                if order != 0 { return order < 0 }
+            }
+            return x.count < b.utf8CodeUnitCount
+        }
+    }
+
+    /// Whether `a` sorts before `b` by UTF-8 bytes.
     static func utf8Precedes(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
         return a.withUTF8 { x in
@@ -338,11 +351,38 @@ extension JSONValue {
         return "\(n)"
     }
 
+    /// `formatNumber(n)`, appended without making a string for the common integral case.
+    static func writeNumber(_ n: Double, to out: inout [UInt8]) {
+        guard n == n.rounded(.towardZero), abs(n) < 1e15 else {
+            out.append(contentsOf: formatNumber(n).utf8)  // NaN and infinities too
+            return
+        }
+        let value = Int64(n)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64) = (0, 0)  // 16 bytes: |value| < 10^15 has at most 15 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            out.append(contentsOf: buffer[start...])
+        }
+    }
+
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Copies runs of bytes that need no escaping in one go; UTF-8 above ASCII is kept as is.
     static func writeString(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
         out.append(UInt8(ascii: "\""))
+        writeEscaped(s, to: &out, escapeSlashes: escapeSlashes)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// A string's contents as they appear between its quotes.
+    static func writeEscaped(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
         var text = s
         text.withUTF8 { bytes in
             var runStart = 0
@@ -374,7 +414,6 @@ extension JSONValue {
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
         }
-        out.append(UInt8(ascii: "\""))
     }
 }
 

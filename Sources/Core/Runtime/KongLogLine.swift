@@ -1,0 +1,218 @@
+import NIOHTTP1
+
+/// The log serializer's document for one request, written as Kong's encoder writes it (keys in
+/// UTF-8 byte order at every level, `/` escaped, integral numbers without a fraction), without
+/// building it as a `JSONValue` first. `LogSerializer.serialize` is the same document built as a
+/// value; the two are checked against each other byte for byte.
+struct KongLogLine {
+    private(set) var out: [UInt8] = []
+    /// Plugins' top-level fields (`ai`…) not written yet, in byte order: each is written at its
+    /// place among the serializer's own.
+    private var pluginFields: ArraySlice<String> = []
+    private var logRecord: [String: JSONValue] = [:]
+    /// Whether the object being written has no member yet (one flag per nesting level is enough:
+    /// members are written depth first, and every nested object is finished before its parent
+    /// continues).
+    private var firstMember = true
+
+    /// The top-level fields the serializer writes itself, in byte order (a plugin's field of the
+    /// same name takes the general path).
+    static let ownFields: Set<String> = [
+        "authenticated_entity", "client_ip", "consumer", "latencies", "request", "response",
+        "route", "service", "source", "started_at", "upstream_status", "upstream_uri",
+    ]
+
+    init() { out.reserveCapacity(2048) }
+
+    mutating func write(_ context: ProxyRequestContext) {
+        let log = context.exchangeLog
+        logRecord = context.logRecord
+        pluginFields = logRecord.keys.sorted(by: JSONValue.utf8Precedes)[...]
+        open()
+        pluginFields(before: "authenticated_entity")
+        if let credential = context.credentialID {
+            member("authenticated_entity")
+            open()
+            if let consumer = context.consumer { member("consumer_id"); string(consumer.id) }
+            member("id"); string(credential)
+            close()
+        }
+        pluginFields(before: "client_ip")
+        member("client_ip"); string(context.clientAddress)
+        pluginFields(before: "consumer")
+        if let consumer = context.consumer {
+            member("consumer")
+            consumer.entity.write(into: &out, options: .kong)
+        }
+        pluginFields(before: "latencies")
+        member("latencies")
+        open()
+        member("kong"); integer(log.kongLatency)
+        member("proxy"); integer(log.proxyLatency)
+        member("receive"); integer(0)
+        member("request"); integer(log.requestLatency)
+        close()
+        pluginFields(before: "request")
+        member("request")
+        writeRequest(context, log: log)
+        pluginFields(before: "response")
+        member("response")
+        open()
+        member("headers"); headers(log.responseHeaders, redactions: nil)
+        member("size"); integer(Int64(log.responseSize))
+        member("status"); integer(Int64(log.status))
+        close()
+        pluginFields(before: "route")
+        if let route = context.match?.route { member("route"); out.append(contentsOf: route.kongSerializedEntity) }
+        pluginFields(before: "service")
+        if let service = context.match?.service { member("service"); out.append(contentsOf: service.kongSerializedEntity) }
+        pluginFields(before: "source")
+        member("source"); string(log.proxied ? "upstream" : "kong")
+        pluginFields(before: "started_at")
+        member("started_at"); integer(log.startedAt)
+        pluginFields(before: "upstream_status")
+        if let status = log.upstreamStatus { member("upstream_status"); string(String(status)) }
+        pluginFields(before: "upstream_uri")
+        member("upstream_uri"); string(context.logRedactions.uri(log.upstreamURI))
+        pluginFields(before: nil)
+        close()
+    }
+
+    /// Writes the plugins' fields that sort before `field` (all that are left when nil).
+    private mutating func pluginFields(before field: StaticString?) {
+        while let key = pluginFields.first, field.map({ JSONValue.utf8Precedes(key, $0) }) ?? true {
+            pluginFields.removeFirst()
+            member(key)
+            logRecord[key]!.write(into: &out, options: .kong)
+        }
+    }
+
+    private mutating func writeRequest(_ context: ProxyRequestContext, log: ExchangeLog) {
+        let redactions = context.logRedactions
+        let uri = redactions.uri(context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath))
+        open()
+        member("headers"); headers(context.headers, redactions: redactions)
+        member("id"); string(context.requestID)
+        member("method"); string(context.method.rawValue)
+        member("querystring"); querystring(context)
+        member("size"); integer(Int64(log.requestSize))
+        member("uri"); string(uri)
+        member("url")
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: (context.isTLS ? #"https:\/\/"# : #"http:\/\/"#).utf8)
+        let host = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
+        JSONValue.writeEscaped(host, to: &out, escapeSlashes: true)
+        out.append(UInt8(ascii: ":"))
+        integer(Int64(log.localPort))
+        JSONValue.writeEscaped(uri, to: &out, escapeSlashes: true)
+        out.append(UInt8(ascii: "\""))
+        close()
+    }
+
+    /// Kong's `get_headers()`: lower-case names; a repeated header becomes an array (in the order
+    /// received); `Authorization`, `Proxy-Authorization` and the headers plugins redacted read
+    /// `REDACTED` in request headers.
+    private mutating func headers(_ headers: HTTPHeaders, redactions: LogRedactions?) {
+        var names: [String] = [], values: [String] = []
+        names.reserveCapacity(headers.count)
+        values.reserveCapacity(headers.count)
+        for (name, value) in headers {
+            names.append(Self.lowercased(name))
+            values.append(value)
+        }
+        grouped(names) { line, index in
+            if let redactions, LogSerializer.redactedHeaders.contains(names[index]) || redactions.headers.contains(names[index]) {
+                line.string("REDACTED")
+            } else {
+                line.string(values[index])
+            }
+        }
+    }
+
+    /// Kong's `get_query()`: `a=1` → "1", a bare `a` → true, repeated names → an array.
+    private mutating func querystring(_ context: ProxyRequestContext) {
+        let arguments = context.queryArguments
+        let redacted = context.logRedactions.queryArguments
+        grouped(arguments.map(\.name)) { line, index in
+            let argument = arguments[index]
+            if redacted.contains(argument.name) {
+                line.string("REDACTED")
+            } else if let value = argument.value {
+                line.string(value)
+            } else {
+                line.out.append(contentsOf: "true".utf8)
+            }
+        }
+    }
+
+    /// An object with one member per distinct name, in byte order; a name seen more than once
+    /// holds an array of its values in their original order.
+    private mutating func grouped(_ names: [String], value: (inout KongLogLine, Int) -> Void) {
+        let order = names.indices.sorted { a, b in
+            names[a] == names[b] ? a < b : JSONValue.utf8Precedes(names[a], names[b])
+        }
+        open()
+        var position = 0
+        while position < order.count {
+            let name = names[order[position]]
+            var end = position + 1
+            while end < order.count, names[order[end]] == name { end += 1 }
+            member(name)
+            if end - position == 1 {
+                value(&self, order[position])
+            } else {
+                out.append(UInt8(ascii: "["))
+                for (offset, index) in order[position..<end].enumerated() {
+                    if offset > 0 { out.append(UInt8(ascii: ",")) }
+                    value(&self, index)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            position = end
+        }
+        close()
+    }
+
+    // MARK: Tokens
+
+    private mutating func open() {
+        out.append(UInt8(ascii: "{"))
+        firstMember = true
+    }
+
+    private mutating func close() {
+        out.append(UInt8(ascii: "}"))
+        firstMember = false  // the object just closed is a member of its parent
+    }
+
+    private mutating func member(_ name: StaticString) {
+        if !firstMember { out.append(UInt8(ascii: ",")) }
+        firstMember = false
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.append(contentsOf: "\":".utf8)
+    }
+
+    private mutating func member(_ name: String) {
+        if !firstMember { out.append(UInt8(ascii: ",")) }
+        firstMember = false
+        JSONValue.writeString(name, to: &out, escapeSlashes: true)
+        out.append(UInt8(ascii: ":"))
+    }
+
+    private mutating func string(_ value: String) {
+        JSONValue.writeString(value, to: &out, escapeSlashes: true)
+    }
+
+    /// As `JSONValue.formatNumber` writes the number as a Double.
+    private mutating func integer(_ value: Int64) {
+        JSONValue.writeNumber(Double(value), to: &out)
+    }
+
+    /// `name.lowercased()`, without a new string for a name already in lower-case ASCII (most
+    /// header names clients send).
+    static func lowercased(_ name: String) -> String {
+        name.utf8.contains(where: { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 })
+            ? name.lowercased() : name
+    }
+}

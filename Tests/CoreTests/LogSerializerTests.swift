@@ -1,0 +1,114 @@
+import NIOHTTP1
+import Testing
+@testable import Core
+
+/// The file-log line, written straight into bytes, against the serializer's document built as a
+/// value and encoded the Kong way: the two must agree byte for byte on every field and edge.
+struct LogSerializerTests {
+    static let snapshot: ConfigSnapshot = {
+        let config = try! DeclarativeLoader(registry: EntityRegistry(plugins: [])).load(text: """
+        _format_version: "3.0"
+        services:
+        - name: llm
+          url: http://upstream.test:9000/v1
+          routes:
+          - {name: chat, paths: ["/chat"]}
+        routes:
+        - {name: serviceless, paths: ["/alone"]}
+        consumers:
+        - {username: "alice/ops", custom_id: "c-1", tags: ["team\\"a\\""]}
+        """, format: .yaml)
+        return ConfigSnapshot(config)
+    }()
+
+    func context(path: String, query: String?, headers: [(String, String)], tls: Bool = false) -> ProxyRequestContext {
+        let context = ProxyRequestContext(requestID: "4f1c/9", method: .POST, rawPath: Substring(path),
+                                          rawQuery: query.map { Substring($0) }, headers: HTTPHeaders(headers),
+                                          clientAddress: "127.0.0.1", isTLS: tls)
+        let router = Router(snapshot: Self.snapshot)
+        context.match = router.match(RouterRequest(method: "POST", host: "gw.test", rawPath: Substring(path),
+                                                   headers: [:], localPort: 8000))
+        var log = ExchangeLog()
+        log.localPort = 8000
+        log.startedAt = 1_763_800_000_123
+        log.requestSize = 312
+        log.upstreamURI = "/v1?b=2"
+        log.upstreamStatus = 200
+        log.status = 200
+        log.responseHeaders = HTTPHeaders([("Content-Type", "application/json"), ("Set-Cookie", "a=1"),
+                                           ("set-cookie", "b=2"), ("X-Kong-Upstream-Latency", "3")])
+        log.responseSize = 1024
+        log.kongLatency = 2
+        log.proxyLatency = 17
+        log.requestLatency = 19
+        log.proxied = true
+        context.exchangeLog = log
+        return context
+    }
+
+    func expectSameDocument(_ context: ProxyRequestContext, _ comment: Comment) {
+        let line = LogSerializer.kongLine(context)
+        let reference = LogSerializer.serialize(context).serializedBytes(.kong)
+        #expect(String(decoding: line, as: UTF8.self) == String(decoding: reference, as: UTF8.self), comment)
+    }
+
+    @Test func aProxiedRequestWithRepeatedAndRedactedFields() {
+        let c = context(path: "/chat/x", query: "b=2&a&b=%2F3&z=", headers: [
+            ("Host", "gw.test:8000"), ("Authorization", "Bearer secret"), ("X-Dup", "1"), ("x-dup", "2"),
+            ("X-DUP", "3"), ("Accept", "*/*"), ("x-quote", "say \"hi\"\n\u{1}"), ("Proxy-Authorization", "p"),
+        ])
+        let line = String(decoding: LogSerializer.kongLine(c), as: UTF8.self)
+        #expect(!line.contains("secret"), "the Authorization value is redacted")
+        #expect(line.contains(#""x-dup":["1","2","3"]"#), "a repeated header is an array in arrival order: \(line)")
+        expectSameDocument(c, "proxied request")
+    }
+
+    @Test func aConsumerAndPluginFieldsAroundTheSerializersOwn() {
+        let c = context(path: "/chat", query: nil, headers: [("host", "gw.test")], tls: true)
+        c.consumer = Self.snapshot.consumers.first
+        c.credentialID = "cred-1"
+        c.logRecord["ai"] = ["proxy": ["usage": ["prompt_tokens": 10, "cost": 0.000123], "meta": ["provider_name": "openai"]]]
+        c.logRecord["aaa"] = "before everything"
+        c.logRecord["s"] = .array([.null, true, 1.5, -3])
+        c.logRecord["zzz"] = ["after": "everything"]
+        c.logRecord["response_x"] = "between response and route"
+        c.logRedactions.redactHeader("X-Secret")
+        c.logRedactions.redactQueryArgument("b")
+        expectSameDocument(c, "consumer, credential and plugin fields")
+        let line = String(decoding: LogSerializer.kongLine(c), as: UTF8.self)
+        #expect(line.hasPrefix(#"{"aaa":"before everything","ai":"#), "\(line)")
+        #expect(line.hasSuffix(#""zzz":{"after":"everything"}}"#), "\(line)")
+    }
+
+    @Test func aRequestTheGatewayAnsweredWithoutServiceOrQuery() {
+        let c = context(path: "/alone", query: nil, headers: [])
+        var log = c.exchangeLog
+        log.upstreamStatus = nil
+        log.upstreamURI = ""
+        log.proxied = false
+        log.proxyLatency = -1
+        log.responseHeaders = HTTPHeaders()
+        c.exchangeLog = log
+        #expect(c.match?.service == nil)
+        expectSameDocument(c, "no service, no headers, no upstream")
+    }
+
+    @Test func aPluginFieldNamedLikeTheSerializersOwnMergesIntoIt() {
+        let c = context(path: "/chat", query: "q=1", headers: [("Host", "gw.test")])
+        c.logRecord["request"] = ["extra": "merged"]
+        c.logRecord["source"] = "replaced"
+        expectSameDocument(c, "merged fields")
+        let entry = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(c), as: UTF8.self))
+        #expect(entry?["request"]?["extra"] == "merged")
+        #expect(entry?["request"]?["method"] == "POST", "the serializer's own members stay")
+        #expect(entry?["source"] == "replaced")
+    }
+
+    @Test func numbersAreWrittenAsKongsEncoderWritesThem() {
+        for n in [0, -0.0, 7, -42, 1e15 - 1, 1e15, -1e15, 1.5, 0.1, 1e-7, 123456789012.75, .nan, .infinity] as [Double] {
+            var out: [UInt8] = []
+            JSONValue.writeNumber(n, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == JSONValue.formatNumber(n), "\(n)")
+        }
+    }
+}
