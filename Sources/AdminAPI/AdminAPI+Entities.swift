@@ -40,9 +40,18 @@ extension AdminAPI {
     /// The entities served: the database's committed rows in DB mode, else the loaded configuration.
     var currentConfig: DeclarativeConfig { database?.current ?? gateway.holder.current.config }
 
+    /// The entity's rows a read sees: those whose `ttl` expired are gone (Kong's queries skip
+    /// them), though the database keeps them.
+    func readableRows(_ entity: String) -> [JSONValue] {
+        let rows = currentConfig.rows(entity)
+        guard registry[entity]?.ttl == true else { return rows }
+        let now = Int(Date().timeIntervalSince1970)
+        return rows.filter { !EntityTTL.hasExpired($0, at: now) }
+    }
+
     /// By id, else by the entity's endpoint key.
     func find(_ entity: String, key: String) -> JSONValue? {
-        let rows = currentConfig.rows(entity)
+        let rows = readableRows(entity)
         if UUIDLike.isUUID(key), let row = rows.first(where: { $0["id"]?.stringValue == key }) { return row }
         guard let endpointKey = registry[entity]?.endpointKey else { return nil }
         return rows.first(where: { $0[endpointKey]?.stringValue == key })
@@ -67,7 +76,7 @@ extension AdminAPI {
             }
             start = index
         }
-        var rows = currentConfig.rows(entity)
+        var rows = readableRows(entity)
         if let parent { rows = rows.filter { $0[parent.field]?["id"] == parent.id } }
         if let raw = request.queryValue("tags") {
             switch TagFilter.parse(raw) {

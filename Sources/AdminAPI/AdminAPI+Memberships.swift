@@ -42,7 +42,7 @@ extension AdminAPI {
     func tags(_ request: AdminRequest, only: String?) -> AdminResponse {
         var data: [JSONValue] = []
         for entity in registry.orderedEntityNames {
-            for row in currentConfig.rows(entity) {
+            for row in readableRows(entity) {
                 guard let id = row["id"]?.stringValue else { continue }
                 for tag in row["tags"]?.arrayValue?.compactMap(\.stringValue) ?? [] where only == nil || tag == only {
                     data.append(["tag": .string(tag), "entity_name": .string(entity), "entity_id": .string(id)])

@@ -337,6 +337,29 @@ struct AdminAPIDatabaseTests {
         #expect((50...60).contains(renewed.json?["ttl"]?.intValue ?? -1), "\(renewed.text)")
     }
 
+    /// Kong's reads skip a row whose ttl ran out (its cleanup timer deletes it later): the
+    /// credential is no longer listed, found or tagged; one without ttl stays.
+    @Test func anExpiredCredentialIsGoneForReads() async throws {
+        _ = try await createdID("/consumers", "username=dora")
+        let lasting = try await createdID("/consumers/dora/key-auth", "key=lasting&tags[]=t")
+        let brief = try await createdID("/consumers/dora/key-auth", "key=brief&ttl=1&tags[]=t")
+        #expect(await call("GET", "/key-auths/\(brief)").status == 200, "listed while it lives")
+        // created_at has whole seconds: the credential expires within one to two seconds.
+        var gone = false
+        for _ in 0..<40 where !gone {
+            try await Task.sleep(for: .milliseconds(100))
+            gone = await call("GET", "/key-auths/\(brief)").status == 404
+        }
+        #expect(gone, "an expired credential is not found by id")
+        #expect(await call("GET", "/consumers/dora/key-auth/brief").status == 404, "nor by key")
+        let listed = await call("GET", "/consumers/dora/key-auth")
+        #expect(listed.json?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == [lasting])
+        let all = await call("GET", "/key-auths")
+        #expect(all.json?["data"]?.arrayValue?.compactMap { $0["key"]?.stringValue } == ["lasting"])
+        let tagged = await call("GET", "/tags/t")
+        #expect(tagged.json?["data"]?.arrayValue?.compactMap { $0["entity_id"]?.stringValue } == [lasting])
+    }
+
     // MARK: Consumer-group memberships
 
     @Test func membershipsAreAddedListedAndRemoved() async throws {

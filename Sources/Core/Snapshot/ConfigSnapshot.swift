@@ -230,6 +230,16 @@ public struct KeyAuthCredential: Sendable, Equatable {
     }
 }
 
+/// Kong's entity `ttl` (key-auth credentials): seconds a row lives after `created_at`, as stored.
+/// An expired row is gone for every read, as Kong's database queries skip it before its cleanup
+/// timer deletes it.
+public enum EntityTTL {
+    public static func hasExpired(_ row: JSONValue, at now: Int) -> Bool {
+        guard let ttl = row["ttl"]?.intValue, ttl > 0 else { return false }
+        return now >= (row["created_at"]?.intValue ?? 0) + ttl
+    }
+}
+
 extension JSONValue {
     func stringList(_ key: String) -> [String]? {
         self[key]?.arrayValue?.compactMap(\.stringValue)
