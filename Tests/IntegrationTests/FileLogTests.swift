@@ -122,6 +122,41 @@ struct FileLogTests {
     }
 }
 
+extension FileLogTests {
+    /// With `hide_credentials`, the consumer's key is in no part of the log line: not the query
+    /// string, not `uri` or `url` (Kong writes nginx's original `request_uri` there, key
+    /// included; docs/decisions.md), not the headers, not `upstream_uri`.
+    @Test func hiddenCredentialsStayOutOfTheLogLine() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("keys.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: secured
+            paths: ["/secured"]
+            plugins:
+            - {name: key-auth, config: {hide_credentials: true}}
+            - {name: file-log, config: {path: "\(logPath)"}}
+        consumers:
+        - username: alice
+          keyauth_credentials: [{key: s3cret-key}]
+        """)
+        defer { Task { await h.stop() } }
+        #expect(try await h.send("/secured/a?q=1&apikey=s3cret-key").status == 200)
+        #expect(try await h.send("/secured/b", headers: [("apikey", "s3cret-key")]).status == 200)
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 2)
+        try #require(lines.count == 2, "\(lines)")
+        for line in lines { #expect(!line.contains("s3cret"), "\(line)") }
+        let byQuery = try JSONValue.parse(lines[0])
+        #expect(byQuery["request"]?["uri"] == "/secured/a?q=1")
+        #expect(byQuery["request"]?["querystring"] == ["q": "1"])
+        #expect(byQuery["consumer"]?["username"] == "alice")
+    }
+}
+
 /// A new, empty folder under the system's temporary directory (the caller removes it).
 enum TemporaryDirectory {
     static func make(_ purpose: String) throws -> URL {
