@@ -165,6 +165,19 @@ struct EntityTests {
         #expect(throws: JSONParseError.self) { try JSONValue.parse(#""unterminated"#) }
         #expect(throws: JSONParseError.self) { try JSONValue.parse("-") }
     }
+
+    /// Objects nested at every position keep their own members; a repeated key keeps its last
+    /// value, as Kong's decoder does; a failed read leaves no member behind for the next one.
+    @Test func jsonObjectsNestAndTheLastRepeatedKeyWins() throws {
+        let value = try JSONValue.parse(#"{"a":{"x":1,"y":{"z":[{"k":1},{}]}},"b":2,"a2":{"x":2},"b":3,"c":[{"d":{"e":{}}}]}"#)
+        #expect(value == ["a": ["x": 1, "y": ["z": [["k": 1], [:]]]], "a2": ["x": 2], "b": 3, "c": [["d": ["e": [:]]]]])
+        #expect(try JSONValue.parse(#"{"k":1,"k":{"k":2,"k":3}}"#) == ["k": ["k": 3]])
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#"{"a":{"b":1,"c":}"#) }
+        let many = (0..<40).map { "\"m\($0)\":\($0)" }.joined(separator: ",")
+        let wide = try JSONValue.parse("{\(many)}")
+        #expect(wide.objectValue?.count == 40)
+        #expect(wide["m39"] == 39)
+    }
 }
 
 struct ErrorCase: Sendable, CustomTestStringConvertible {

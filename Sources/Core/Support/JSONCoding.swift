@@ -78,11 +78,15 @@ private struct JSONReader {
         }
     }
 
+    /// Members of the objects being read, innermost last: an object's dictionary is made once
+    /// its members are known, at its final size, instead of growing (and rehashing) per member.
+    var members: [(key: String, value: JSONValue)] = []
+
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
-        var object: [String: JSONValue] = [:]
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object([:]) }
+        let first = members.count
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
@@ -95,13 +99,18 @@ private struct JSONReader {
             }
             index += 1
             skipWhitespace()
-            object[key] = try readValue(depth: depth + 1)
+            let value = try readValue(depth: depth + 1)
+            members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; break }
             throw error("Expected comma or object end but found invalid token")
         }
+        var object = [String: JSONValue](minimumCapacity: members.count - first)
+        for member in members[first...] { object[member.key] = member.value }  // a repeated key: the last wins
+        members.removeSubrange(first...)
+        return .object(object)
     }
 
     mutating func readArray(depth: Int) throws(JSONParseError) -> JSONValue {
