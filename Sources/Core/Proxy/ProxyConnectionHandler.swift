@@ -1,25 +1,6 @@
 import NIOCore
 import NIOHTTP1
 
-/// What every client connection shares: the running configuration, upstream pools, the log queue
-/// and the drain state.
-final class ProxyServices: Sendable {
-    let holder: ConfigurationHolder
-    let pools: UpstreamPools
-    let logSink: LogSink
-    let connections: ConnectionRegistry
-    let options: ProxyOptions
-
-    init(holder: ConfigurationHolder, pools: UpstreamPools, logSink: LogSink, connections: ConnectionRegistry,
-         options: ProxyOptions) {
-        self.options = options
-        self.holder = holder
-        self.pools = pools
-        self.logSink = logSink
-        self.connections = connections
-    }
-}
-
 /// Serves the requests of one client connection, on its event loop: phases, then the upstream
 /// exchange on a pooled connection of the same loop, bodies streamed both ways with backpressure
 /// (reading from one side pauses while the other cannot take more).
@@ -62,72 +43,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     init(services: ProxyServices, isTLS: Bool) {
         self.services = services
         self.isTLS = isTLS
-    }
-
-    /// One request in flight on this connection.
-    final class Exchange {
-        /// `inspecting`: the upstream response is complete and plugins check it before it is sent.
-        enum State { case deciding, connecting, proxying, inspecting, responded }
-
-        let head: HTTPRequestHead
-        let request: ProxyRequestContext
-        let configuration: GatewayConfiguration
-        let started: NIODeadline
-        var state = State.deciding
-        /// The client's head lets the connection stay open (`HTTPRequestHead.isKeepAlive`, read
-        /// off by the parser).
-        var clientKeepsAlive = true
-        var handlers: [any PluginHandler] = []
-        var bodyFilters: [any PluginHandler] = []
-        var service: Service?
-        var upstreamHead: HTTPRequestHead?
-        var upstream: UpstreamConnection?
-        var attempts = 0
-        // Request body from the client.
-        var pendingBody: [ByteBuffer] = []
-        var pendingBytes = 0
-        var clientBodyDone = false
-        var bodyWaiters: [(limit: Int, promise: EventLoopPromise<ByteBuffer?>)] = []
-        var requestSent = false
-        /// Client body went to the upstream as it arrived: such a request cannot be replayed.
-        var bodyStreamed = false
-        // Response.
-        var responseStarted = false
-        /// Decided with the response head: the connection closes after this response.
-        var closesConnection = false
-        /// The upstream connection came from the pool (a failure before any answer means it had
-        /// gone stale; retrying then costs no attempt).
-        var reusedConnection = false
-        /// The upstream response held whole while a plugin asked for it (`buffersResponse`).
-        var heldHead: HTTPResponseHead?
-        var heldBody = ByteBuffer()
-        // For the log phase.
-        var requestBodyBytes = 0
-        var responseBodyBytes = 0
-        var proxyLatency: Int64 = 0
-        // Both set before they are read (when proxying starts): no clock read per field here.
-        var upstreamStarted = NIODeadline.uptimeNanoseconds(0)
-        var lastRead = NIODeadline.uptimeNanoseconds(0)
-        /// The plugins' look at a held response (`inspectResponse`), cancelled if the client leaves.
-        var inspection: Task<Void, Never>?
-        /// Armed while the upstream cannot take more request body (Kong's write_timeout).
-        var writeTimer: Scheduled<Void>?
-
-        /// The upstream answered: the request can no longer be retried, its status is logged and
-        /// the response counts as proxied.
-        func responseReceived(status: Int) {
-            pendingBody = []  // kept for a retry until now
-            request.exchangeLog.upstreamStatus = status
-            request.exchangeLog.status = status
-            request.exchangeLog.proxied = true
-        }
-
-        init(head: HTTPRequestHead, request: ProxyRequestContext, configuration: GatewayConfiguration) {
-            self.head = head
-            self.request = request
-            self.configuration = configuration
-            started = .now()
-        }
     }
 
     // MARK: Channel events
