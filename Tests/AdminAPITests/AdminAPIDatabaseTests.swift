@@ -358,6 +358,15 @@ struct AdminAPIDatabaseTests {
         #expect(all.json?["data"]?.arrayValue?.compactMap { $0["key"]?.stringValue } == ["lasting"])
         let tagged = await call("GET", "/tags/t")
         #expect(tagged.json?["data"]?.arrayValue?.compactMap { $0["entity_id"]?.stringValue } == [lasting])
+
+        // Kong's cleanup deletes expired rows; here the next write does, before it is decided:
+        // the expired key is free again at once.
+        let reused = await form("POST", "/consumers/dora/key-auth", "key=brief")
+        #expect(reused.status == 201, "an expired credential's key can be used again: \(reused.text)")
+        #expect(reused.json?["id"]?.stringValue != brief)
+        let stored = try await database.store.loadAll()["keyauth_credentials"] ?? []
+        #expect(stored.compactMap { $0["key"]?.stringValue }.sorted() == ["brief", "lasting"])
+        #expect(!stored.contains { $0["id"]?.stringValue == brief }, "the expired row is deleted from the store")
     }
 
     // MARK: Consumer-group memberships

@@ -104,6 +104,15 @@ struct LogSerializerTests {
         #expect(entry?["source"] == "replaced")
     }
 
+    /// Query names that decode to canonically equivalent text with different bytes (`é` and
+    /// `e` + U+0301) are two names, as in Kong's Lua tables, each once in byte order.
+    @Test func namesAreComparedByTheirBytes() {
+        let c = context(path: "/chat", query: "e%CC%81=1&f=2&%C3%A9=3&e%CC%81=4", headers: [])
+        let line = LogSerializer.kongLine(c)
+        let expected = Array(#""querystring":{"e\#u{301}":["1","4"],"f":"2","\#u{e9}":"3"}"#.utf8)
+        #expect(line.firstRange(of: expected) != nil, "\(String(decoding: line, as: UTF8.self))")
+    }
+
     @Test func numbersAreWrittenAsKongsEncoderWritesThem() {
         for n in [0, -0.0, 7, -42, 1e15 - 1, 1e15, -1e15, 1.5, 0.1, 1e-7, 123456789012.75, .nan, .infinity] as [Double] {
             var out: [UInt8] = []

@@ -146,17 +146,21 @@ struct KongLogLine {
     }
 
     /// An object with one member per distinct name, in byte order; a name seen more than once
-    /// holds an array of its values in their original order.
+    /// holds an array of its values in their original order. Names are compared by their bytes,
+    /// as Kong's Lua tables do (Swift's `==` would merge canonically equivalent spellings, such
+    /// as a decoded query name's `é` and `e` + U+0301, which byte order sorts apart).
     private mutating func grouped(_ names: [String], value: (inout KongLogLine, Int) -> Void) {
         let order = names.indices.sorted { a, b in
-            names[a] == names[b] ? a < b : JSONValue.utf8Precedes(names[a], names[b])
+            if JSONValue.utf8Precedes(names[a], names[b]) { return true }
+            if JSONValue.utf8Precedes(names[b], names[a]) { return false }
+            return a < b
         }
         open()
         var position = 0
         while position < order.count {
             let name = names[order[position]]
             var end = position + 1
-            while end < order.count, names[order[end]] == name { end += 1 }
+            while end < order.count, names[order[end]].utf8.elementsEqual(name.utf8) { end += 1 }
             member(name)
             if end - position == 1 {
                 value(&self, order[position])

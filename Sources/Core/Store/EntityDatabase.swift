@@ -37,25 +37,43 @@ public final class EntityDatabase: Sendable {
     ) async -> Result<Output, KongError> {
         await lane.run {
             let before = current
+            // Kong's ttl cleanup: rows whose ttl ran out (already invisible to reads) are deleted
+            // with the next write, which is decided without them, so their unique keys are free.
+            let expired = expiredRows(in: before)
             let decision: (output: Output, changes: [EntityChange])
-            switch decide(dao, before) {
+            switch decide(dao, expired.isEmpty ? before : before.applying(expired, registry: dao.registry)) {
             case .failure(let error): return .failure(error)
             case .success(let decided): decision = decided
             }
             guard !decision.changes.isEmpty else { return .success(decision.output) }
-            if let refusal = admit(decision.changes) { return .failure(refusal) }
+            let changes = expired + decision.changes
+            if let refusal = admit(changes) { return .failure(refusal) }
             do throws(StoreError) {
-                try await store.commit(decision.changes)
+                try await store.commit(changes)
             } catch {
                 // The client gets Kong's generic 500; the operator gets the reason.
                 ErrorLog.report("database write failed: \(error.message)")
                 return .failure(KongError(code: .databaseError, message: error.message))
             }
-            let after = before.applying(decision.changes, registry: dao.registry)
+            let after = before.applying(changes, registry: dao.registry)
             state.withLockedValue { $0 = after }
             onChange(after)
             return .success(decision.output)
         }
+    }
+}
+
+extension EntityDatabase {
+    /// Deletions of the rows (of entities with a `ttl`) that expired by now.
+    func expiredRows(in config: DeclarativeConfig) -> [EntityChange] {
+        let now = dao.auto.now()
+        var deletions: [EntityChange] = []
+        for (entity, schema) in dao.registry.schemas where schema.ttl {
+            for row in config.rows(entity) where EntityTTL.hasExpired(row, at: now) {
+                if let key = RowKey.of(row, schema: schema) { deletions.append(.delete(entity: entity, key: key)) }
+            }
+        }
+        return deletions
     }
 }
 
