@@ -8,15 +8,15 @@ struct KongLogLine {
     private(set) var out: [UInt8] = []
     /// Plugins' top-level fields (`ai`…) not written yet, in byte order: each is written at its
     /// place among the serializer's own.
-    private var pluginFields: ArraySlice<String> = []
+    private var pendingPluginFields: ArraySlice<String> = []
     private var logRecord: [String: JSONValue] = [:]
     /// Whether the object being written has no member yet (one flag per nesting level is enough:
     /// members are written depth first, and every nested object is finished before its parent
     /// continues).
     private var firstMember = true
 
-    /// The top-level fields the serializer writes itself, in byte order (a plugin's field of the
-    /// same name takes the general path).
+    /// The top-level fields the serializer writes itself (a plugin's field of the same name
+    /// merges into it: `kongLine` then takes the general path).
     static let ownFields: Set<String> = [
         "authenticated_entity", "client_ip", "consumer", "latencies", "request", "response",
         "route", "service", "source", "started_at", "upstream_status", "upstream_uri",
@@ -27,9 +27,9 @@ struct KongLogLine {
     mutating func write(_ context: ProxyRequestContext) {
         let log = context.exchangeLog
         logRecord = context.logRecord
-        pluginFields = logRecord.keys.sorted(by: JSONValue.utf8Precedes)[...]
+        pendingPluginFields = logRecord.keys.sorted(by: JSONValue.utf8Precedes)[...]
         open()
-        pluginFields(before: "authenticated_entity")
+        writePluginFields(before: "authenticated_entity")
         if let credential = context.credentialID {
             member("authenticated_entity")
             open()
@@ -37,14 +37,14 @@ struct KongLogLine {
             member("id"); string(credential)
             close()
         }
-        pluginFields(before: "client_ip")
+        writePluginFields(before: "client_ip")
         member("client_ip"); string(context.clientAddress)
-        pluginFields(before: "consumer")
+        writePluginFields(before: "consumer")
         if let consumer = context.consumer {
             member("consumer")
             consumer.entity.write(into: &out, options: .kong)
         }
-        pluginFields(before: "latencies")
+        writePluginFields(before: "latencies")
         member("latencies")
         open()
         member("kong"); integer(log.kongLatency)
@@ -52,36 +52,36 @@ struct KongLogLine {
         member("receive"); integer(0)
         member("request"); integer(log.requestLatency)
         close()
-        pluginFields(before: "request")
+        writePluginFields(before: "request")
         member("request")
         writeRequest(context, log: log)
-        pluginFields(before: "response")
+        writePluginFields(before: "response")
         member("response")
         open()
         member("headers"); headers(log.responseHeaders, redactions: nil)
         member("size"); integer(Int64(log.responseSize))
         member("status"); integer(Int64(log.status))
         close()
-        pluginFields(before: "route")
+        writePluginFields(before: "route")
         if let route = context.match?.route { member("route"); out.append(contentsOf: route.kongSerializedEntity) }
-        pluginFields(before: "service")
+        writePluginFields(before: "service")
         if let service = context.match?.service { member("service"); out.append(contentsOf: service.kongSerializedEntity) }
-        pluginFields(before: "source")
+        writePluginFields(before: "source")
         member("source"); string(log.proxied ? "upstream" : "kong")
-        pluginFields(before: "started_at")
+        writePluginFields(before: "started_at")
         member("started_at"); integer(log.startedAt)
-        pluginFields(before: "upstream_status")
+        writePluginFields(before: "upstream_status")
         if let status = log.upstreamStatus { member("upstream_status"); string(String(status)) }
-        pluginFields(before: "upstream_uri")
+        writePluginFields(before: "upstream_uri")
         member("upstream_uri"); string(context.logRedactions.uri(log.upstreamURI))
-        pluginFields(before: nil)
+        writePluginFields(before: nil)
         close()
     }
 
     /// Writes the plugins' fields that sort before `field` (all that are left when nil).
-    private mutating func pluginFields(before field: StaticString?) {
-        while let key = pluginFields.first, field.map({ JSONValue.utf8Precedes(key, $0) }) ?? true {
-            pluginFields.removeFirst()
+    private mutating func writePluginFields(before field: StaticString?) {
+        while let key = pendingPluginFields.first, field.map({ JSONValue.utf8Precedes(key, $0) }) ?? true {
+            pendingPluginFields.removeFirst()
             member(key)
             logRecord[key]!.write(into: &out, options: .kong)
         }
