@@ -225,8 +225,7 @@ public struct KeyAuthCredential: Sendable, Equatable {
 
     /// Whether the credential is still valid at `now` (Unix seconds).
     public func isValid(at now: Int) -> Bool {
-        guard let ttl, ttl > 0 else { return true }
-        return now < createdAt + ttl
+        !EntityTTL.hasExpired(ttl: ttl, createdAt: createdAt, at: now)
     }
 }
 
@@ -235,8 +234,13 @@ public struct KeyAuthCredential: Sendable, Equatable {
 /// timer deletes it.
 public enum EntityTTL {
     public static func hasExpired(_ row: JSONValue, at now: Int) -> Bool {
-        guard let ttl = row["ttl"]?.intValue, ttl > 0 else { return false }
-        return now >= (row["created_at"]?.intValue ?? 0) + ttl
+        hasExpired(ttl: row["ttl"]?.intValue, createdAt: row["created_at"]?.intValue ?? 0, at: now)
+    }
+
+    /// A ttl of 0 (or none) never expires.
+    public static func hasExpired(ttl: Int?, createdAt: Int, at now: Int) -> Bool {
+        guard let ttl, ttl > 0 else { return false }
+        return now >= createdAt + ttl
     }
 }
 
