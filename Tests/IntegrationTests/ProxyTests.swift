@@ -223,6 +223,36 @@ struct ProxyTests {
         let heads = received.components(separatedBy: "HTTP/1.0 200 OK").dropFirst()
         #expect(heads.count == 2, "both answered on one connection: \(received)")
         #expect(heads.allSatisfy { $0.lowercased().contains("connection: keep-alive") })
+        // Kong's own Via entry toward the client is 1.1 whatever the client spoke (§8.2); the
+        // one sent upstream carries the client's version (§8.1).
+        #expect(heads.allSatisfy { $0.lowercased().contains("via: 1.1 kong/3.10.0") }, "\(received)")
+        #expect(received.contains(#""via":["1.0 kong\/3.10.0"]"#) || received.contains(#""via":["1.0 kong/3.10.0"]"#), "\(received)")
+    }
+
+    /// Repeated X-Forwarded-For and Via lines read as one list (nginx joins them); the upstream
+    /// gets `Connection: keep-alive`; X-Forwarded-Prefix is the text a regex path stripped.
+    @Test func repeatedForwardedLinesKeepAliveAndNoEmptyPrefix() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - {name: api, paths: ["/api"]}
+          - {name: optional, paths: ["~/(v1/)?opt"]}
+        """)
+        defer { Task { await h.stop() } }
+        let sent = try await h.send("/api/x", headers: [("X-Forwarded-For", "10.0.0.1"), ("Via", "1.1 edge"),
+                                                         ("X-Forwarded-For", "10.0.0.2, 10.0.0.3"), ("Via", "1.0 lb")])
+        let seen = try #require(sent.json?["headers"])
+        #expect(seen["x-forwarded-for"] == ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"])
+        #expect(seen["via"] == ["1.1 edge, 1.0 lb, 1.1 kong/3.10.0"])
+        #expect(seen["connection"] == ["keep-alive"])
+        // The prefix is what the regex matched (a route path always starts with `/`, so it is
+        // never empty through the router; the header builder drops an empty one all the same).
+        let optional = try #require(try await h.send("/opt/x").json?["headers"])
+        #expect(optional["x-forwarded-prefix"] == ["/opt"])
+        let versioned = try #require(try await h.send("/v1/opt/x").json?["headers"])
+        #expect(versioned["x-forwarded-prefix"] == ["/v1/opt"])
     }
 
     /// A client that leaves before the answer is logged with Kong's 499.
@@ -425,7 +455,10 @@ struct ProxyTests {
         - name: slow
           url: UPSTREAM
           read_timeout: 200
-          routes: [{paths: ["/slow", "/status"], strip_path: false}]
+          routes: [{paths: ["/slow"], strip_path: false}]
+        - name: errors
+          url: UPSTREAM
+          routes: [{paths: ["/status"], strip_path: false}]
         - name: refused
           url: http://127.0.0.1:1
           retries: 1
@@ -665,12 +698,20 @@ struct ProxyTests {
         if trusted { options.trustedIPs = try TrustedIPs.parse("127.0.0.0/8").get() }
         let h = try await ProxyHarness.start("""
         services:
-        - {name: echo, url: UPSTREAM, routes: [{name: tls, paths: ["/tls"], protocols: [https]}]}
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - {name: tls, paths: ["/tls"], protocols: [https]}
+          - {name: moved, paths: ["/moved"], protocols: [https], https_redirect_status_code: 308}
         """, options: options)
         defer { Task { await h.stop() } }
         #expect(try await h.send("/tls", headers: [("X-Forwarded-Proto", "https")]).status == (trusted ? 200 : 426))
         #expect(try await h.send("/tls", headers: [("X-Forwarded-Proto", "http")]).status == 426)
         #expect(try await h.send("/tls").status == 426)
+        // A redirect names the forwarded host (§6.4.1): a trusted peer's X-Forwarded-Host.
+        let moved = try await h.send("/moved/x?a=1", headers: [("Host", "internal.test:8000"), ("X-Forwarded-Host", "public.example")])
+        #expect(moved.status == 308)
+        #expect(moved.headers.first(name: "Location") == (trusted ? "https://public.example/moved/x?a=1" : "https://internal.test/moved/x?a=1"))
     }
 
     @Test func keyInBodyBuffersOnlyWhenAskedAndHidesTheKey() async throws {

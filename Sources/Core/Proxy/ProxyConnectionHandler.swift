@@ -612,7 +612,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// The response headers toward the client (spec §8.2) from the upstream's.
     private func downstreamHeaders(_ response: HTTPResponseHead, exchange: Exchange, keepContentLength: Bool) -> HTTPHeaders {
         ProxyHeaders.downstreamHeaders(
-            response.headers, requestID: exchange.request.requestID, version: exchange.head.version,
+            response.headers, requestID: exchange.request.requestID,
             status: Int(response.status.code), headerSet: services.options.responseHeaders,
             upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
             proxyLatency: exchange.proxyLatency, keepContentLength: keepContentLength)

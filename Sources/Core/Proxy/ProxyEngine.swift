@@ -115,8 +115,10 @@ enum RequestPhases {
             return PluginExit.error(426, ProxyErrorText.httpsRequired,
                                     headers: [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")])
         }
-        // Kong's forwarded host: the Host header's name, lower-cased, without the port.
-        let host = head.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 443).name }?.lowercased() ?? ""
+        // Kong's forwarded host: a trusted peer's X-Forwarded-Host, else the Host header's name,
+        // lower-cased, without the port.
+        let trustedHost = context.clientIsTrusted ? head.headers.first(name: "x-forwarded-host").flatMap { $0.isEmpty ? nil : $0 } : nil
+        let host = trustedHost ?? head.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 443).name }?.lowercased() ?? ""
         return PluginExit(status: code, headers: [("Location", "https://\(host)\(head.uri)")], body: .empty)
     }
 

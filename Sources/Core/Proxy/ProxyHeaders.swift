@@ -30,8 +30,9 @@ enum ProxyHeaders {
         out.reserveCapacity(source.count + 10)
         for (name, value) in source {
             if equalsIgnoringCase(name, "host") { if clientHost == nil { clientHost = value }; continue }
-            if equalsIgnoringCase(name, "x-forwarded-for") { if forwardedFor == nil { forwardedFor = value }; continue }
-            if equalsIgnoringCase(name, "via") { if clientVia == nil { clientVia = value }; continue }
+            // Repeated lines read as one list, as nginx (1.23+) joins them for `$http_…`.
+            if equalsIgnoringCase(name, "x-forwarded-for") { forwardedFor = joined(forwardedFor, value); continue }
+            if equalsIgnoringCase(name, "via") { clientVia = joined(clientVia, value); continue }
             if equalsIgnoringCase(name, "te") { trailers = trailers || value.lowercased().contains("trailers"); continue }
             if trusted { forwarded.read(name, value) }
             if value.isEmpty || isListed(name, in: hopByHop) || isListed(name, in: gatewaySet)
@@ -55,11 +56,12 @@ enum ProxyHeaders {
         if let path = forwarded.path { out.append(("X-Forwarded-Path", path)) }
         else if !context.rawPath.isEmpty { out.append(("X-Forwarded-Path", String(context.rawPath))) }
         if let prefix = forwarded.prefix { out.append(("X-Forwarded-Prefix", prefix)) }
-        else if let prefix = match.strippedPrefix, prefix != "/" { out.append(("X-Forwarded-Prefix", prefix)) }
+        else if let prefix = match.strippedPrefix, prefix != "/", !prefix.isEmpty { out.append(("X-Forwarded-Prefix", prefix)) }
         out.append(("X-Real-IP", context.clientAddress))
         let via = viaValue(httpVersion)
         out.append(("Via", clientVia.map { "\($0), \(via)" } ?? via))
         if options.requestIDUpstream { out.append(("X-Kong-Request-Id", context.requestID)) }
+        out.append(("Connection", "keep-alive"))
         return HTTPHeaders(out)
     }
 
@@ -77,8 +79,15 @@ enum ProxyHeaders {
         }
     }
 
-    /// Response headers from the upstream with Kong's additions (spec §8.2), in one pass.
-    static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String, version: HTTPVersion,
+    /// `existing, value` (or `value`): repeated header lines as one comma-separated list.
+    static func joined(_ existing: String?, _ value: String) -> String {
+        guard let existing, !existing.isEmpty else { return value }
+        return value.isEmpty ? existing : "\(existing), \(value)"
+    }
+
+    /// Response headers from the upstream with Kong's additions (spec §8.2), in one pass. Kong's
+    /// own `Via` entry is `1.1 kong/…` whatever the client spoke (`2` only for gRPC).
+    static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String,
                                   status: Int, headerSet: ResponseHeaderSet,
                                   upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool) -> HTTPHeaders {
         let listed = connectionTokens(upstream)
@@ -88,14 +97,14 @@ enum ProxyHeaders {
         var out: [(String, String)] = []
         out.reserveCapacity(upstream.count + 6)
         for (name, value) in upstream {
-            if equalsIgnoringCase(name, "via") { if upstreamVia == nil { upstreamVia = value }; continue }
+            if equalsIgnoringCase(name, "via") { upstreamVia = joined(upstreamVia, value); continue }
             if isListed(name, in: hopByHop) || isListed(name, in: listed) { continue }
             if !keepContentLength && equalsIgnoringCase(name, "content-length") { continue }
             if equalsIgnoringCase(name, "server") { hasServer = true }
             out.append((name, value))
         }
         if headerSet.via {
-            let via = viaValue(version)
+            let via = viaValue(.http1_1)
             out.append(("Via", upstreamVia.map { "\($0), \(via)" } ?? via))
         } else if let upstreamVia {
             out.append(("Via", upstreamVia))
