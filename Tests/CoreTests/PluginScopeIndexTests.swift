@@ -70,6 +70,21 @@ struct KongErrorResponseTests {
         #expect(KongErrorResponse.format(accept: nil, nginxLevel: true) == .plain)
     }
 
+    /// Kong's `get_response_type`: q=0 never wins, ties go to the first, a `q` outside 0–1 with
+    /// at most three decimals is a plain parameter (q stays 1), a value that is no media range is
+    /// skipped; with an `Accept` present, nothing qualifying means JSON, even for NGINX-level errors.
+    @Test func acceptFollowsKongsQualityRules() {
+        #expect(KongErrorResponse.format(accept: "text/html;q=0") == .json, "q=0: not acceptable")
+        #expect(KongErrorResponse.format(accept: "text/html;q=0, text/plain;q=0.001") == .plain)
+        #expect(KongErrorResponse.format(accept: "text/plain;q=0.5, text/html;q=0.5") == .plain, "ties: the first")
+        #expect(KongErrorResponse.format(accept: "text/html;q=0.9, application/xml;q=2") == .xml, "q=2 reads as q=1")
+        #expect(KongErrorResponse.format(accept: "application/xml;q=0.5, text/html;q=0.9999") == .html, "four decimals: q=1")
+        #expect(KongErrorResponse.format(accept: "html, text/plain;q=0.1") == .plain, "not a media range: skipped")
+        #expect(KongErrorResponse.format(accept: "Text/HTML; Q=1.000") == .html)
+        #expect(KongErrorResponse.format(accept: "text/html;q=0", contentType: "text/plain", nginxLevel: true) == .json)
+        #expect(KongErrorResponse.format(accept: nil, contentType: "application/xml; charset=utf-8", nginxLevel: true) == .xml)
+    }
+
     @Test func templates() {
         let json = KongErrorResponse(status: 404, message: ProxyErrorText.noRoute, requestID: "abc", format: .json)
         #expect(json.body == "{\n  \"message\":\"no Route matched with those values\",\n  \"request_id\":\"abc\"\n}")

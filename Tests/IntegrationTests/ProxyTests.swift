@@ -444,6 +444,9 @@ struct ProxyTests {
         let html = try await h.send("/nothing", headers: [("Accept", "text/html")])
         #expect(html.headers.first(name: "Content-Type") == "text/html; charset=utf-8")
         #expect(html.body.contains("<p>no Route matched with those values.</p>"))
+        let twoLines = try await h.send("/nothing", headers: [("Accept", "text/html;q=0.2"), ("Accept", "application/xml")])
+        #expect(twoLines.headers.first(name: "Content-Type") == "application/xml; charset=utf-8",
+                "repeated Accept lines are read as one list")
         let orphan = try await h.send("/orphan")
         #expect(orphan.status == 503)
         #expect(orphan.json?["message"] == "no Service found with those values")

@@ -30,18 +30,16 @@ public struct KongErrorResponse: Sendable, Equatable {
     }
 
     /// Gateway-logic errors choose the format from `Accept` only (JSON when absent);
-    /// NGINX-level errors fall back to the request `Content-Type`, then plain text.
+    /// NGINX-level errors without `Accept` read the request `Content-Type` the same way, then fall
+    /// back to plain text (`error_default_type`). Repeated `Accept` lines are passed joined by `,`.
     public static func format(accept: String?, contentType: String? = nil, nginxLevel: Bool = false) -> Format {
-        if let accept, let best = bestMediaType(accept) { return format(forMediaType: best) }
-        if nginxLevel {
-            if let contentType { return format(forMediaType: contentType.split(separator: ";").first.map(String.init) ?? "") }
-            return .plain
-        }
+        if let accept { return responseFormat(accept) }
+        if nginxLevel { return contentType.map(responseFormat) ?? .plain }
         return .json
     }
 
     static func format(forMediaType type: String) -> Format {
-        switch type.trimmingCharacters(in: .whitespaces).lowercased() {
+        switch type.lowercased() {
         case "text/html": return .html
         case "application/xml": return .xml
         case "text/plain", "text/*": return .plain
@@ -49,19 +47,46 @@ public struct KongErrorResponse: Sendable, Equatable {
         }
     }
 
-    /// The media range with the highest q (first wins ties).
-    static func bestMediaType(_ accept: String) -> String? {
-        var best: (type: String, q: Double)?
-        for part in accept.split(separator: ",") {
-            let pieces = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard let type = pieces.first, !type.isEmpty else { continue }
+    /// Kong's `get_response_type`: the type of the media range with the highest q; a range with
+    /// q=0 never wins, the first wins ties, and JSON stands when none qualifies. An entry that is
+    /// not `type/subtype` is skipped; a `q` outside Kong's grammar (`0`–`1`, three decimals at
+    /// most) counts as a plain parameter, leaving q at 1.
+    static func responseFormat(_ accept: String) -> Format {
+        var format = Format.json, best = 0.0
+        for entry in accept.split(separator: ",") {
+            let pieces = entry.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let type = pieces.first, isMediaRange(type) else { continue }
             var q = 1.0
-            for parameter in pieces.dropFirst() where parameter.hasPrefix("q=") {
-                q = Double(parameter.dropFirst(2)) ?? 1.0
-            }
-            if best == nil || q > best!.q { best = (type, q) }
+            for parameter in pieces.dropFirst() { if let value = qValue(parameter) { q = value } }
+            guard q > best else { continue }
+            best = q
+            format = Self.format(forMediaType: type)
         }
-        return best?.type
+        return format
+    }
+
+    /// `token/token`, either side possibly `*`.
+    static func isMediaRange(_ text: String) -> Bool {
+        let sides = text.split(separator: "/", omittingEmptySubsequences: false)
+        return sides.count == 2 && sides.allSatisfy { side in
+            !side.isEmpty && (side == "*" || side.utf8.allSatisfy(HTTPBytes.isTokenByte))
+        }
+    }
+
+    /// The value of a `q=` parameter in Kong's grammar (`1`, `1.0`–`1.000`, `0`, `0.d`–`0.ddd`).
+    static func qValue(_ parameter: String) -> Double? {
+        let parts = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2, parts[0].lowercased() == "q" else { return nil }
+        let value = parts[1]
+        let digits = value.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = digits.first, whole == "0" || whole == "1" else { return nil }
+        if digits.count == 2 {
+            let fraction = digits[1]
+            guard fraction.count <= 3, fraction.allSatisfy(\.isASCIIDigit), whole == "0" || fraction.allSatisfy({ $0 == "0" }) else {
+                return nil
+            }
+        }
+        return Double(value)
     }
 
     public init(status: Int, message: String? = nil, requestID: String, format: Format) {

@@ -159,7 +159,8 @@ enum RequestPhases {
             headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
             body = value.serialized()
         case .error(let message):
-            let format = KongErrorResponse.format(accept: head.headers.first(name: "accept"),
+            let accept = head.headers["accept"]
+            let format = KongErrorResponse.format(accept: accept.isEmpty ? nil : accept.joined(separator: ","),
                                                   contentType: head.headers.first(name: "content-type"),
                                                   nginxLevel: nginxLevel)
             let rendered = KongErrorResponse(status: exit.status, message: message, requestID: context.requestID,
