@@ -190,6 +190,26 @@ struct HTTP1CodecTests {
         #expect(throws: HTTP1ParseError.self) { _ = try parser.next() }
     }
 
+    /// What kind of refusal the client is told (spec §8.4): a request line over 8 KiB, complete
+    /// or still arriving, is nginx's 414; a head over the limit is its 494; a large head whose
+    /// request line is short passes.
+    @Test func tooLongRequestLinesAndTooLargeHeadsAreTold() {
+        func kind(_ text: String) -> HTTP1ParseError.Kind? {
+            var parser = HTTP1Parser(kind: .request)
+            parser.append(ByteBuffer(string: text))
+            do { _ = try parser.next(); return nil } catch { return (error as? HTTP1ParseError)?.kind }
+        }
+        let longURI = "/" + String(repeating: "u", count: HTTP1Parser.maxRequestLineSize)
+        #expect(kind("GET \(longURI) HTTP/1.1\r\nHost: t\r\n\r\n") == .requestLineTooLong)
+        #expect(kind("GET \(longURI)") == .requestLineTooLong, "refused before the line ends")
+        #expect(kind("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: HTTP1Parser.maxHeadSize)) == .headTooLarge)
+        #expect(kind("GET / HTTP/1.1\r\nCookie: " + String(repeating: "c", count: 20_000) + "\r\n\r\n") == nil)
+        #expect(kind("GARBAGE\r\n\r\n") == .malformed)
+        var response = HTTP1Parser(kind: .response)
+        response.append(ByteBuffer(string: "HTTP/1.1 200 " + String(repeating: "r", count: 9000) + "\r\nContent-Length: 0\r\n\r\n"))
+        #expect((try? response.next()) != nil, "the request-line limit is a request rule")
+    }
+
     // MARK: Encoder
 
     func text(_ buffers: [ByteBuffer]) -> String { buffers.map { String(buffer: $0) }.joined() }

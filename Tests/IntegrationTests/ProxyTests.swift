@@ -986,5 +986,11 @@ struct ProxyTests {
         #expect(received.hasPrefix("HTTP/1.1 400 Bad Request"))
         #expect(received.contains("Server: kong/3.10.0"))
         #expect(received.contains("\r\n\r\nBad request\nrequest_id: "))
+        let longURI = try await h.rawExchange("GET /\(String(repeating: "u", count: 9000)) HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(longURI.hasPrefix("HTTP/1.1 414 "), "\(longURI.prefix(200))")
+        #expect(longURI.contains("\r\n\r\nURI too long\nrequest_id: "))
+        let largeHead = try await h.rawExchange("GET / HTTP/1.1\r\nHost: t\r\nX-Big: \(String(repeating: "b", count: 90_000))\r\n\r\n")
+        #expect(largeHead.hasPrefix("HTTP/1.1 400 "), "\(largeHead.prefix(200))")
+        #expect(largeHead.contains("\r\n\r\nRequest header or cookie too large\nrequest_id: "))
     }
 }

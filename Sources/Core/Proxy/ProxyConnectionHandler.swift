@@ -139,7 +139,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             do {
                 event = try parser.next()
             } catch {
-                refuseMalformedRequest()
+                refuseMalformedRequest((error as? HTTP1ParseError)?.kind ?? .malformed)
                 return
             }
             guard let event else { return }
@@ -179,9 +179,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         context.close(promise: nil)
     }
 
-    /// A request the HTTP parser rejects gets Kong's 400 (`Bad request`, NGINX-level: plain text)
-    /// when nothing was answered on this request yet; then the connection closes.
-    private func refuseMalformedRequest() {
+    /// A request the HTTP parser rejects gets Kong's NGINX-level answer in plain text (its head
+    /// is not read, so neither is its Accept): 400 `Bad request`, 400 `Request header or cookie
+    /// too large` (nginx's 494), or 414 `URI too long`; when nothing was answered on this request
+    /// yet. Then the connection closes.
+    private func refuseMalformedRequest(_ kind: HTTP1ParseError.Kind) {
         guard let context else { return }
         closing = true
         guard exchange?.responseStarted != true else {
@@ -189,13 +191,18 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             return
         }
         if let exchange { abandon(exchange) }
-        let rendered = KongErrorResponse(status: 400, message: "Bad request", requestID: requestIDs.make(), format: .plain)
+        let (status, message): (Int, String) = switch kind {
+        case .malformed: (400, "Bad request")
+        case .headTooLarge: (400, "Request header or cookie too large")
+        case .requestLineTooLong: (414, "URI too long")
+        }
+        let rendered = KongErrorResponse(status: status, message: message, requestID: requestIDs.make(), format: .plain)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: rendered.contentType)
         headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
         if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
         headers.add(name: "Connection", value: "close")
-        var bytes = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers),
+        var bytes = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers),
                                          answering: .GET, allocator: context.channel.allocator)
         bytes.writeString(rendered.body)
         _ = encoder.end()

@@ -3,8 +3,16 @@ import NIOHTTP1
 
 /// Why bytes from a peer are not an HTTP/1.x message; the connection cannot be used further.
 struct HTTP1ParseError: Error, CustomStringConvertible {
+    /// What the client is told (spec §8.4): nginx's 494 (Kong's 400 `Request header or cookie
+    /// too large`), 414, or a plain 400.
+    enum Kind { case malformed, headTooLarge, requestLineTooLong }
+
     let description: String
-    init(_ description: String) { self.description = description }
+    let kind: Kind
+    init(_ description: String, kind: Kind = .malformed) {
+        self.description = description
+        self.kind = kind
+    }
 }
 
 /// An incremental HTTP/1.x parser for the proxy's two sides: client requests and upstream
@@ -29,6 +37,9 @@ struct HTTP1Parser {
 
     /// Heads larger than this are refused (NIO's default limit, which this parser replaces).
     static let maxHeadSize = 80 * 1024
+    /// A request line longer than this is refused with 414, as nginx refuses one that does not
+    /// fit its `large_client_header_buffers` (8k, Kong's default).
+    static let maxRequestLineSize = 8 * 1024
     /// A chunk-size line (with extensions) or trailer line longer than this is refused.
     static let maxLineSize = 8 * 1024
 
@@ -140,9 +151,19 @@ struct HTTP1Parser {
 
     // MARK: Lines
 
-    private mutating func fail(_ reason: String) -> HTTP1ParseError {
+    private mutating func fail(_ reason: String, kind: HTTP1ParseError.Kind = .malformed) -> HTTP1ParseError {
         state = .failed
-        return HTTP1ParseError(reason)
+        return HTTP1ParseError(reason, kind: kind)
+    }
+
+    /// A request line over `maxRequestLineSize`, complete or not (checked only once a head is
+    /// complete or over the size limit: never on the common path's partial reads).
+    private func requestLineTooLong() -> Bool {
+        guard kind == .request else { return false }
+        return buffer.withUnsafeReadableBytes { bytes in
+            let scanned = min(bytes.count, Self.maxRequestLineSize + 1)
+            return !bytes[..<scanned].contains(UInt8(ascii: "\n")) && bytes.count > Self.maxRequestLineSize
+        }
     }
 
     /// The next line without its CRLF (or bare LF), or nil when it has not arrived whole.
@@ -217,10 +238,16 @@ struct HTTP1Parser {
             }
             guard buffer.readableBytes > 0 else { return nil }
             guard let end = headEnd() else {
-                if buffer.readableBytes > Self.maxHeadSize { throw fail("message head too large") }
+                if buffer.readableBytes > Self.maxRequestLineSize, requestLineTooLong() {
+                    throw fail("request line too long", kind: .requestLineTooLong)
+                }
+                if buffer.readableBytes > Self.maxHeadSize { throw fail("message head too large", kind: .headTooLarge) }
                 return nil
             }
-            guard end <= Self.maxHeadSize else { throw fail("message head too large") }
+            if end > Self.maxRequestLineSize, requestLineTooLong() {
+                throw fail("request line too long", kind: .requestLineTooLong)
+            }
+            guard end <= Self.maxHeadSize else { throw fail("message head too large", kind: .headTooLarge) }
             var parsed = ParsedHead()
             let problem = buffer.withUnsafeReadableBytes { bytes in
                 parsed.parse(UnsafeRawBufferPointer(rebasing: bytes[..<end]), kind: kind)
