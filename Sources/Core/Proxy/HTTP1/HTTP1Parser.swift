@@ -156,8 +156,9 @@ struct HTTP1Parser {
         return HTTP1ParseError(reason, kind: kind)
     }
 
-    /// A request line over `maxRequestLineSize`, complete or not (checked only once a head is
-    /// complete or over the size limit: never on the common path's partial reads).
+    /// A request line over `maxRequestLineSize`, complete or not. Asked only when more than that
+    /// many head bytes are buffered (never for the common small head), and it stops at the first
+    /// line end.
     private func requestLineTooLong() -> Bool {
         guard kind == .request else { return false }
         return buffer.withUnsafeReadableBytes { bytes in
