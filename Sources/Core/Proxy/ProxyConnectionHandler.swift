@@ -196,11 +196,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         case .headTooLarge: (400, "Request header or cookie too large")
         case .requestLineTooLong: (414, "URI too long")
         }
-        let rendered = KongErrorResponse(status: status, message: message, requestID: requestIDs.make(), format: .plain)
+        let requestID = requestIDs.make()
+        let rendered = KongErrorResponse(status: status, message: message, requestID: requestID, format: .plain)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: rendered.contentType)
         headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
         if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
+        // Spec §8.2: the request id goes with every answer (the one the body names).
+        if services.options.responseHeaders.requestID { headers.add(name: "X-Kong-Request-Id", value: requestID) }
         headers.add(name: "Connection", value: "close")
         var bytes = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers),
                                          answering: .GET, allocator: context.channel.allocator)
