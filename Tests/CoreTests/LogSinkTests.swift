@@ -1,4 +1,6 @@
 @testable import Core
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -47,4 +49,40 @@ struct LogSinkTests {
         sink.finish()
         await draining.value
     }
+
+    /// Work submitted with an owning event loop is released on that loop after it ran (so what a
+    /// request allocated is freed by the thread that allocated it); other work on the drain thread.
+    @Test func workIsReleasedOnItsOwnersEventLoop() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let sink = LogSink()
+        let record = ReleaseRecord()
+        let draining = Task { await sink.run() }
+        // Submitted from the loop, as requests do: the submitter's own reference ends there too.
+        try await loop.submit { sink.submit(releasingOn: loop, record.work("owned", loop: loop)) }.get()
+        sink.submit(record.work("ownerless", loop: loop))
+        sink.finish()
+        await draining.value
+        try await loop.submit {}.get()  // runs after the release the drain queued on the loop
+        #expect(record.ran.withLock { $0 } == ["owned", "ownerless"])
+        #expect(record.releasedOnLoop.withLock { $0 } == ["owned": true, "ownerless": false])
+    }
+}
+
+/// Which work ran, and whether each was released on the event loop.
+private final class ReleaseRecord: Sendable {
+    let ran = Mutex<[String]>([])
+    let releasedOnLoop = Mutex<[String: Bool]>([:])
+
+    /// Work whose only reference to a probe is its own capture: the probe's deinit tells on which
+    /// thread the work was released.
+    func work(_ name: String, loop: any EventLoop) -> @Sendable () -> Void {
+        let probe = ReleaseProbe { self.releasedOnLoop.withLock { $0[name] = loop.inEventLoop } }
+        return { withExtendedLifetime(probe) { self.ran.withLock { $0.append(name) } } }
+    }
+}
+
+private final class ReleaseProbe: Sendable {
+    let onRelease: @Sendable () -> Void
+    init(_ onRelease: @escaping @Sendable () -> Void) { self.onRelease = onRelease }
+    deinit { onRelease() }
 }
