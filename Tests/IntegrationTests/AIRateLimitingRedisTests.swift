@@ -11,6 +11,10 @@ import Testing
 struct AIRateLimitingRedisTests {
     static let chat = AIRateLimitingTests.chat
 
+    /// A Redis that is down: port 1, where nothing listens (a port freed by a stopped server
+    /// could be handed to another test's server meanwhile).
+    static let nothingListens = 1
+
     static func limiter(port: Int, limit: Int, window: Int = 3600, syncRate: String = "0") -> String {
         "name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {strategy: redis, sync_rate: \(syncRate), "
             + "identifier: ip, redis: {host: 127.0.0.1, port: \(port), read_timeout: 500, connect_timeout: 500}, "
@@ -97,9 +101,7 @@ struct AIRateLimitingRedisTests {
         for _ in 0..<100 where (try? sentinel.cli(["SENTINEL", "get-master-addr-by-name", "mymaster"]))?.contains(String(redis.port)) != true {
             try await Task.sleep(for: .milliseconds(50))
         }
-        let down = try await RedisServer()
-        let downPort = down.port
-        down.stop()
+        let downPort = Self.nothingListens
         let limiter = "name: ai-rate-limiting-advanced, id: \(UUID().uuidString.lowercased()), config: {strategy: redis, sync_rate: 0, "
             + "identifier: ip, redis: {host: 127.0.0.1, port: \(downPort), sentinel_master: mymaster, sentinel_role: master, "
             + "sentinel_nodes: [{host: 127.0.0.1, port: \(downPort)}, {host: 127.0.0.1, port: \(sentinel.port)}], "
@@ -126,9 +128,7 @@ struct AIRateLimitingRedisTests {
     }
 
     @Test func whileRedisIsDownRequestsFlowOnLocalCounters() async throws {
-        let redis = try await RedisServer()
-        let port = redis.port
-        redis.stop()
+        let port = Self.nothingListens
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
             "limited", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
             more: [Self.limiter(port: port, limit: 60)])))
