@@ -359,6 +359,34 @@ struct ProxyTests {
         #expect(preserved.json?["headers"]?["host"] == ["client.example:81"])
     }
 
+    /// Spec §8.1: `Proxy`, `Proxy-Connection` and the other hop-by-hop headers stay at the
+    /// gateway; `TE` goes on only as `trailers` (when the client's names it); X-Forwarded-Host is
+    /// the request host in lower case without its port.
+    @Test func hopByHopHeadersStayAndTEGoesOnOnlyAsTrailers() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - {name: any, paths: ["/"]}
+        """)
+        defer { Task { await h.stop() } }
+        let hopByHop = try await h.send("/", headers: [
+            ("Host", "Client.Example:81"), ("Proxy", "http://attacker.example"), ("Proxy-Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"), ("TE", "gzip, trailers"), ("X-Kept", "yes"),
+        ])
+        let seen = try #require(hopByHop.json?["headers"])
+        #expect(seen["proxy"] == nil)
+        #expect(seen["proxy-connection"] == nil)
+        #expect(seen["keep-alive"] == nil)
+        #expect(seen["te"] == ["trailers"], "TE is forwarded only as `trailers`")
+        #expect(seen["x-kept"] == ["yes"], "an end-to-end header passes")
+        #expect(seen["x-forwarded-host"] == ["client.example"])
+
+        let noTrailers = try await h.send("/", headers: [("TE", "gzip")])
+        #expect(noTrailers.json?["headers"]?["te"] == nil, "a TE without `trailers` is not forwarded")
+    }
+
     /// `trusted_ips`: a trusted peer's X-Forwarded-* values go upstream as sent; anyone else's are
     /// replaced by the gateway's own view (the default trusts nobody: see the test above).
     @Test func trustedPeersKeepTheirForwardedHeaders() async throws {
