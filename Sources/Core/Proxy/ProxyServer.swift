@@ -172,6 +172,9 @@ public final class ConnectionRegistry: Sendable {
 /// request allocated is then freed by the thread that allocated it. Freed here instead, each
 /// entry takes the loop's malloc arena lock from this thread, and the loop finds it held (at
 /// one connection, measured with strace: futex calls on that lock for about a third of requests).
+/// What the entries hold is then also let go on the loop: after a reload, the last reference to
+/// a replaced plugin handler may end there, so a handler's deinit must not block (file-log's
+/// closes a local file).
 public final class LogSink: @unchecked Sendable {
     struct Entry {
         let work: @Sendable () -> Void
