@@ -188,6 +188,37 @@ struct AIProxyTests {
         #expect(h.gateway.upstream.acceptedConnections == 0, "the service's own host is never called")
     }
 
+    /// ai-proxy decides at once when the body came with the head; a body still arriving (here,
+    /// half of it) is waited for, and the provider gets the whole of it converted.
+    @Test func aChatBodyArrivingAfterItsHeadIsWaitedFor() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("chat", path: "/chat", aiProxy: """
+            \(AIConfig.chat), \(AIConfig.openAI())
+            """, more: ["name: tracer-last, config: {tag: now}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "Hi")))
+        // The body with its head: ai-proxy decides at once (the tracer after it marks that).
+        #expect(try await h.post("/chat", Self.hello).status == 200)
+        #expect(h.provider.requests.first?.headers["X-Trace"] == ["tracer-last:now!"])
+        let body = Self.hello
+        let half = body.index(body.startIndex, offsetBy: body.count / 2)
+        let answer = try await h.gateway.rawConnection().executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "POST /chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body[..<half]))
+            // Long enough that the gateway reads the head alone even on a loaded machine.
+            try await Task.sleep(for: .milliseconds(400))
+            try await outbound.write(ByteBuffer(string: String(body[half...])))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }
+            return text
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(300))")
+        #expect(h.provider.requests.count == 2)
+        let sent = try #require(h.provider.requests.last)
+        #expect(sent.headers["X-Trace"] == ["tracer-last:now"], "ai-proxy waited, so the rest ran in its task")
+        #expect(sent.json?["messages"] == [["role": "user", "content": "Hello there"]])
+        #expect(sent.json?["model"] == "gpt-4o-mini")
+    }
+
     @Test func anthropicChatIsConvertedBothWays() async throws {
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route("claude", path: "/claude", aiProxy: """
             \(AIConfig.chat), auth: {header_name: x-api-key, header_value: ak-test}, \(AIConfig.anthropic())

@@ -10,14 +10,20 @@ import Plugins
 import Testing
 
 /// A test plugin that records, in the upstream request, which configuration of it ran:
-/// header `X-Trace` gets `<plugin>:<tag>` appended.
+/// header `X-Trace` gets `<plugin>:<tag>` appended. A tag starting `now` also decides its access
+/// phase synchronously (`accessNow`), and marks that with a trailing `!`.
 struct TracerHandler: PluginHandler {
     let name: String
     let tag: String
-    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict { trace(context, mark: "") }
+    func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? {
+        tag.hasPrefix("now") ? trace(context, mark: "!") : nil
+    }
+    func rewriteNow(_ context: ProxyRequestContext) -> PluginVerdict? { tag.hasPrefix("now") ? .proceed : nil }
+    private func trace(_ context: ProxyRequestContext, mark: String) -> PluginVerdict {
         let previous = context.headers.first(name: "X-Trace").map { $0 + "," } ?? ""
-        context.headers.replaceOrAdd(name: "X-Trace", value: previous + "\(name):\(tag)")
-        if tag == "exit" { return .exit(PluginExit(status: 418, body: .json(["stopped_by": .string(name)]))) }
+        context.headers.replaceOrAdd(name: "X-Trace", value: previous + "\(name):\(tag)\(mark)")
+        if tag.hasSuffix("exit") { return .exit(PluginExit(status: 418, body: .json(["stopped_by": .string(name)]))) }
         if tag == "watch" { RequestContextWatch.watch(context) }
         return .proceed
     }
@@ -50,7 +56,8 @@ enum RequestContextWatch {
 
 /// Starts a gateway (in this process) and a mock upstream, both on 127.0.0.1 random ports.
 final class ProxyHarness: Sendable {
-    static let tracers = ["tracer-high": 2000, "tracer-low": 1000]
+    /// `tracer-last` runs after every bundled plugin (file-log's PRIORITY is 9).
+    static let tracers = ["tracer-high": 2000, "tracer-low": 1000, "tracer-last": 5]
 
     /// Every bundled plugin (key-auth, ai-proxy, file-log…) and the test tracers.
     static var definitions: [PluginDefinition] {
@@ -665,6 +672,66 @@ struct ProxyTests {
                 "plugins selected before the exit still run header_filter")
     }
 
+    /// Handlers that can decide at once run in the loop's turn; the first that must wait hands
+    /// itself and the rest to a task. Either way each access runs once, in PRIORITY order.
+    @Test func accessPhasesDecideAtOnceUntilAHandlerMustWait() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: both-now
+            paths: ["/both-now"]
+            plugins:
+            - {name: tracer-high, config: {tag: now}}
+            - {name: tracer-low, config: {tag: now}}
+          - name: waits-second
+            paths: ["/waits-second"]
+            plugins:
+            - {name: tracer-high, config: {tag: now}}
+            - {name: tracer-low, config: {tag: later}}
+          - name: waits-first
+            paths: ["/waits-first"]
+            plugins:
+            - {name: tracer-high, config: {tag: later}}
+            - {name: tracer-low, config: {tag: now}}
+          - name: exits-now
+            paths: ["/exits-now"]
+            plugins:
+            - {name: tracer-high, config: {tag: now-exit}}
+            - {name: tracer-low, config: {tag: now}}
+          - name: bundled
+            paths: ["/bundled"]
+            plugins:
+            - {name: key-auth}
+            - {name: tracer-last, config: {tag: now}}
+        consumers:
+        - username: alice
+          keyauth_credentials: [{key: alice-key}]
+        plugins:
+        - {name: file-log, config: {path: /dev/null}}
+        """)
+        defer { Task { await h.stop() } }
+        let bothNow = try await h.send("/both-now")
+        #expect(bothNow.json?["headers"]?["x-trace"] == ["tracer-high:now!,tracer-low:now!"])
+        let waitsSecond = try await h.send("/waits-second")
+        #expect(waitsSecond.json?["headers"]?["x-trace"] == ["tracer-high:now!,tracer-low:later"])
+        let waitsFirst = try await h.send("/waits-first")
+        #expect(waitsFirst.json?["headers"]?["x-trace"] == ["tracer-high:later,tracer-low:now"],
+                "after a handler waited, the later ones run in its task")
+        // The bundled plugins in front of a tracer that marks a synchronous run: key-auth (a key
+        // in a header), file-log (no request phases; global, so its rewrite is asked too).
+        let bundled = try await h.send("/bundled", headers: [("apikey", "alice-key")])
+        #expect(bundled.json?["headers"]?["x-trace"] == ["tracer-last:now!"],
+                "key-auth and file-log decided without waiting")
+        #expect(bundled.json?["headers"]?["x-consumer-username"] == ["alice"])
+        let exits = try await h.send("/exits-now")
+        #expect(exits.status == 418)
+        #expect(exits.body == #"{"stopped_by":"tracer-high"}"#)
+        #expect(exits.headers[canonicalForm: "X-Header-Filter"].map(String.init) == ["tracer-high", "tracer-low"],
+                "a synchronous exit still lets the selected plugins filter the response")
+    }
+
     @Test func hotSwapKeepsInFlightRequestsAndRejectsBadConfigurations() async throws {
         let h = try await ProxyHarness.start("""
         services:
@@ -774,6 +841,22 @@ struct ProxyTests {
         #expect(duplicate.json?["message"] == "Duplicate API key found")
         let none = try await h.send("/body", method: .POST, headers: [("Content-Type", "text/plain")], body: "apikey=alice-key")
         #expect(none.json?["message"] == "No API key found in request")
+        // A body still arriving when the head is read is waited for (key-auth decides at once
+        // only when it came with the head).
+        let body = "a=1&apikey=alice-key&b=2"
+        let answer = try await h.rawConnection().executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "POST /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(150))
+            try await outbound.write(ByteBuffer(string: body))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }
+            return text
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(200))")
+        let echoed = answer.range(of: "\r\n\r\n").flatMap { try? JSONValue.parse(String(answer[$0.upperBound...])) }
+        #expect(echoed?["body_length"] == .number(Double("a=1&b=2".utf8.count)), "the key left the body: \(answer)")
+        #expect(echoed?["headers"]?["x-consumer-username"] == ["alice"])
     }
 
     @Test func bodyFilterAndRewritePhases() async throws {

@@ -130,6 +130,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// request that follows one still being answered waits (in the parser) until its answer is
     /// complete.
     private func parseRequests() {
+        parseEvents()
+        runPendingPhases()
+    }
+
+    private func parseEvents() {
         while !closing {
             if let exchange, exchange.clientBodyDone {
                 if parser.bufferedBytes > Self.pipelinedBytesLimit { setClientReading(false) }
@@ -245,11 +250,26 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let loop = context!.eventLoop
         request.bodyProvider = LoopBodyProvider(handler: NIOLoopBound(self, eventLoop: loop),
                                                 exchange: NIOLoopBound(LoopBodyProvider.WeakExchange(exchange), eventLoop: loop))
+        // Run once the bytes read with the head are parsed: a small body then is complete, and
+        // a plugin reading it decides at once.
+        exchange.pendingPhases = RequestPhaseWalk(request, head: head, configuration: configuration, localPort: localPort)
+    }
+
+    /// The plugin phases of a request whose head was just read: synchronously as far as its
+    /// handlers can decide at once, the rest in a task on this loop's executor.
+    private func runPendingPhases() {
+        guard let exchange, var walk = exchange.pendingPhases else { return }
+        exchange.pendingPhases = nil
+        if let decision = RequestPhases.decideNow(&walk) {
+            proceed(decision, exchange: exchange)
+            return
+        }
+        let loop = context!.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
-        let localPort = localPort
+        let suspended = UncheckedWalk(walk)
         Task(executorPreference: pool!.taskExecutor) {
-            let decision = await RequestPhases.decide(request, head: head, configuration: configuration, localPort: localPort)
+            let decision = await RequestPhases.decide(continuing: suspended.walk)
             // On the loop already (the task's executor): no further hop.
             let sendable = UncheckedDecision(decision)
             if loop.inEventLoop {
@@ -837,6 +857,11 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
     let handler: NIOLoopBound<ProxyConnectionHandler>
     let exchange: NIOLoopBound<WeakExchange>
 
+    func collectNow(limit: Int) -> Result<ByteBuffer?, any Error>? {
+        guard handler.eventLoop.inEventLoop, let current = exchange.value.value else { return nil }
+        return handler.value.bodyIfComplete(current, limit: limit)
+    }
+
     func collect(limit: Int) async throws -> ByteBuffer? {
         let handler = self.handler, exchange = self.exchange
         // Plugin phases run on the connection's loop: a body already read is returned at once.
@@ -851,6 +876,13 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
             return handler.value.collectBody(current, limit: limit)
         }.get()
     }
+}
+
+/// Carries a suspended walk (the request context and handlers, used only by the task the loop
+/// hands it to) into that task.
+private struct UncheckedWalk: @unchecked Sendable {
+    let walk: RequestPhaseWalk
+    init(_ walk: RequestPhaseWalk) { self.walk = walk }
 }
 
 /// Carries a decision (holding handler existentials, all Sendable) back to the loop.

@@ -18,40 +18,125 @@ enum ProxyDecision {
 /// The request phases up to the upstream call (spec §6.4, §7.1): rewrite (global plugins),
 /// routing, the HTTPS check, access (plugins resolved lazily in PRIORITY order), service check.
 /// Pure decisions over the request context; the connection handler does all I/O.
-enum RequestPhases {
-    /// With plugins: the phases may suspend (a plugin may read the body or call out).
-    static func decide(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
-                       localPort: Int) async -> ProxyDecision {
-        let globals = configuration.globalHandlers
-        for handler in globals {
-            if case .exit(let exit) = await handler.rewrite(context) { return .respond(exit, handlers: globals) }
-        }
-        let match: RouteMatch
-        switch routed(context, head: head, configuration: configuration, localPort: localPort) {
-        case .success(let found): match = found
-        case .failure(let answer): return .respond(answer.exit, handlers: globals)  // collection never happened: globals only
-        }
-        var selected: [any PluginHandler] = []
-        for (position, name) in configuration.pluginOrder.enumerated() {
-            guard let handler = configuration.handler(name, match: match, consumerID: context.consumer?.id) else {
-                continue
+///
+/// A walk is tried synchronously first (`decideNow`): each handler's `rewriteNow`/`accessNow`.
+/// The first handler that needs to wait hands the rest of the walk, from its own call on, to
+/// `decide(continuing:)` in a task. Both drivers share the walk, so the two paths cannot disagree.
+struct RequestPhaseWalk {
+    enum Phase { case rewrite, access }
+
+    /// The next thing the driver must do.
+    enum Step {
+        case call(any PluginHandler, Phase)
+        case decided(ProxyDecision)
+    }
+
+    let context: ProxyRequestContext
+    let head: HTTPRequestHead
+    let configuration: GatewayConfiguration
+    let localPort: Int
+
+    private enum Stage { case rewrite(Int), routing, access(Int) }
+    private var stage: Stage = .rewrite(0)
+    private var match: RouteMatch?
+    private var selected: [any PluginHandler] = []
+
+    init(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration, localPort: Int) {
+        self.context = context
+        self.head = head
+        self.configuration = configuration
+        self.localPort = localPort
+    }
+
+    /// The next plugin call (asked again until its verdict is recorded), or the decision.
+    mutating func next() -> Step {
+        while true {
+            switch stage {
+            case .rewrite(let index):
+                let globals = configuration.globalHandlers
+                if index < globals.count { return .call(globals[index], .rewrite) }
+                stage = .routing
+            case .routing:
+                switch RequestPhases.routed(context, head: head, configuration: configuration, localPort: localPort) {
+                case .failure(let answer):
+                    // Collection never happened: the global plugins only see the answer.
+                    return .decided(.respond(answer.exit, handlers: configuration.globalHandlers))
+                case .success(let found):
+                    match = found
+                    stage = .access(0)
+                }
+            case .access(var position):
+                let order = configuration.pluginOrder
+                while position < order.count {
+                    if let handler = configuration.handler(order[position], match: match!,
+                                                           consumerID: context.consumer?.id) {
+                        stage = .access(position)
+                        return .call(handler, .access)
+                    }
+                    position += 1
+                }
+                stage = .access(position)
+                guard let service = match!.service else {
+                    return .decided(.respond(.error(503, ProxyErrorText.noService), handlers: selected))
+                }
+                return .decided(.proxy(match!, service, handlers: selected))
             }
+        }
+    }
+
+    /// The verdict of the call `next()` gave; a decision when it ends the phases.
+    mutating func record(_ verdict: PluginVerdict, of handler: any PluginHandler) -> ProxyDecision? {
+        switch stage {
+        case .rewrite(let index):
+            if case .exit(let exit) = verdict { return .respond(exit, handlers: configuration.globalHandlers) }
+            stage = .rewrite(index + 1)
+        case .access(let position):
             selected.append(handler)
-            if case .exit(let exit) = await handler.access(context) {
+            if case .exit(let exit) = verdict {
                 // Plugins whose configuration applies still see the response and the log, even
                 // though their access handler did not run (Kong's behaviour, spec §7.1).
                 for later in configuration.pluginOrder.dropFirst(position + 1) {
-                    if let handler = configuration.handler(later, match: match, consumerID: context.consumer?.id) {
+                    if let handler = configuration.handler(later, match: match!, consumerID: context.consumer?.id) {
                         selected.append(handler)
                     }
                 }
                 return .respond(exit, handlers: selected)
             }
+            stage = .access(position + 1)
+        case .routing:
+            preconditionFailure("no plugin call during routing")
         }
-        guard let service = match.service else {
-            return .respond(.error(503, ProxyErrorText.noService), handlers: selected)
+        return nil
+    }
+}
+
+enum RequestPhases {
+    /// The phases without suspending: the decision, or nil when a handler needs to wait (the walk
+    /// then stands at that handler's call, for `decide(continuing:)`).
+    static func decideNow(_ walk: inout RequestPhaseWalk) -> ProxyDecision? {
+        while true {
+            switch walk.next() {
+            case .decided(let decision): return decision
+            case .call(let handler, let phase):
+                let verdict = phase == .rewrite ? handler.rewriteNow(walk.context) : handler.accessNow(walk.context)
+                guard let verdict else { return nil }
+                if let decision = walk.record(verdict, of: handler) { return decision }
+            }
         }
-        return .proxy(match, service, handlers: selected)
+    }
+
+    /// The phases from where `decideNow` stopped; they may suspend (a plugin reads the body or
+    /// calls out).
+    static func decide(continuing start: RequestPhaseWalk) async -> ProxyDecision {
+        var walk = start
+        while true {
+            switch walk.next() {
+            case .decided(let decision): return decision
+            case .call(let handler, let phase):
+                let verdict = phase == .rewrite ? await handler.rewrite(walk.context) : await handler.access(walk.context)
+                if let decision = walk.record(verdict, of: handler) { return decision }
+            }
+        }
     }
 
     /// Without any configured plugin: the same decisions, synchronously (the fast path).

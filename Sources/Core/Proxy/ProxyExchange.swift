@@ -31,6 +31,8 @@ extension ProxyConnectionHandler {
         let configuration: GatewayConfiguration
         let started: NIODeadline
         var state = State.deciding
+        /// The plugin phases, set with the head and run once the bytes read with it are parsed.
+        var pendingPhases: RequestPhaseWalk?
         /// The client's head lets the connection stay open (`HTTPRequestHead.isKeepAlive`, read
         /// off by the parser).
         var clientKeepsAlive = true

@@ -10,6 +10,13 @@ public protocol PluginHandler: Sendable {
     /// After routing, in PRIORITY order. Returning `.exit` stops the access phase and answers the
     /// client without proxying (Kong's `kong.response.exit` / `kong.response.error`).
     func access(_ context: ProxyRequestContext) async -> PluginVerdict
+    /// `rewrite` decided without suspending, or nil when it needs to wait (then `rewrite` runs
+    /// instead, in a task). A request whose phases all decide at once never leaves its event loop
+    /// turn. Default nil: a handler is asynchronous unless it says otherwise; one that answers
+    /// non-nil must answer exactly what `rewrite` would, and must change nothing when it answers nil.
+    func rewriteNow(_ context: ProxyRequestContext) -> PluginVerdict?
+    /// `access` decided without suspending; the same contract as `rewriteNow`.
+    func accessNow(_ context: ProxyRequestContext) -> PluginVerdict?
     /// Response headers on their way to the client (upstream or plugin-generated).
     func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders)
     /// Each chunk of the response body on its way to the client, then once more with an empty
@@ -42,6 +49,8 @@ public protocol PluginHandler: Sendable {
 extension PluginHandler {
     public func rewrite(_ context: ProxyRequestContext) async -> PluginVerdict { .proceed }
     public func access(_ context: ProxyRequestContext) async -> PluginVerdict { .proceed }
+    public func rewriteNow(_ context: ProxyRequestContext) -> PluginVerdict? { nil }
+    public func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? { nil }
     public func bodyFilter(_ context: ProxyRequestContext, chunk: inout ByteBuffer, last: Bool) {}
     public var filtersBody: Bool { false }
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
@@ -53,6 +62,21 @@ extension PluginHandler {
     public func inspectResponse(_ context: ProxyRequestContext, status: Int, headers: HTTPHeaders,
                                 body: ByteBuffer) async -> PluginExit? { nil }
     public var inspectsResponse: Bool { false }
+}
+
+/// A handler without a rewrite phase (none of the bundled plugins has one): its rewrite decides
+/// at once.
+public protocol WithoutRewritePhase: PluginHandler {}
+
+extension WithoutRewritePhase {
+    public func rewriteNow(_ context: ProxyRequestContext) -> PluginVerdict? { .proceed }
+}
+
+/// A handler that has neither a rewrite nor an access phase (a logger): both decide at once.
+public protocol WithoutRequestPhases: WithoutRewritePhase {}
+
+extension WithoutRequestPhases {
+    public func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? { .proceed }
 }
 
 public enum PluginVerdict: Sendable {

@@ -69,6 +69,20 @@ public final class ProxyRequestContext: @unchecked Sendable {
         return collected
     }
 
+    /// `requestBody(limit:)` without waiting: the body when it has already arrived whole (or was
+    /// buffered before), nil when it is still arriving. A plugin's synchronous access uses it and
+    /// leaves the request to its asynchronous access when it gets nil (nothing was taken then).
+    public func requestBodyNow(limit: Int = 8 << 20) -> Result<ByteBuffer?, any Error>? {
+        if bodyWasBuffered { return .success(bufferedBody) }
+        guard let bodyProvider else { return .success(nil) }
+        guard let ready = bodyProvider.collectNow(limit: limit) else { return nil }
+        if case .success(let collected) = ready {
+            bufferedBody = collected
+            bodyWasBuffered = true
+        }
+        return ready
+    }
+
     /// Drops the buffered body once nothing will read it again (before the log phase).
     func releaseBody() { bufferedBody = nil }
 
@@ -204,6 +218,9 @@ public struct RequestBodyTooLarge: Error, Sendable {}
 /// only then).
 protocol RequestBodyProvider: Sendable {
     func collect(limit: Int) async throws -> ByteBuffer?
+    /// The whole body if it has already arrived (taken, as `collect` takes it); nil otherwise,
+    /// with nothing taken.
+    func collectNow(limit: Int) -> Result<ByteBuffer?, any Error>?
 }
 
 /// An upstream chosen by a plugin instead of the service's host, port, scheme and path.

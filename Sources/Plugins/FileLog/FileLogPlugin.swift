@@ -28,7 +28,7 @@ public enum FileLogPlugin {
 
 /// Writes each request's serialized log line. Runs in the log phase, which the gateway runs off
 /// the request path on one task, so writes never interleave.
-final class FileLogHandler: PluginHandler, @unchecked Sendable {
+final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
     let path: String
     let reopen: Bool
     /// Kept open between requests unless `reopen` (then each line opens and closes the file, so

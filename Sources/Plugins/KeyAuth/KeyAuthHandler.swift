@@ -1,10 +1,11 @@
 import Core
 import Foundation
+import NIOCore
 import NIOHTTP1
 
 /// key-auth at request time (spec §9): finds the API key, authenticates the consumer, sets the
 /// consumer headers upstream, or answers 401 — or falls back to the `anonymous` consumer.
-struct KeyAuthHandler: PluginHandler {
+struct KeyAuthHandler: WithoutRewritePhase {
     let keyNames: [String]
     let hideCredentials: Bool
     let anonymous: String?
@@ -43,10 +44,32 @@ struct KeyAuthHandler: PluginHandler {
     }
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
-        if !runOnPreflight && context.method == .OPTIONS { return .proceed }
+        if skips(context) { return .proceed }
+        // The body is read only when key_in_body is on: nothing is buffered otherwise.
+        var body: ByteBuffer?
+        if keyInBody { body = try? await context.requestBody() }
+        return decide(context, body: body)
+    }
+
+    /// Without waiting when the body is not needed or has already arrived whole.
+    func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? {
+        if skips(context) { return .proceed }
+        var body: ByteBuffer?
+        if keyInBody {
+            guard let ready = context.requestBodyNow() else { return nil }
+            body = try? ready.get()
+        }
+        return decide(context, body: body)
+    }
+
+    private func skips(_ context: ProxyRequestContext) -> Bool {
+        if !runOnPreflight && context.method == .OPTIONS { return true }
         // Logical OR with other auth plugins: someone already authenticated the request.
-        if anonymous != nil && context.credentialID != nil { return .proceed }
-        switch await authenticate(context) {
+        return anonymous != nil && context.credentialID != nil
+    }
+
+    private func decide(_ context: ProxyRequestContext, body: ByteBuffer?) -> PluginVerdict {
+        switch authenticate(context, body: body) {
         case .success: return .proceed
         case .failure(let failure):
             guard let anonymous else {
@@ -69,12 +92,10 @@ struct KeyAuthHandler: PluginHandler {
 
     enum KeyLocation { case header, query, body(RequestBodyFields) }
 
-    private func authenticate(_ context: ProxyRequestContext) async -> Outcome {
+    private func authenticate(_ context: ProxyRequestContext, body: ByteBuffer?) -> Outcome {
         var found: (key: String, name: String, location: KeyLocation)?
-        // The body is read only when key_in_body is on: nothing is buffered otherwise.
-        var bodyFields: RequestBodyFields?
-        if keyInBody, let body = try? await context.requestBody() {
-            bodyFields = RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: body)
+        let bodyFields = body.flatMap {
+            RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: $0)
         }
         // Decoded on first need (not when a header holds the key), then once for all key names.
         var queryArguments: [(name: String, value: String?)]?

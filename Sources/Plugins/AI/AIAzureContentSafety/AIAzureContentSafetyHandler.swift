@@ -58,7 +58,7 @@ struct AIAzureContentSafetyConfig: Sendable {
 /// ai-azure-content-safety (spec ai-plugins §6): screens the prompt with Azure AI Content Safety
 /// before it reaches the LLM, and with `guarding_mode` OUTPUT or BOTH the LLM's answer before it
 /// reaches the client.
-final class AIAzureContentSafetyHandler: PluginHandler, @unchecked Sendable {
+final class AIAzureContentSafetyHandler: WithoutRewritePhase, @unchecked Sendable {
     let config: AIAzureContentSafetyConfig
     let service: ContentSafetyService
 

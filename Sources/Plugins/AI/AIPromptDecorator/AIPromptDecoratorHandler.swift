@@ -111,7 +111,7 @@ struct PromptDecoration: Sendable {
 
 /// ai-prompt-decorator (spec §7): adds the configured messages around the conversation of the
 /// body in use and hands the result on (through `AIRequestBody`) to the guard and ai-proxy.
-struct AIPromptDecoratorHandler: PluginHandler {
+struct AIPromptDecoratorHandler: WithoutRewritePhase {
     let config: AIPromptDecoratorConfig
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {

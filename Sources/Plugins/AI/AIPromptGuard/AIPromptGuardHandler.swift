@@ -154,7 +154,7 @@ struct PromptGuard: Sendable {
 
 /// ai-prompt-guard (spec §8): checks the prompt of the body in use — as the decorator left it —
 /// against the patterns; a blocked prompt answers `400 bad request` and never reaches ai-proxy.
-struct AIPromptGuardHandler: PluginHandler {
+struct AIPromptGuardHandler: WithoutRewritePhase {
     let config: AIPromptGuardConfig
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {

@@ -38,7 +38,7 @@ struct AIPromptTemplateConfigError: Error, Sendable, CustomStringConvertible {
 /// ai-prompt-template (spec §9): a request whose `messages` or `prompt` is `{template://<name>}`
 /// has its body replaced by that template rendered with the request's `properties`, verbatim.
 /// Runs before the decorator and the guard (773), which then parse the rendered body.
-struct AIPromptTemplateHandler: PluginHandler {
+struct AIPromptTemplateHandler: WithoutRewritePhase {
     let config: AIPromptTemplateConfig
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {

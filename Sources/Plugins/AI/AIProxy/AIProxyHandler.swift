@@ -47,7 +47,7 @@ struct AIProxyConfig: Sendable {
 /// ai-proxy (spec §2): turns an OpenAI-format request into the configured provider's request,
 /// sends it to the provider instead of the service's host, and turns the answer (whole, or event
 /// by event when streaming) back into the OpenAI format, recording usage and cost.
-final class AIProxyHandler: PluginHandler, @unchecked Sendable {
+final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
     let config: AIProxyConfig
     let environment: [String: String]
 
@@ -61,6 +61,42 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
     // MARK: Access
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        let body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize)
+        switch prepare(context, body: body) {
+        case .decided(let verdict): return verdict
+        case .signing(let pending): return await sign(context, pending)
+        }
+    }
+
+    /// Without waiting when the body has already arrived whole and no cloud identity signs the
+    /// request (signing may fetch a token, and Bedrock's may read a body not read yet).
+    func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? {
+        guard config.cloudIdentity == nil,
+              let body = AIRequestBody.objectNow(context, maxRequestBodySize: config.maxRequestBodySize) else { return nil }
+        switch prepare(context, body: body) {
+        case .decided(let verdict): return verdict
+        case .signing: preconditionFailure("only a cloud identity signs")
+        }
+    }
+
+    /// The access phase up to the cloud identity's signature, which may wait.
+    private enum Preparation {
+        case decided(PluginVerdict)
+        case signing(PendingSignature)
+    }
+
+    /// What signing needs of the prepared request.
+    private struct PendingSignature {
+        let identity: LLMCloudIdentity
+        let model: LLMModelConfig
+        let upstreamPath: String
+        let target: UpstreamTargetOverride
+        let state: AIProxyRequestState
+    }
+
+    /// Everything of the access phase but the signature, over the body as `AIRequestBody.object`
+    /// gives it.
+    private func prepare(_ context: ProxyRequestContext, body: [String: JSONValue]?) -> Preparation {
         let state = AIProxyRequestState()
         context.shared[AIProxyRequestState.key] = state
         // A rate limiter counts this request's tokens: usage is gathered even without statistics.
@@ -68,9 +104,8 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         // §2.3-1, before the upstream's Accept-Encoding replaces the client's.
         state.clientAcceptsGzip = LLMGzip.clientAccepts(context.headers)
 
-        // §2.3-2: the body, parsed when it is a JSON object within the size limit (once per
+        // §2.3-2: `body` is parsed when it is a JSON object within the size limit (once per
         // request: earlier AI plugins hand their parse, possibly rewritten, forward — §0.2).
-        let body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize)
         state.started = NIODeadline.now()
 
         // §2.3-4.1: the model configuration for this request.
@@ -78,25 +113,25 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         if config.modelTemplate.isTemplated {
             do {
                 let resolved = try config.modelTemplate.resolve(templateSources(context))
-                guard let typed = LLMModelConfig(json: resolved) else { return Self.reject(400, "model provider not resolved") }
+                guard let typed = LLMModelConfig(json: resolved) else { return .decided(Self.reject(400, "model provider not resolved")) }
                 model = typed
             } catch {
-                return Self.reject(400, error.message)
+                return .decided(Self.reject(400, error.message))
             }
         }
         let route = config.routeType
 
         if let native = config.nativeFormat {
             // §2.3-3 / §2.12: the client speaks the provider's API; its body goes as sent.
-            guard body != nil else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            guard body != nil else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
             let invocation = native.invocation(path: String(context.rawPath), captures: context.match?.namedCaptures ?? [:])
             // Only the model matters here: the body is forwarded and usage read from the answer.
             if let refusal = Self.checkModel(["model": invocation.model.map(JSONValue.string) ?? .null], &model) {
-                return refusal
+                return .decided(refusal)
             }
             state.streaming = invocation.stream || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
-                return Self.reject(400, "response streaming is not enabled for this LLM")
+                return .decided(Self.reject(400, "response streaming is not enabled for this LLM"))
             }
             state.native = native
             if config.logStatistics && config.logPayloads, let raw = context.bufferedBody {
@@ -107,41 +142,41 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
             if model.name == nil, let named = body?["model"]?.stringValue { model.name = named }
             state.streaming = LuaSemantics.truthy(body?["stream"]) || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
-                return Self.reject(400, "response streaming is not enabled for this LLM")
+                return .decided(Self.reject(400, "response streaming is not enabled for this LLM"))
             }
         } else if route == .embeddings {
             // Embeddings (the 3.11 route type): `input` instead of messages/prompt, never streamed.
             // (The conversion validates `input`, `encoding_format` and `dimensions`.)
-            guard let request = body else { return Self.reject(400, LLMEmbeddingsRequest.invalidInput) }
-            if let refusal = Self.checkModel(request, &model) { return refusal }
+            guard let request = body else { return .decided(Self.reject(400, LLMEmbeddingsRequest.invalidInput)) }
+            if let refusal = Self.checkModel(request, &model) { return .decided(refusal) }
             state.embeddingEncoding = LLMEmbeddingEncoding(request: request)
             if let refusal = convertRequest(request, model: model, route: route, state: state, context: context) {
-                return refusal
+                return .decided(refusal)
             }
         } else {
-            guard var request = body else { return Self.reject(400, "request body doesn't contain valid prompts") }
+            guard var request = body else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
             let hasMessages = request["messages"]?.arrayValue.map { !$0.isEmpty } ?? false
             let hasPrompt = request["prompt"]?.stringValue != nil
-            guard hasMessages || hasPrompt else { return Self.reject(400, "request body doesn't contain valid prompts") }
-            if let refusal = Self.checkModel(request, &model) { return refusal }
-            if hasMessages && hasPrompt { return Self.reject(400, "request matches multiple LLM request formats") }
+            guard hasMessages || hasPrompt else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
+            if let refusal = Self.checkModel(request, &model) { return .decided(refusal) }
+            if hasMessages && hasPrompt { return .decided(Self.reject(400, "request matches multiple LLM request formats")) }
             if route == .completions && hasMessages {
-                return Self.reject(400, "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type")
+                return .decided(Self.reject(400, "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type"))
             }
             if route == .chat && hasPrompt {
-                return Self.reject(400, "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type")
+                return .decided(Self.reject(400, "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type"))
             }
             // §2.3-4.8: streaming.
             state.streaming = LuaSemantics.truthy(request["stream"]) || config.responseStreaming == "always"
             if state.streaming {
                 if config.responseStreaming == "deny" {
-                    return Self.reject(400, "response streaming is not enabled for this LLM")
+                    return .decided(Self.reject(400, "response streaming is not enabled for this LLM"))
                 }
                 request["stream"] = true
                 state.includeUsage = request["stream_options"]?["include_usage"] == .bool(true)
             }
             if let refusal = convertRequest(request, model: model, route: route, state: state, context: context) {
-                return refusal
+                return .decided(refusal)
             }
             // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
             // read it, so it is made only when they are recorded).
@@ -149,7 +184,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                 do {
                     state.promptEstimate = try LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming)
                 } catch {
-                    return .exit(.error(500))
+                    return .decided(.exit(.error(500)))
                 }
             }
         }
@@ -158,7 +193,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
         // §2.3-14: Bedrock signs for a region; none anywhere fails like a failed signature.
         if model.provider == .bedrock, AWSRegion.resolve(configured: model.options.bedrockRegion, environment: environment) == nil {
             ErrorLog.report("ai-proxy: AWS region not specified anywhere")
-            return Self.reject(500, "LLM request failed before proxying")
+            return .decided(Self.reject(500, "LLM request failed before proxying"))
         }
         // §2.3-4.15 / §2.5: target, path, query and auth.
         let apiVersion = model.provider == .azure ? context.queryArguments.first { $0.name == "api-version" }?.value : nil
@@ -169,7 +204,7 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                                               environment: environment)
         } catch {
             ErrorLog.report("ai-proxy: failed to configure the upstream: \(error.message)")
-            return .exit(.error(500))
+            return .decided(.exit(.error(500)))
         }
         for (name, value) in upstream.query { context.setQueryArgument(name, value) }
         config.auth.apply(to: context, provider: model.provider)
@@ -185,37 +220,51 @@ final class AIProxyHandler: PluginHandler, @unchecked Sendable {
                                      value: model.provider == .gemini ? "identity" : "gzip, identity")
         // §2.3-14: signed last, over the request exactly as it will be sent.
         if let identity = config.cloudIdentity {
-            // The Host the proxy engine will send.
-            let host = context.match?.route.preserveHost == true
-                ? context.headers.first(name: "host") ?? target.hostHeader : target.hostHeader
-            // SigV4 covers the body: one not read yet (preserve, larger than the introspection
-            // limit) is read now, within the gateway's body limit.
-            var signedBody: [UInt8] = []
-            if model.provider == .bedrock {
-                do {
-                    signedBody = try await context.requestBody().map { Array($0.readableBytesView) } ?? []
-                } catch {
-                    ErrorLog.report("ai-proxy: the request body could not be read to be signed")
-                    return Self.reject(500, "LLM request failed before proxying")
-                }
-            }
-            let request = LLMSignableRequest(
-                method: context.method.rawValue, hostHeader: host, path: upstream.path,
-                query: context.rawQuery.map(String.init), contentType: context.headers.first(name: "content-type"),
-                body: signedBody)
-            do {
-                for (name, value) in try await identity.headers(for: request, region: model.options.bedrockRegion, now: Date()) {
-                    context.headers.replaceOrAdd(name: name, value: value)
-                }
-                context.logRedactions.redactHeader("X-Amz-Security-Token")
-            } catch {
-                ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud identity failed: \(error.message)")
-                return Self.reject(500, "LLM request failed before proxying")
-            }
+            return .signing(PendingSignature(identity: identity, model: model, upstreamPath: upstream.path,
+                                             target: target, state: state))
         }
+        return .decided(Self.ready(context, state: state))
+    }
+
+    /// The request is ready to go upstream.
+    private static func ready(_ context: ProxyRequestContext, state: AIProxyRequestState) -> PluginVerdict {
         context.buffersResponse = !state.streaming
         state.active = true
         return .proceed
+    }
+
+    /// §2.3-14: the cloud identity's headers (a signature, or a token it may have to fetch).
+    private func sign(_ context: ProxyRequestContext, _ pending: PendingSignature) async -> PluginVerdict {
+        let model = pending.model
+        // The Host the proxy engine will send.
+        let host = context.match?.route.preserveHost == true
+            ? context.headers.first(name: "host") ?? pending.target.hostHeader : pending.target.hostHeader
+        // SigV4 covers the body: one not read yet (preserve, larger than the introspection
+        // limit) is read now, within the gateway's body limit.
+        var signedBody: [UInt8] = []
+        if model.provider == .bedrock {
+            do {
+                signedBody = try await context.requestBody().map { Array($0.readableBytesView) } ?? []
+            } catch {
+                ErrorLog.report("ai-proxy: the request body could not be read to be signed")
+                return Self.reject(500, "LLM request failed before proxying")
+            }
+        }
+        let request = LLMSignableRequest(
+            method: context.method.rawValue, hostHeader: host, path: pending.upstreamPath,
+            query: context.rawQuery.map(String.init), contentType: context.headers.first(name: "content-type"),
+            body: signedBody)
+        do {
+            for (name, value) in try await pending.identity.headers(for: request, region: model.options.bedrockRegion,
+                                                                    now: Date()) {
+                context.headers.replaceOrAdd(name: name, value: value)
+            }
+            context.logRedactions.redactHeader("X-Amz-Security-Token")
+        } catch {
+            ErrorLog.report("ai-proxy: \(model.provider.rawValue) cloud identity failed: \(error.message)")
+            return Self.reject(500, "LLM request failed before proxying")
+        }
+        return Self.ready(context, state: pending.state)
     }
 
     /// §2.3-4.4 to 4.6: the request's `model` against the configured one.

@@ -41,7 +41,7 @@ struct AIRateLimitUnsupported: Error, CustomStringConvertible {
 /// the answer, the tokens (or cost) each AI plugin reported for a provider are added to that
 /// provider's counters — in the header filter when known (whole answers), else in the log phase
 /// (streams). The request that crosses a limit succeeds; the next one is refused.
-struct AIRateLimitingAdvancedHandler: PluginHandler {
+struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
     let config: AIRateLimitConfig
     let counters: any TokenCounterStore
 

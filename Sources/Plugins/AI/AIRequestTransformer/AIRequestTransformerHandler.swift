@@ -4,7 +4,7 @@ import NIOCore
 /// ai-request-transformer (spec §3): the client's raw body goes to the configured LLM with the
 /// plugin's prompt; the LLM's answer (or the part the extract pattern picks) becomes the body the
 /// upstream receives — or the body later AI plugins (ai-proxy) read.
-struct AIRequestTransformerHandler: PluginHandler {
+struct AIRequestTransformerHandler: WithoutRewritePhase {
     let introspection: LLMIntrospection
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {

@@ -5,7 +5,7 @@ import NIOHTTP1
 /// ai-response-transformer (spec §4): makes the upstream call itself in the access phase, has the
 /// configured LLM transform the upstream's answer, and answers the client with the result — the
 /// normal proxying does not happen.
-struct AIResponseTransformerHandler: PluginHandler {
+struct AIResponseTransformerHandler: WithoutRewritePhase {
     let introspection: LLMIntrospection
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {

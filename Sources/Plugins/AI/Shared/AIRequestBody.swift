@@ -38,11 +38,25 @@ final class AIRequestBody: @unchecked Sendable {
     /// The body as a JSON object, parsed once per body version; nil when it is not one, is larger
     /// than the limit, or the request says it is something other than JSON.
     static func object(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> [String: JSONValue]? {
-        if let cached = context.shared[key] as? AIRequestBody, cached.version == context.bodyVersion,
-           context.bodyWasBuffered {
-            return cached.object
-        }
-        let raw = await raw(context, maxRequestBodySize: maxRequestBodySize)
+        if let cached = cached(context) { return cached.object }
+        return parse(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize))
+    }
+
+    /// `object` without waiting: nil when the body is still arriving (nothing was read then);
+    /// otherwise what `object` gives.
+    static func objectNow(_ context: ProxyRequestContext, maxRequestBodySize: Int) -> [String: JSONValue]?? {
+        if let cached = cached(context) { return .some(cached.object) }
+        guard let ready = context.requestBodyNow(limit: max(inMemoryBodyBuffer, maxRequestBodySize)) else { return nil }
+        return .some(parse(context, raw: try? ready.get()))
+    }
+
+    private static func cached(_ context: ProxyRequestContext) -> AIRequestBody? {
+        guard let cached = context.shared[key] as? AIRequestBody, cached.version == context.bodyVersion,
+              context.bodyWasBuffered else { return nil }
+        return cached
+    }
+
+    private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
         var object: [String: JSONValue]?
         let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
         if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty,
