@@ -74,7 +74,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// Draining: an idle connection closes now; a busy one closes after its response (`complete`).
+    /// A WebSocket tunnel has no response end to wait for: it closes now too.
     private func closeIfIdle() {
+        if let exchange, exchange.state == .tunneling { return endTunnel(exchange) }
         guard exchange == nil else { return }
         closing = true
         context?.close(promise: nil)
@@ -99,7 +101,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func logAbandoned(_ exchange: Exchange) {
         switch exchange.state {
         case .deciding, .inspecting: return
-        case .connecting, .proxying, .responded: break
+        case .connecting, .proxying, .responded, .tunneling: break
         }
         if exchange.responseStarted && exchange.state == .proxying { _ = bodyFiltersTail(exchange) }
         if !exchange.responseStarted { exchange.request.exchangeLog.status = 499 }
@@ -119,6 +121,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }  // what follows a last response is never served
+        if let exchange, exchange.state == .tunneling { return tunnelToUpstream(unwrapInboundIn(data), exchange: exchange) }
         parser.append(unwrapInboundIn(data))
         parseRequests()
     }
@@ -267,9 +270,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let loop = context!.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundExchange = NIOLoopBound(exchange, eventLoop: loop)
-        let suspended = UncheckedWalk(walk)
-        Task(executorPreference: pool!.taskExecutor) {
-            let decision = await RequestPhases.decide(continuing: suspended.walk)
+        Task(executorPreference: pool!.taskExecutor) { [walk] in
+            let decision = await RequestPhases.decide(continuing: walk)
             // On the loop already (the task's executor): no further hop.
             let sendable = UncheckedDecision(decision)
             if loop.inEventLoop {
@@ -324,7 +326,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 setClientReading(false)
                 armWriteTimer(exchange)
             }
-        case .inspecting, .responded:
+        case .inspecting, .responded, .tunneling:
             break  // the upstream answered, or a generated answer was sent: the rest is discarded
         }
     }
@@ -495,12 +497,15 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     private func readTimerFired() {
         readTimer = nil
-        guard let exchange, exchange.state == .proxying, let service = exchange.service else { return }
+        guard let exchange, exchange.state == .proxying || exchange.state == .tunneling,
+              let service = exchange.service else { return }
         let timeout = TimeAmount.milliseconds(Int64(max(1, service.readTimeout)))
-        if NIODeadline.now() - exchange.lastRead >= timeout {
-            upstreamTimedOut(exchange)
-        } else {
+        if NIODeadline.now() - exchange.lastRead < timeout {
             armReadTimer(exchange)
+        } else if exchange.state == .tunneling {
+            endTunnel(exchange)  // idle both ways for read_timeout, as nginx's upgraded connections
+        } else {
+            upstreamTimedOut(exchange)
         }
     }
 
@@ -526,6 +531,15 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     func upstreamReceived(_ part: HTTPClientResponsePart) {
         guard let exchange, let context else { return }
         exchange.lastRead = .now()
+        if exchange.state == .tunneling, case .body(let bytes) = part {
+            exchange.responseBodyBytes += bytes.readableBytes
+            context.write(wrapOutboundOut(bytes), promise: nil)  // flushed at the read's end
+            if !context.channel.isWritable { exchange.upstream?.setReading(false) }
+            return
+        }
+        if case .head(let response) = part, response.status == .switchingProtocols {
+            return switchProtocols(response, exchange: exchange, context: context)
+        }
         if exchange.request.buffersResponse {
             holdUpstream(part, exchange: exchange, context: context)
             return
@@ -550,6 +564,48 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             }
             upstreamEnded(exchange)
         }
+    }
+
+    // MARK: WebSocket tunnel
+
+    /// A 101 from the upstream: the client gets it (with Kong's headers and the header filters),
+    /// then bytes pass both ways unchanged, as nginx does for an upgraded connection. Only an
+    /// upgrade the gateway asked for is followed; an unrequested 101 is an invalid answer.
+    private func switchProtocols(_ response: HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
+        let asked = exchange.upstreamHead.map { ProxyHeaders.requestsWebSocket($0.headers) } ?? false
+        guard asked, !exchange.responseStarted else {
+            detachUpstream(exchange)
+            return respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
+        }
+        exchange.responseReceived(status: 101)
+        exchange.state = .tunneling
+        var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
+        headers.remove(name: "Content-Length")
+        headers.remove(name: "Transfer-Encoding")
+        // What the client switches to is the upstream's word (hop-by-hop, so dropped above).
+        headers.add(name: "Upgrade", value: response.headers.first(name: "upgrade") ?? "websocket")
+        writeHead(exchange, status: 101, headers: headers, bodyBytes: 0, switchesProtocols: true, context: context)
+        sendUnsent(context)
+        context.flush()
+        // Frames the client sent right behind its request (it may not wait for the 101).
+        if let early = parser.takeBuffered() { tunnelToUpstream(early, exchange: exchange) }
+        setClientReading(true)
+    }
+
+    /// Client bytes of a switched protocol, to the upstream as they are.
+    private func tunnelToUpstream(_ bytes: ByteBuffer, exchange: Exchange) {
+        guard let upstream = exchange.upstream else { return }
+        exchange.lastRead = .now()  // activity either way keeps an upgraded connection open
+        exchange.requestBodyBytes += bytes.readableBytes
+        upstream.writeTunneled(bytes)
+        if upstream.channel?.isWritable == false { setClientReading(false) }
+    }
+
+    /// One side of a tunnel closed (or it sat idle): what the client has not received yet is
+    /// flushed, then both connections close and the log phase runs (status 101).
+    private func endTunnel(_ exchange: Exchange) {
+        detachUpstream(exchange)
+        complete(exchange)
     }
 
     /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
@@ -664,6 +720,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func upstreamFailed(_ error: any Error) {
         guard let exchange else { return }
+        if exchange.state == .tunneling { return endTunnel(exchange) }
         exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {
@@ -688,7 +745,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
-        guard let exchange, exchange.state == .proxying, !exchange.request.bodyWasBuffered else { return }
+        guard let exchange else { return }
+        if exchange.state == .tunneling { return setClientReading(writable) }
+        guard exchange.state == .proxying, !exchange.request.bodyWasBuffered else { return }
         setClientReading(writable)
         if writable {
             exchange.writeTimer?.cancel()
@@ -732,9 +791,22 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// connection's fate, and the facts the log phase reports. `bodyBytes`: the whole body's size
     /// when known now (streamed bodies are counted per chunk).
     private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders, bodyBytes: Int?,
-                           context: ChannelHandlerContext) {
+                           switchesProtocols: Bool = false, context: ChannelHandlerContext) {
         var headers = headers
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
+        if switchesProtocols {
+            // The connection belongs to the new protocol now; it closes when the tunnel does.
+            headers.replaceOrAdd(name: "Connection", value: "upgrade")
+            exchange.closesConnection = true
+            exchange.responseStarted = true
+            exchange.request.exchangeLog.status = status
+            exchange.request.exchangeLog.responseHeaders = headers
+            sendUnsent(context)
+            unsent = encoder.responseHead(HTTPResponseHead(version: exchange.head.version, status: .switchingProtocols,
+                                                           headers: headers),
+                                          answering: exchange.head.method, allocator: context.channel.allocator)
+            return
+        }
         // An HTTP/1.0 client keeps the connection only when asked and the body has a length
         // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
         let http10 = exchange.head.version == .http1_0
@@ -876,13 +948,6 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
             return handler.value.collectBody(current, limit: limit)
         }.get()
     }
-}
-
-/// Carries a suspended walk (the request context and handlers, used only by the task the loop
-/// hands it to) into that task.
-private struct UncheckedWalk: @unchecked Sendable {
-    let walk: RequestPhaseWalk
-    init(_ walk: RequestPhaseWalk) { self.walk = walk }
 }
 
 /// Carries a decision (holding handler existentials, all Sendable) back to the loop.

@@ -22,7 +22,7 @@ enum ProxyDecision {
 /// A walk is tried synchronously first (`decideNow`): each handler's `rewriteNow`/`accessNow`.
 /// The first handler that needs to wait hands the rest of the walk, from its own call on, to
 /// `decide(continuing:)` in a task. Both drivers share the walk, so the two paths cannot disagree.
-struct RequestPhaseWalk {
+struct RequestPhaseWalk: Sendable {
     enum Phase { case rewrite, access }
 
     /// The next thing the driver must do.

@@ -24,7 +24,9 @@ extension ProxyConnectionHandler {
     /// One request in flight on this connection.
     final class Exchange {
         /// `inspecting`: the upstream response is complete and plugins check it before it is sent.
-        enum State { case deciding, connecting, proxying, inspecting, responded }
+        /// `tunneling`: the upstream switched protocols (a WebSocket upgrade); bytes pass both
+        /// ways as they are until either side closes.
+        enum State { case deciding, connecting, proxying, inspecting, responded, tunneling }
 
         let head: HTTPRequestHead
         let request: ProxyRequestContext

@@ -23,7 +23,7 @@ enum ProxyHeaders {
         let listed = connectionTokens(source)
         let trusted = context.clientIsTrusted
         var forwarded = TrustedForwarded()
-        var clientHost: String?, forwardedFor: String?, clientVia: String?
+        var clientHost: String?, forwardedFor: String?, clientVia: String?, upgrade: String?
         var trailers = false
         // Built as a plain list: `HTTPHeaders.add` checks every name again, which these do not need.
         var out: [(String, String)] = []
@@ -34,6 +34,7 @@ enum ProxyHeaders {
             if equalsIgnoringCase(name, "x-forwarded-for") { forwardedFor = joined(forwardedFor, value); continue }
             if equalsIgnoringCase(name, "via") { clientVia = joined(clientVia, value); continue }
             if equalsIgnoringCase(name, "te") { trailers = trailers || value.lowercased().contains("trailers"); continue }
+            if equalsIgnoringCase(name, "upgrade") { upgrade = joined(upgrade, value); continue }
             if trusted { forwarded.read(name, value) }
             if value.isEmpty || isListed(name, in: hopByHop) || isListed(name, in: gatewaySet)
                 || isListed(name, in: listed) { continue }
@@ -61,8 +62,26 @@ enum ProxyHeaders {
         let via = viaValue(httpVersion)
         out.append(("Via", clientVia.map { "\($0), \(via)" } ?? via))
         if options.requestIDUpstream { out.append(("X-Kong-Request-Id", context.requestID)) }
-        out.append(("Connection", "keep-alive"))
+        if let upgrade, isWebSocketUpgrade(upgrade) {
+            out.append(("Connection", "keep-alive, Upgrade"))
+            out.append(("Upgrade", "websocket"))
+        } else {
+            out.append(("Connection", "keep-alive"))
+        }
         return HTTPHeaders(out)
+    }
+
+    /// Kong passes an upgrade on only to WebSocket (its runloop compares `$http_upgrade`,
+    /// lower-cased, with `websocket`); any other protocol's upgrade is dropped as hop-by-hop.
+    static func isWebSocketUpgrade(_ upgrade: String) -> Bool {
+        equalsIgnoringCase(upgrade, "websocket")
+    }
+
+    /// The client asked to switch to WebSocket (its `Upgrade` lines, joined as nginx joins them).
+    static func requestsWebSocket(_ headers: HTTPHeaders) -> Bool {
+        var upgrade: String?
+        for (name, value) in headers where equalsIgnoringCase(name, "upgrade") { upgrade = joined(upgrade, value) }
+        return upgrade.map(isWebSocketUpgrade) ?? false
     }
 
     /// The client's X-Forwarded-* values, read only from a trusted peer (first value of each).

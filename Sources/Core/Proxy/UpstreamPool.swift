@@ -120,6 +120,12 @@ final class UpstreamConnection: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// Bytes of a protocol switched to (after a 101), written as they are.
+    func writeTunneled(_ bytes: ByteBuffer) {
+        guard let channel else { return }
+        channel.writeAndFlush(bytes, promise: nil)
+    }
+
     func write(_ part: HTTPClientRequestPart, flush: Bool) {
         guard let channel else { return }
         switch part {

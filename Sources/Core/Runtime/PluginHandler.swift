@@ -65,7 +65,7 @@ extension PluginHandler {
 }
 
 /// A handler without a rewrite phase (none of the bundled plugins has one): its rewrite decides
-/// at once.
+/// at once. Only for handlers that do not implement `rewrite`: the synchronous walk would skip it.
 public protocol WithoutRewritePhase: PluginHandler {}
 
 extension WithoutRewritePhase {
@@ -73,6 +73,7 @@ extension WithoutRewritePhase {
 }
 
 /// A handler that has neither a rewrite nor an access phase (a logger): both decide at once.
+/// Only for handlers that implement neither.
 public protocol WithoutRequestPhases: WithoutRewritePhase {}
 
 extension WithoutRequestPhases {

@@ -24,7 +24,8 @@ struct HTTP1ParseError: Error, CustomStringConvertible {
 /// coding is `chunked`, or a `Content-Length` (repeated only with one value), never both; a request
 /// with neither has no body. A response is bodyless when it answers HEAD or is 1xx/204/304, and is
 /// delimited by the connection's end when it has no framing header. Interim 1xx responses (but 101)
-/// are skipped, as NIO's client decoder does.
+/// are skipped, as NIO's client decoder does; after a 101 the bytes that follow are passed on as
+/// they come (a tunnel).
 struct HTTP1Parser {
     enum Kind { case request, response }
 
@@ -53,6 +54,9 @@ struct HTTP1Parser {
         case chunkDataEnd
         case trailers
         case untilClose
+        /// After a 101 answer: every byte that follows belongs to the protocol switched to, and is
+        /// passed on as body events; nothing ends it but the connection.
+        case tunnel
         case failed
     }
 
@@ -74,8 +78,18 @@ struct HTTP1Parser {
 
     /// The current response's body ends only with the connection (it cannot be reused).
     var bodyEndsWithConnection: Bool {
-        if case .untilClose = state { return true }
-        return false
+        switch state {
+        case .untilClose, .tunnel: return true
+        default: return false
+        }
+    }
+
+    /// What was read but not parsed, taken out: the first bytes of a protocol the connection
+    /// switched to (the client's WebSocket frames sent right after its upgrade request).
+    mutating func takeBuffered() -> ByteBuffer? {
+        guard buffer.readableBytes > 0 else { return nil }
+        defer { buffer = ByteBuffer() }
+        return buffer
     }
 
     /// Between messages, with nothing buffered.
@@ -105,7 +119,7 @@ struct HTTP1Parser {
             guard let (slice, left) = readBody(remaining) else { return nil }
             state = left == 0 ? .endPending : .fixed(remaining: left)
             return .body(slice)
-        case .untilClose:
+        case .untilClose, .tunnel:
             guard buffer.readableBytes > 0 else { return nil }
             return .body(buffer.readSlice(length: buffer.readableBytes)!)
         case .chunkSize:
@@ -297,6 +311,8 @@ struct HTTP1Parser {
             throw fail("both Transfer-Encoding and Content-Length")
         }
         let status = head.status
+        // Switching protocols (a WebSocket upgrade): what follows the head is the new protocol's.
+        if status == 101 { return .tunnel }
         if answersHEAD || status == 204 || status == 304 || status < 200 { return .endPending }
         if let chunked = head.transferEncodingIsChunked { return chunked ? .chunkSize : .untilClose }
         guard let length = head.contentLength else { return .untilClose }
