@@ -768,6 +768,8 @@ struct ProxyTests {
           routes:
           - {name: tls, paths: ["/tls"], protocols: [https]}
           - {name: moved, paths: ["/moved"], protocols: [https], https_redirect_status_code: 301}
+          - {name: found, paths: ["/found"], protocols: [https], https_redirect_status_code: 302}
+          - {name: temporary, paths: ["/temporary"], protocols: [https], https_redirect_status_code: 307}
           - {name: grpc, paths: ["/grpc.Service"], protocols: [grpc]}
         """)
         defer { Task { await h.stop() } }
@@ -780,6 +782,13 @@ struct ProxyTests {
         let moved = try await h.client.execute(request, timeout: .seconds(10))
         #expect(moved.status.code == 301)
         #expect(moved.headers.first(name: "Location") == "https://site.test/moved?a=1")
+        // Each redirect status answers with itself and an empty body (spec §6.4.1).
+        for (path, status) in [("/found", 302), ("/temporary", 307)] {
+            let redirect = try await h.send(path + "/x", headers: [("Host", "site.test")])
+            #expect(redirect.status == status)
+            #expect(redirect.headers.first(name: "Location") == "https://site.test\(path)/x")
+            #expect(redirect.body.isEmpty, "\(redirect.body)")
+        }
         let notGRPC = try await h.send("/grpc.Service/Call", headers: [("Accept", "application/json")])
         #expect(notGRPC.status == 415)
         #expect(notGRPC.json?["message"] == "Non-gRPC request matched gRPC route")

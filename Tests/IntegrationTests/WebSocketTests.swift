@@ -101,17 +101,20 @@ struct WebSocketTests {
         let ws = try await WebSocketUpstream.start()
         let h = try await ProxyHarness.start("""
         services:
-        - {name: chat, url: "http://127.0.0.1:\(ws.port)", read_timeout: 300, routes: [{name: ws, paths: ["/ws"]}]}
+        - {name: chat, url: "http://127.0.0.1:\(ws.port)", read_timeout: 1000, routes: [{name: ws, paths: ["/ws"]}]}
         """)
         defer { Task { await h.stop(); await ws.stop() } }
         let (text, ended) = try await h.rawConnection().executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             var text = ""
             try await outbound.write(ByteBuffer(string: Self.upgrade("/ws")))
+            _ = try await Self.read(&iterator, into: &text) { $0.contains("\r\n\r\n") }
+            try await outbound.write(ByteBuffer(string: "ping"))
             let ended = try await Self.read(&iterator, into: &text) { _ in false }
             return (text, ended)
         }
         #expect(text.hasPrefix("HTTP/1.1 101"), "\(text)")
+        #expect(text.hasSuffix("PING"), "open and working until it sat idle: \(text)")
         #expect(ended)
     }
 
@@ -135,6 +138,29 @@ struct WebSocketTests {
         }
         #expect(ended)
         // Not a timing check: without the drain the tunnel would stay open for the 60 s idle limit.
+        #expect(waited < .seconds(30), "closed by the drain, not by the idle limit")
+    }
+
+    /// A drain that starts while the upgrade is on its way: the tunnel closes right after the 101.
+    @Test func drainingBeforeTheSwitchClosesTheTunnelAfterThe101() async throws {
+        let ws = try await WebSocketUpstream.start()
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: chat, url: "http://127.0.0.1:\(ws.port)", read_timeout: 60000, routes: [{name: ws, paths: ["/slow"], strip_path: false}]}
+        """)
+        defer { Task { await h.stop(); await ws.stop() } }
+        let (text, ended, waited) = try await h.rawConnection().executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var text = ""
+            try await outbound.write(ByteBuffer(string: Self.upgrade("/slow")))
+            try await Task.sleep(for: .milliseconds(100))  // the upstream answers after 300 ms
+            let start = ContinuousClock.now
+            h.gateway.shutdown()
+            let ended = try await Self.read(&iterator, into: &text) { _ in false }
+            return (text, ended, ContinuousClock.now - start)
+        }
+        #expect(text.hasPrefix("HTTP/1.1 101"), "the answer in flight still reaches the client: \(text)")
+        #expect(ended)
         #expect(waited < .seconds(30), "closed by the drain, not by the idle limit")
     }
 

@@ -5,7 +5,7 @@ import NIOPosix
 /// A raw TCP upstream that accepts WebSocket upgrades, on 127.0.0.1 with a random port. It reads a
 /// request head, records it, and answers `101 Switching Protocols` when the request asked for
 /// WebSocket, or whatever the path is (`/unasked…`: a 101 even without an upgrade; otherwise a
-/// 400). After a 101 it echoes each read upper-cased (so what comes back is provably the
+/// 400); `/slow…` waits 300 ms before answering. After a 101 it echoes each read upper-cased (so what comes back is provably the
 /// upstream's), and on `bye` answers `BYE` and closes. Frames are not parsed: the gateway passes
 /// bytes, so any bytes do.
 final class WebSocketUpstream: Sendable {
@@ -59,6 +59,7 @@ final class WebSocketUpstream: Sendable {
             let head = String(received[..<end.lowerBound])
             heads.withLockedValue { $0.append(head) }
             let asked = head.lowercased().contains("\r\nupgrade: websocket")
+            if head.hasPrefix("GET /slow") { try await Task.sleep(for: .milliseconds(300)) }
             guard asked || head.hasPrefix("GET /unasked") else {
                 try await outbound.write(ByteBuffer(string: "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno"))
                 return

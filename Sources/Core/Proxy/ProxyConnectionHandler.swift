@@ -76,7 +76,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// Draining: an idle connection closes now; a busy one closes after its response (`complete`).
     /// A WebSocket tunnel has no response end to wait for: it closes now too.
     private func closeIfIdle() {
-        if let exchange, exchange.state == .tunneling { return endTunnel(exchange) }
+        if let exchange, exchange.state == .tunneling { return endTunnel(exchange, flushing: false) }
         guard exchange == nil else { return }
         closing = true
         context?.close(promise: nil)
@@ -113,6 +113,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func abandon(_ exchange: Exchange) {
         _ = services.connections.requestEnded()
         exchange.writeTimer?.cancel()
+        if exchange.state == .tunneling, let upstream = exchange.upstream, let service = exchange.service {
+            // The client's last frames (its close frame) still reach the upstream.
+            upstream.delegate = nil
+            upstream.reusable = false
+            upstream.closeAfterFlush(within: .milliseconds(Int64(max(1, service.writeTimeout))))
+            exchange.upstream = nil
+        }
         detachUpstream(exchange)
         exchange.inspection?.cancel()
         failBodyWaiters(exchange, ChannelError.eof)
@@ -503,7 +510,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if NIODeadline.now() - exchange.lastRead < timeout {
             armReadTimer(exchange)
         } else if exchange.state == .tunneling {
-            endTunnel(exchange)  // idle both ways for read_timeout, as nginx's upgraded connections
+            endTunnel(exchange, flushing: false)  // idle both ways for read_timeout, as nginx's upgraded connections
         } else {
             upstreamTimedOut(exchange)
         }
@@ -573,7 +580,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// upgrade the gateway asked for is followed; an unrequested 101 is an invalid answer.
     private func switchProtocols(_ response: HTTPResponseHead, exchange: Exchange, context: ChannelHandlerContext) {
         let asked = exchange.upstreamHead.map { ProxyHeaders.requestsWebSocket($0.headers) } ?? false
-        guard asked, !exchange.responseStarted else {
+        // A request body still arriving would be cut mid-message by the switch.
+        guard asked, !exchange.responseStarted, exchange.clientBodyDone else {
             detachUpstream(exchange)
             return respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
         }
@@ -583,13 +591,16 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         headers.remove(name: "Content-Length")
         headers.remove(name: "Transfer-Encoding")
         // What the client switches to is the upstream's word (hop-by-hop, so dropped above).
-        headers.add(name: "Upgrade", value: response.headers.first(name: "upgrade") ?? "websocket")
+        if let upgrade = response.headers.first(name: "upgrade") { headers.add(name: "Upgrade", value: upgrade) }
         writeHead(exchange, status: 101, headers: headers, bodyBytes: 0, switchesProtocols: true, context: context)
         sendUnsent(context)
         context.flush()
+        // The drain asked this connection to close before the switch: it closes now, as open
+        // tunnels do (`closeIfIdle`).
+        if services.connections.isDraining { return endTunnel(exchange, flushing: true) }
+        setClientReading(true)
         // Frames the client sent right behind its request (it may not wait for the 101).
         if let early = parser.takeBuffered() { tunnelToUpstream(early, exchange: exchange) }
-        setClientReading(true)
     }
 
     /// Client bytes of a switched protocol, to the upstream as they are.
@@ -601,11 +612,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if upstream.channel?.isWritable == false { setClientReading(false) }
     }
 
-    /// One side of a tunnel closed (or it sat idle): what the client has not received yet is
-    /// flushed, then both connections close and the log phase runs (status 101).
-    private func endTunnel(_ exchange: Exchange) {
+    /// The tunnel ends: the upstream closed (`flushing`: what the client has not received yet is
+    /// sent first), or it sat idle or the node drains (closed at once: a client that stopped
+    /// reading must not hold the connection). The log phase runs once (status 101).
+    private func endTunnel(_ exchange: Exchange, flushing: Bool) {
         detachUpstream(exchange)
-        complete(exchange)
+        if flushing { return complete(exchange) }
+        closing = true
+        context?.close(promise: nil)  // channelInactive ends the exchange and logs it
     }
 
     /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
@@ -720,7 +734,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     func upstreamFailed(_ error: any Error) {
         guard let exchange else { return }
-        if exchange.state == .tunneling { return endTunnel(exchange) }
+        if exchange.state == .tunneling { return endTunnel(exchange, flushing: true) }
         exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {

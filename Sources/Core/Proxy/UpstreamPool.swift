@@ -120,6 +120,16 @@ final class UpstreamConnection: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// Closes once what was written is sent, or after `within` if the upstream does not take it.
+    func closeAfterFlush(within limit: TimeAmount) {
+        guard let channel else { return }
+        let deadline = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+        channel.writeAndFlush(ByteBuffer()).whenComplete { _ in
+            deadline.cancel()
+            channel.close(promise: nil)
+        }
+    }
+
     /// Bytes of a protocol switched to (after a 101), written as they are.
     func writeTunneled(_ bytes: ByteBuffer) {
         guard let channel else { return }
