@@ -275,6 +275,10 @@ struct SettingsTests {
         ("headers = server_tokens, bogus", "kong.conf:1: headers: invalid header value: bogus"),
         ("headers = off, server_tokens", "kong.conf:1: headers: 'off' cannot be used with other values"),
         ("headers_upstream = x-other", "kong.conf:1: headers_upstream: invalid header value: x-other (x-kong-request-id, off)"),
+        ("allow_debug_header = yes", "kong.conf:1: allow_debug_header is not a boolean: 'yes' (on, off)"),
+        ("port_maps = 80", "kong.conf:1: port_maps: invalid port mapping '80' (host_port:container_port)"),
+        ("port_maps = 80:8000, 443:99999", "kong.conf:1: port_maps: invalid port mapping '443:99999' (host_port:container_port)"),
+        ("port_maps = 80:8000:1", "kong.conf:1: port_maps: invalid port mapping '80:8000:1' (host_port:container_port)"),
     ])
     func malformedSettings(line: String, message: String) {
         #expect(throws: SettingsError(message)) {
@@ -294,6 +298,11 @@ struct SettingsTests {
         #expect(!some.proxy.responseHeaders.via && !some.proxy.responseHeaders.proxyLatency && !some.proxy.responseHeaders.requestID)
         let latency = try Settings.load(confText: "headers = latency_tokens", confPath: nil, environment: [:]).proxy.responseHeaders
         #expect(latency.proxyLatency && latency.upstreamLatency && latency.responseLatency && latency.adminLatency && !latency.server)
+        #expect(!defaults.proxy.allowDebugHeader && defaults.proxy.portMaps.isEmpty)
+        let debug = try Settings.load(confText: "allow_debug_header = on", confPath: nil,
+                                      environment: ["KONG_PORT_MAPS": "80:8000, 443:8443"])
+        #expect(debug.proxy.allowDebugHeader)
+        #expect(debug.proxy.portMaps == [8000: 80, 8443: 443], "keyed by the port this node listens on")
     }
 
     @Test func trustedIPsMatchAddressesAndBlocks() throws {

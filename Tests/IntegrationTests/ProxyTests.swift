@@ -428,6 +428,40 @@ struct ProxyTests {
         #expect(replaced["x-forwarded-prefix"] == ["/api"])
     }
 
+    /// `allow_debug_header`: a `Kong-Debug` request learns its route and service (ids, and names
+    /// when they have one), on proxied and generated answers; never without the setting.
+    @Test(arguments: [true, false])
+    func debugHeaderNamesTheRouteAndService(_ allowed: Bool) async throws {
+        var options = ProxyOptions()
+        options.allowDebugHeader = allowed
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - {name: api, paths: ["/api"]}
+          - {paths: ["/anonymous"]}
+          - name: stop
+            paths: ["/stop"]
+            plugins: [{name: tracer-high, config: {tag: exit}}]
+        """, options: options)
+        defer { Task { await h.stop() } }
+        let debug = [("Kong-Debug", "1")]
+        let proxied = try await h.send("/api/x", headers: debug)
+        #expect((proxied.headers.first(name: "Kong-Route-Id")?.count == 36) == allowed)
+        #expect(proxied.headers.first(name: "Kong-Route-Name") == (allowed ? "api" : nil))
+        #expect((proxied.headers.first(name: "Kong-Service-Id")?.count == 36) == allowed)
+        #expect(proxied.headers.first(name: "Kong-Service-Name") == (allowed ? "echo" : nil))
+        #expect(try await h.send("/api/x").headers.first(name: "Kong-Route-Id") == nil, "only when asked")
+        let anonymous = try await h.send("/anonymous", headers: debug)
+        #expect((anonymous.headers.first(name: "Kong-Route-Id") != nil) == allowed)
+        #expect(anonymous.headers.first(name: "Kong-Route-Name") == nil, "an unnamed route has no name header")
+        let exited = try await h.send("/stop", headers: debug)
+        #expect(exited.status == 418)
+        #expect(exited.headers.first(name: "Kong-Route-Name") == (allowed ? "stop" : nil), "generated answers too")
+        #expect(try await h.send("/nowhere", headers: debug).headers.first(name: "Kong-Route-Id") == nil, "no route, nothing")
+    }
+
     /// `headers = off` and `headers_upstream = off`: no Server/Via/latency/request-id headers added,
     /// neither on proxied nor on generated responses; `X-Kong-Upstream-Status` only when asked.
     @Test func headersSettingControlsKongsHeaders() async throws {

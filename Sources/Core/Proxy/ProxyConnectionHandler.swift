@@ -808,6 +808,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                            switchesProtocols: Bool = false, context: ChannelHandlerContext) {
         var headers = headers
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
+        if services.options.allowDebugHeader { addDebugHeaders(exchange, to: &headers) }
         if switchesProtocols {
             // The connection belongs to the new protocol now; it closes when the tunnel does.
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
@@ -840,6 +841,18 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                     headers: headers)
         sendUnsent(context)
         unsent = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
+    }
+
+    /// Kong's `allow_debug_header`: a request carrying `Kong-Debug` learns which route and service
+    /// served it (after the plugins' header filters, as Kong's runloop adds them).
+    private func addDebugHeaders(_ exchange: Exchange, to headers: inout HTTPHeaders) {
+        guard exchange.head.headers.contains(name: "kong-debug"), let match = exchange.request.match else { return }
+        headers.replaceOrAdd(name: "Kong-Route-Id", value: match.route.id)
+        if let name = match.route.name { headers.replaceOrAdd(name: "Kong-Route-Name", value: name) }
+        if let service = match.service {
+            headers.replaceOrAdd(name: "Kong-Service-Id", value: service.id)
+            if let name = service.name { headers.replaceOrAdd(name: "Kong-Service-Name", value: name) }
+        }
     }
 
     /// Writes a piece of the response body in the response's framing (not flushed).

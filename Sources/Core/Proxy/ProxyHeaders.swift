@@ -53,7 +53,7 @@ enum ProxyHeaders {
             let lowercase = !hostName.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
             out.append(("X-Forwarded-Host", lowercase ? hostName : hostName.lowercased()))
         }
-        out.append(("X-Forwarded-Port", forwarded.port ?? String(localPort)))
+        out.append(("X-Forwarded-Port", forwarded.port ?? String(options.portMaps[localPort] ?? localPort)))
         if let path = forwarded.path { out.append(("X-Forwarded-Path", path)) }
         else if !context.rawPath.isEmpty { out.append(("X-Forwarded-Path", String(context.rawPath))) }
         if let prefix = forwarded.prefix { out.append(("X-Forwarded-Prefix", prefix)) }

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// The node settings the proxy path reads on every request, parsed once: Kong's `trusted_ips`,
-/// `headers` and `headers_upstream`.
+/// `headers`, `headers_upstream`, `allow_debug_header` and `port_maps`.
 public struct ProxyOptions: Sendable, Equatable {
     /// Peers whose `X-Forwarded-*` headers are believed (Kong's `trusted_ips`; default none).
     public var trustedIPs = TrustedIPs()
@@ -13,6 +13,12 @@ public struct ProxyOptions: Sendable, Equatable {
     public var responseHeaders = ResponseHeaderSet.kongDefault
     /// Whether `X-Kong-Request-Id` goes upstream (Kong's `headers_upstream`).
     public var requestIDUpstream = true
+    /// A request with a `Kong-Debug` header gets the matched route's and service's id and name
+    /// back (Kong's `allow_debug_header`, off by default).
+    public var allowDebugHeader = false
+    /// The host port each listening port is published as (Kong's `port_maps`, `host:container`):
+    /// `X-Forwarded-Port` names the port the client connected to, as seen from outside.
+    public var portMaps: [Int: Int] = [:]
 
     public init() {}
 }

@@ -18,7 +18,8 @@ public struct Settings: Sendable, Equatable {
     /// PEM certificate and key for `proxy_listen` entries with the `ssl` flag.
     public var sslCert: String?
     public var sslCertKey: String?
-    /// `trusted_ips`, `headers`, `headers_upstream`: what the proxy path reads per request.
+    /// `trusted_ips`, `headers`, `headers_upstream`, `allow_debug_header`, `port_maps`: what the
+    /// proxy path reads per request.
     public var proxy = ProxyOptions()
 
     public init() {}
@@ -29,6 +30,7 @@ public struct Settings: Sendable, Equatable {
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "headers", "headers_upstream",
+        "allow_debug_header", "port_maps",
     ]
 
     /// Applies `name = value` pairs; unknown names and malformed values are errors.
@@ -81,9 +83,31 @@ public struct Settings: Sendable, Equatable {
                 throw SettingsError("\(source): headers_upstream: invalid header value: \(value) (x-kong-request-id, off)")
             }
             proxy.requestIDUpstream = tokens.contains("x-kong-request-id")
+        case "allow_debug_header":
+            switch value {
+            case "on", "true": proxy.allowDebugHeader = true
+            case "off", "false": proxy.allowDebugHeader = false
+            default: throw SettingsError("\(source): allow_debug_header is not a boolean: '\(value)' (on, off)")
+            }
+        case "port_maps":
+            proxy.portMaps = try Self.portMaps(value, source: source)
         default:
             throw SettingsError("\(source): unknown property '\(name)'")
         }
+    }
+
+    /// `port_maps = 80:8000, 443:8443`: host port, then the port this node listens on.
+    static func portMaps(_ value: String, source: String) throws(SettingsError) -> [Int: Int] {
+        var maps: [Int: Int] = [:]
+        for entry in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            let ports = entry.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+            guard ports.count == 2, let host = ports[0], let container = ports[1],
+                  (1...65535).contains(host), (1...65535).contains(container) else {
+                throw SettingsError("\(source): port_maps: invalid port mapping '\(entry)' (host_port:container_port)")
+            }
+            maps[container] = host
+        }
+        return maps
     }
 
     /// Defaults ← file ← environment. `environment` is the process environment.
