@@ -56,15 +56,23 @@ struct LogSinkTests {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let sink = LogSink()
         let record = ReleaseRecord()
-        let draining = Task { await sink.run() }
-        // Submitted from the loop, as requests do: the submitter's own reference ends there too.
-        try await loop.submit { sink.submit(releasingOn: loop, record.work("owned", loop: loop)) }.get()
+        // Submitted from the loop, as requests do, and queued before the drain thread starts: the
+        // loop's own references are gone by then, so only the hand-back can release on the loop.
+        // More entries than one hand-back task takes: each chunk goes back.
+        let owned = LogSink.releaseChunk + 3
+        try await loop.submit {
+            for index in 0..<owned { sink.submit(releasingOn: loop, record.work("owned-\(index)", loop: loop)) }
+        }.get()
         sink.submit(record.work("ownerless", loop: loop))
         sink.finish()
-        await draining.value
-        try await loop.submit {}.get()  // runs after the release the drain queued on the loop
-        #expect(record.ran.withLock { $0 } == ["owned", "ownerless"])
-        #expect(record.releasedOnLoop.withLock { $0 } == ["owned": true, "ownerless": false])
+        await sink.run()
+        try await loop.submit {}.get()  // runs after the releases the drain queued on the loop
+        #expect(record.ran.withLock { $0 } == (0..<owned).map { "owned-\($0)" } + ["ownerless"])
+        let released = record.releasedOnLoop.withLock { $0 }
+        #expect(released.count == owned + 1)
+        let ownedOnLoop = released.filter { $0.key.hasPrefix("owned-") && $0.value }.count
+        #expect(ownedOnLoop == owned, "every owned entry, in every chunk")
+        #expect(released["ownerless"] == false)
     }
 }
 

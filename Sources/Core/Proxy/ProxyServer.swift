@@ -259,20 +259,31 @@ public final class LogSink: @unchecked Sendable {
     }
 
     /// Empties `batch`, handing each entry with an owner back to its event loop to be released
-    /// there (one task per loop per batch).
+    /// there: one task per loop per `releaseChunk` entries, so a large batch (a backlog after a
+    /// burst) never holds a loop for long.
     private static func releaseOnOwners(_ batch: inout [Entry]) {
         while let owner = batch.last(where: { $0.owner != nil })?.owner {
-            let returned = ReturnedEntries()
+            var returned = ReturnedEntries()
             batch.removeAll { entry in
                 guard let loop = entry.owner, loop === owner else { return false }
                 returned.entries.append(entry)
+                if returned.entries.count == releaseChunk {
+                    handBack(returned, to: owner)
+                    returned = ReturnedEntries()
+                }
                 return true
             }
-            // Emptied by the task itself: whichever thread drops the last reference to the
-            // box, the entries are released on the loop.
-            owner.execute { returned.entries.removeAll() }
+            if !returned.entries.isEmpty { handBack(returned, to: owner) }
         }
         batch.removeAll(keepingCapacity: true)
+    }
+
+    static let releaseChunk = 256
+
+    private static func handBack(_ returned: ReturnedEntries, to owner: any EventLoop) {
+        // Emptied by the task itself: whichever thread drops the last reference to the box, the
+        // entries are released on the loop.
+        owner.execute { returned.entries.removeAll() }
     }
 
     /// Entries on their way back to their event loop; touched by the drain thread until handed
