@@ -813,26 +813,19 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // The connection belongs to the new protocol now; it closes when the tunnel does.
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
             exchange.closesConnection = true
-            exchange.responseStarted = true
-            exchange.request.exchangeLog.status = status
-            exchange.request.exchangeLog.responseHeaders = headers
-            sendUnsent(context)
-            unsent = encoder.responseHead(HTTPResponseHead(version: exchange.head.version, status: .switchingProtocols,
-                                                           headers: headers),
-                                          answering: exchange.head.method, allocator: context.channel.allocator)
-            return
+        } else {
+            // An HTTP/1.0 client keeps the connection only when asked and the body has a length
+            // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
+            let http10 = exchange.head.version == .http1_0
+            let keepAlive = exchange.clientKeepsAlive && !services.connections.isDraining
+                && (!http10 || headers.contains(name: "content-length"))
+            if !keepAlive {
+                headers.replaceOrAdd(name: "Connection", value: "close")
+            } else if http10 {
+                headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+            }
+            exchange.closesConnection = !keepAlive
         }
-        // An HTTP/1.0 client keeps the connection only when asked and the body has a length
-        // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
-        let http10 = exchange.head.version == .http1_0
-        let keepAlive = exchange.clientKeepsAlive && !services.connections.isDraining
-            && (!http10 || headers.contains(name: "content-length"))
-        if !keepAlive {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if http10 {
-            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
-        exchange.closesConnection = !keepAlive
         exchange.responseStarted = true
         exchange.request.exchangeLog.status = status
         exchange.request.exchangeLog.responseHeaders = headers
@@ -962,12 +955,9 @@ private struct LoopBodyProvider: RequestBodyProvider, @unchecked Sendable {
     }
 
     func collect(limit: Int) async throws -> ByteBuffer? {
-        let handler = self.handler, exchange = self.exchange
         // Plugin phases run on the connection's loop: a body already read is returned at once.
-        if handler.eventLoop.inEventLoop, let current = exchange.value.value,
-           let ready = handler.value.bodyIfComplete(current, limit: limit) {
-            return try ready.get()
-        }
+        if let ready = collectNow(limit: limit) { return try ready.get() }
+        let handler = self.handler, exchange = self.exchange
         return try await handler.eventLoop.flatSubmit {
             guard let current = exchange.value.value else {
                 return handler.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)

@@ -263,17 +263,17 @@ public final class LogSink: @unchecked Sendable {
     /// burst) never holds a loop for long.
     private static func releaseOnOwners(_ batch: inout [Entry]) {
         while let owner = batch.last(where: { $0.owner != nil })?.owner {
-            var returned = ReturnedEntries()
+            var chunks = [ReturnedEntries()]
             batch.removeAll { entry in
                 guard let loop = entry.owner, loop === owner else { return false }
-                returned.entries.append(entry)
-                if returned.entries.count == releaseChunk {
-                    handBack(returned, to: owner)
-                    returned = ReturnedEntries()
-                }
+                if chunks[chunks.count - 1].entries.count == releaseChunk { chunks.append(ReturnedEntries()) }
+                chunks[chunks.count - 1].entries.append(entry)
                 return true
             }
-            if !returned.entries.isEmpty { handBack(returned, to: owner) }
+            // Handed over only now: until `removeAll` returns, `batch` still holds its own copy
+            // of each entry, and a loop that emptied a box first would leave the last release
+            // to this thread.
+            for chunk in chunks { handBack(chunk, to: owner) }
         }
         batch.removeAll(keepingCapacity: true)
     }
