@@ -153,7 +153,9 @@ struct WebSocketTests {
             var iterator = inbound.makeAsyncIterator()
             var text = ""
             try await outbound.write(ByteBuffer(string: Self.upgrade("/slow")))
-            try await Task.sleep(for: .milliseconds(100))  // the upstream answers after 300 ms
+            // The upstream has the request and answers 300 ms after it arrived: drain meanwhile.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ws.requestHeads.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
             let start = ContinuousClock.now
             h.gateway.shutdown()
             let ended = try await Self.read(&iterator, into: &text) { _ in false }
