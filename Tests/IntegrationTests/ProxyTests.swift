@@ -11,11 +11,15 @@ import Testing
 
 /// A test plugin that records, in the upstream request, which configuration of it ran:
 /// header `X-Trace` gets `<plugin>:<tag>` appended. A tag starting `now` also decides its access
-/// phase synchronously (`accessNow`), and marks that with a trailing `!`.
+/// phase synchronously (`accessNow`), and marks that with a trailing `!`; tag `slow` waits 300 ms
+/// in its (asynchronous) access.
 struct TracerHandler: PluginHandler {
     let name: String
     let tag: String
-    func access(_ context: ProxyRequestContext) async -> PluginVerdict { trace(context, mark: "") }
+    func access(_ context: ProxyRequestContext) async -> PluginVerdict {
+        if tag == "slow" { try? await Task.sleep(for: .milliseconds(300)) }
+        return trace(context, mark: "")
+    }
     func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? {
         tag.hasPrefix("now") ? trace(context, mark: "!") : nil
     }
@@ -704,6 +708,34 @@ struct ProxyTests {
         #expect(stopped.body == #"{"stopped_by":"tracer-high"}"#)
         #expect(stopped.headers[canonicalForm: "X-Header-Filter"].map(String.init) == ["tracer-high", "tracer-low"],
                 "plugins selected before the exit still run header_filter")
+    }
+
+    /// A client that leaves while a plugin is still working on its request is logged once that
+    /// plugin is done, with Kong's 499 (the log phase must not read what the plugin changes).
+    @Test func aClientLeavingDuringAccessIsLoggedAs499() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("abandoned-\(UUID().uuidString).log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: slow
+            paths: ["/slow-plugin"]
+            plugins:
+            - {name: tracer-high, config: {tag: slow}}
+            - {name: file-log, config: {path: "\(log)"}}
+        """)
+        defer { Task { await h.stop(); try? FileManager.default.removeItem(atPath: log) } }
+        try await h.rawConnection().executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /slow-plugin/x HTTP/1.1\r\nHost: t\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(50))  // gone before the plugin is done
+        }
+        let lines = try await AIProxyTests.logLines(log, atLeast: 1)
+        #expect(lines.count == 1)
+        let entry = try #require(lines.first.flatMap { try? JSONValue.parse($0) })
+        #expect(entry["response"]?["status"] == 499)
+        #expect(entry["request"]?["uri"] == "/slow-plugin/x")
+        #expect(h.upstream.acceptedConnections == 0, "nothing was proxied for a client that left")
     }
 
     /// Handlers that can decide at once run in the loop's turn; the first that must wait hands

@@ -96,11 +96,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     /// Kong logs a request whose client left: status 499 when nothing was answered yet. A body
     /// cut short is ended for the body filters first, so the AI plugins account for what went
-    /// through (a rate limiter charges the part of a stream the client received). Not while a
-    /// plugin task (access, a response inspection) may still be working on the request.
+    /// through (a rate limiter charges the part of a stream the client received). While a plugin
+    /// task (access, a response inspection) may still be working on the request, the log waits
+    /// for it to finish (`logIfAbandoned`): the log phase must not read what the task changes.
     private func logAbandoned(_ exchange: Exchange) {
         switch exchange.state {
-        case .deciding, .inspecting: return
+        case .deciding, .inspecting:
+            exchange.logsWhenTaskEnds = true
+            return
         case .connecting, .proxying, .responded, .tunneling: break
         }
         if exchange.responseStarted && exchange.state == .proxying { _ = bodyFiltersTail(exchange) }
@@ -289,8 +292,24 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
     }
 
+    /// A plugin task finished for an exchange whose client went away meanwhile: its log phase
+    /// runs now, with Kong's 499, and the handlers the phases selected.
+    private func logIfAbandoned(_ exchange: Exchange, handlers: [any PluginHandler]? = nil) {
+        guard exchange.logsWhenTaskEnds else { return }
+        exchange.logsWhenTaskEnds = false
+        if let handlers { exchange.handlers = handlers }
+        exchange.request.exchangeLog.status = 499
+        submitLogPhase(exchange)
+    }
+
     private func proceed(_ decision: ProxyDecision, exchange: Exchange) {
-        guard self.exchange === exchange else { return }  // the client went away meanwhile
+        guard self.exchange === exchange else {
+            // The client went away meanwhile.
+            switch decision {
+            case .respond(_, let handlers), .proxy(_, _, let handlers): logIfAbandoned(exchange, handlers: handlers)
+            }
+            return
+        }
         switch decision {
         case .respond(let exit, let handlers):
             exchange.handlers = handlers
@@ -683,7 +702,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 let replacement = verdict
                 loop.execute {
                     let handler = bound.value, exchange = boundExchange.value
-                    guard handler.exchange === exchange, let context = handler.context else { return }
+                    guard handler.exchange === exchange, let context = handler.context else {
+                        return handler.logIfAbandoned(exchange)
+                    }
                     if let replacement {
                         handler.respond(replacement, exchange: exchange, nginxLevel: false)
                     } else {

@@ -35,6 +35,9 @@ extension ProxyConnectionHandler {
         var state = State.deciding
         /// The plugin phases, set with the head and run once the bytes read with it are parsed.
         var pendingPhases: RequestPhaseWalk?
+        /// The client left while a plugin task was working on the request: the task's end runs
+        /// the log phase (status 499).
+        var logsWhenTaskEnds = false
         /// The client's head lets the connection stay open (`HTTPRequestHead.isKeepAlive`, read
         /// off by the parser).
         var clientKeepsAlive = true
