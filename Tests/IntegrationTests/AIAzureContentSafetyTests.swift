@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Plugins
 import Testing
@@ -411,6 +412,36 @@ struct AIAzureContentSafetyTests {
         #expect(blockedMeta["input_block_reason"] == nil, "the prompt itself was clean")
         #expect(blocked["ai"]?["audit"]?["azure_content_safety"] == ["Violence": 2])
         #expect(blocked["response"]?["status"] == 400)
+    }
+
+    /// A client that leaves while its answer is being screened is logged once the check is over,
+    /// with Kong's 499.
+    @Test func aClientLeavingDuringTheAnswersCheckIsLoggedAs499() async throws {
+        let directory = try TemporaryDirectory.make("content-safety-left")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("left.log").path
+        let h = try await AIHarness.start(AIConfig.document(ContentSafety.route(
+            "output", "\(ContentSafety.hateAndViolence), guarding_mode: OUTPUT", more: [ContentSafety.fileLog(logPath)])))
+        defer { Task { await h.stop() } }
+        var slow = ContentSafety.clean
+        slow.chunks[0].pauseBefore = .milliseconds(300)
+        let slowVerdict = slow
+        ContentSafety.script(h, azure: { _ in slowVerdict })
+        let body = Self.kind
+        try await h.gateway.rawConnection().executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "POST /output HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"))
+            // Gone while Azure is still looking at the answer.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContentSafety.azureCalls(h).isEmpty && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        #expect(ContentSafety.screened(h) == [ContentSafety.answer])
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 1)
+        #expect(lines.count == 1)
+        let entry = try #require(lines.first.flatMap { try? JSONValue.parse($0) })
+        #expect(entry["response"]?["status"] == 499)
     }
 
     /// Streams are not held back for a check (docs/decisions.md): the answer streams unscreened.
