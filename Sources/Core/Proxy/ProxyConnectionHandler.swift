@@ -255,17 +255,18 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                       promise: nil)
             }
         }
-        if configuration.pluginOrder.isEmpty {
-            proceed(RequestPhases.decideWithoutPlugins(request, head: head, configuration: configuration,
-                                                       localPort: localPort), exchange: exchange)
-            return
+        var phases = RequestPhaseWalk(request, head: head, configuration: configuration, localPort: localPort)
+        // Without plugins nothing can wait (routing and the service check only): decided now, and
+        // the body streams to the upstream as it arrives.
+        if configuration.pluginOrder.isEmpty, let decision = RequestPhases.decideNow(&phases) {
+            return proceed(decision, exchange: exchange)
         }
         let loop = context!.eventLoop
         request.bodyProvider = LoopBodyProvider(handler: NIOLoopBound(self, eventLoop: loop),
                                                 exchange: NIOLoopBound(LoopBodyProvider.WeakExchange(exchange), eventLoop: loop))
         // Run once the bytes read with the head are parsed: a small body then is complete, and
         // a plugin reading it decides at once.
-        exchange.pendingPhases = RequestPhaseWalk(request, head: head, configuration: configuration, localPort: localPort)
+        exchange.pendingPhases = phases
     }
 
     /// The plugin phases of a request whose head was just read: synchronously as far as its

@@ -139,21 +139,10 @@ enum RequestPhases {
         }
     }
 
-    /// Without any configured plugin: the same decisions, synchronously (the fast path).
-    static func decideWithoutPlugins(_ context: ProxyRequestContext, head: HTTPRequestHead,
-                                     configuration: GatewayConfiguration, localPort: Int) -> ProxyDecision {
-        switch routed(context, head: head, configuration: configuration, localPort: localPort) {
-        case .failure(let answer): return .respond(answer.exit, handlers: [])
-        case .success(let match):
-            guard let service = match.service else { return .respond(.error(503, ProxyErrorText.noService), handlers: []) }
-            return .proxy(match, service, handlers: [])
-        }
-    }
-
     /// A gateway answer instead of a route (no match, or the route's protocol check).
     struct RoutingAnswer: Error { let exit: PluginExit }
 
-    /// Routing and the protocol check (spec §6.4), shared by both decision paths.
+    /// Routing and the protocol check (spec §6.4), the walk's routing step.
     static func routed(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration,
                        localPort: Int) -> Result<RouteMatch, RoutingAnswer> {
         guard let match = route(context, head: head, configuration: configuration, localPort: localPort) else {
