@@ -142,7 +142,7 @@ public final class AdminAPI: Sendable {
 
         switch segments.count {
         case 0: return root()
-        case 1 where segments[0] == "status": return status(request)
+        case 1 where segments[0] == "status": return await status(request)
         case 1 where segments[0] == "endpoints": return endpoints()
         case 1 where segments[0] == "tags": return tags(request, only: nil)
         case 2 where segments[0] == "tags": return tags(request, only: segments[1])
@@ -195,7 +195,7 @@ public final class AdminAPI: Sendable {
         ]
     }
 
-    private func status(_ request: AdminRequest) -> AdminResponse {
+    private func status(_ request: AdminRequest) async -> AdminResponse {
         let stats = gateway.statistics
         var body: [String: JSONValue] = [
             "server": [
@@ -211,9 +211,22 @@ public final class AdminAPI: Sendable {
         if settings.database == .off {
             body["configuration_hash"] = .string(configurationHash)
         } else {
-            body["database"] = ["reachable": true]
+            body["database"] = ["reachable": .bool(await databaseIsReachable())]
         }
         return .json(200, .object(body))
+    }
+
+    /// Kong's `/status` asks the database (`kong.db:connect()`) and, when that fails, still
+    /// answers 200 with `reachable: false` and logs why.
+    private func databaseIsReachable() async -> Bool {
+        guard let database else { return false }
+        do throws(StoreError) {
+            try await database.store.ping()
+            return true
+        } catch {
+            ErrorLog.report("failed to connect to \(settings.database.rawValue) during /status endpoint check: \(error.message)")
+            return false
+        }
     }
 
     private func endpoints() -> AdminResponse {

@@ -425,6 +425,15 @@ struct AdminAPIDatabaseTests {
         #expect(status.json?["configuration_hash"] == nil)
     }
 
+    @Test func statusReportsAnUnreachableDatabaseWithoutFailing() async throws {
+        let lost = try await EntityDatabase(store: UnreachableStore(), dao: EntityDAO(registry: registry))
+        let api = Self.makeAPI(gateway: gateway, loader: loader, database: lost)
+        let status = await call("GET", "/status", on: api)
+        #expect(status.status == 200, "Kong still answers /status")
+        #expect(status.json?["database"] == ["reachable": false])
+        #expect(status.json?["server"]?["total_requests"] != nil)
+    }
+
     @Test func configEndpointIsOnlyForDBLess() async {
         let post = await call("POST", "/config", body: "_format_version: \"3.0\"\nservices:\n- name: s\n  host: h\n",
                               contentType: "application/yaml")
@@ -442,6 +451,13 @@ private struct RefusingStore: EntityStore {
     func commit(_ changes: [EntityChange]) async throws(StoreError) {
         throw StoreError("disk I/O error")
     }
+}
+
+/// A store that loaded once and then lost its database (a failed disk, a dropped server).
+private struct UnreachableStore: EntityStore {
+    func loadAll() async throws(StoreError) -> [String: [JSONValue]] { [:] }
+    func commit(_ changes: [EntityChange]) async throws(StoreError) { throw StoreError("disk I/O error") }
+    func ping() async throws(StoreError) { throw StoreError("disk I/O error") }
 }
 
 private extension AdminResponse {

@@ -495,6 +495,18 @@ struct SQLiteEntityStoreTests {
         }
     }
 
+    @Test func pingOpensTheFileAfresh() async throws {
+        try await withDatabasePath { path in
+            let store = try open(path)
+            try await store.commit(StoredRows.puts)
+            try await store.ping()
+            // The file removed under the running node (its pool still holds it open and would
+            // answer from the unlinked copy).
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            await #expect(throws: StoreError.self) { try await store.ping() }
+        }
+    }
+
     @Test func migrationsAreRecordedAndNotReapplied() async throws {
         try await withDatabasePath { path in
             do {

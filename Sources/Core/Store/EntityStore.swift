@@ -10,6 +10,13 @@ public protocol EntityStore: Sendable {
     /// Applies `changes` in order, in one transaction: all of them or none. Returns once the
     /// transaction is durable, so an acknowledged write survives a crash.
     func commit(_ changes: [EntityChange]) async throws(StoreError)
+    /// Checks that the store answers a read now (Admin API `/status`, as Kong's `kong.db:connect()`).
+    func ping() async throws(StoreError)
+}
+
+extension EntityStore {
+    /// A store without a connection to lose (rows in memory) is always reachable.
+    public func ping() async throws(StoreError) {}
 }
 
 /// One row written or removed.

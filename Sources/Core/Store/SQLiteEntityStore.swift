@@ -67,6 +67,25 @@ public final class SQLiteEntityStore: EntityStore {
         }
     }
 
+    /// As Kong's `kong.db:connect()`: a new connection, read-only (a missing file is not
+    /// created), reading the schema. The pool's own connections would answer from their page
+    /// cache and miss a file that went bad or away.
+    public func ping() async throws(StoreError) {
+        let path = pool.path
+        do {
+            try await Task.detached {
+                var configuration = Configuration()
+                configuration.readonly = true
+                configuration.busyMode = .timeout(5)
+                let connection = try DatabaseQueue(path: path, configuration: configuration)
+                _ = try connection.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+                try connection.close()
+            }.value
+        } catch {
+            throw StoreError("\(error)")
+        }
+    }
+
     public func commit(_ changes: [EntityChange]) async throws(StoreError) {
         guard !changes.isEmpty else { return }
         var statements: [(sql: String, arguments: StatementArguments)] = []
