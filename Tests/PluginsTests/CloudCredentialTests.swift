@@ -188,9 +188,11 @@ struct CloudCredentialTests {
         let direct = AWSSigV4.headers(for: Self.bedrockRequest, credentials: Self.suiteCredentials, region: "us-west-2",
                                       service: "bedrock", date: Self.suiteDate)
         #expect(configuredRegion.map { "\($0.name): \($0.value)" } == direct.map { "\($0.name): \($0.value)" })
-
-        let environmentRegion = try await identity.headers(for: Self.bedrockRequest, region: nil, now: Self.suiteDate)
-        #expect(environmentRegion.first?.value.contains("/20150830/eu-west-1/bedrock/aws4_request") == true)
+        // The region comes with the target (`LLMUpstream.signingRegion`, which reads the
+        // environment); the identity does not guess one of its own.
+        await #expect(throws: LLMCloudIdentityError("AWS region not specified anywhere")) {
+            try await identity.headers(for: Self.bedrockRequest, region: nil, now: Self.suiteDate)
+        }
     }
 
     @Test func bedrockIdentityErrors() async {

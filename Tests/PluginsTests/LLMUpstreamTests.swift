@@ -133,6 +133,12 @@ struct LLMUpstreamTests {
                     path: "/model/anthropic.claude-3-haiku-20240307-v1:0/converse")
         Self.expect(try Self.target(Self.bedrock, environment: ["AWS_DEFAULT_REGION": "ap-south-1"]),
                     host: "bedrock-runtime.ap-south-1.amazonaws.com", path: "/model/anthropic.claude-3-haiku-20240307-v1:0/converse")
+        // The signature's region is the one the host names, also under `upstream_url`.
+        #expect(try Self.target(configured, environment: both).signingRegion == "eu-central-1")
+        #expect(try Self.target(Self.bedrock, environment: ["AWS_DEFAULT_REGION": "ap-south-1"]).signingRegion == "ap-south-1")
+        let overridden = merging(Self.bedrock, ["options": ["upstream_url": "http://127.0.0.1:9/bedrock"]])
+        #expect(try Self.target(overridden, environment: both).signingRegion == "us-west-2")
+        #expect(try Self.target(["provider": "openai", "name": "gpt-4o"], environment: both).signingRegion == nil)
         Self.expect(try Self.target(configured, stream: true), host: "bedrock-runtime.eu-central-1.amazonaws.com",
                     path: "/model/anthropic.claude-3-haiku-20240307-v1:0/converse-stream")
     }

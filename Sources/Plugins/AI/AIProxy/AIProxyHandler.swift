@@ -90,6 +90,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         let identity: LLMCloudIdentity
         let model: LLMModelConfig
         let upstreamPath: String
+        let signingRegion: String?
         let target: UpstreamTargetOverride
         let state: AIProxyRequestState
     }
@@ -190,11 +191,6 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         }
         state.model = model
 
-        // §2.3-14: Bedrock signs for a region; none anywhere fails like a failed signature.
-        if model.provider == .bedrock, AWSRegion.resolve(configured: model.options.bedrockRegion, environment: environment) == nil {
-            ErrorLog.report("ai-proxy: AWS region not specified anywhere")
-            return .decided(Self.reject(500, "LLM request failed before proxying"))
-        }
         // §2.3-4.15 / §2.5: target, path, query and auth.
         let apiVersion = model.provider == .azure ? context.queryArguments.first { $0.name == "api-version" }?.value : nil
         let upstream: LLMUpstream
@@ -202,6 +198,10 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
                                               clientPath: String(context.rawPath), clientAPIVersion: apiVersion,
                                               environment: environment)
+        } catch .missingRegion {
+            // §2.3-14: Bedrock signs for a region; none anywhere fails like a failed signature.
+            ErrorLog.report("ai-proxy: AWS region not specified anywhere")
+            return .decided(Self.reject(500, "LLM request failed before proxying"))
         } catch {
             ErrorLog.report("ai-proxy: failed to configure the upstream: \(error.message)")
             return .decided(.exit(.error(500)))
@@ -221,7 +221,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         // §2.3-14: signed last, over the request exactly as it will be sent.
         if let identity = config.cloudIdentity {
             return .signing(PendingSignature(identity: identity, model: model, upstreamPath: upstream.path,
-                                             target: target, state: state))
+                                             signingRegion: upstream.signingRegion, target: target, state: state))
         }
         return .decided(Self.ready(context, state: state))
     }
@@ -255,7 +255,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             query: context.rawQuery.map(String.init), contentType: context.headers.first(name: "content-type"),
             body: signedBody)
         do {
-            for (name, value) in try await pending.identity.headers(for: request, region: model.options.bedrockRegion,
+            for (name, value) in try await pending.identity.headers(for: request, region: pending.signingRegion,
                                                                     now: Date()) {
                 context.headers.replaceOrAdd(name: name, value: value)
             }

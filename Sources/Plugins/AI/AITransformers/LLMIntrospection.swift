@@ -84,7 +84,7 @@ struct LLMIntrospection: Sendable {
             let signable = LLMSignableRequest(method: "POST", hostHeader: override.hostHeader, path: upstream.path,
                                               query: query, contentType: "application/json", body: body)
             do {
-                for (name, value) in try await identity.headers(for: signable, region: model.options.bedrockRegion, now: Date()) {
+                for (name, value) in try await identity.headers(for: signable, region: upstream.signingRegion, now: Date()) {
                     headers.replaceOrAdd(name: name, value: value)
                 }
             } catch {

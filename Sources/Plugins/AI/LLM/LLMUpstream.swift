@@ -10,6 +10,9 @@ public struct LLMUpstream: Sendable, Equatable {
     public var path: String
     /// Query arguments the gateway adds (Azure's `api-version`), in order.
     public var query: [(String, String)]
+    /// The AWS region a Bedrock request is signed for: resolved here, with the host it names,
+    /// so the signature cannot disagree with the target. Nil for other providers.
+    public var signingRegion: String?
 
     public static func == (a: LLMUpstream, b: LLMUpstream) -> Bool {
         a.tls == b.tls && a.host == b.host && a.port == b.port && a.path == b.path
@@ -33,6 +36,9 @@ public struct LLMUpstream: Sendable, Equatable {
     /// Why no target could be built (answered with Kong's generic 500).
     public struct Failure: Error, Equatable, Sendable {
         public let message: String
+
+        /// Bedrock without a region: Kong fails it as a failed signature (ai-plugins §2.3-14).
+        public static let missingRegion = Failure(message: "AWS region not specified anywhere")
     }
 
     /// `llm/v1/embeddings` defaults: openai `/v1/embeddings`; azure
@@ -100,12 +106,13 @@ public struct LLMUpstream: Sendable, Equatable {
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .bedrock:
             guard let region = AWSRegion.resolve(configured: options.bedrockRegion, environment: environment) else {
-                throw Failure(message: "AWS region not specified anywhere")
+                throw .missingRegion
             }
             target = LLMUpstream(tls: true, host: "bedrock-runtime.\(region).amazonaws.com", port: 443,
                                  path: "/model/\(name)/\(embeddings ? "invoke" : stream ? "converse-stream" : "converse")")
             if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
+            target.signingRegion = region
         case .huggingface:
             if let override {
                 target = override

@@ -44,7 +44,7 @@ public struct LLMCloudIdentityError: Error, Sendable, Equatable, CustomStringCon
 /// does.
 public struct LLMCloudIdentity: Sendable {
     enum Kind: Sendable {
-        case aws(Result<AWSCredentials, LLMCloudIdentityError>, environmentRegion: String?)
+        case aws(Result<AWSCredentials, LLMCloudIdentityError>)
         case gcp(Result<GCPServiceAccount, LLMCloudIdentityError>)
         case azure(Result<AzureIdentity, LLMCloudIdentityError>)
     }
@@ -67,8 +67,7 @@ public struct LLMCloudIdentity: Sendable {
         switch provider {
         case .bedrock:
             return LLMCloudIdentity(
-                kind: .aws(result { () throws(LLMCloudIdentityError) in try AWSCredentials.resolve(auth: auth, environment: environment) },
-                           environmentRegion: AWSRegion.resolve(configured: nil, environment: environment)),
+                kind: .aws(result { () throws(LLMCloudIdentityError) in try AWSCredentials.resolve(auth: auth, environment: environment) }),
                 cache: cache)
         case .gemini where auth["gcp_use_service_account"]?.boolValue == true:
             return LLMCloudIdentity(
@@ -87,18 +86,15 @@ public struct LLMCloudIdentity: Sendable {
     /// method, Host, path, query, `Content-Type` and body are final: Bedrock's signature covers them.
     ///
     /// - Parameters:
-    ///   - region: `model.options.bedrock.aws_region` as resolved for this request; the
-    ///     environment's `AWS_REGION` / `AWS_DEFAULT_REGION` fill in when nil. Ignored by
-    ///     non-AWS identities.
+    ///   - region: the region the target was resolved for (`LLMUpstream.signingRegion`); an AWS
+    ///     identity without one fails. Ignored by non-AWS identities.
     ///   - now: signing time and token-cache clock.
     public func headers(for request: LLMSignableRequest, region: String?,
                         now: Date) async throws(LLMCloudIdentityError) -> [(name: String, value: String)] {
         switch kind {
-        case .aws(let credentials, let environmentRegion):
+        case .aws(let credentials):
             let credentials = try credentials.get()
-            guard let region = region.flatMap({ $0.isEmpty ? nil : $0 }) ?? environmentRegion else {
-                throw LLMCloudIdentityError("AWS region not specified anywhere")
-            }
+            guard let region, !region.isEmpty else { throw LLMCloudIdentityError("AWS region not specified anywhere") }
             return AWSSigV4.headers(for: request, credentials: credentials, region: region,
                                     service: Self.bedrockService, date: now)
         case .gcp(let account):
