@@ -91,7 +91,8 @@ struct AWSEventStreamDecoder {
         }
         let body = String(decoding: UnsafeBufferPointer(rebasing: message[headersEnd..<payloadEnd]), as: UTF8.self)
         let envelope: JSONValue = ["headers": .object(headers), "body": .string(body)]
-        return StreamEvent(data: envelope.serialized())
+        return StreamEvent(data: envelope.serialized(),
+                           awsMessage: AWSEventMessage(eventType: headers[":event-type"]?.stringValue, payload: body))
     }
 
     @inline(__always) static func readUInt32(_ bytes: UnsafeBufferPointer<UInt8>, _ offset: Int) -> UInt32 {

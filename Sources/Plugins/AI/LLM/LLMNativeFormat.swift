@@ -149,62 +149,54 @@ public enum LLMNativeFormat: String, Sendable, CaseIterable {
 ///
 /// The framing is the shared `StreamFrameSplitter` (Gemini's JSON array or `alt=sse` events,
 /// Bedrock's AWS event stream, chosen by the upstream `Content-Type`), and each event is read by
-/// the same provider dialect as the converted streams of §2.8: Gemini `usageMetadata` replaces
-/// what earlier elements reported, Bedrock's `metadata` event carries `usage`. The OpenAI chunks
-/// that dialect builds are not sent anywhere.
+/// the same provider dialect as the converted streams of §2.8 (a `StreamNormalizer` that only
+/// observes): Gemini `usageMetadata` replaces what earlier elements reported, Bedrock's
+/// `metadata` event carries `usage`. The OpenAI chunks that dialect builds are read, never encoded.
 ///
 /// A body that cannot be split (not a JSON array, a corrupt AWS message, an unsupported content
 /// type) stops the counting, never the response: the client gets the native bytes regardless.
 public struct LLMNativeStreamUsage: Sendable {
     public let format: LLMNativeFormat
-    private var splitter: StreamFrameSplitter
-    /// What the events reported; its `usage`, `finishReason` and (when accumulated) `text` are
-    /// read for analytics, as for converted streams.
-    public private(set) var converter: StreamEventConverter
-    /// Why counting stopped early, when the body could not be split.
-    public private(set) var splitError: StreamSplitError?
-    private var finished = false
+    private var reader: StreamNormalizer
 
     /// - Parameters:
     ///   - contentType: the upstream response's `Content-Type`.
-    ///   - model: the request model (only carried into the discarded OpenAI chunks).
+    ///   - model: the request model.
     ///   - accumulateText: also collect the answer text (`logging.log_payloads`), which is what
     ///     lets `completion(logStatistics:)` estimate missing completion tokens.
     public init(format: LLMNativeFormat, contentType: String?, model: String? = nil, accumulateText: Bool = false) {
         self.format = format
-        splitter = StreamFrameSplitter(contentType: contentType)
-        converter = StreamEventConverter(route: .chat, model: LLMModelConfig(provider: format.provider, name: model),
-                                         accumulateText: accumulateText, inspectPassthrough: false)
+        reader = StreamNormalizer(observing: contentType, model: LLMModelConfig(provider: format.provider, name: model),
+                                  accumulateText: accumulateText)
     }
 
     /// Whether the upstream content type is one the splitter reads (else nothing is counted).
-    public var isSupported: Bool { splitter.isSupported }
+    public var isSupported: Bool { reader.splitter.isSupported }
+
+    /// What the events reported; its `usage`, `finishReason` and (when accumulated) `text` are
+    /// read for analytics, as for converted streams.
+    public var converter: StreamEventConverter { reader.converter }
+
+    /// Why counting stopped early, when the body could not be split.
+    public var splitError: StreamSplitError? { reader.splitError }
 
     /// The tokens reported so far (0 for a count not reported yet).
-    public var usage: LLMUsage { converter.usage }
+    public var usage: LLMUsage { reader.converter.usage }
 
     /// Reads one upstream chunk (as received, already inflated).
     public mutating func consume<Bytes: Collection>(_ chunk: Bytes) where Bytes.Element == UInt8 {
-        guard !finished, splitError == nil, splitter.isSupported, !chunk.isEmpty else { return }
-        do {
-            _ = converter.convert(try splitter.split(chunk))
-        } catch {
-            splitError = error
-        }
+        _ = reader.process(chunk)
     }
 
     /// The end of the upstream body (releases a last SSE event without its blank line).
     public mutating func finish() {
-        guard !finished else { return }
-        finished = true
-        guard splitError == nil, splitter.isSupported else { return }
-        _ = converter.convert(splitter.finish())
+        _ = reader.finish()
     }
 
     /// The stream's analytics, as `StreamEventConverter.completion` computes them for converted
     /// streams (§2.8, §2.11).
     public func completion(logStatistics: Bool) -> StreamCompletion {
-        converter.completion(logStatistics: logStatistics)
+        reader.converter.completion(logStatistics: logStatistics)
     }
 }
 

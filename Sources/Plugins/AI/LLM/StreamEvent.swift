@@ -5,11 +5,16 @@ public struct StreamEvent: Sendable, Equatable, CustomStringConvertible {
     public var event: String?
     public var id: String?
     public var data: String
+    /// An AWS event-stream message's parts, kept beside `data` (Kong's `{headers, body}`
+    /// envelope, what its fixtures show) so the Bedrock dialect reads the payload without first
+    /// parsing the envelope back. Nil for every other framing.
+    public var awsMessage: AWSEventMessage?
 
-    public init(event: String? = nil, id: String? = nil, data: String) {
+    public init(event: String? = nil, id: String? = nil, data: String, awsMessage: AWSEventMessage? = nil) {
         self.event = event
         self.id = id
         self.data = data
+        self.awsMessage = awsMessage
     }
 
     /// The OpenAI end-of-stream marker, also synthesised by the splitter when a JSON-array
@@ -24,6 +29,14 @@ public struct StreamEvent: Sendable, Equatable, CustomStringConvertible {
         parts.append("data=\(data)")
         return "{" + parts.joined(separator: " ") + "}"
     }
+}
+
+/// One AWS event-stream message as the Bedrock dialect reads it.
+public struct AWSEventMessage: Sendable, Equatable {
+    /// The `:event-type` header (`messageStart`, `contentBlockDelta`, `metadata`…).
+    public var eventType: String?
+    /// The payload text (a JSON document for Bedrock's events).
+    public var payload: String
 }
 
 /// The upstream byte stream cannot be split any further; the request's stream is then over.

@@ -81,6 +81,24 @@ public struct StreamEventConverter: Sendable {
         return frames
     }
 
+    /// Reads `events` for the analytics only (usage, finish reason, text): no client frame is
+    /// built, for a stream the client gets as the upstream sent it (a native format, §2.12).
+    public mutating func observe(_ events: [StreamEvent]) {
+        for event in events {
+            scratch.removeAll(keepingCapacity: true)
+            if let report = dialect.convert(event, into: &scratch) {
+                record(report)
+            }
+            for payload in scratch {
+                switch payload {
+                case .done: break
+                case .verbatim(let data): inspect(data)
+                case .json(let chunk): observe(chunk)
+                }
+            }
+        }
+    }
+
     /// The stream's analytics once the body is complete (spec §2.8 last paragraph, §2.11).
     /// - Parameters:
     ///   - logStatistics: `logging.log_statistics`; only then is a missing completion count estimated.
@@ -118,10 +136,7 @@ public struct StreamEventConverter: Sendable {
             sentTerminator = true
         case .verbatim(let data):
             StreamEventConverter.frame(data, into: &frames)
-            if inspectPassthrough, let chunk = try? JSONValue.parse(data) {
-                observe(chunk)
-                if let reported = StreamEventConverter.openAIUsage(chunk) { record(.replace(reported)) }
-            }
+            inspect(data)
         case .json(let chunk):
             StreamEventConverter.frame(chunk.serialized(.kong), into: &frames)
             observe(chunk)
@@ -147,6 +162,13 @@ public struct StreamEventConverter: Sendable {
         frames.append(contentsOf: "data: ".utf8)
         frames.append(contentsOf: json.utf8)
         frames.append(contentsOf: "\n\n".utf8)
+    }
+
+    /// A forwarded OpenAI chunk's finish reason, text and `usage`, when they are wanted.
+    private mutating func inspect(_ data: String) {
+        guard inspectPassthrough, let chunk = try? JSONValue.parse(data) else { return }
+        observe(chunk)
+        if let reported = StreamEventConverter.openAIUsage(chunk) { record(.replace(reported)) }
     }
 
     private mutating func observe(_ chunk: JSONValue) {

@@ -8,6 +8,9 @@ import Core
 /// * a body that cannot be split (a Gemini body not opening with `[`, a corrupt AWS message): the
 ///   same frame, then the end. Kong logs and drops such chunks, leaving the client waiting for
 ///   events that never come; a readable error is the better end.
+///
+/// Observing (`LLMNativeStreamUsage`), the same reading only counts: no frame is built or
+/// returned, and a stream that cannot be read stops the counting, never the response.
 public struct StreamNormalizer: Sendable {
     public private(set) var splitter: StreamFrameSplitter
     public private(set) var converter: StreamEventConverter
@@ -15,12 +18,23 @@ public struct StreamNormalizer: Sendable {
     public private(set) var ended = false
     /// Why the stream ended early, when it did because the body could not be split.
     public private(set) var splitError: StreamSplitError?
+    /// Only the analytics are wanted: nothing goes to the client from here.
+    private let observing: Bool
 
     public init(contentType: String?, route: LLMRouteType, model: LLMModelConfig,
                 accumulateText: Bool = false, inspectPassthrough: Bool = true, includeUsage: Bool = false) {
         splitter = StreamFrameSplitter(contentType: contentType)
         converter = StreamEventConverter(route: route, model: model, accumulateText: accumulateText,
                                          inspectPassthrough: inspectPassthrough, includeUsage: includeUsage)
+        observing = false
+    }
+
+    /// A reader that observes a stream the client gets unchanged.
+    init(observing contentType: String?, model: LLMModelConfig, accumulateText: Bool) {
+        splitter = StreamFrameSplitter(contentType: contentType)
+        converter = StreamEventConverter(route: .chat, model: model, accumulateText: accumulateText,
+                                         inspectPassthrough: false)
+        observing = true
     }
 
     /// The client bytes for one upstream chunk (possibly none).
@@ -28,14 +42,14 @@ public struct StreamNormalizer: Sendable {
         guard !ended, !chunk.isEmpty else { return [] }
         guard splitter.isSupported else {
             ended = true
-            return StreamEventConverter.unsupportedContentTypeFrame
+            return observing ? [] : StreamEventConverter.unsupportedContentTypeFrame
         }
         do {
-            return converter.convert(try splitter.split(chunk))
+            return read(try splitter.split(chunk))
         } catch {
             ended = true
             splitError = error
-            return StreamEventConverter.unsupportedContentTypeFrame
+            return observing ? [] : StreamEventConverter.unsupportedContentTypeFrame
         }
     }
 
@@ -43,6 +57,14 @@ public struct StreamNormalizer: Sendable {
     public mutating func finish() -> [UInt8] {
         guard !ended else { return [] }
         ended = true
-        return converter.convert(splitter.finish())
+        return read(splitter.finish())
+    }
+
+    private mutating func read(_ events: [StreamEvent]) -> [UInt8] {
+        if observing {
+            converter.observe(events)
+            return []
+        }
+        return converter.convert(events)
     }
 }

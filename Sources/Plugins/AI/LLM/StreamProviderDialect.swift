@@ -50,6 +50,12 @@ struct StreamProviderDialect: Sendable {
             out.append(.done)
             return nil
         }
+        if kind == .bedrock {
+            // Its parts, not the envelope in `data`: one parse of the payload.
+            guard let message = event.awsMessage, let type = message.eventType,
+                  let body = try? JSONValue.parse(message.payload) else { return nil }
+            return bedrock(type, body, &out)
+        }
         // Hugging Face's own `data: [DONE]` fails to decode here and yields nothing (Kong, §2.8).
         guard let body = try? JSONValue.parse(event.data) else { return nil }
         switch kind {
@@ -58,7 +64,7 @@ struct StreamProviderDialect: Sendable {
         case .cohere: return cohere(body, &out)
         case .ollama: return ollama(body, &out)
         case .gemini: return gemini(body, &out)
-        case .bedrock: return bedrock(body, &out)
+        case .bedrock: return nil  // read above
         case .huggingFace:
             huggingface(body, &out)
             return nil
@@ -233,12 +239,8 @@ struct StreamProviderDialect: Sendable {
                                  completionTokens: usage["candidatesTokenCount"]?.intValue ?? 0))
     }
 
-    /// One AWS event-stream message `{headers, body}` of Bedrock `converse-stream`.
-    private func bedrock(_ envelope: JSONValue, _ out: inout [StreamPayload]) -> StreamUsageReport? {
-        guard let type = envelope["headers"]?[":event-type"]?.stringValue,
-              let bodyText = envelope["body"]?.stringValue,
-              let body = try? JSONValue.parse(bodyText)
-        else { return nil }
+    /// One AWS event-stream message of Bedrock `converse-stream`: its `:event-type` and payload.
+    private func bedrock(_ type: String, _ body: JSONValue, _ out: inout [StreamPayload]) -> StreamUsageReport? {
         func chunk(_ delta: JSONValue) -> StreamPayload {
             .json(object([
                 ("choices", [object([("delta", delta), ("index", 0), ("logprobs", .null)])]),
