@@ -25,12 +25,10 @@ public enum RequestPath {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
-            if b == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) {
+            if b == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = PercentEncoding.hexValue(bytes[i + 1]), let lo = PercentEncoding.hexValue(bytes[i + 2]) {
                 let value = hi << 4 | lo
                 if reserved.contains(value) {
-                    decoded.append(UInt8(ascii: "%"))
-                    decoded.append(upperHex(hi))
-                    decoded.append(upperHex(lo))
+                    PercentEncoding.appendEscape(value, to: &decoded)
                 } else {
                     decoded.append(value)
                 }
@@ -48,18 +46,6 @@ public enum RequestPath {
         return text.contains("/.") ? PathSyntax.removeDotSegments(text) : text
     }
 
-    static func hex(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
-    static func upperHex(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
-    }
 
     /// Kong's `v0` upstream path composition (spec §6.5). `servicePath` nil means `/`;
     /// `strippedPrefix` is the matched prefix when the route strips it, else nil.
@@ -108,9 +94,7 @@ public enum RequestPath {
             if safe[Int(b)] {
                 out.append(b)
             } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(upperHex(b >> 4))
-                out.append(upperHex(b & 0x0F))
+                PercentEncoding.appendEscape(b, to: &out)
             }
         }
         if let rawQuery {

@@ -169,43 +169,22 @@ enum QueryText {
 
     /// Percent-encoding for names and values the gateway writes: RFC 3986 unreserved characters
     /// stay, every other byte becomes `%XX`.
-    static func encode(_ text: String) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-                 UInt8(ascii: "~"):
-                out.append(byte)
-            default:
-                out.append(UInt8(ascii: "%"))
-                out.append(hexDigits[Int(byte >> 4)])
-                out.append(hexDigits[Int(byte & 0xF)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+    static func encode(_ text: String) -> String { PercentEncoding.encode(text.utf8) }
 
     /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte).
     static func decode(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        var i = text.utf8.startIndex
         let utf8 = text.utf8
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var i = utf8.startIndex
         while i < utf8.endIndex {
             let b = utf8[i]
-            if b == UInt8(ascii: "+") {
-                bytes.append(0x20)
-            } else if b == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex),
-                      h1 < utf8.endIndex, let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 < utf8.endIndex,
-                      let hi = RequestPath.hex(utf8[h1]), let lo = RequestPath.hex(utf8[h2]) {
-                bytes.append(hi << 4 | lo)
-                i = h2
-            } else {
-                bytes.append(b)
+            if b == UInt8(ascii: "%"), let (value, next) = PercentEncoding.escape(at: i, in: utf8) {
+                bytes.append(value)
+                i = next
+                continue
             }
+            bytes.append(b == UInt8(ascii: "+") ? 0x20 : b)
             i = utf8.index(after: i)
         }
         return String(decoding: bytes, as: UTF8.self)

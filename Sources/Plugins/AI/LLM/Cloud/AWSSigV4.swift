@@ -77,8 +77,8 @@ public enum AWSSigV4 {
                 name = item
                 value = ""
             }
-            pairs.append((CloudEncoding.percentEncoded(bytes: CloudEncoding.percentDecodedBytes(name)),
-                          CloudEncoding.percentEncoded(bytes: CloudEncoding.percentDecodedBytes(value))))
+            pairs.append((PercentEncoding.encode(PercentEncoding.decode(name.utf8)),
+                          PercentEncoding.encode(PercentEncoding.decode(value.utf8))))
         }
         // Encoded text is ASCII: byte order is code-point order, as AWS sorts.
         pairs.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
