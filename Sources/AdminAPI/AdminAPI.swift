@@ -219,7 +219,10 @@ public final class AdminAPI: Sendable {
     /// Kong's `/status` asks the database (`kong.db:connect()`) and, when that fails, still
     /// answers 200 with `reachable: false` and logs why.
     private func databaseIsReachable() async -> Bool {
-        guard let database else { return false }
+        guard let database else {
+            ErrorLog.report("failed to connect to \(settings.database.rawValue) during /status endpoint check: no database opened")
+            return false
+        }
         do throws(StoreError) {
             try await database.store.ping()
             return true

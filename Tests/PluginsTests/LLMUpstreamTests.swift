@@ -149,6 +149,15 @@ struct LLMUpstreamTests {
                                    clientAPIVersion: nil, environment: ["AWS_ACCESS_KEY_ID": "AKIA-not-a-region"])
         }
         #expect(error?.message == "AWS region not specified anywhere")
+        // The region (§2.3-14) is checked before `upstream_url` (§2.3-15) is used.
+        let withBadURL = merging(Self.bedrock, ["options": ["upstream_url": "no-scheme"]])
+        #expect(throws: LLMUpstream.Failure.missingRegion) {
+            try Self.target(withBadURL, environment: [:])
+        }
+        let urlError = #expect(throws: LLMUpstream.Failure.self) {
+            try Self.target(withBadURL, environment: ["AWS_REGION": "us-east-1"])
+        }
+        #expect(urlError?.message == "missing scheme in url")
     }
 
     // MARK: Hugging Face

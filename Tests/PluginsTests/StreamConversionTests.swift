@@ -355,6 +355,23 @@ private let bedrockStream: [UInt8] =
     #expect(converter.text == "Let me add.")
 }
 
+/// The same messages re-framed as SSE events whose `data` is Kong's `{headers, body}` envelope
+/// (what a proxy in front of Bedrock may send): read from `data`, the same chunks and usage.
+@Test func bedrockEnvelopesInSSEConvertLikeTheEventStream() throws {
+    var splitter = StreamFrameSplitter(contentType: "application/vnd.amazon.eventstream")
+    let envelopes = try splitter.split(bedrockStream)
+    #expect(envelopes.allSatisfy { $0.awsMessage != nil })
+    let sse = bytes(envelopes.map { "data: \($0.data)\n\n" }.joined())
+    let (viaSSE, sseConverter) = try run(sse, contentType: "text/event-stream", .bedrock, model: model(.bedrock, "titan"),
+                                         accumulateText: true)
+    let (viaAWS, awsConverter) = try run(bedrockStream, contentType: "application/vnd.amazon.eventstream", .bedrock,
+                                         model: model(.bedrock, "titan"), accumulateText: true)
+    #expect(payloadJSON(viaSSE).count == 7)
+    #expect(viaSSE == viaAWS)
+    #expect(sseConverter.usage == awsConverter.usage)
+    #expect(sseConverter.text == "Let me add.")
+}
+
 @Test(arguments: [
     ("end_turn", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"),
     ("guardrail_intervened", "guardrail_intervened"), ("stop_sequence", "stop"), ("content_filtered", "stop"),

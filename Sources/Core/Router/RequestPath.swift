@@ -46,7 +46,6 @@ public enum RequestPath {
         return text.contains("/.") ? PathSyntax.removeDotSegments(text) : text
     }
 
-
     /// Kong's `v0` upstream path composition (spec §6.5). `servicePath` nil means `/`;
     /// `strippedPrefix` is the matched prefix when the route strips it, else nil.
     public static func upstreamPath(servicePath: String?, requestPath: String, strippedPrefix: String?) -> String {

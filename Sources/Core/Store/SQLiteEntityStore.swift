@@ -68,22 +68,25 @@ public final class SQLiteEntityStore: EntityStore {
     }
 
     /// As Kong's `kong.db:connect()`: a new connection, read-only (a missing file is not
-    /// created), reading the schema. The pool's own connections would answer from their page
-    /// cache and miss a file that went bad or away.
+    /// created), reading the schema. It finds a file gone or unreadable, not every corruption;
+    /// the pool's own connections would answer from their page cache, and from the old copy of a
+    /// file removed under the node. Runs off the event loops and the task pool (the open and the
+    /// read block), waiting at most 1 s for a lock.
     public func ping() async throws(StoreError) {
         let path = pool.path
-        do {
-            try await Task.detached {
-                var configuration = Configuration()
-                configuration.readonly = true
-                configuration.busyMode = .timeout(5)
-                let connection = try DatabaseQueue(path: path, configuration: configuration)
-                _ = try connection.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
-                try connection.close()
-            }.value
-        } catch {
-            throw StoreError("\(error)")
+        let outcome: Result<Void, any Error> = await withCheckedContinuation { done in
+            DispatchQueue.global().async {
+                done.resume(returning: Result {
+                    var configuration = Configuration()
+                    configuration.readonly = true
+                    configuration.busyMode = .timeout(1)
+                    let connection = try DatabaseQueue(path: path, configuration: configuration)
+                    _ = try connection.inDatabase { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+                    try connection.close()
+                })
+            }
         }
+        if case .failure(let error) = outcome { throw StoreError("\(error)") }
     }
 
     public func commit(_ changes: [EntityChange]) async throws(StoreError) {

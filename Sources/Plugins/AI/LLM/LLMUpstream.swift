@@ -17,6 +17,7 @@ public struct LLMUpstream: Sendable, Equatable {
     public static func == (a: LLMUpstream, b: LLMUpstream) -> Bool {
         a.tls == b.tls && a.host == b.host && a.port == b.port && a.path == b.path
             && a.query.map { "\($0.0)=\($0.1)" } == b.query.map { "\($0.0)=\($0.1)" }
+            && a.signingRegion == b.signingRegion
     }
 
     public init(tls: Bool, host: String, port: Int, path: String, query: [(String, String)] = []) {
@@ -58,6 +59,12 @@ public struct LLMUpstream: Sendable, Equatable {
                               clientAPIVersion: String?, environment: [String: String] = [:]) throws(Failure) -> LLMUpstream {
         let options = model.options
         let name = model.name ?? ""
+        // §2.3-14 (the region to sign for) comes before §2.3-15 (the target, `upstream_url`).
+        var region: String?
+        if model.provider == .bedrock {
+            region = AWSRegion.resolve(configured: options.bedrockRegion, environment: environment)
+            if region == nil { throw .missingRegion }
+        }
         let override = try options.upstreamURLTarget.map { parsed throws(Failure) in try parsed.get() }
         let chat = route == .chat
         let embeddings = route == .embeddings
@@ -105,9 +112,7 @@ public struct LLMUpstream: Sendable, Equatable {
             if let override { target = override }
             if let path = options.upstreamPath { target.path = normalized(path) }
         case .bedrock:
-            guard let region = AWSRegion.resolve(configured: options.bedrockRegion, environment: environment) else {
-                throw .missingRegion
-            }
+            let region = region ?? ""  // resolved above
             target = LLMUpstream(tls: true, host: "bedrock-runtime.\(region).amazonaws.com", port: 443,
                                  path: "/model/\(name)/\(embeddings ? "invoke" : stream ? "converse-stream" : "converse")")
             if let override { target = override }

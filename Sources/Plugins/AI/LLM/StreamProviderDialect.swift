@@ -50,10 +50,9 @@ struct StreamProviderDialect: Sendable {
             out.append(.done)
             return nil
         }
-        if kind == .bedrock {
-            // Its parts, not the envelope in `data`: one parse of the payload.
-            guard let message = event.awsMessage, let type = message.eventType,
-                  let body = try? JSONValue.parse(message.payload) else { return nil }
+        if kind == .bedrock, let message = event.awsMessage {
+            // The AWS message's parts, not the envelope in `data`: one parse of the payload.
+            guard let type = message.eventType, let body = try? JSONValue.parse(message.payload) else { return nil }
             return bedrock(type, body, &out)
         }
         // Hugging Face's own `data: [DONE]` fails to decode here and yields nothing (Kong, §2.8).
@@ -64,7 +63,12 @@ struct StreamProviderDialect: Sendable {
         case .cohere: return cohere(body, &out)
         case .ollama: return ollama(body, &out)
         case .gemini: return gemini(body, &out)
-        case .bedrock: return nil  // read above
+        case .bedrock:
+            // An envelope framed otherwise (SSE, NDJSON: a proxy re-framing the stream), read
+            // from `data` as Kong's driver reads every event.
+            guard let type = body["headers"]?[":event-type"]?.stringValue,
+                  let payload = body["body"]?.stringValue.flatMap({ try? JSONValue.parse($0) }) else { return nil }
+            return bedrock(type, payload, &out)
         case .huggingFace:
             huggingface(body, &out)
             return nil
