@@ -219,17 +219,19 @@ public final class AdminAPI: Sendable {
     /// Kong's `/status` asks the database (`kong.db:connect()`) and, when that fails, still
     /// answers 200 with `reachable: false` and logs why.
     private func databaseIsReachable() async -> Bool {
-        guard let database else {
-            ErrorLog.report("failed to connect to \(settings.database.rawValue) during /status endpoint check: no database opened")
-            return false
+        let problem: String
+        if let database {
+            do throws(StoreError) {
+                try await database.store.ping()
+                return true
+            } catch {
+                problem = error.message
+            }
+        } else {
+            problem = "no database opened"
         }
-        do throws(StoreError) {
-            try await database.store.ping()
-            return true
-        } catch {
-            ErrorLog.report("failed to connect to \(settings.database.rawValue) during /status endpoint check: \(error.message)")
-            return false
-        }
+        ErrorLog.report("failed to connect to \(settings.database.rawValue) during /status endpoint check: \(problem)")
+        return false
     }
 
     private func endpoints() -> AdminResponse {

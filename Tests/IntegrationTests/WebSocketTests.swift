@@ -12,6 +12,24 @@ struct WebSocketTests {
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + extra
     }
 
+    /// A gateway whose one route, `/ws`, leads to a fresh WebSocket upstream.
+    static func gatewayInFront(readTimeout: Int? = nil) async throws -> (WebSocketUpstream, ProxyHarness) {
+        let ws = try await WebSocketUpstream.start()
+        let timeout = readTimeout.map { ", read_timeout: \($0)" } ?? ""
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: chat, url: "http://127.0.0.1:\(ws.port)"\(timeout), routes: [{name: ws, paths: ["/ws"]}]}
+        """)
+        return (ws, h)
+    }
+
+    /// Asks for the upgrade of `/ws` and reads the answer's head into `text`.
+    static func switchProtocols(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+                                _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, into text: inout String) async throws {
+        try await outbound.write(ByteBuffer(string: upgrade("/ws")))
+        _ = try await read(&iterator, into: &text) { $0.contains("\r\n\r\n") }
+    }
+
     /// Reads until `done(text)` holds or the connection ends; whether it ended.
     static func read(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, into text: inout String,
                      until done: (String) -> Bool) async throws -> Bool {
@@ -75,17 +93,12 @@ struct WebSocketTests {
     }
 
     @Test func theClientClosingClosesTheUpstream() async throws {
-        let ws = try await WebSocketUpstream.start()
-        let h = try await ProxyHarness.start("""
-        services:
-        - {name: chat, url: "http://127.0.0.1:\(ws.port)", routes: [{name: ws, paths: ["/ws"]}]}
-        """)
+        let (ws, h) = try await Self.gatewayInFront()
         defer { Task { await h.stop(); await ws.stop() } }
         let echoed = try await h.rawConnection().executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             var text = ""
-            try await outbound.write(ByteBuffer(string: Self.upgrade("/ws")))
-            _ = try await Self.read(&iterator, into: &text) { $0.contains("\r\n\r\n") }
+            try await Self.switchProtocols(&iterator, outbound, into: &text)
             try await outbound.write(ByteBuffer(string: "ping"))
             _ = try await Self.read(&iterator, into: &text) { $0.contains("PING") }
             return text.hasSuffix("PING")
@@ -98,17 +111,12 @@ struct WebSocketTests {
 
     /// nginx closes an upgraded connection idle (both ways) for the service's read_timeout.
     @Test func anIdleTunnelClosesAfterTheReadTimeout() async throws {
-        let ws = try await WebSocketUpstream.start()
-        let h = try await ProxyHarness.start("""
-        services:
-        - {name: chat, url: "http://127.0.0.1:\(ws.port)", read_timeout: 1000, routes: [{name: ws, paths: ["/ws"]}]}
-        """)
+        let (ws, h) = try await Self.gatewayInFront(readTimeout: 1000)
         defer { Task { await h.stop(); await ws.stop() } }
         let (text, ended) = try await h.rawConnection().executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             var text = ""
-            try await outbound.write(ByteBuffer(string: Self.upgrade("/ws")))
-            _ = try await Self.read(&iterator, into: &text) { $0.contains("\r\n\r\n") }
+            try await Self.switchProtocols(&iterator, outbound, into: &text)
             try await outbound.write(ByteBuffer(string: "ping"))
             let ended = try await Self.read(&iterator, into: &text) { _ in false }
             return (text, ended)
@@ -121,17 +129,12 @@ struct WebSocketTests {
     /// A graceful shutdown waits for responses to end; a tunnel has no end to wait for, so it
     /// closes at once (its client reconnects elsewhere).
     @Test func drainingClosesAnOpenTunnel() async throws {
-        let ws = try await WebSocketUpstream.start()
-        let h = try await ProxyHarness.start("""
-        services:
-        - {name: chat, url: "http://127.0.0.1:\(ws.port)", read_timeout: 60000, routes: [{name: ws, paths: ["/ws"]}]}
-        """)
+        let (ws, h) = try await Self.gatewayInFront(readTimeout: 60000)
         defer { Task { await h.stop(); await ws.stop() } }
         let (ended, waited) = try await h.rawConnection().executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             var text = ""
-            try await outbound.write(ByteBuffer(string: Self.upgrade("/ws")))
-            _ = try await Self.read(&iterator, into: &text) { $0.contains("\r\n\r\n") }
+            try await Self.switchProtocols(&iterator, outbound, into: &text)
             let start = ContinuousClock.now
             h.gateway.shutdown()
             return (try await Self.read(&iterator, into: &text) { _ in false }, ContinuousClock.now - start)

@@ -25,14 +25,13 @@ public enum RequestPath {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
-            if b == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = PercentEncoding.hexValue(bytes[i + 1]), let lo = PercentEncoding.hexValue(bytes[i + 2]) {
-                let value = hi << 4 | lo
+            if b == UInt8(ascii: "%"), let (value, next) = PercentEncoding.escape(at: i, in: bytes) {
                 if reserved.contains(value) {
                     PercentEncoding.appendEscape(value, to: &decoded)
                 } else {
                     decoded.append(value)
                 }
-                i += 3
+                i = next
                 continue
             }
             if b == UInt8(ascii: "/"), decoded.last == UInt8(ascii: "/") {
