@@ -577,6 +577,39 @@ struct LLMConversionTests {
         #expect(try LLMTokenEstimate.promptTokens(request: ["prompt": "a\u{00A0}b"], streaming: false) == 1)
     }
 
+    /// Lua's `%s` is exactly 0x09 to 0x0D and the space: the bytes just outside join words.
+    @Test func estimateSplitsOnCLocaleWhitespaceOnly() throws {
+        let separated = ["a\u{09}b", "a\u{0A}b", "a\u{0B}b", "a\u{0C}b", "a\u{0D}b", "a b", "  a \r\n\t b  "]
+        for text in separated {
+            #expect(try LLMTokenEstimate.promptTokens(request: ["prompt": .string(text)], streaming: false) == 2, "\(text.debugDescription)")
+        }
+        for (text, expected) in [("a\u{08}b", 1), ("a\u{0E}b", 1), ("a\u{1F}b", 1), ("a\u{7F}b", 1), ("", 0), ("   ", 0)] {
+            #expect(try LLMTokenEstimate.promptTokens(request: ["prompt": .string(text)], streaming: false) == expected, "\(text.debugDescription)")
+        }
+    }
+
+    /// Long texts are counted sixteen bytes at a time: words across every block edge, against a
+    /// plain count of the same texts.
+    @Test func estimateCountsWordsAcrossBlockEdges() throws {
+        let alphabet: [String] = ["a", "b", "é", " ", "\t", "\n", "\u{0B}", "\u{0E}", "  ", "xyz"]
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for length in 0..<120 {
+            var text = ""
+            for _ in 0..<length {
+                seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                text += alphabet[Int(seed >> 33) % alphabet.count]
+            }
+            var expected = 0, afterSpace = true
+            for byte in text.utf8 {
+                let space = byte == 0x20 || (0x09...0x0D).contains(byte)
+                if afterSpace && !space { expected += 1 }
+                afterSpace = space
+            }
+            #expect(try LLMTokenEstimate.promptTokens(request: ["prompt": .string(text)], streaming: false) == expected,
+                    "\(text.debugDescription)")
+        }
+    }
+
     @Test func estimateRefusesOtherPromptElements() {
         for prompt: JSONValue in [[true], [nil], [["x"]], 5] {
             let error = #expect(throws: LLMConversionError.self) {

@@ -21,23 +21,36 @@ extension JSONValue {
         try parse(bytes: Array(text.utf8))
     }
 
+    /// Reads the bytes where they are when they are contiguous (an `Array`, a `ByteBuffer`'s
+    /// view): a request body is not copied to be parsed.
     public static func parse<Bytes: Collection>(bytes: Bytes) throws(JSONParseError) -> JSONValue
     where Bytes.Element == UInt8 {
-        var reader = JSONReader(bytes: Array(bytes))
-        reader.skipWhitespace()
-        let value = try reader.readValue(depth: 0)
-        reader.skipWhitespace()
-        guard reader.atEnd else { throw reader.error("Expected the end but found invalid token") }
-        return value
+        let result = bytes.withContiguousStorageIfAvailable(parse(buffer:))
+            ?? Array(bytes).withUnsafeBufferPointer(parse(buffer:))
+        return try result.get()
+    }
+
+    private static func parse(buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
+        var reader = JSONReader(bytes: buffer)
+        do throws(JSONParseError) {
+            reader.skipWhitespace()
+            let value = try reader.readValue(depth: 0)
+            reader.skipWhitespace()
+            guard reader.atEnd else { throw reader.error("Expected the end but found invalid token") }
+            return .success(value)
+        } catch {
+            return .failure(error)
+        }
     }
 }
 
+/// Reads one document from bytes that stay valid while it runs (`JSONValue.parse` lends them).
 private struct JSONReader {
-    let bytes: [UInt8]
+    let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
     static let maxDepth = 512
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     var atEnd: Bool { index >= bytes.count }
 
@@ -133,24 +146,23 @@ private struct JSONReader {
     /// Kong's decoder does (LLM-produced JSON often carries literal newlines).
     mutating func readString() throws(JSONParseError) -> String {
         index += 1
-        // Most strings have no escape: made straight from their bytes, without a copy to build.
         let start = index
-        var end = start
-        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") { end += 1 }
-        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-            index = end + 1
-            return bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
+        let stop = JSONByteScan.stringEndOrEscape(in: bytes, from: start)
+        // Most strings have no escape: made straight from their bytes, without a copy to build.
+        if stop < bytes.count, bytes[stop] == UInt8(ascii: "\"") {
+            index = stop + 1
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<stop]), as: UTF8.self)
         }
         var scalars: [UInt8] = []
+        scalars.reserveCapacity(stop - start + 64)
+        index = start
         while true {
+            // The run up to the next quote or backslash, copied whole.
+            let runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index)
+            scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<runEnd]))
+            index = runEnd
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") { index += 1; break }
-            if byte != UInt8(ascii: "\\") {
-                scalars.append(byte)
-                index += 1
-                continue
-            }
+            if bytes[index] == UInt8(ascii: "\"") { index += 1; break }
             index += 1
             guard index < bytes.count else { throw error("Expected escape but found T_END") }
             let escape = bytes[index]
@@ -173,11 +185,11 @@ private struct JSONReader {
                     if (0xDC00...0xDFFF).contains(low) {
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     } else {
-                        appendUTF8(0xFFFD, to: &scalars)
+                        Self.appendUTF8(0xFFFD, to: &scalars)
                         code = low
                     }
                 }
-                appendUTF8(Unicode.Scalar(code) != nil ? code : 0xFFFD, to: &scalars)
+                Self.appendUTF8(Unicode.Scalar(code) != nil ? code : 0xFFFD, to: &scalars)
             default:
                 index -= 1
                 throw error("Expected valid escape but found invalid token")
@@ -204,9 +216,9 @@ private struct JSONReader {
         return value
     }
 
-    func appendUTF8(_ code: UInt32, to out: inout [UInt8]) {
-        guard let scalar = Unicode.Scalar(code) else { return }
-        out.append(contentsOf: Array(String(Character(scalar)).utf8))
+    static func appendUTF8(_ code: UInt32, to out: inout [UInt8]) {
+        guard let scalar = Unicode.Scalar(code), let encoded = UTF8.encode(scalar) else { return }
+        out.append(contentsOf: encoded)
     }
 
     mutating func readNumber() throws(JSONParseError) -> Double {
@@ -271,10 +283,12 @@ extension JSONValue {
     }
 
     /// The UTF-8 encoding, written into one byte buffer (log lines and bodies are built here on
-    /// every request: no per-character String appends).
-    public func serializedBytes(_ options: JSONWriteOptions = JSONWriteOptions()) -> [UInt8] {
+    /// every request: no per-character String appends). `capacity`: the expected size, when
+    /// known (a re-encoded request body is about as long as the one received), so a large body
+    /// is not grown and copied a dozen times.
+    public func serializedBytes(_ options: JSONWriteOptions = JSONWriteOptions(), reservingCapacity capacity: Int = 256) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256)
+        out.reserveCapacity(capacity)
         write(to: &out, options: options, indent: 0)
         return out
     }
@@ -303,16 +317,27 @@ extension JSONValue {
         case .object(let members):
             if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
             out.append(UInt8(ascii: "{"))
-            // Sorted by the keys' UTF-8 bytes (code point order): String's `<` compares Unicode
-            // canonically, which costs far more and orders the same keys the same way here.
-            let ordered = options.sortedKeys ? members.sorted { JSONValue.utf8Precedes($0.key, $1.key) } : Array(members)
-            for (i, member) in ordered.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
+            func writeMember(_ key: String, _ value: JSONValue, first: Bool) {
+                if !first { out.append(UInt8(ascii: ",")) }
                 if options.pretty { JSONValue.newline(&out, indent: indent + 1) }
-                JSONValue.writeString(member.key, to: &out, escapeSlashes: options.escapeSlashes)
+                JSONValue.writeString(key, to: &out, escapeSlashes: options.escapeSlashes)
                 out.append(UInt8(ascii: ":"))
                 if options.pretty { out.append(UInt8(ascii: " ")) }
-                member.value.write(to: &out, options: options, indent: indent + 1)
+                value.write(to: &out, options: options, indent: indent + 1)
+            }
+            if options.sortedKeys {
+                // Sorted by the keys' UTF-8 bytes (code point order): String's `<` compares Unicode
+                // canonically, which costs far more and orders the same keys the same way here.
+                for (i, member) in members.sorted(by: { JSONValue.utf8Precedes($0.key, $1.key) }).enumerated() {
+                    writeMember(member.key, member.value, first: i == 0)
+                }
+            } else {
+                // In the dictionary's own order: no array of its members to make.
+                var first = true
+                for (key, value) in members {
+                    writeMember(key, value, first: first)
+                    first = false
+                }
             }
             if options.pretty { JSONValue.newline(&out, indent: indent) }
             out.append(UInt8(ascii: "}"))
@@ -390,39 +415,41 @@ extension JSONValue {
         out.append(UInt8(ascii: "\""))
     }
 
-    /// A string's contents as they appear between its quotes.
+    /// A string's contents as they appear between its quotes. Runs that need no escape are
+    /// found a block at a time and copied whole.
     static func writeEscaped(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
         var text = s
         text.withUTF8 { bytes in
             var runStart = 0
-            for i in 0..<bytes.count {
-                let b = bytes[i]
-                let escaped: StaticString?
-                switch b {
-                case UInt8(ascii: "\""): escaped = "\\\""
-                case UInt8(ascii: "\\"): escaped = "\\\\"
-                case UInt8(ascii: "/"): escaped = escapeSlashes ? "\\/" : nil
-                case UInt8(ascii: "\n"): escaped = "\\n"
-                case UInt8(ascii: "\r"): escaped = "\\r"
-                case UInt8(ascii: "\t"): escaped = "\\t"
-                case 0x08: escaped = "\\b"
-                case 0x0C: escaped = "\\f"
-                case 0..<0x20: escaped = ""  // \u00XX below
-                default: escaped = nil
-                }
-                guard let escaped else { continue }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
-                runStart = i + 1
-                if escaped.utf8CodeUnitCount > 0 {
-                    out.append(contentsOf: UnsafeBufferPointer(start: escaped.utf8Start, count: escaped.utf8CodeUnitCount))
-                } else {
-                    out.append(contentsOf: "\\u00".utf8)
-                    out.append(hexDigits[Int(b >> 4)])
-                    out.append(hexDigits[Int(b & 0xF)])
-                }
+            while true {
+                let stop = JSONByteScan.escapeNeeded(in: bytes, from: runStart, escapeSlashes: escapeSlashes)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<stop]))
+                guard stop < bytes.count else { return }
+                appendEscape(bytes[stop], to: &out)
+                runStart = stop + 1
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
         }
+    }
+
+    /// The escape of one byte `JSONByteScan.escapeNeeded` stopped at.
+    private static func appendEscape(_ byte: UInt8, to out: inout [UInt8]) {
+        let escape: StaticString
+        switch byte {
+        case UInt8(ascii: "\""): escape = "\\\""
+        case UInt8(ascii: "\\"): escape = "\\\\"
+        case UInt8(ascii: "/"): escape = "\\/"
+        case UInt8(ascii: "\n"): escape = "\\n"
+        case UInt8(ascii: "\r"): escape = "\\r"
+        case UInt8(ascii: "\t"): escape = "\\t"
+        case 0x08: escape = "\\b"
+        case 0x0C: escape = "\\f"
+        default:
+            out.append(contentsOf: "\\u00".utf8)
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0xF)])
+            return
+        }
+        out.append(contentsOf: UnsafeBufferPointer(start: escape.utf8Start, count: escape.utf8CodeUnitCount))
     }
 }
 

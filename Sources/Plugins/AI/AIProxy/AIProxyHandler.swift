@@ -299,7 +299,8 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             keyField = auth.name
         }
         // Key order is irrelevant to providers: no sorting on the request path.
-        let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false))
+        let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
+                                                reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)
         if config.logStatistics && config.logPayloads {
             // The logged payload never shows the key.
             if let keyField {

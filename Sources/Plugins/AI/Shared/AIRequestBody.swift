@@ -71,7 +71,8 @@ final class AIRequestBody: @unchecked Sendable {
     /// Replaces the body sent upstream with `object` encoded as JSON (Kong's
     /// `set_body(…, "application/json")`), and remembers it as the current parse.
     static func replace(_ context: ProxyRequestContext, with object: [String: JSONValue]) {
-        let encoded = JSONValue.object(object).serializedBytes(JSONWriteOptions(sortedKeys: false))
+        let encoded = JSONValue.object(object).serializedBytes(JSONWriteOptions(sortedKeys: false),
+                                                               reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)
         context.setRequestBody(ByteBuffer(bytes: encoded))
         context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         context.shared[key] = AIRequestBody(object: object, version: context.bodyVersion)

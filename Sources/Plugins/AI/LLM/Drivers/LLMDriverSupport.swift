@@ -43,7 +43,7 @@ enum LuaSemantics {
 
     /// Lua's `%s` class: space, \t, \n, \v, \f, \r (the C locale's isspace).
     static func isSpace(_ byte: UInt8) -> Bool {
-        byte == 0x20 || (0x09...0x0D).contains(byte)
+        byte == 0x20 || byte &- 0x09 < 5  // 0x09...0x0D
     }
 
     /// `gsub(s, '^%s*(.-)%s*$', '%1')`: trims Lua whitespace only (not Unicode spaces).

@@ -1,0 +1,117 @@
+import NIOCore
+import Testing
+@testable import Core
+
+/// The JSON reader and writer look at strings sixteen bytes at a time (`JSONByteScan`): a byte
+/// that needs attention must be found wherever it sits relative to those blocks.
+struct JSONCodingTests {
+    /// Bytes the writer escapes or the reader stops at, and bytes that pass through as they are.
+    static let specials: [String] = ["\"", "\\", "/", "\n", "\u{01}", "\u{1F}", "\u{08}", "\u{0C}", "\t", "\r", "é", "€", " ", "\u{7F}"]
+
+    /// What Kong's encoder writes for `text`, one character at a time, the plain way.
+    static func reference(_ text: String, escapeSlashes: Bool) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x22: out += "\\\""
+            case 0x5C: out += "\\\\"
+            case 0x2F where escapeSlashes: out += "\\/"
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0x08: out += "\\b"
+            case 0x0C: out += "\\f"
+            case 0..<0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u00" + (hex.count == 1 ? "0" + hex : hex)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// Every special at every position of strings 1 to 48 bytes long (three blocks and a tail).
+    static var placed: [String] {
+        var texts: [String] = []
+        for special in specials {
+            for length in [1, 15, 16, 17, 31, 32, 33, 47, 48] {
+                for position in 0..<length {
+                    var characters = Array(repeating: "a", count: length)
+                    characters[position] = special
+                    texts.append(characters.joined())
+                }
+            }
+        }
+        return texts
+    }
+
+    @Test func theWriterEscapesEveryByteWhereverItSits() {
+        for text in Self.placed {
+            for escapeSlashes in [false, true] {
+                let options = JSONWriteOptions(escapeSlashes: escapeSlashes)
+                #expect(JSONValue.string(text).serialized(options) == Self.reference(text, escapeSlashes: escapeSlashes),
+                        "\(text.debugDescription) escapeSlashes: \(escapeSlashes)")
+            }
+        }
+    }
+
+    @Test func theReaderReadsEveryStringItWrote() throws {
+        for text in Self.placed {
+            let written = JSONValue.string(text).serialized(.kong)
+            #expect(try JSONValue.parse(written) == .string(text), "\(written)")
+        }
+        // Raw control characters and unescaped slashes inside strings, around block edges.
+        for length in [15, 16, 17, 33] {
+            let raw = String(repeating: "x", count: length - 1) + "\n/\t" + String(repeating: "y", count: length)
+            #expect(try JSONValue.parse("\"\(raw)\"") == .string(raw))
+        }
+    }
+
+    /// Escapes of every kind inside long strings; the reader's run copies join them right.
+    @Test func longStringsWithEscapesReadExactly() throws {
+        let pieces = [#"\u00e9"#, #"\""#, #"\\"#, #"\/"#, #"\n"#, #"\ud83d\ude00"#, #"\ud800x"#]
+        let expected = ["é", "\"", "\\", "/", "\n", "😀", "\u{FFFD}x"]
+        for (piece, meaning) in zip(pieces, expected) {
+            for before in [0, 13, 16, 30] {
+                let lead = String(repeating: "p", count: before), tail = String(repeating: "q", count: 21)
+                let document = "\"\(lead)\(piece)\(tail)\(piece)\""
+                #expect(try JSONValue.parse(document) == .string(lead + meaning + tail + meaning), "\(document)")
+            }
+        }
+    }
+
+    /// Where a string ends too early, the error and its offset are the same as before.
+    @Test func unterminatedStringsReportTheEnd() {
+        for document in ["\"" + String(repeating: "a", count: 40), "\"" + String(repeating: "a", count: 20) + "\\n" + String(repeating: "b", count: 20),
+                         "\"" + String(repeating: "a", count: 17) + "\\"] {
+            do throws(JSONParseError) {
+                _ = try JSONValue.parse(document)
+                Issue.record("parsed \(document)")
+            } catch {
+                #expect(error.offset == document.utf8.count, "\(document)")
+                #expect(error.message.hasSuffix("found T_END"), "\(error)")
+            }
+        }
+    }
+
+    /// Contiguous bytes (a ByteBuffer's view, a slice) are read in place; others are copied
+    /// first: all read the same document.
+    @Test func everyKindOfByteCollectionReadsTheSame() throws {
+        let text = #"{"messages":[{"role":"user","content":"a long enough \"quoted\" text / with a slash"}],"n":[1,2.5]}"#
+        let expected = try JSONValue.parse(text)
+        let buffer = ByteBuffer(string: "xx" + text)
+        #expect(try JSONValue.parse(bytes: buffer.readableBytesView.dropFirst(2)) == expected)
+        #expect(try JSONValue.parse(bytes: Array(text.utf8)[...]) == expected)
+        #expect(try JSONValue.parse(bytes: text.utf8.lazy.map { $0 }) == expected)
+        #expect(expected["messages"]?.arrayValue?.first?["content"] == #"a long enough "quoted" text / with a slash"#)
+    }
+
+    /// Objects written in the dictionary's order (requests sent upstream) hold the same members
+    /// as the sorted form.
+    @Test func unsortedObjectsHoldTheSameMembers() throws {
+        let value: JSONValue = ["model": "m", "messages": [["role": "user", "content": "hi/there"]], "n": 2, "e": [:]]
+        let unsorted = value.serialized(JSONWriteOptions(sortedKeys: false))
+        #expect(try JSONValue.parse(unsorted) == value)
+        #expect(unsorted.utf8.count == value.serialized().utf8.count)
+    }
+}
