@@ -114,4 +114,52 @@ struct JSONCodingTests {
         #expect(try JSONValue.parse(unsorted) == value)
         #expect(unsorted.utf8.count == value.serialized().utf8.count)
     }
+
+    // MARK: Source objects (re-encoding what was passed on unchanged)
+
+    static let source = ByteBuffer(string: #"  {"messages": [ {"content":"caf\u00e9 1\/2"} ], "t": 1.0, "gone": true, "k": 1, "k": [2] }  "#)
+
+    /// Unchanged members are the source's bytes; changed and new ones are written; removed ones
+    /// are gone; a repeated key is its last value, from the last value's bytes.
+    @Test func aSourceObjectCopiesWhatDidNotChange() throws {
+        let parsed = try #require(try JSONSourceObject(parsing: Self.source))
+        #expect(parsed.members == ["messages": [["content": "café 1/2"]], "t": 1, "gone": true, "k": [2]])
+        var object = parsed.members
+        object["gone"] = nil
+        object["t"] = 0.5
+        object["model"] = "m/1"
+        let encoded = String(decoding: parsed.encode(object), as: UTF8.self)
+        #expect(encoded.contains(#""messages":[ {"content":"caf\u00e9 1\/2"} ]"#), "\(encoded)")
+        #expect(encoded.contains(#""k":[2]"#), "\(encoded)")
+        #expect(encoded.contains(#""t":0.5"#), "\(encoded)")
+        #expect(encoded.contains(#""model":"m/1""#), "\(encoded)")
+        #expect(try JSONValue.parse(encoded) == .object(object))
+        #expect(String(decoding: parsed.encode(object, escapeSlashes: true), as: UTF8.self).contains(#""model":"m\/1""#))
+        #expect(parsed.encode([:]) == Array("{}".utf8))
+    }
+
+    /// A value equal to the parsed one but built anew still reads as the source wrote it; one
+    /// that differs anywhere inside is written.
+    @Test func aSourceObjectComparesValuesNotStorage() throws {
+        let parsed = try #require(try JSONSourceObject(parsing: Self.source))
+        let rebuilt: [String: JSONValue] = ["messages": [["content": .string("caf" + "é 1/2")]]]
+        #expect(String(decoding: parsed.encode(rebuilt), as: UTF8.self) == #"{"messages":[ {"content":"caf\u00e9 1\/2"} ]}"#)
+        let edited: [String: JSONValue] = ["messages": [["content": "café 1/3"]]]
+        #expect(String(decoding: parsed.encode(edited), as: UTF8.self) == #"{"messages":[{"content":"café 1/3"}]}"#)
+    }
+
+    @Test func aSourceObjectIsAnObject() throws {
+        #expect(try JSONSourceObject(parsing: ByteBuffer(string: "[1]")) == nil)
+        #expect(try JSONSourceObject(parsing: ByteBuffer(string: #""text""#)) == nil)
+        #expect(throws: JSONParseError.self) { try JSONSourceObject(parsing: ByteBuffer(string: #"{"a":"#)) }
+        // Offsets are the readable bytes', wherever the buffer's reader index is.
+        var buffer = ByteBuffer(string: "xxxx" + #"{"a":"bb","c":[1]}"#)
+        buffer.moveReaderIndex(forwardBy: 4)
+        let parsed = try #require(try JSONSourceObject(parsing: buffer))
+        var object = parsed.members
+        object["d"] = true
+        let encoded = String(decoding: parsed.encode(object), as: UTF8.self)
+        #expect(encoded.contains(#""a":"bb""#) && encoded.contains(#""c":[1]"#), "\(encoded)")
+        #expect(try JSONValue.parse(encoded) == .object(object))
+    }
 }

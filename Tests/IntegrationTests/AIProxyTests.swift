@@ -188,6 +188,37 @@ struct AIProxyTests {
         #expect(h.gateway.upstream.acceptedConnections == 0, "the service's own host is never called")
     }
 
+    /// Members the conversion leaves as they were reach the provider in the client's own bytes
+    /// (escapes, number spelling, spacing); the members it sets are written. A body a plugin
+    /// before ai-proxy replaced is written whole.
+    @Test func unchangedMembersReachTheProviderAsTheClientWroteThem() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI(options: "max_tokens: 7"))"),
+            AIConfig.route("decorated", path: "/decorated", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())",
+                           more: [#"name: ai-prompt-decorator, config: {prompts: {append: [{role: user, content: "Thanks."}]}}"#])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "Hi")))
+        let messages = #"[ {"role":"user", "content":"caf\u00e9 1\/2 \"q\""} ]"#
+
+        let response = try await h.post("/chat", #"{"messages": \#(messages), "temperature": 1.0, "max_tokens": 99}"#)
+        #expect(response.status == 200, "\(response.body)")
+        let sent = try #require(h.provider.requests.last)
+        #expect(sent.bodyText.contains(#""messages":\#(messages)"#), "\(sent.bodyText)")
+        #expect(sent.bodyText.contains(#""temperature":1.0"#), "\(sent.bodyText)")
+        let body = try #require(sent.json)
+        #expect(body["messages"] == [["role": "user", "content": "café 1/2 \"q\""]])
+        #expect(body["max_tokens"] == 7, "the configured option replaces the client's")
+        #expect(body["model"] == "gpt-4o-mini")
+        #expect(body["stream"] == false)
+        #expect(body.objectValue?.count == 5)
+
+        let decorated = try await h.post("/decorated", #"{"messages": \#(messages)}"#)
+        #expect(decorated.status == 200, "\(decorated.body)")
+        let rewritten = try #require(h.provider.requests.last)
+        #expect(!rewritten.bodyText.contains(#"\u00e9"#), "written anew: \(rewritten.bodyText)")
+        #expect(rewritten.json?["messages"] == [["role": "user", "content": "café 1/2 \"q\""], ["role": "user", "content": "Thanks."]])
+    }
+
     /// ai-proxy decides at once when the body came with the head; a body still arriving (here,
     /// half of it) is waited for, and the provider gets the whole of it converted.
     @Test func aChatBodyArrivingAfterItsHeadIsWaitedFor() async throws {

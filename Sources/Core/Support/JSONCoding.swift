@@ -31,13 +31,22 @@ extension JSONValue {
     }
 
     private static func parse(buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
+        parse(buffer: buffer, recordingMemberRanges: false).map(\.value)
+    }
+
+    /// The document, and where each top-level member's value sits in `buffer` when
+    /// `recordingMemberRanges` (and the document is an object).
+    static func parse(buffer: UnsafeBufferPointer<UInt8>, recordingMemberRanges: Bool)
+        -> Result<(value: JSONValue, memberRanges: [String: Range<Int>]), JSONParseError>
+    {
         var reader = JSONReader(bytes: buffer)
+        reader.recordsMemberRanges = recordingMemberRanges
         do throws(JSONParseError) {
             reader.skipWhitespace()
             let value = try reader.readValue(depth: 0)
             reader.skipWhitespace()
             guard reader.atEnd else { throw reader.error("Expected the end but found invalid token") }
-            return .success(value)
+            return .success((value, reader.memberRanges))
         } catch {
             return .failure(error)
         }
@@ -94,6 +103,10 @@ private struct JSONReader {
     /// Members of the objects being read, innermost last: an object's dictionary is made once
     /// its members are known, at its final size, instead of growing (and rehashing) per member.
     var members: [(key: String, value: JSONValue)] = []
+    /// Whether `memberRanges` is filled: the byte range of each value of the document's own
+    /// (top-level) object, the last one of a repeated key.
+    var recordsMemberRanges = false
+    var memberRanges: [String: Range<Int>] = [:]
 
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
@@ -112,7 +125,9 @@ private struct JSONReader {
             }
             index += 1
             skipWhitespace()
+            let valueStart = index
             let value = try readValue(depth: depth + 1)
+            if recordsMemberRanges && depth == 0 { memberRanges[key] = valueStart..<index }
             members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }

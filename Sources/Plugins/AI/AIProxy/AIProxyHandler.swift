@@ -298,9 +298,15 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             converted[auth.name] = .string(auth.value)
             keyField = auth.name
         }
-        // Key order is irrelevant to providers: no sorting on the request path.
-        let encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
+        // Key order is irrelevant to providers: no sorting on the request path. What the
+        // conversion passed on unchanged is copied from the client's bytes (docs/decisions.md).
+        let encoded: [UInt8]
+        if let source = AIRequestBody.source(context), case .object(let members) = converted {
+            encoded = source.encode(members)
+        } else {
+            encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
                                                 reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)
+        }
         if config.logStatistics && config.logPayloads {
             // The logged payload never shows the key.
             if let keyField {

@@ -13,10 +13,13 @@ final class AIRequestBody: @unchecked Sendable {
 
     /// nil: the body is not a JSON object (or could not be read within the limit).
     private let object: [String: JSONValue]?
+    /// The parse with the bytes it was read from; nil when the object was handed on by a plugin.
+    private let source: JSONSourceObject?
     private let version: Int
 
-    private init(object: [String: JSONValue]?, version: Int) {
+    private init(object: [String: JSONValue]?, source: JSONSourceObject? = nil, version: Int) {
         self.object = object
+        self.source = source
         self.version = version
     }
 
@@ -56,16 +59,23 @@ final class AIRequestBody: @unchecked Sendable {
         return cached
     }
 
+    /// The current body as parsed from its bytes, when it is a JSON object no plugin has
+    /// replaced since: `JSONSourceObject.encode` then copies what a conversion left unchanged.
+    static func source(_ context: ProxyRequestContext) -> JSONSourceObject? {
+        cached(context)?.source
+    }
+
     private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
-        var object: [String: JSONValue]?
+        var source: JSONSourceObject?
         let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
-        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty,
-           case .object(let parsed)? = try? JSONValue.parse(bytes: raw.readableBytesView) {
-            object = parsed
+        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty {
+            source = (try? JSONSourceObject(parsing: raw)) ?? nil
         }
         // A body too large to read is not remembered: another plugin may allow more.
-        if raw != nil { context.shared[key] = AIRequestBody(object: object, version: context.bodyVersion) }
-        return object
+        if raw != nil {
+            context.shared[key] = AIRequestBody(object: source?.members, source: source, version: context.bodyVersion)
+        }
+        return source?.members
     }
 
     /// Replaces the body sent upstream with `object` encoded as JSON (Kong's
