@@ -162,4 +162,29 @@ struct JSONCodingTests {
         #expect(encoded.contains(#""a":"bb""#) && encoded.contains(#""c":[1]"#), "\(encoded)")
         #expect(try JSONValue.parse(encoded) == .object(object))
     }
+
+    /// Members spelled in ways only a lenient reader takes, or that the writer spells otherwise,
+    /// are written as the writer (and Kong's encoder) writes them; the rest are copied.
+    @Test func aSourceObjectWritesWhatOnlyALenientReaderTakes() throws {
+        var bytes = Array(#"{"raw":"a"#.utf8) + [0x0A] + Array(#"b","bad":"x"#.utf8) + [0xFF] + Array(#"y","#.utf8)
+        bytes += Array(#""lone":"\ud800","one":1.0,"neg":-0,"exp":1e2,"lead":007,"nested":{"v":[1,2.50]},"#.utf8)
+        bytes += Array(#""ok":[1, 0.5, -3, "a\/b\u00e9", {"x": null}],"okNumber":12.75}"#.utf8)
+        let parsed = try #require(try JSONSourceObject(parsing: ByteBuffer(bytes: bytes)))
+        let encoded = String(decoding: parsed.encode(parsed.members), as: UTF8.self)
+        for written in [#""raw":"a\nb""#, "\"bad\":\"x\u{FFFD}y\"", "\"lone\":\"\u{FFFD}\"", #""one":1"#, #""neg":0"#,
+                        #""exp":100"#, #""lead":7"#, #""nested":{"v":[1,2.5]}"#,
+                        #""ok":[1, 0.5, -3, "a\/b\u00e9", {"x": null}]"#, #""okNumber":12.75"#] {
+            #expect(encoded.contains(written), "\(written) in \(encoded)")
+        }
+        #expect(try JSONValue.parse(encoded) == .object(parsed.members))
+    }
+
+    /// Strings are compared by their bytes: a member set to a canonically equivalent spelling
+    /// of the client's is written as set.
+    @Test func aSourceObjectComparesStringsByTheirBytes() throws {
+        let parsed = try #require(try JSONSourceObject(parsing: ByteBuffer(string: #"{"m":"e\u0301"}"#)))
+        #expect(parsed.members["m"] == "\u{E9}", "Swift's == takes the two spellings as equal")
+        #expect(String(decoding: parsed.encode(parsed.members), as: UTF8.self) == #"{"m":"e\u0301"}"#)
+        #expect(String(decoding: parsed.encode(["m": "\u{E9}"]), as: UTF8.self) == "{\"m\":\"\u{E9}\"}")
+    }
 }

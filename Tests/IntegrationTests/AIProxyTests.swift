@@ -200,17 +200,23 @@ struct AIProxyTests {
         h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "Hi")))
         let messages = #"[ {"role":"user", "content":"caf\u00e9 1\/2 \"q\""} ]"#
 
-        let response = try await h.post("/chat", #"{"messages": \#(messages), "temperature": 1.0, "max_tokens": 99}"#)
+        // `n` and `user` are spelled as only a lenient reader takes them (a number the encoder
+        // writes otherwise, a raw line feed in a string): those are written anew.
+        let response = try await h.post("/chat", #"{"messages": \#(messages), "temperature": 0.5, "n": 1.0, "max_tokens": 99, "user": "a"#
+                                        + "\n" + #"b"}"#)
         #expect(response.status == 200, "\(response.body)")
         let sent = try #require(h.provider.requests.last)
         #expect(sent.bodyText.contains(#""messages":\#(messages)"#), "\(sent.bodyText)")
-        #expect(sent.bodyText.contains(#""temperature":1.0"#), "\(sent.bodyText)")
+        #expect(sent.bodyText.contains(#""temperature":0.5"#), "\(sent.bodyText)")
+        #expect(sent.bodyText.contains(#""n":1,"#) || sent.bodyText.contains(#""n":1}"#), "\(sent.bodyText)")
+        #expect(sent.bodyText.contains(#""user":"a\nb""#), "\(sent.bodyText)")
         let body = try #require(sent.json)
         #expect(body["messages"] == [["role": "user", "content": "café 1/2 \"q\""]])
         #expect(body["max_tokens"] == 7, "the configured option replaces the client's")
         #expect(body["model"] == "gpt-4o-mini")
         #expect(body["stream"] == false)
-        #expect(body.objectValue?.count == 5)
+        #expect(body["user"] == "a\nb")
+        #expect(body.objectValue?.count == 7)
 
         let decorated = try await h.post("/decorated", #"{"messages": \#(messages)}"#)
         #expect(decorated.status == 200, "\(decorated.body)")

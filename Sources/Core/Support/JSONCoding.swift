@@ -104,9 +104,14 @@ private struct JSONReader {
     /// its members are known, at its final size, instead of growing (and rehashing) per member.
     var members: [(key: String, value: JSONValue)] = []
     /// Whether `memberRanges` is filled: the byte range of each value of the document's own
-    /// (top-level) object, the last one of a repeated key.
+    /// (top-level) object, the last one of a repeated key, when those bytes are what the writer
+    /// would write for the value up to JSON's own equivalences (escapes, spacing).
     var recordsMemberRanges = false
     var memberRanges: [String: Range<Int>] = [:]
+    /// Set, while recording, when the value being read was spelled in a way only a lenient
+    /// reader takes or the writer would change: a raw control character or invalid UTF-8 in a
+    /// string, an escaped lone surrogate, a number not in the writer's form (`1.0`, `-0`, `1e2`).
+    var lenient = false
 
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
@@ -126,8 +131,11 @@ private struct JSONReader {
             index += 1
             skipWhitespace()
             let valueStart = index
+            if depth == 0 { lenient = false }
             let value = try readValue(depth: depth + 1)
-            if recordsMemberRanges && depth == 0 { memberRanges[key] = valueStart..<index }
+            if recordsMemberRanges && depth == 0 {
+                memberRanges[key] = lenient ? nil : valueStart..<index
+            }
             members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
@@ -166,15 +174,16 @@ private struct JSONReader {
         // Most strings have no escape: made straight from their bytes, without a copy to build.
         if stop < bytes.count, bytes[stop] == UInt8(ascii: "\"") {
             index = stop + 1
-            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<stop]), as: UTF8.self)
+            noteRawControls(from: start, to: stop)
+            return makeString(UnsafeBufferPointer(rebasing: bytes[start..<stop]))
         }
         var scalars: [UInt8] = []
         scalars.reserveCapacity(stop - start + 64)
-        index = start
+        var runStart = start, runEnd = stop
         while true {
             // The run up to the next quote or backslash, copied whole.
-            let runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index)
-            scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<runEnd]))
+            noteRawControls(from: runStart, to: runEnd)
+            scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<runEnd]))
             index = runEnd
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
             if bytes[index] == UInt8(ascii: "\"") { index += 1; break }
@@ -201,16 +210,38 @@ private struct JSONReader {
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     } else {
                         Self.appendUTF8(0xFFFD, to: &scalars)
+                        lenient = true
                         code = low
                     }
                 }
-                Self.appendUTF8(Unicode.Scalar(code) != nil ? code : 0xFFFD, to: &scalars)
+                if Unicode.Scalar(code) == nil {  // a lone surrogate
+                    lenient = true
+                    code = 0xFFFD
+                }
+                Self.appendUTF8(code, to: &scalars)
             default:
                 index -= 1
                 throw error("Expected valid escape but found invalid token")
             }
+            runStart = index
+            runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index)
         }
-        return String(decoding: scalars, as: UTF8.self)
+        return scalars.withUnsafeBufferPointer { makeString($0) }
+    }
+
+    /// Invalid UTF-8 is repaired (U+FFFD), and noted when recording.
+    private mutating func makeString(_ utf8: UnsafeBufferPointer<UInt8>) -> String {
+        guard recordsMemberRanges else { return String(decoding: utf8, as: UTF8.self) }
+        if let valid = String(validating: utf8, as: UTF8.self) { return valid }
+        lenient = true
+        return String(decoding: utf8, as: UTF8.self)
+    }
+
+    /// Notes raw control characters in `start..<end` (a run without quote or backslash) when
+    /// recording: the writer escapes them, and a provider's strict reader would refuse them raw.
+    private mutating func noteRawControls(from start: Int, to end: Int) {
+        guard recordsMemberRanges, !lenient, start < end else { return }
+        if JSONByteScan.escapeNeeded(in: bytes, from: start, escapeSlashes: false) < end { lenient = true }
     }
 
     mutating func readHex4() throws(JSONParseError) -> UInt32 {
@@ -263,11 +294,15 @@ private struct JSONReader {
         if count <= 15, !bytes[start..<index].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) {
             var value = 0
             for byte in bytes[start..<index] where byte != UInt8(ascii: "-") { value = value * 10 + Int(byte - UInt8(ascii: "0")) }
+            // `-0` is written `0`; a leading zero (`007`) is JSON only to a lenient reader.
+            let firstDigit = bytes[start] == UInt8(ascii: "-") ? start + 1 : start
+            if bytes[firstDigit] == UInt8(ascii: "0") && (index - firstDigit > 1 || firstDigit > start) { lenient = true }
             if bytes[start] == UInt8(ascii: "-") { return value == 0 ? -0.0 : -Double(value) }
             return Double(value)
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(text) else { throw error("Expected value but found invalid number") }
+        if recordsMemberRanges && !lenient && JSONValue.formatNumber(value) != text { lenient = true }
         return value
     }
 }

@@ -6,8 +6,11 @@ import NIOCore
 /// Why: an LLM request is nearly all `messages`, and ai-proxy sends most of it on unchanged (an
 /// OpenAI-format provider gets the client's object with `model` and `stream` set). Re-encoding
 /// that text byte by byte was a fifth of the gateway's work on a long conversation. A copied
-/// member is the client's own spelling of the same value (`1.0` stays `1.0`, `\u00e9` stays
-/// escaped), as equal to the re-encoded one as JSON can tell.
+/// member is the client's own spelling of the same value (`\u00e9` stays escaped, `/` stays
+/// unescaped, spacing is kept), as equal to the re-encoded one as JSON can tell. Members spelled
+/// in a way only a lenient reader takes, or the writer would change, are always written: raw
+/// control characters or invalid UTF-8 in strings, lone surrogates, numbers like `1.0`, `-0`,
+/// `1e2` or `007` (Kong's encoder writes `1`, `0`, `100`, `7`).
 public struct JSONSourceObject: Sendable {
     /// The parsed members (a repeated key keeps its last value, as Kong's decoder does).
     public let members: [String: JSONValue]
@@ -42,7 +45,7 @@ public struct JSONSourceObject: Sendable {
                 first = false
                 JSONValue.writeString(key, to: &out, escapeSlashes: options.escapeSlashes)
                 out.append(UInt8(ascii: ":"))
-                if let range = valueRanges[key], members[key] == value {
+                if let range = valueRanges[key], let parsed = members[key], Self.same(parsed, value) {
                     out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[range]))
                 } else {
                     value.write(into: &out, options: options)
@@ -51,5 +54,13 @@ public struct JSONSourceObject: Sendable {
         }
         out.append(UInt8(ascii: "}"))
         return out
+    }
+
+    /// `==`, with strings compared by their bytes: Swift's `==` takes canonically equivalent
+    /// spellings (`é` and `e` + U+0301) as equal, and a member set to the other spelling must be
+    /// written as set.
+    private static func same(_ parsed: JSONValue, _ value: JSONValue) -> Bool {
+        if case .string(let a) = parsed, case .string(let b) = value { return a.utf8.elementsEqual(b.utf8) }
+        return parsed == value
     }
 }

@@ -303,6 +303,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         let encoded: [UInt8]
         if let source = AIRequestBody.source(context), case .object(let members) = converted {
             encoded = source.encode(members)
+            AIRequestBody.forgetSource(context)
         } else {
             encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
                                                 reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)

@@ -65,6 +65,13 @@ final class AIRequestBody: @unchecked Sendable {
         cached(context)?.source
     }
 
+    /// Lets go of the received bytes once a converted body replaced them: the cache entry
+    /// would otherwise keep them for the rest of the request (a long stream included).
+    static func forgetSource(_ context: ProxyRequestContext) {
+        guard let entry = context.shared[key] as? AIRequestBody, entry.source != nil else { return }
+        context.shared[key] = AIRequestBody(object: entry.object, version: entry.version)
+    }
+
     private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
         var source: JSONSourceObject?
         let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
