@@ -12,18 +12,25 @@ enum JSONByteScan {
 
     /// The index of the first `"` or `\` at or after `start`, or `bytes.count`: where a string
     /// being read ends or has an escape. Raw control characters are no stop: Kong's decoder
-    /// accepts them inside strings.
-    static func stringEndOrEscape(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+    /// accepts them inside strings. `sawControl` is set when the bytes passed over hold one.
+    static func stringEndOrEscape(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, sawControl: inout Bool) -> Int {
         var index = start
         if let base = bytes.baseAddress {
             let quotes = Block(repeating: quote), backslashes = Block(repeating: backslash)
+            let controls = Block(repeating: 0x20)
+            var seen = SIMDMask<Block.MaskStorage>(repeating: false)
             while index + Block.scalarCount <= bytes.count {
                 let block = UnsafeRawPointer(base + index).loadUnaligned(as: Block.self)
                 if any((block .== quotes) .| (block .== backslashes)) { break }
+                seen .|= block .< controls
                 index += Block.scalarCount
             }
+            if any(seen) { sawControl = true }
         }
-        while index < bytes.count, bytes[index] != quote, bytes[index] != backslash { index += 1 }
+        while index < bytes.count, bytes[index] != quote, bytes[index] != backslash {
+            if bytes[index] < 0x20 { sawControl = true }
+            index += 1
+        }
         return index
     }
 

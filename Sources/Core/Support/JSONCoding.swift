@@ -170,11 +170,13 @@ private struct JSONReader {
     mutating func readString() throws(JSONParseError) -> String {
         index += 1
         let start = index
-        let stop = JSONByteScan.stringEndOrEscape(in: bytes, from: start)
+        // Raw control characters make the value one the writer would write otherwise.
+        var sawControl = false
+        defer { if sawControl { lenient = true } }
+        let stop = JSONByteScan.stringEndOrEscape(in: bytes, from: start, sawControl: &sawControl)
         // Most strings have no escape: made straight from their bytes, without a copy to build.
         if stop < bytes.count, bytes[stop] == UInt8(ascii: "\"") {
             index = stop + 1
-            noteRawControls(from: start, to: stop)
             return makeString(UnsafeBufferPointer(rebasing: bytes[start..<stop]))
         }
         var scalars: [UInt8] = []
@@ -182,7 +184,6 @@ private struct JSONReader {
         var runStart = start, runEnd = stop
         while true {
             // The run up to the next quote or backslash, copied whole.
-            noteRawControls(from: runStart, to: runEnd)
             scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<runEnd]))
             index = runEnd
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
@@ -224,24 +225,23 @@ private struct JSONReader {
                 throw error("Expected valid escape but found invalid token")
             }
             runStart = index
-            runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index)
+            runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl)
         }
         return scalars.withUnsafeBufferPointer { makeString($0) }
     }
 
-    /// Invalid UTF-8 is repaired (U+FFFD), and noted when recording.
+    /// Invalid UTF-8 is repaired (U+FFFD), and noted when recording: the string's bytes then
+    /// differ from the ones read.
     private mutating func makeString(_ utf8: UnsafeBufferPointer<UInt8>) -> String {
-        guard recordsMemberRanges else { return String(decoding: utf8, as: UTF8.self) }
-        if let valid = String(validating: utf8, as: UTF8.self) { return valid }
-        lenient = true
-        return String(decoding: utf8, as: UTF8.self)
-    }
-
-    /// Notes raw control characters in `start..<end` (a run without quote or backslash) when
-    /// recording: the writer escapes them, and a provider's strict reader would refuse them raw.
-    private mutating func noteRawControls(from start: Int, to end: Int) {
-        guard recordsMemberRanges, !lenient, start < end else { return }
-        if JSONByteScan.escapeNeeded(in: bytes, from: start, escapeSlashes: false) < end { lenient = true }
+        var string = String(decoding: utf8, as: UTF8.self)
+        if recordsMemberRanges && !lenient {
+            let unchanged = string.withUTF8 { decoded in
+                decoded.count == utf8.count
+                    && (decoded.isEmpty || memcmp(decoded.baseAddress!, utf8.baseAddress!, decoded.count) == 0)
+            }
+            if !unchanged { lenient = true }
+        }
+        return string
     }
 
     mutating func readHex4() throws(JSONParseError) -> UInt32 {
