@@ -108,9 +108,11 @@ private struct JSONReader {
     /// would write for the value up to JSON's own equivalences (escapes, spacing).
     var recordsMemberRanges = false
     var memberRanges: [String: Range<Int>] = [:]
-    /// Set, while recording, when the value being read was spelled in a way only a lenient
-    /// reader takes or the writer would change: a raw control character or invalid UTF-8 in a
-    /// string, an escaped lone surrogate, a number not in the writer's form (`1.0`, `-0`, `1e2`).
+    /// Whether the top-level member being read was spelled in a way only a lenient reader takes
+    /// or the writer would change: a raw control character or invalid UTF-8 in a string, an
+    /// escaped lone surrogate, a number not in the writer's form (`1.0`, `-0`, `1e2`, `007`).
+    /// Reset before each top-level member and read only when recording; the checks that cost
+    /// anything (UTF-8, number text) run only then.
     var lenient = false
 
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
