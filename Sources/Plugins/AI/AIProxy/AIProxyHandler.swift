@@ -301,9 +301,8 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         // Key order is irrelevant to providers: no sorting on the request path. What the
         // conversion passed on unchanged is copied from the client's bytes (docs/decisions.md).
         let encoded: [UInt8]
-        if let source = AIRequestBody.source(context), case .object(let members) = converted {
+        if let source = AIRequestBody.takeSource(context), case .object(let members) = converted {
             encoded = source.encode(members)
-            AIRequestBody.forgetSource(context)
         } else {
             encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
                                                 reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)

@@ -60,16 +60,12 @@ final class AIRequestBody: @unchecked Sendable {
     }
 
     /// The current body as parsed from its bytes, when it is a JSON object no plugin has
-    /// replaced since: `JSONSourceObject.encode` then copies what a conversion left unchanged.
-    static func source(_ context: ProxyRequestContext) -> JSONSourceObject? {
-        cached(context)?.source
-    }
-
-    /// Lets go of the received bytes once a converted body replaced them: the cache entry
-    /// would otherwise keep them for the rest of the request (a long stream included).
-    static func forgetSource(_ context: ProxyRequestContext) {
-        guard let entry = context.shared[key] as? AIRequestBody, entry.source != nil else { return }
-        context.shared[key] = AIRequestBody(object: entry.object, version: entry.version)
+    /// replaced since (`JSONSourceObject.encode` then copies what a conversion left unchanged),
+    /// for a caller about to replace the body: the cached parse is dropped, so the received
+    /// bytes are not kept for the rest of the request (a long stream included).
+    static func takeSource(_ context: ProxyRequestContext) -> JSONSourceObject? {
+        defer { context.shared[key] = nil }
+        return cached(context)?.source
     }
 
     private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
