@@ -90,7 +90,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "CoreTests", dependencies: ["Core", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "CoreTests", dependencies: [
+            "Core", .product(name: "NIOCore", package: "swift-nio"),
+            // Loop-turn behaviour (LoopFlushBatch) observed on an event loop the test turns itself.
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(
             name: "PluginsTests",
             dependencies: [

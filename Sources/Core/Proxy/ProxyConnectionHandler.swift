@@ -485,7 +485,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             if let body = exchange.request.bufferedBody, body.readableBytes > 0 {
                 connection.write(.body(.byteBuffer(body)), flush: false)
             }
-            connection.write(.end(nil), flush: true)
+            connection.write(.end(nil), flush: false)
+            connection.flushWithLoopBatch()
             exchange.requestSent = true
         } else {
             for chunk in exchange.pendingBody { connection.write(.body(.byteBuffer(chunk)), flush: false) }
@@ -493,7 +494,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // so a retry can send it again; the rest of a body still arriving streams through.
             if !exchange.clientBodyDone { exchange.pendingBody = [] }
             if exchange.clientBodyDone {
-                connection.write(.end(nil), flush: true)
+                connection.write(.end(nil), flush: false)
+                connection.flushWithLoopBatch()
                 exchange.requestSent = true
             } else {
                 connection.channel?.flush()
@@ -751,7 +753,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     func upstreamReadComplete() {
         guard let context else { return }
         sendUnsent(context)
-        context.flush()
+        pool!.flushBatch.flush(context.channel)
     }
 
     func upstreamFailed(_ error: any Error) {
@@ -906,7 +908,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if let last = encoder.end() { emit(last, context: context) }
         if !exchange.closesConnection && !draining {
             sendUnsent(context)
-            context.flush()
+            pool!.flushBatch.flush(context.channel)
         } else {
             closing = true
             let bytes = unsent ?? ByteBuffer()

@@ -151,6 +151,12 @@ final class UpstreamConnection: ChannelInboundHandler {
         }
         if flush { channel.flush() }
     }
+
+    /// Flushes what was written once this loop tick's I/O is handled (`LoopFlushBatch`).
+    func flushWithLoopBatch() {
+        guard let channel, let pool else { return }
+        pool.flushBatch.flush(channel)
+    }
 }
 
 /// Keep-alive upstream connections of one event loop. Used only on that loop, so requests never
@@ -163,10 +169,13 @@ final class UpstreamPool {
 
     /// Where requests of this loop run their plugin phases.
     let taskExecutor: EventLoopTaskExecutor
+    /// The flushes of this loop's exchanges, issued together once per loop tick.
+    let flushBatch: LoopFlushBatch
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
         taskExecutor = EventLoopTaskExecutor(eventLoop: eventLoop)
+        flushBatch = LoopFlushBatch(eventLoop: eventLoop)
     }
 
     /// A usable idle connection to `target`, if the pool holds one (the common, synchronous case).

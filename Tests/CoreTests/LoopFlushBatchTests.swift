@@ -1,0 +1,54 @@
+@testable import Core
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// Flushes asked for while a loop handles its ready sockets go out together once that loop turn's
+/// work is done: every channel asked for is flushed, in the same turn, including those asked for
+/// while the batch itself flushes.
+struct LoopFlushBatchTests {
+    @Test func flushesAskedForInOneTurnGoOutTogetherWhenItEnds() throws {
+        let loop = EmbeddedEventLoop()
+        let channels = (0..<3).map { _ in EmbeddedChannel(loop: loop) }
+        let batch = LoopFlushBatch(eventLoop: loop)
+        for (index, channel) in channels.enumerated() {
+            channel.write(ByteBuffer(string: "answer \(index)"), promise: nil)
+            batch.flush(channel)
+        }
+        for channel in channels {
+            #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "nothing is sent before the turn's work ends")
+        }
+        loop.run()
+        for (index, channel) in channels.enumerated() {
+            #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "answer \(index)"))
+            #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        }
+        _ = try channels.map { try $0.finish() }
+    }
+
+    /// A write completed by the batch's flush can write and ask for another flush (a response
+    /// completing lets the next one start): that flush is done in the same turn, not left waiting
+    /// for more I/O.
+    @Test func aFlushAskedForWhileFlushingIsDoneInTheSameTurn() throws {
+        let loop = EmbeddedEventLoop()
+        let first = EmbeddedChannel(loop: loop), second = EmbeddedChannel(loop: loop)
+        let batch = LoopFlushBatch(eventLoop: loop)
+        let written = loop.makePromise(of: Void.self)
+        written.futureResult.whenSuccess {
+            second.write(ByteBuffer(string: "next"), promise: nil)
+            batch.flush(second)
+        }
+        first.write(ByteBuffer(string: "first"), promise: written)
+        batch.flush(first)
+        loop.run()
+        #expect(try first.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "first"))
+        #expect(try second.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "next"))
+        // Asked for again later: a new turn flushes again.
+        first.write(ByteBuffer(string: "later"), promise: nil)
+        batch.flush(first)
+        loop.run()
+        #expect(try first.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "later"))
+        _ = try first.finish()
+        _ = try second.finish()
+    }
+}
