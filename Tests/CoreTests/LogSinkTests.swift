@@ -93,4 +93,32 @@ private final class ReleaseProbe: Sendable {
     let onRelease: @Sendable () -> Void
     init(_ onRelease: @escaping @Sendable () -> Void) { self.onRelease = onRelease }
     deinit { onRelease() }
+
+}
+
+extension LogSinkTests {
+    /// Handlers whose log phase ran in a batch are told when the whole batch has run (file-log
+    /// writes its held lines then), once per entry they logged, after every entry of the batch.
+    @Test func loggersAreToldWhenTheirBatchEnds() async {
+        final class Events: Sendable {
+            let list = Mutex<[String]>([])
+            func add(_ event: String) { list.withLock { $0.append(event) } }
+        }
+        final class Recorder: WithoutRequestPhases, @unchecked Sendable {
+            let name: String
+            let events: Events
+            init(_ name: String, _ events: Events) { self.name = name; self.events = events }
+            var logs: Bool { true }
+            func logBatchEnded() { events.add("end \(name)") }
+        }
+        let events = Events()
+        let first = Recorder("a", events), second = Recorder("b", events)
+        let sink = LogSink()
+        for (index, logger) in [first, second, first].enumerated() {
+            sink.submit(loggers: [logger]) { events.add("log \(index)") }
+        }
+        sink.finish()
+        await sink.run()  // one batch: everything was queued before the drain started
+        #expect(events.list.withLock { $0 } == ["log 0", "log 1", "log 2", "end a", "end b", "end a"])
+    }
 }

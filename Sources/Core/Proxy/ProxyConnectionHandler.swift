@@ -931,7 +931,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         recordExchangeLog(exchange)
         let request = exchange.request
         request.releaseBody()  // the log phase never reads it; queued entries stay small
-        services.logSink.submit(releasingOn: context?.eventLoop) { for handler in loggers { handler.log(request) } }
+        services.logSink.submit(releasingOn: context?.eventLoop, loggers: loggers) {
+            for handler in loggers { handler.log(request) }
+        }
     }
 
     /// The serializer's facts, gathered only when a plugin will read them (the log phase runs).

@@ -180,6 +180,8 @@ public final class LogSink: @unchecked Sendable {
         let work: @Sendable () -> Void
         /// Where the entry's memory is released after it ran; nil: on the drain thread.
         let owner: (any EventLoop)?
+        /// The handlers whose log phase `work` runs: told when the batch that ran it ends.
+        let loggers: [any PluginHandler]
     }
 
     /// Guarded by `signal`, whose value is 1 when the drain thread must not wait (it was woken,
@@ -201,10 +203,11 @@ public final class LogSink: @unchecked Sendable {
         self.capacity = capacity
     }
 
-    func submit(releasingOn owner: (any EventLoop)? = nil, _ work: @escaping @Sendable () -> Void) {
+    func submit(releasingOn owner: (any EventLoop)? = nil, loggers: [any PluginHandler] = [],
+                _ work: @escaping @Sendable () -> Void) {
         signal.lock()
         let accepted = !finished && pending.count < capacity
-        if accepted { pending.append(Entry(work: work, owner: owner)) }
+        if accepted { pending.append(Entry(work: work, owner: owner, loggers: loggers)) }
         if accepted && (sleeping || pending.count >= Self.wakeBatch) {
             signal.unlock(withValue: 1)
         } else {
@@ -252,6 +255,7 @@ public final class LogSink: @unchecked Sendable {
             let done = finished
             signal.unlock(withValue: done ? 1 : 0)
             for entry in batch { entry.work() }
+            for entry in batch { for logger in entry.loggers { logger.logBatchEnded() } }
             if done && batch.isEmpty { return }
             emptyPolls = batch.isEmpty ? emptyPolls + 1 : 0
             Self.releaseOnOwners(&batch)

@@ -24,6 +24,16 @@ struct KongLogLine {
 
     init() { out.reserveCapacity(2048) }
 
+    /// Writes the document (with the plugins' fields) after what `bytes` holds, into its storage.
+    static func append(_ context: ProxyRequestContext, to bytes: inout [UInt8]) {
+        var line = KongLogLine(continuing: [])
+        swap(&line.out, &bytes)
+        line.write(context)
+        swap(&line.out, &bytes)
+    }
+
+    private init(continuing out: [UInt8]) { self.out = out }
+
     /// The document; without the plugins' fields when `withPluginFields` is false.
     mutating func write(_ context: ProxyRequestContext, withPluginFields: Bool = true) {
         let log = context.exchangeLog

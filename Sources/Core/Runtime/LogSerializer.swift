@@ -21,14 +21,21 @@ public enum LogSerializer {
     /// the log thread writes one per request, and building the document's dictionaries first (then
     /// sorting each one's keys) cost more than the rest of the log phase.
     public static func kongLine(_ context: ProxyRequestContext) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(2048)
+        appendKongLine(context, to: &line)
+        return line
+    }
+
+    /// `kongLine(context)` appended to `bytes` (a writer holding several lines writes them into
+    /// one buffer).
+    public static func appendKongLine(_ context: ProxyRequestContext, to bytes: inout [UInt8]) {
         // A plugin's field that lands on one of the serializer's own merges into it: the document
         // is then built as a value (no bundled plugin does it).
         guard context.logRecord.keys.allSatisfy({ !KongLogLine.ownFields.contains($0) }) else {
-            return serialize(context).serializedBytes(.kong)
+            return bytes.append(contentsOf: serialize(context).serializedBytes(.kong))
         }
-        var line = KongLogLine()
-        line.write(context)
-        return line.out
+        KongLogLine.append(context, to: &bytes)
     }
 
     /// Plugins' values merge into objects already there (two AI plugins both write under `ai`).

@@ -39,6 +39,12 @@ public protocol PluginHandler: Sendable {
     /// Whether `log` does anything: the engine gathers the log facts and queues the log phase
     /// only when a selected handler says so.
     var logs: Bool { get }
+    /// The log thread ran a batch of queued log phases, this handler's among them: output `log`
+    /// held while the batch ran (file-log's lines) is written now. Called after the batch, once
+    /// for each of its entries this handler logged (the first call writes, the others find
+    /// nothing held). A batch is what queued up while the previous one ran: one request on a
+    /// quiet gateway, many under load.
+    func logBatchEnded()
     /// Whether `log` has work for this request (asked once the response is sent, only when `logs`
     /// is true): a handler whose log work depends on the exchange spares the others the log phase.
     func needsLog(_ context: ProxyRequestContext) -> Bool
@@ -56,6 +62,7 @@ extension PluginHandler {
     public func headerFilter(_ context: ProxyRequestContext, status: Int, headers: inout HTTPHeaders) {}
     public func log(_ context: ProxyRequestContext) {}
     public var logs: Bool { false }
+    public func logBatchEnded() {}
     public func needsLog(_ context: ProxyRequestContext) -> Bool { true }
     public func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                                  body: inout ByteBuffer) {}
