@@ -10,7 +10,8 @@ import NIOSSL
 /// - `/sse`: an event stream whose last event waits for `releaseStream()`;
 /// - `/slow`: answers after `slowDelay`;
 /// - `/status/<n>`: that status;
-/// - `/drop…`: closes the connection after reading the request, without answering.
+/// - `/drop…`: closes the connection after reading the request, without answering;
+/// - `/cut`: announces a 100-byte body, sends 50 bytes of it and closes the connection.
 final class MockUpstream: Sendable {
     let port: Int
     private let channel: any Channel
@@ -132,6 +133,13 @@ final class MockUpstream: Sendable {
         if head.uri.hasPrefix("/drop") {
             // Reads the request whole, then closes the connection without a word.
             dropped.withLockedValue { $0 += 1 }
+            throw DroppedConnection()
+        }
+        if head.uri == "/cut" {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: "100")
+            try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: String(repeating: "c", count: 50)))))
             throw DroppedConnection()
         }
         if head.uri == "/slow" {

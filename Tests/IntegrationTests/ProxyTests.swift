@@ -290,6 +290,23 @@ struct ProxyTests {
         #expect(entry["request"]?["uri"] == "/api/slow")
     }
 
+    /// An upstream that dies mid-body: the client gets the head and the bytes that did arrive
+    /// (flushed before the connection is closed, even within the loop turn that read them and the
+    /// upstream's end), then sees its connection end.
+    @Test func anUpstreamDyingMidBodyPassesOnWhatArrived() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/"]}]}
+        """)
+        defer { Task { await h.stop() } }
+        for _ in 0..<5 {
+            let received = try await h.rawExchange("GET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(received.hasPrefix("HTTP/1.1 200 OK"), "\(received)")
+            #expect(received.contains("Content-Length: 100\r\n"))
+            #expect(received.hasSuffix("\r\n\r\n" + String(repeating: "c", count: 50)), "\(received.suffix(80))")
+        }
+    }
+
     /// A request the parser refuses mid-body gets Kong's 400 and leaves no busy request behind.
     @Test func aRefusedRequestLeavesNothingBusy() async throws {
         let h = try await ProxyHarness.start("""

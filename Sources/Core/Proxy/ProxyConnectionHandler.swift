@@ -78,7 +78,17 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func closeIfIdle() {
         if let exchange, exchange.state == .tunneling { return endTunnel(exchange, flushing: false) }
         guard exchange == nil else { return }
+        closeFlushingFirst()
+    }
+
+    /// Closes the client connection after flushing what was written to it. A response completed
+    /// in this loop turn waits for the turn's batched flush (`LoopFlushBatch`); a close that comes
+    /// first (a drain, the upstream ending mid-body) must not drop it. As before the batching,
+    /// what the socket cannot take at once is dropped with the connection: a client that stopped
+    /// reading does not hold it open.
+    private func closeFlushingFirst() {
         closing = true
+        context?.flush()
         context?.close(promise: nil)
     }
 
@@ -204,10 +214,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func refuseMalformedRequest(_ kind: HTTP1ParseError.Kind) {
         guard let context else { return }
         closing = true
-        guard exchange?.responseStarted != true else {
-            context.close(promise: nil)
-            return
-        }
+        guard exchange?.responseStarted != true else { return closeFlushingFirst() }
         if let exchange { abandon(exchange) }
         let (status, message): (Int, String) = switch kind {
         case .malformed: (400, "Bad request")
@@ -550,8 +557,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private func upstreamTimedOut(_ exchange: Exchange) {
         detachUpstream(exchange)
         if exchange.responseStarted {
-            closing = true
-            context?.close(promise: nil)
+            closeFlushingFirst()
         } else {
             respond(.error(504, ProxyErrorText.upstreamTimeout), exchange: exchange, nginxLevel: true)
         }
@@ -762,8 +768,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.writeTimer?.cancel()
         exchange.upstream = nil
         if exchange.responseStarted {
-            closing = true
-            context?.close(promise: nil)  // mid-body: the client sees the connection end
+            closeFlushingFirst()  // mid-body: the client gets what arrived, then sees the connection end
         } else if exchange.state == .proxying {
             // A failure before any answer: try again (Kong's `retries`) when the request can be
             // sent again whole, and either the upstream cannot have acted on it (nginx does not
