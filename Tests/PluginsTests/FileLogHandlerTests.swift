@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import Synchronization
 import NIOHTTP1
 @testable import Plugins
 import Testing
@@ -51,6 +52,30 @@ struct FileLogHandlerTests {
             #expect(early == (0..<early.count).map { "/burst/\($0)" }, "whole lines, in order")
             handler.logBatchEnded()
             #expect(Self.uris(path) == (0..<count).map { "/burst/\($0)" })
+        }
+    }
+
+    /// A pipe (`/dev/stdout` in a container, a FIFO) takes each line in a write of its own, whole
+    /// and in order: writes larger than `PIPE_BUF` could be interleaved with another writer's.
+    @Test func aPipeGetsEveryLineWholeAndInOrder() throws {
+        try Self.withLogFile { path in
+            try #require(mkfifo(path, 0o600) == 0)
+            let received = Mutex<Data?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            // Opening a FIFO for writing waits for its reader.
+            DispatchQueue.global().async {
+                let data = FileHandle(forReadingAtPath: path)?.readDataToEndOfFile()
+                received.withLock { $0 = data }
+                done.signal()
+            }
+            var handler: FileLogHandler? = FileLogHandler(config: ["path": .string(path), "reopen": false])
+            for index in 0..<5 { handler?.log(Self.request("/pipe/\(index)")) }
+            handler?.logBatchEnded()
+            handler = nil  // closes the pipe: the reader sees its end
+            #expect(done.wait(timeout: .now() + 10) == .success)
+            let text = String(decoding: received.withLock { $0 } ?? Data(), as: UTF8.self)
+            let uris = text.split(separator: "\n").map { (try? JSONValue.parse(String($0)))?["request"]?["uri"]?.stringValue }
+            #expect(uris == (0..<5).map { "/pipe/\($0)" })
         }
     }
 

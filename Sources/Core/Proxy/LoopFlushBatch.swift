@@ -27,6 +27,7 @@ final class LoopFlushBatch {
 
     /// Flushes `channel` before this loop next waits for I/O.
     func flush(_ channel: any Channel) {
+        assert(eventLoop.inEventLoop, "a loop's flush batch is used on that loop only")
         pending.append(channel)
         guard !scheduled else { return }
         scheduled = true

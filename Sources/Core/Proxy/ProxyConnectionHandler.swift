@@ -88,8 +88,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// reading does not hold it open.
     private func closeFlushingFirst() {
         closing = true
-        context?.flush()
-        context?.close(promise: nil)
+        guard let context else { return }
+        sendUnsent(context)  // a head and small body pieces wait here until the read completes
+        context.flush()
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -641,13 +643,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// The tunnel ends: the upstream closed (`flushing`: what the client has not received yet is
-    /// sent first), or it sat idle or the node drains (closed at once: a client that stopped
-    /// reading must not hold the connection). The log phase runs once (status 101).
+    /// sent first), or it sat idle or the node drains (closed now, after handing the socket what it
+    /// takes at once: a client that stopped reading must not hold the connection). The log phase
+    /// runs once (status 101).
     private func endTunnel(_ exchange: Exchange, flushing: Bool) {
         detachUpstream(exchange)
         if flushing { return complete(exchange) }
-        closing = true
-        context?.close(promise: nil)  // channelInactive ends the exchange and logs it
+        closeFlushingFirst()  // channelInactive ends the exchange and logs it
     }
 
     /// The upstream response is complete: the connection goes back to the pool, the exchange ends.

@@ -154,7 +154,8 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     /// Flushes what was written once this loop tick's I/O is handled (`LoopFlushBatch`).
     func flushWithLoopBatch() {
-        guard let channel, let pool else { return }
+        guard let channel else { return }
+        guard let pool else { return channel.flush() }
         pool.flushBatch.flush(channel)
     }
 }

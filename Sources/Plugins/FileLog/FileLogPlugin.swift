@@ -32,13 +32,17 @@ public enum FileLogPlugin {
 /// The lines of one log batch (what queued up while the previous batch ran) go out in one
 /// `write(2)` when the batch ends (`logBatchEnded`), or sooner once `heldLimit` bytes are held:
 /// under load one system call per line was a fifth of the log thread's time. Each write holds
-/// whole lines only, so an `O_APPEND` file never gets a line cut by another writer's.
+/// whole lines only, so an `O_APPEND` regular file never gets a line cut by another writer's.
+/// A pipe, FIFO or terminal (`/dev/stdout` in a container) still gets one write per line: a
+/// write there is atomic only up to `PIPE_BUF` bytes, which a line fits and a batch does not.
 final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
     let path: String
     let reopen: Bool
     /// Kept open between writes unless `reopen` (then each write opens and closes the file, so
     /// log rotation by renaming is picked up).
     private var descriptor: Int32 = -1
+    /// The descriptor is a regular file: a batch goes out in one write.
+    private var writesWholeBatches = false
     /// Lines not written yet (whole lines), reused between batches.
     private var held: [UInt8] = []
     static let heldLimit = 64 * 1024
@@ -68,25 +72,39 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
 
     private func writeHeld() {
         guard !held.isEmpty else { return }
-        write(held)
+        if openIfNeeded() {
+            held.withUnsafeBytes { bytes in
+                if writesWholeBatches { return write(bytes) }
+                var lineStart = 0
+                while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+                    write(UnsafeRawBufferPointer(rebasing: bytes[lineStart...newline]))
+                    lineStart = newline + 1
+                }
+            }
+        }
         // A burst's buffer is not kept: held lines of a quiet gateway fit in a few KB.
         if held.capacity > 4 * Self.heldLimit { held = [] } else { held.removeAll(keepingCapacity: true) }
     }
 
-    private func write(_ bytes: [UInt8]) {
-        if descriptor < 0 || reopen {
-            if descriptor >= 0 { close(descriptor) }
-            descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-            guard descriptor >= 0 else {
-                ErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
-                return
-            }
+    private func openIfNeeded() -> Bool {
+        guard descriptor < 0 || reopen else { return true }
+        if descriptor >= 0 { close(descriptor) }
+        descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard descriptor >= 0 else {
+            ErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
+            return false
         }
+        var status = stat()
+        writesWholeBatches = fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
+        return true
+    }
+
+    /// Writes all of `bytes` (retrying short writes); an error is reported and the bytes dropped.
+    private func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer in
-                Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-            }
+            let written = Glibc.write(descriptor, base + offset, bytes.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
                 ErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(errno))) \(path)")
