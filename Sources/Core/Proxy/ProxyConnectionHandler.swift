@@ -357,7 +357,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.bodyStreamed = true
             exchange.requestBodyBytes += buffer.readableBytes
             exchange.lastRead = .now()  // the exchange is making progress: no read timeout yet
-            upstream.write(.body(.byteBuffer(buffer)), flush: true)
+            upstream.write(.body(.byteBuffer(buffer)), flush: .now)
             if upstream.channel?.isWritable == false {
                 setClientReading(false)
                 armWriteTimer(exchange)
@@ -373,7 +373,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         completeBodyWaiters(exchange)
         if exchange.state == .proxying, !exchange.requestSent, let upstream = exchange.upstream,
            !exchange.request.bodyWasBuffered {
-            upstream.write(.end(nil), flush: true)
+            upstream.write(.end(nil), flush: .withLoopTurn)
             exchange.requestSent = true
         }
     }
@@ -489,22 +489,20 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.upstream = connection
         exchange.state = .proxying
         guard let head = exchange.upstreamHead else { return }
-        connection.write(.head(head), flush: false)
+        connection.write(.head(head), flush: .later)
         if exchange.request.bodyWasBuffered {
             if let body = exchange.request.bufferedBody, body.readableBytes > 0 {
-                connection.write(.body(.byteBuffer(body)), flush: false)
+                connection.write(.body(.byteBuffer(body)), flush: .later)
             }
-            connection.write(.end(nil), flush: false)
-            connection.flushWithLoopBatch()
+            connection.write(.end(nil), flush: .withLoopTurn)
             exchange.requestSent = true
         } else {
-            for chunk in exchange.pendingBody { connection.write(.body(.byteBuffer(chunk)), flush: false) }
+            for chunk in exchange.pendingBody { connection.write(.body(.byteBuffer(chunk)), flush: .later) }
             // A body that arrived whole stays (shared buffers, no copy) until the upstream answers,
             // so a retry can send it again; the rest of a body still arriving streams through.
             if !exchange.clientBodyDone { exchange.pendingBody = [] }
             if exchange.clientBodyDone {
-                connection.write(.end(nil), flush: false)
-                connection.flushWithLoopBatch()
+                connection.write(.end(nil), flush: .withLoopTurn)
                 exchange.requestSent = true
             } else {
                 connection.channel?.flush()

@@ -136,7 +136,18 @@ final class UpstreamConnection: ChannelInboundHandler {
         channel.writeAndFlush(bytes, promise: nil)
     }
 
-    func write(_ part: HTTPClientRequestPart, flush: Bool) {
+    /// When what `write` queued goes to the socket.
+    enum Flush {
+        /// Not yet: more parts of the request follow.
+        case later
+        /// Now: a chunk of a body streaming through (its backpressure reads the socket's
+        /// writability right after).
+        case now
+        /// With the other flushes of this loop turn (`LoopFlushBatch`): the request is complete.
+        case withLoopTurn
+    }
+
+    func write(_ part: HTTPClientRequestPart, flush: Flush) {
         guard let channel else { return }
         switch part {
         case .head(let head):
@@ -149,14 +160,12 @@ final class UpstreamConnection: ChannelInboundHandler {
         case .end:
             if let last = encoder.end() { channel.write(last, promise: nil) }
         }
-        if flush { channel.flush() }
-    }
-
-    /// Flushes what was written once this loop tick's I/O is handled (`LoopFlushBatch`).
-    func flushWithLoopBatch() {
-        guard let channel else { return }
-        guard let pool else { return channel.flush() }
-        pool.flushBatch.flush(channel)
+        switch flush {
+        case .later: break
+        case .now: channel.flush()
+        case .withLoopTurn:
+            if let pool { pool.flushBatch.flush(channel) } else { channel.flush() }
+        }
     }
 }
 
