@@ -2,6 +2,7 @@ import ArgumentParser
 import AdminAPI
 import Core
 import Foundation
+import NIOConcurrencyHelpers
 import Plugins
 
 struct Silverback: AsyncParsableCommand {
@@ -122,8 +123,10 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         let certificate = settings.sslCert.flatMap { cert in
             settings.sslCertKey.map { TLSCertificateFiles(certificatePath: cert, keyPath: $0) }
         }
-        do { ports = try await gateway.bind(settings.proxyListen, certificate: certificate) } catch {
-            throw CLIError("could not listen on \(settings.proxyListen.map { "\($0.host):\($0.port)" }.joined(separator: ", ")): \(error)")
+        do { ports = try await gateway.bind(settings.proxyListen, certificate: certificate) } catch let error as ListenError {
+            throw CLIError("could not listen on proxy_listen \(error)")
+        } catch {
+            throw CLIError("\(error)")
         }
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
         say("Silverback started: proxy listening on \(listening)")
@@ -133,24 +136,47 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: database == nil ? settings.declarativeConfig : nil,
                                      admin: adminAPI)
         let admin = AdminServer(api: adminAPI)
+        // Kong refuses to start when any listener cannot be bound; a node serving traffic without
+        // its Admin API would look healthy to a supervisor while nobody can configure it.
+        let (reports, report) = AsyncStream.makeStream(of: AdminListenerReport.self)
+        var refused: String?
         await withTaskGroup(of: Void.self) { group in
             for address in settings.adminListen {
                 group.addTask {
+                    let running = NIOLockedValueBox(false)
                     do {
                         try await admin.run(host: address.host, port: address.port) { port in
+                            running.withLockedValue { $0 = true }
+                            report.yield(.running)
                             say("Admin API listening on \(address.host):\(port)")
                         }
+                    } catch where !running.withLockedValue({ $0 }) {
+                        report.yield(.refused("could not listen on admin_listen "
+                            + ListenError(host: address.host, port: address.port, cause: error).description))
                     } catch {
                         FileHandle.standardError.write(Data("admin API on \(address.host):\(address.port) stopped: \(error)\n".utf8))
                     }
                 }
             }
+            var pending = settings.adminListen.count
+            if pending > 0 {
+                for await outcome in reports {
+                    if case .refused(let message) = outcome { refused = message; break }
+                    pending -= 1
+                    if pending == 0 { break }
+                }
+            }
+            if refused != nil { gateway.shutdown() }
             await gateway.run()
             group.cancelAll()
         }
         withExtendedLifetime(signals) {}
+        if let refused { throw CLIError(refused) }
         say("Silverback stopped")
     }
+
+    /// How an Admin API listener came up: the start waits for one report per `admin_listen` address.
+    enum AdminListenerReport: Sendable { case running, refused(String) }
 
     /// Validated plugins whose runtime is not built yet are said out loud, never silently skipped.
     func warnAboutPluginsWithoutRuntime(_ gateway: Gateway) {

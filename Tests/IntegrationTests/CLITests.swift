@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import NIOPosix
 import Testing
 
 /// Runs the real `silverback` binary, as a user would, against the files in kong-compat/.
@@ -22,7 +23,9 @@ struct CLITests {
 
     struct Run { let status: Int32; let stdout: String; let stderr: String }
 
-    func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> Run {
+    /// Runs to exit; a process still running after `limit` seconds gets SIGTERM, so a command that
+    /// should have exited fails its test instead of hanging the suite.
+    func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil, limit: Double = 60) throws -> Run {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -34,6 +37,7 @@ struct CLITests {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit) { if process.isRunning { process.terminate() } }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -121,6 +125,23 @@ struct CLITests {
         let postgres = try run(["start"], environment: ["KONG_DATABASE": "postgres"])
         #expect(postgres.status == 1)
         #expect(postgres.stderr.contains("database = postgres is not implemented yet"))
+    }
+
+    /// Kong does not start when a listener cannot be bound: a node without its Admin API would look
+    /// alive to a supervisor (and to a CI script) while nobody could configure it.
+    @Test(arguments: ["KONG_ADMIN_LISTEN", "KONG_PROXY_LISTEN"])
+    func startRefusesAnAddressAlreadyInUse(setting: String) async throws {
+        let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { taken.close(promise: nil) }
+        let port = taken.localAddress!.port!
+        var environment = ["KONG_DATABASE": "off", "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/valid/minimal.json",
+                           "KONG_PROXY_LISTEN": "127.0.0.1:0", "KONG_ADMIN_LISTEN": "127.0.0.1:0"]
+        environment[setting] = "127.0.0.1:0, 127.0.0.1:\(port)"
+        let result = try run(["start"], environment: environment, limit: 20)
+        #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+        #expect(result.stderr.contains("could not listen on"), "\(result.stderr)")
+        #expect(result.stderr.contains("127.0.0.1:\(port): address already in use"), "\(result.stderr)")
     }
 
     /// The real binary: starts, proxies with Kong's 404, serves the Admin API over a socket,

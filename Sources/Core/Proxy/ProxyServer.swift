@@ -25,7 +25,7 @@ public final class ProxyServer: Sendable {
         for address in addresses {
             let services = self.services
             let sslContext = address.ssl ? tls : nil
-            let channel = try await ServerBootstrap(group: group)
+            let bound = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -49,7 +49,10 @@ public final class ProxyServer: Sendable {
                     }
                 }
                 .bind(host: address.host, port: address.port)
-                .get()
+            let channel: any Channel
+            do { channel = try await bound.get() } catch {
+                throw ListenError(host: address.host, port: address.port, cause: error)
+            }
             listeners.withLockedValue { $0.append(channel) }
             ports.append(channel.localAddress?.port ?? 0)
         }
