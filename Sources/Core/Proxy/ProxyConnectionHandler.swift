@@ -505,7 +505,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 connection.write(.end(nil), flush: .withLoopTurn)
                 exchange.requestSent = true
             } else {
-                connection.channel?.flush()
+                // Usually a request without a body whose end the parser yields next; otherwise the
+                // start of a body still arriving (its later chunks are flushed one by one). Either
+                // way the head goes out with this loop turn's other flushes, not in a write of its
+                // own. Writability counts unflushed bytes too, so the check below still holds.
+                connection.flush(.withLoopTurn)
                 setClientReading(connection.channel?.isWritable ?? true)
             }
         }

@@ -160,6 +160,12 @@ final class UpstreamConnection: ChannelInboundHandler {
         case .end:
             if let last = encoder.end() { channel.write(last, promise: nil) }
         }
+        self.flush(flush)
+    }
+
+    /// Sends what was written, when `flush` says.
+    func flush(_ flush: Flush) {
+        guard let channel else { return }
         switch flush {
         case .later: break
         case .now: channel.flush()
