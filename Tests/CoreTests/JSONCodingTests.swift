@@ -108,6 +108,55 @@ struct JSONCodingTests {
 
     /// Objects written in the dictionary's order (requests sent upstream) hold the same members
     /// as the sorted form.
+    /// Keys are ordered by their first eight bytes as one integer, then in full: keys sharing
+    /// those bytes, keys that are prefixes of others, the empty key and non-ASCII keys still come
+    /// out in UTF-8 byte order.
+    @Test func sortedKeysFollowTheirBytes() {
+        let keys = ["x-kong-response-latency", "x-kong-request-id", "x-kong-r", "x-kong-", "", "x", "x\u{0}", "é", "f",
+                    "completion_tokens", "completion", "prompt_tokens", "Z", "aaaaaaaab", "aaaaaaaaa", "aaaaaaaa"]
+        var members: [String: JSONValue] = [:]
+        for (i, key) in keys.enumerated() { members[key] = .number(Double(i)) }
+        let written = JSONValue.object(members).serialized(.kong)
+        let expected = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let bytes = Array(written.utf8)
+        let order = keys.map { key in bytes.firstRange(of: Array((JSONValue.string(key).serialized(.kong) + ":").utf8))!.lowerBound }
+        #expect(keys.indices.sorted { order[$0] < order[$1] }.map { keys[$0] } == expected, "\(written)")
+    }
+
+    /// A skimmed parse builds the kept members as a full parse does; the others stand in as
+    /// their Lua truthiness.
+    @Test func aSkimmedParseBuildsOnlyTheKeptMembers() throws {
+        let text = #"{"id":"x","choices":[{"message":{"content":"a\"b\u00e9\/","k":[1,2.5e3,{"z":null}]}}],"#
+            + #""usage":{"prompt_tokens":3,"completion_tokens":4},"model":"m\u00e9","n":null,"f":false,"t":true,"e":{},"a":[]}"#
+        let full = try JSONValue.parse(text)
+        let skimmed = try JSONValue.parse(bytes: Array(text.utf8), skimmingAllBut: ["usage", "model"])
+        #expect(skimmed["usage"] == full["usage"])
+        #expect(skimmed["model"] == "m\u{e9}")
+        #expect(skimmed["choices"] == true && skimmed["id"] == true && skimmed["t"] == true)
+        #expect(skimmed["e"] == true && skimmed["a"] == true, "an empty object or array is truthy in Lua")
+        #expect(skimmed["n"] == .null && skimmed["f"] == false)
+        #expect(skimmed.objectValue?.count == full.objectValue?.count)
+        // Not an object: parsed whole.
+        #expect(try JSONValue.parse(bytes: Array("[1,{\"a\":2}]".utf8), skimmingAllBut: []) == JSONValue.parse("[1,{\"a\":2}]"))
+    }
+
+    /// What is not built is still read as JSON: the same error, at the same offset, as a full
+    /// parse, wherever in a skipped member the fault is.
+    @Test(arguments: [
+        #"{"choices":[{"a":"\x"}],"usage":{}}"#, #"{"choices":"abc"#, #"{"choices":"a\"#, #"{"choices":"\u12G4"}"#,
+        #"{"choices":[1,]}"#, #"{"choices":{"a" 1}}"#, #"{"choices":{"a":1,}}"#, #"{"choices":{1:2}}"#, #"{"choices":[-]}"#,
+        #"{"choices":[1.]}"#, #"{"choices":[1e]}"#, #"{"choices":[tru]}"#, #"{"choices":[nul,1]}"#, #"{"choices":[1 2]}"#,
+        #"{"choices":{"a":1"#, #"{"choices":[[[["#, #"{"choices":1} x"#, #"{"choices":"\ud800"}"#, #"{"choices":[1],"model":}"#,
+        #"{"choices":{"a":[{"b":"c"}]}, "usage": {"x": 1,}}"#,
+    ])
+    func aSkimmedParseRefusesWhatAFullParseRefuses(text: String) {
+        var full: JSONParseError?, skimmed: JSONParseError?
+        do { _ = try JSONValue.parse(text) } catch { full = error }
+        do { _ = try JSONValue.parse(bytes: Array(text.utf8), skimmingAllBut: ["usage", "model"]) } catch { skimmed = error }
+        #expect(skimmed == full, "\(text)")
+        if text != #"{"choices":"\ud800"}"# { #expect(full != nil, "\(text) is not JSON") }
+    }
+
     @Test func unsortedObjectsHoldTheSameMembers() throws {
         let value: JSONValue = ["model": "m", "messages": [["role": "user", "content": "hi/there"]], "n": 2, "e": [:]]
         let unsorted = value.serialized(JSONWriteOptions(sortedKeys: false))

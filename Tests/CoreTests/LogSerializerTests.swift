@@ -113,6 +113,21 @@ struct LogSerializerTests {
         #expect(line.firstRange(of: expected) != nil, "\(String(decoding: line, as: UTF8.self))")
     }
 
+    /// Names are sorted by their first eight bytes as one integer first: names sharing those
+    /// bytes, names that are prefixes of others (shorter first) and an empty query name must still
+    /// come out in byte order, repeats grouped.
+    @Test func namesSharingTheirFirstBytesSortInByteOrder() {
+        let c = context(path: "/chat", query: "x-kong-r=1&x-kong-=2&=3&x-kong-request-id=4&x-kong-r=5&x%00=6&x=7", headers: [
+            ("X-Kong-Response-Latency", "1"), ("x-kong-request-id", "2"), ("X-Kong-R", "3"), ("x-kong-", "4"),
+            ("X", "5"), ("x-kong-request-id", "6"), ("x-kong-requesT-iD", "7"), ("authorizatioN", "8"),
+            ("authorization-x", "9"),
+        ])
+        let line = String(decoding: LogSerializer.kongLine(c), as: UTF8.self)
+        #expect(line.contains(#""headers":{"authorization":"REDACTED","authorization-x":"9","x":"5","x-kong-":"4","x-kong-r":"3","x-kong-request-id":["2","6","7"],"x-kong-response-latency":"1"}"#), "\(line)")
+        #expect(line.contains(#""querystring":{"":"3","x":"7","x\u0000":"6","x-kong-":"2","x-kong-r":["1","5"],"x-kong-request-id":"4"}"#), "\(line)")
+        expectSameDocument(c, "shared prefixes")
+    }
+
     @Test func numbersAreWrittenAsKongsEncoderWritesThem() {
         for n in [0, -0.0, 7, -42, 1e15 - 1, 1e15, -1e15, 1.5, 0.1, 1e-7, 123456789012.75, .nan, .infinity] as [Double] {
             var out: [UInt8] = []

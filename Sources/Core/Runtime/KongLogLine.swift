@@ -133,8 +133,10 @@ struct KongLogLine {
             names.append(Self.lowercased(name))
             values.append(value)
         }
+        let redactedByPlugins = redactions.map { !$0.headers.isEmpty } ?? false
         grouped(names) { line, index in
-            if let redactions, LogSerializer.redactedHeaders.contains(names[index]) || redactions.headers.contains(names[index]) {
+            if let redactions, LogSerializer.isAlwaysRedacted(names[index])
+                || (redactedByPlugins && redactions.headers.contains(names[index])) {
                 line.string("REDACTED")
             } else {
                 line.string(values[index])
@@ -163,17 +165,22 @@ struct KongLogLine {
     /// as Kong's Lua tables do (Swift's `==` would merge canonically equivalent spellings, such
     /// as a decoded query name's `é` and `e` + U+0301, which byte order sorts apart).
     private mutating func grouped(_ names: [String], value: (inout KongLogLine, Int) -> Void) {
-        let order = names.indices.sorted { a, b in
-            if JSONValue.utf8Precedes(names[a], names[b]) { return true }
-            if JSONValue.utf8Precedes(names[b], names[a]) { return false }
-            return a < b
+        // Most names differ in their first eight bytes: those compare as one integer, and only
+        // names sharing them (`x-kong-r…`) are compared in full.
+        var keys = names.indices.map { SortKey(prefix: JSONValue.utf8SortPrefix(names[$0]), index: $0) }
+        keys.sort { a, b in
+            if a.prefix != b.prefix { return a.prefix < b.prefix }
+            let order = JSONValue.utf8Order(names[a.index], names[b.index])
+            return order != 0 ? order < 0 : a.index < b.index
         }
+        let order = keys.map(\.index)
         open()
         var position = 0
         while position < order.count {
             let name = names[order[position]]
             var end = position + 1
-            while end < order.count, names[order[end]].utf8.elementsEqual(name.utf8) { end += 1 }
+            while end < order.count, keys[end].prefix == keys[position].prefix,
+                  JSONValue.utf8Order(names[order[end]], name) == 0 { end += 1 }
             member(name)
             if end - position == 1 {
                 value(&self, order[position])
@@ -188,6 +195,11 @@ struct KongLogLine {
             position = end
         }
         close()
+    }
+
+    private struct SortKey {
+        let prefix: UInt64
+        let index: Int
     }
 
     // MARK: Tokens

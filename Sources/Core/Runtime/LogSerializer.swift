@@ -7,6 +7,16 @@ public enum LogSerializer {
     /// Request headers whose values Kong replaces by this text.
     static let redactedHeaders: Set<String> = ["authorization", "proxy-authorization"]
 
+    /// Whether a lower-case header name is one of `redactedHeaders`, without hashing it (every
+    /// request header of every log line is asked).
+    static func isAlwaysRedacted(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 13: name == "authorization"
+        case 19: name == "proxy-authorization"
+        default: false
+        }
+    }
+
     /// The document as a value.
     public static func serialize(_ context: ProxyRequestContext) -> JSONValue {
         var line = KongLogLine()

@@ -34,6 +34,21 @@ extension JSONValue {
         parse(buffer: buffer, recordingMemberRanges: false).map(\.value)
     }
 
+    /// The document when it is an object of which only the members named in `keeping` are
+    /// needed: the others are read to check they are JSON (the same errors as a full parse) but
+    /// not built, and stand in as their Lua truthiness (`null` and `false` as themselves, any
+    /// other value as `true`). Why: ai-proxy forwards an OpenAI-format answer as the upstream
+    /// wrote it and reads only its `usage` and `model`; building `choices` (or an embedding's
+    /// thousands of numbers) only to drop them was most of the answer's cost.
+    public static func parse(bytes: [UInt8], skimmingAllBut keeping: Set<String>) throws(JSONParseError) -> JSONValue {
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, JSONParseError> in
+            var reader = JSONReader(bytes: buffer)
+            reader.kept = keeping
+            return reader.readDocument()
+        }
+        return try result.get()
+    }
+
     /// The document, and where each top-level member's value sits in `buffer` when
     /// `recordingMemberRanges` (and the document is an object).
     static func parse(buffer: UnsafeBufferPointer<UInt8>, recordingMemberRanges: Bool)
@@ -41,15 +56,7 @@ extension JSONValue {
     {
         var reader = JSONReader(bytes: buffer)
         reader.recordsMemberRanges = recordingMemberRanges
-        do throws(JSONParseError) {
-            reader.skipWhitespace()
-            let value = try reader.readValue(depth: 0)
-            reader.skipWhitespace()
-            guard reader.atEnd else { throw reader.error("Expected the end but found invalid token") }
-            return .success((value, reader.memberRanges))
-        } catch {
-            return .failure(error)
-        }
+        return reader.readDocument().map { ($0, reader.memberRanges) }
     }
 }
 
@@ -64,6 +71,19 @@ private struct JSONReader {
     var atEnd: Bool { index >= bytes.count }
 
     func error(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: index) }
+
+    /// The one value the bytes hold, with nothing but whitespace around it.
+    mutating func readDocument() -> Result<JSONValue, JSONParseError> {
+        do throws(JSONParseError) {
+            skipWhitespace()
+            let value = try readValue(depth: 0)
+            skipWhitespace()
+            guard atEnd else { throw error("Expected the end but found invalid token") }
+            return .success(value)
+        } catch {
+            return .failure(error)
+        }
+    }
 
     mutating func skipWhitespace() {
         while index < bytes.count {
@@ -80,7 +100,9 @@ private struct JSONReader {
         switch bytes[index] {
         case UInt8(ascii: "{"): return try readObject(depth: depth)
         case UInt8(ascii: "["): return try readArray(depth: depth)
-        case UInt8(ascii: "\""): return .string(try readString())
+        case UInt8(ascii: "\""):
+            if discarding { try skipString(); return .null }
+            return .string(try readString())
         case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectWord("null"); return .null
@@ -114,6 +136,10 @@ private struct JSONReader {
     /// Reset before each top-level member and read only when recording; the checks that cost
     /// anything (UTF-8, number text) run only then.
     var lenient = false
+    /// When set, the only top-level members built (`JSONValue.parse(bytes:skimmingAllBut:)`).
+    var kept: Set<String>?
+    /// Whether the value being read is checked but not built (a top-level member not kept).
+    var discarding = false
 
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
@@ -125,6 +151,21 @@ private struct JSONReader {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                 throw error("Expected object key string but found invalid token")
             }
+            if discarding {
+                try skipString()
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                    throw error("Expected colon but found invalid token")
+                }
+                index += 1
+                skipWhitespace()
+                _ = try readValue(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
+                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == UInt8(ascii: "}") { index += 1; return .null }
+                throw error("Expected comma or object end but found invalid token")
+            }
             let key = try readString()
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
@@ -134,7 +175,19 @@ private struct JSONReader {
             skipWhitespace()
             let valueStart = index
             if depth == 0 { lenient = false }
-            let value = try readValue(depth: depth + 1)
+            let value: JSONValue
+            if depth == 0, let kept, !kept.contains(key) {
+                discarding = true
+                _ = try readValue(depth: depth + 1)
+                discarding = false
+                switch bytes[valueStart] {
+                case UInt8(ascii: "n"): value = .null
+                case UInt8(ascii: "f"): value = .bool(false)
+                default: value = .bool(true)
+                }
+            } else {
+                value = try readValue(depth: depth + 1)
+            }
             if recordsMemberRanges && depth == 0 {
                 memberRanges[key] = lenient ? nil : valueStart..<index
             }
@@ -158,7 +211,8 @@ private struct JSONReader {
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
         while true {
             skipWhitespace()
-            array.append(try readValue(depth: depth + 1))
+            let item = try readValue(depth: depth + 1)
+            if !discarding { array.append(item) }
             skipWhitespace()
             guard index < bytes.count else { throw error("Expected comma or array end but found T_END") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -230,6 +284,30 @@ private struct JSONReader {
             runEnd = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl)
         }
         return scalars.withUnsafeBufferPointer { makeString($0) }
+    }
+
+    /// Reads past a string starting at its opening quote, checking its escapes as `readString`
+    /// does, without making it.
+    mutating func skipString() throws(JSONParseError) {
+        var sawControl = false
+        index += 1
+        while true {
+            index = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl)
+            guard index < bytes.count else { throw error("Expected string end but found T_END") }
+            if bytes[index] == UInt8(ascii: "\"") { index += 1; return }
+            index += 1
+            guard index < bytes.count else { throw error("Expected escape but found T_END") }
+            switch bytes[index] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                index += 1
+            case UInt8(ascii: "u"):
+                index += 1
+                _ = try readHex4()
+            default:
+                throw error("Expected valid escape but found invalid token")
+            }
+        }
     }
 
     /// Invalid UTF-8 is repaired (U+FFFD), and noted when recording: the string's bytes then
@@ -380,8 +458,25 @@ extension JSONValue {
             if options.sortedKeys {
                 // Sorted by the keys' UTF-8 bytes (code point order): String's `<` compares Unicode
                 // canonically, which costs far more and orders the same keys the same way here.
-                for (i, member) in members.sorted(by: { JSONValue.utf8Precedes($0.key, $1.key) }).enumerated() {
-                    writeMember(member.key, member.value, first: i == 0)
+                // The members' positions, sorted on the stack: no array of copied members.
+                withUnsafeTemporaryAllocation(of: (prefix: UInt64, index: [String: JSONValue].Index).self,
+                                              capacity: members.count) { keyed in
+                    var count = 0
+                    var index = members.startIndex
+                    while index != members.endIndex {
+                        keyed.initializeElement(at: count, to: (JSONValue.utf8SortPrefix(members[index].key), index))
+                        count += 1
+                        members.formIndex(after: &index)
+                    }
+                    var sorted = UnsafeMutableBufferPointer(rebasing: keyed[..<count])
+                    sorted.sort { a, b in
+                        a.prefix != b.prefix ? a.prefix < b.prefix : JSONValue.utf8Precedes(members[a.index].key, members[b.index].key)
+                    }
+                    for (i, entry) in sorted.enumerated() {
+                        let member = members[entry.index]
+                        writeMember(member.key, member.value, first: i == 0)
+                    }
+                    _ = sorted.deinitialize()
                 }
             } else {
                 // In the dictionary's own order: no array of its members to make.
@@ -409,20 +504,36 @@ extension JSONValue {
         }
     }
 
-    /// Whether `a` sorts before `b` by UTF-8 bytes.
-    static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+    /// A string's first eight UTF-8 bytes as one big-endian integer, zero-padded (a shorter string
+    /// sorts first among those sharing its bytes, as in byte order): strings whose prefixes differ
+    /// are ordered by one integer comparison; only equal prefixes need `utf8Order`.
+    static func utf8SortPrefix(_ string: String) -> UInt64 {
+        var prefix: UInt64 = 0
+        var count: UInt64 = 0
+        for byte in string.utf8.prefix(8) {
+            prefix = prefix << 8 | UInt64(byte)
+            count += 1
+        }
+        return count == 0 ? 0 : prefix << (8 * (8 - count))
+    }
+
+    /// `a` compared with `b` by UTF-8 bytes: negative, zero or positive.
+    static func utf8Order(_ a: String, _ b: String) -> Int {
         var a = a, b = b
         return a.withUTF8 { x in
             b.withUTF8 { y in
                 let common = min(x.count, y.count)
                 if common > 0, let px = x.baseAddress, let py = y.baseAddress {
                     let order = memcmp(px, py, common)
-                    if order != 0 { return order < 0 }
+                    if order != 0 { return Int(order) }
                 }
-                return x.count < y.count
+                return x.count - y.count
             }
         }
     }
+
+    /// Whether `a` sorts before `b` by UTF-8 bytes.
+    static func utf8Precedes(_ a: String, _ b: String) -> Bool { utf8Order(a, b) < 0 }
 
     private static func newline(_ out: inout [UInt8], indent: Int) {
         out.append(UInt8(ascii: "\n"))

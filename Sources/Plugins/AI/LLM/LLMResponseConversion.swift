@@ -98,7 +98,7 @@ public enum LLMResponseConversion {
     ) throws(LLMConversionError) -> LLMConvertedResponse {
         let document: JSONValue
         switch dialect {
-        case .openAI: return try LLMDrivers.OpenAI.response(body, route: route)
+        case .openAI: return try LLMDrivers.OpenAI.response(body, route: route, skimming: !transformerCall)
         case .ollama: document = try LLMDrivers.Ollama.response(body, route: route, model: model)
         case .llama2Raw: document = try LLMDrivers.Llama2Raw.response(body, route: route)
         case .anthropic:
@@ -120,7 +120,7 @@ public enum LLMResponseConversion {
     ) throws(LLMConversionError) -> LLMConvertedResponse {
         let document: JSONValue
         switch dialect {
-        case .openAI: return try LLMDrivers.OpenAI.response(body, route: .embeddings)
+        case .openAI: return try LLMDrivers.OpenAI.response(body, route: .embeddings, skimming: true)
         case .ollama: document = try LLMDrivers.Ollama.embeddingsResponse(body, name: model.name, encoding: encoding)
         case .cohere: document = try LLMDrivers.Cohere.embeddingsResponse(body, name: model.name, encoding: encoding)
         case .gemini: document = try LLMDrivers.Gemini.embeddingsResponse(body, model: model, encoding: encoding)

@@ -25,9 +25,13 @@ extension LLMDrivers {
         }
 
         /// Spec §2.7: a decodable body with `choices` is forwarded verbatim. Embeddings answers
-        /// need `data` instead.
-        static func response(_ body: [UInt8], route: LLMRouteType) throws(LLMConversionError) -> LLMConvertedResponse {
-            guard let document = try? JSONValue.parse(bytes: body) else {
+        /// need `data` instead. `skimming`: only `usage` and `model` are built (what analytics
+        /// read); the body is still checked to be JSON whole. A transformer's call needs the
+        /// whole document (it reads the answer's text).
+        static func response(_ body: [UInt8], route: LLMRouteType, skimming: Bool) throws(LLMConversionError) -> LLMConvertedResponse {
+            let parsed = skimming ? try? JSONValue.parse(bytes: body, skimmingAllBut: Self.readMembers)
+                                  : try? JSONValue.parse(bytes: body)
+            guard let document = parsed else {
                 throw LLMConversionError("failed to decode \(route.rawValue) response")
             }
             let member = route == .embeddings ? "data" : "choices"
@@ -36,5 +40,7 @@ extension LLMDrivers {
             }
             return LLMConvertedResponse(forwarding: document)
         }
+
+        static let readMembers: Set<String> = ["usage", "model"]
     }
 }
