@@ -128,6 +128,44 @@ struct LogSerializerTests {
         expectSameDocument(c, "shared prefixes")
     }
 
+    /// A writer reuses the header layout of its last line only for the same names, byte for byte
+    /// and in the same order: each line equals the one a fresh writer writes, whatever came before.
+    @Test func aWriterReusesTheLastHeaderLayoutOnlyForTheSameNames() {
+        let lists: [[(String, String)]] = [
+            [("Host", "a"), ("Content-Type", "b"), ("X-Dup", "1"), ("x-dup", "2")],
+            [("Host", "c"), ("Content-Type", "d"), ("X-Dup", "3"), ("x-dup", "4")],  // same names: reused
+            [("Host", "c"), ("Content-Type", "d"), ("x-dup", "5"), ("X-Dup", "6")],  // same lower-cased, other spelling
+            [("Host", "e"), ("Content-Type", "f"), ("X-Dup", "7"), ("X-Other", "8")],  // same count, one name differs
+            [("Content-Type", "g"), ("Host", "h"), ("X-Dup", "9"), ("x-dup", "10")],  // reordered
+            [("Host", "i"), ("Authorization", "secret"), ("X-Dup", "11"), ("x-dup", "12")],  // redacted at a reused place
+            [("Host", "j")],
+            [],
+            [("Host", "k"), ("Content-Type", "l"), ("X-Dup", "13"), ("x-dup", "14")],
+        ]
+        var layouts = LogSerializer.LineLayouts()
+        for (number, headers) in lists.enumerated() {
+            let c = context(path: "/chat", query: nil, headers: headers)
+            var log = c.exchangeLog
+            // The response's change too (response headers are not redacted: no Authorization there).
+            log.responseHeaders = HTTPHeaders(lists[lists.count - 1 - number].filter { $0.0 != "Authorization" })
+            c.exchangeLog = log
+            var reused: [UInt8] = []
+            LogSerializer.appendKongLine(c, to: &reused, layouts: &layouts)
+            let fresh = LogSerializer.kongLine(c)
+            #expect(String(decoding: reused, as: UTF8.self) == String(decoding: fresh, as: UTF8.self), "line \(number)")
+            #expect(!String(decoding: reused, as: UTF8.self).contains("secret"))
+            expectSameDocument(c, "line \(number)")
+        }
+    }
+
+    /// The check the log line makes per request header names exactly the set Kong redacts.
+    @Test func theAlwaysRedactedHeadersAreTheSetKongRedacts() {
+        #expect(LogSerializer.redactedHeaders.allSatisfy(LogSerializer.isAlwaysRedacted))
+        for name in ["authorizatio", "authorizationx", "proxy-authorizatio", "proxy-authorization ", "x-authorization", "", "host"] {
+            #expect(!LogSerializer.isAlwaysRedacted(name), "\(name)")
+        }
+    }
+
     @Test func numbersAreWrittenAsKongsEncoderWritesThem() {
         for n in [0, -0.0, 7, -42, 1e15 - 1, 1e15, -1e15, 1.5, 0.1, 1e-7, 123456789012.75, .nan, .infinity] as [Double] {
             var out: [UInt8] = []

@@ -14,6 +14,8 @@ struct KongLogLine {
     /// members are written depth first, and every nested object is finished before its parent
     /// continues).
     private var firstMember = true
+    /// The header names of the line written before this one (a writer's lines share them).
+    private var layouts = HeaderLayouts()
 
     /// The top-level fields the serializer writes itself (a plugin's field of the same name
     /// merges into it: `kongLine` then takes the general path).
@@ -25,11 +27,14 @@ struct KongLogLine {
     init() { out.reserveCapacity(2048) }
 
     /// Writes the document (with the plugins' fields) after what `bytes` holds, into its storage.
-    static func append(_ context: ProxyRequestContext, to bytes: inout [UInt8]) {
+    /// `layouts`: the header names of the writer's previous line, reused when they match.
+    static func append(_ context: ProxyRequestContext, to bytes: inout [UInt8], layouts: inout HeaderLayouts) {
         var line = KongLogLine(continuing: [])
         swap(&line.out, &bytes)
+        swap(&line.layouts, &layouts)
         line.write(context)
         swap(&line.out, &bytes)
+        swap(&line.layouts, &layouts)
     }
 
     private init(continuing out: [UInt8]) { self.out = out }
@@ -71,7 +76,7 @@ struct KongLogLine {
         writePluginFields(before: "response")
         member("response")
         open()
-        member("headers"); headers(log.responseHeaders, redactions: nil)
+        member("headers"); headers(log.responseHeaders, redactions: nil, layout: Self.layout(log.responseHeaders, reusing: &layouts.response))
         member("size"); integer(Int64(log.responseSize))
         member("status"); integer(Int64(log.status))
         close()
@@ -104,7 +109,7 @@ struct KongLogLine {
         let redactions = context.logRedactions
         let uri = redactions.uri(context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath))
         open()
-        member("headers"); headers(context.headers, redactions: redactions)
+        member("headers"); headers(context.headers, redactions: redactions, layout: Self.layout(context.headers, reusing: &layouts.request))
         member("id"); string(context.requestID)
         member("method"); string(context.method.rawValue)
         member("querystring"); querystring(context)
@@ -125,30 +130,30 @@ struct KongLogLine {
     /// Kong's `get_headers()`: lower-case names; a repeated header becomes an array (in the order
     /// received); `Authorization`, `Proxy-Authorization` and the headers plugins redacted read
     /// `REDACTED` in request headers.
-    private mutating func headers(_ headers: HTTPHeaders, redactions: LogRedactions?) {
-        var names: [String] = [], values: [String] = []
-        names.reserveCapacity(headers.count)
-        values.reserveCapacity(headers.count)
-        for (name, value) in headers {
-            names.append(Self.lowercased(name))
-            values.append(value)
-        }
+    private mutating func headers(_ headers: HTTPHeaders, redactions: LogRedactions?, layout: NameLayout) {
+        let names = layout.names
         let redactedByPlugins = redactions.map { !$0.headers.isEmpty } ?? false
-        grouped(names) { line, index in
+        grouped(layout) { line, index in
             if let redactions, LogSerializer.isAlwaysRedacted(names[index])
                 || (redactedByPlugins && redactions.headers.contains(names[index])) {
                 line.string("REDACTED")
             } else {
-                line.string(values[index])
+                line.string(headers[headers.index(headers.startIndex, offsetBy: index)].value)
             }
         }
+    }
+
+    /// `headers`' layout: `last` when the names are the same, else a new one, kept in `last`.
+    private static func layout(_ headers: HTTPHeaders, reusing last: inout NameLayout) -> NameLayout {
+        if !last.fits(headers) { last = NameLayout(headers.map(\.name), lowercasing: true) }
+        return last
     }
 
     /// Kong's `get_query()`: `a=1` → "1", a bare `a` → true, repeated names → an array.
     private mutating func querystring(_ context: ProxyRequestContext) {
         let arguments = context.queryArguments
         let redacted = context.logRedactions.queryArguments
-        grouped(arguments.map(\.name)) { line, index in
+        grouped(NameLayout(arguments.map(\.name), lowercasing: false)) { line, index in
             let argument = arguments[index]
             if redacted.contains(argument.name) {
                 line.string("REDACTED")
@@ -160,46 +165,87 @@ struct KongLogLine {
         }
     }
 
-    /// An object with one member per distinct name, in byte order; a name seen more than once
-    /// holds an array of its values in their original order. Names are compared by their bytes,
-    /// as Kong's Lua tables do (Swift's `==` would merge canonically equivalent spellings, such
-    /// as a decoded query name's `é` and `e` + U+0301, which byte order sorts apart).
-    private mutating func grouped(_ names: [String], value: (inout KongLogLine, Int) -> Void) {
-        // Most names differ in their first eight bytes: those compare as one integer, and only
-        // names sharing them (`x-kong-r…`) are compared in full.
-        var keys = names.indices.map { SortKey(prefix: JSONValue.utf8SortPrefix(names[$0]), index: $0) }
-        keys.sort { a, b in
-            if a.prefix != b.prefix { return a.prefix < b.prefix }
-            let order = JSONValue.utf8Order(names[a.index], names[b.index])
-            return order != 0 ? order < 0 : a.index < b.index
-        }
-        let order = keys.map(\.index)
+    /// An object with one member per distinct name, in the layout's order; a name seen more than
+    /// once holds an array of its values in their original order.
+    private mutating func grouped(_ layout: NameLayout, value: (inout KongLogLine, Int) -> Void) {
         open()
-        var position = 0
-        while position < order.count {
-            let name = names[order[position]]
-            var end = position + 1
-            while end < order.count, keys[end].prefix == keys[position].prefix,
-                  JSONValue.utf8Order(names[order[end]], name) == 0 { end += 1 }
-            member(name)
-            if end - position == 1 {
-                value(&self, order[position])
+        var start = 0
+        for end in layout.runEnds {
+            member(layout.names[layout.order[start]])
+            if end - start == 1 {
+                value(&self, layout.order[start])
             } else {
                 out.append(UInt8(ascii: "["))
-                for (offset, index) in order[position..<end].enumerated() {
-                    if offset > 0 { out.append(UInt8(ascii: ",")) }
-                    value(&self, index)
+                for position in start..<end {
+                    if position > start { out.append(UInt8(ascii: ",")) }
+                    value(&self, layout.order[position])
                 }
                 out.append(UInt8(ascii: "]"))
             }
-            position = end
+            start = end
         }
         close()
     }
 
-    private struct SortKey {
-        let prefix: UInt64
-        let index: Int
+    /// The request's and the response's header names of the line written last.
+    struct HeaderLayouts: Sendable {
+        var request = NameLayout()
+        var response = NameLayout()
+    }
+
+    /// Names (lower-cased for headers) in the order Kong's encoder writes a table's keys: by their
+    /// bytes, as Kong's Lua tables key them (Swift's `==` would merge canonically equivalent
+    /// spellings, such as a decoded query name's `é` and `e` + U+0301, which byte order sorts
+    /// apart), repeats grouped in arrival order.
+    ///
+    /// Why kept: a route's requests and answers carry the same header names in the same order
+    /// line after line, and lower-casing and sorting them again was a third of the log line's
+    /// cost. A writer keeps the last layout and reuses it while the names match byte for byte.
+    struct NameLayout: Sendable {
+        /// The names as they came, to recognise the next list.
+        private var received: [String] = []
+        /// The names as written, in arrival order.
+        private(set) var names: [String] = []
+        /// Arrival positions in output order.
+        private(set) var order: [Int] = []
+        /// Where each run of equal names ends in `order`.
+        private(set) var runEnds: [Int] = []
+
+        init() {}
+
+        init(_ received: [String], lowercasing: Bool) {
+            self.received = received
+            names = lowercasing ? received.map(KongLogLine.lowercased) : received
+            let names = self.names
+            // Most names differ in their first eight bytes: those compare as one integer, and only
+            // names sharing them (`x-kong-r…`) are compared in full.
+            var keys = names.indices.map { (prefix: JSONValue.utf8SortPrefix(names[$0]), index: $0) }
+            keys.sort { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
+                let order = JSONValue.utf8Order(names[a.index], names[b.index])
+                return order != 0 ? order < 0 : a.index < b.index
+            }
+            order = keys.map(\.index)
+            var position = 0
+            while position < keys.count {
+                var end = position + 1
+                while end < keys.count, keys[end].prefix == keys[position].prefix,
+                      JSONValue.utf8Order(names[keys[end].index], names[keys[position].index]) == 0 { end += 1 }
+                runEnds.append(end)
+                position = end
+            }
+        }
+
+        /// Whether `headers` has the names this layout was made for, byte for byte, in order.
+        func fits(_ headers: HTTPHeaders) -> Bool {
+            guard headers.count == received.count else { return false }
+            var position = 0
+            for (name, _) in headers {
+                guard JSONValue.utf8Order(name, received[position]) == 0 else { return false }
+                position += 1
+            }
+            return true
+        }
     }
 
     // MARK: Tokens

@@ -40,12 +40,24 @@ public enum LogSerializer {
     /// `kongLine(context)` appended to `bytes` (a writer holding several lines writes them into
     /// one buffer).
     public static func appendKongLine(_ context: ProxyRequestContext, to bytes: inout [UInt8]) {
+        var layouts = LineLayouts()
+        appendKongLine(context, to: &bytes, layouts: &layouts)
+    }
+
+    /// What a writer keeps from one line to the next (the header names' order).
+    public struct LineLayouts: Sendable {
+        var headers = KongLogLine.HeaderLayouts()
+        public init() {}
+    }
+
+    /// `appendKongLine(context, to:)`, reusing what `layouts` kept from the writer's last line.
+    public static func appendKongLine(_ context: ProxyRequestContext, to bytes: inout [UInt8], layouts: inout LineLayouts) {
         // A plugin's field that lands on one of the serializer's own merges into it: the document
         // is then built as a value (no bundled plugin does it).
         guard context.logRecord.keys.allSatisfy({ !KongLogLine.ownFields.contains($0) }) else {
             return bytes.append(contentsOf: serialize(context).serializedBytes(.kong))
         }
-        KongLogLine.append(context, to: &bytes)
+        KongLogLine.append(context, to: &bytes, layouts: &layouts.headers)
     }
 
     /// Plugins' values merge into objects already there (two AI plugins both write under `ai`).

@@ -46,6 +46,8 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
     /// Lines not written yet (whole lines), reused between batches.
     private var held: [UInt8] = []
     static let heldLimit = 64 * 1024
+    /// What the serializer keeps between this handler's lines.
+    private var layouts = LogSerializer.LineLayouts()
 
     init(config: JSONValue) {
         path = config["path"]?.stringValue ?? ""
@@ -61,7 +63,7 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
 
     func log(_ context: ProxyRequestContext) {
         // Kong's cjson output: slashes escaped.
-        LogSerializer.appendKongLine(context, to: &held)
+        LogSerializer.appendKongLine(context, to: &held, layouts: &layouts)
         held.append(UInt8(ascii: "\n"))
         if held.count >= Self.heldLimit { writeHeld() }
     }
