@@ -129,7 +129,6 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             throw CLIError("\(error)")
         }
         let listening = zip(settings.proxyListen, ports).map { "\($0.host):\($1)" }.joined(separator: ", ")
-        say("Silverback started: proxy listening on \(listening)")
         let adminAPI = AdminAPI(gateway: gateway, loader: loader, settings: settings, persistencePath: persisted,
                                 initialHash: initialHash, database: database)
         // SIGHUP re-reads the declarative file; a DB-mode node has none (its database is the source).
@@ -153,8 +152,14 @@ struct Start: AsyncParsableCommand, AsyncEntry {
                     } catch where !running.withLockedValue({ $0 }) {
                         report.yield(.refused("could not listen on admin_listen "
                             + ListenError(host: address.host, port: address.port, cause: error).description))
+                        return
                     } catch {
                         FileHandle.standardError.write(Data("admin API on \(address.host):\(address.port) stopped: \(error)\n".utf8))
+                    }
+                    // A server that ended without ever listening (shut down before it was up)
+                    // must not leave the start waiting for its report.
+                    if !running.withLockedValue({ $0 }) {
+                        report.yield(.refused("the Admin API on \(address.host):\(address.port) ended before listening"))
                     }
                 }
             }
@@ -166,7 +171,11 @@ struct Start: AsyncParsableCommand, AsyncEntry {
                     if pending == 0 { break }
                 }
             }
-            if refused != nil { gateway.shutdown() }
+            if refused != nil {
+                gateway.shutdown()
+            } else {
+                say("Silverback started: proxy listening on \(listening)")
+            }
             await gateway.run()
             group.cancelAll()
         }

@@ -106,8 +106,6 @@ struct JSONCodingTests {
         #expect(expected["messages"]?.arrayValue?.first?["content"] == #"a long enough "quoted" text / with a slash"#)
     }
 
-    /// Objects written in the dictionary's order (requests sent upstream) hold the same members
-    /// as the sorted form.
     /// Keys are ordered by their first eight bytes as one integer, then in full: keys sharing
     /// those bytes, keys that are prefixes of others, the empty key and non-ASCII keys still come
     /// out in UTF-8 byte order.
@@ -157,6 +155,8 @@ struct JSONCodingTests {
         if text != #"{"choices":"\ud800"}"# { #expect(full != nil, "\(text) is not JSON") }
     }
 
+    /// Objects written in the dictionary's order (requests sent upstream) hold the same members
+    /// as the sorted form.
     @Test func unsortedObjectsHoldTheSameMembers() throws {
         let value: JSONValue = ["model": "m", "messages": [["role": "user", "content": "hi/there"]], "n": 2, "e": [:]]
         let unsorted = value.serialized(JSONWriteOptions(sortedKeys: false))

@@ -23,8 +23,9 @@ struct CLITests {
 
     struct Run { let status: Int32; let stdout: String; let stderr: String }
 
-    /// Runs to exit; a process still running after `limit` seconds gets SIGTERM, so a command that
-    /// should have exited fails its test instead of hanging the suite.
+    /// Runs to exit; a process still running after `limit` seconds is killed (SIGKILL: a node
+    /// stuck starting may not act on SIGTERM), so a command that should have exited fails its
+    /// test instead of hanging the suite.
     func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil, limit: Double = 60) throws -> Run {
         let process = Process()
         process.executableURL = Self.binary
@@ -37,7 +38,9 @@ struct CLITests {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        DispatchQueue.global().asyncAfter(deadline: .now() + limit) { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit) {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -26,9 +26,10 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        // "Silverback started: proxy listening on 127.0.0.1:<port>", then "Admin API listening on 127.0.0.1:<port>".
+        // "Admin API listening on 127.0.0.1:<port>" for each admin address, then
+        // "Silverback started: proxy listening on 127.0.0.1:<port>".
         var text = ""
-        while !text.contains("Admin API listening on") || !text.hasSuffix("\n") {
+        while !text.contains("Admin API listening on") || !text.contains("Silverback started") || !text.hasSuffix("\n") {
             let chunk = output.fileHandleForReading.availableData
             if chunk.isEmpty { break }
             text += String(decoding: chunk, as: UTF8.self)

@@ -51,6 +51,9 @@ public final class ProxyServer: Sendable {
                 .bind(host: address.host, port: address.port)
             let channel: any Channel
             do { channel = try await bound.get() } catch {
+                // The start fails whole: the addresses already bound are let go too.
+                for listener in listeners.withLockedValue({ $0 }) { listener.close(promise: nil) }
+                listeners.withLockedValue { $0 = [] }
                 throw ListenError(host: address.host, port: address.port, cause: error)
             }
             listeners.withLockedValue { $0.append(channel) }

@@ -11,8 +11,10 @@ public struct LLMConvertedResponse: Sendable, Equatable {
 
     public let body: Body
     /// The OpenAI-shaped document the client receives (the parsed upstream body when forwarded;
-    /// `null` when a preserve-mode body is not JSON). Analytics, payload logging and later
-    /// plugins read this.
+    /// `null` when a preserve-mode body is not JSON). Analytics read it. An OpenAI-format answer
+    /// forwarded outside a transformer's call is skimmed: only `usage` and `model` are built,
+    /// the other members hold their Lua truthiness (`JSONValue.parse(bytes:skimmingAllBut:)`).
+    /// Payload logging reads the bytes sent, not this.
     public let document: JSONValue
 
     /// Forwarding the upstream body unchanged.
