@@ -508,13 +508,13 @@ extension JSONValue {
     /// sorts first among those sharing its bytes, as in byte order): strings whose prefixes differ
     /// are ordered by one integer comparison; only equal prefixes need `utf8Order`.
     static func utf8SortPrefix(_ string: String) -> UInt64 {
-        var prefix: UInt64 = 0
-        var count: UInt64 = 0
-        for byte in string.utf8.prefix(8) {
-            prefix = prefix << 8 | UInt64(byte)
-            count += 1
+        var string = string
+        return string.withUTF8 { bytes in
+            let count = min(bytes.count, 8)
+            var prefix: UInt64 = 0
+            for index in 0..<count { prefix = prefix << 8 | UInt64(bytes[index]) }
+            return count == 0 ? 0 : prefix << (8 * UInt64(8 - count))
         }
-        return count == 0 ? 0 : prefix << (8 * (8 - count))
     }
 
     /// `a` compared with `b` by UTF-8 bytes: negative, zero or positive.
