@@ -98,3 +98,69 @@ struct KongErrorResponseTests {
         #expect(html.body.contains("<p>request_id: id</p>"))
     }
 }
+
+/// The handlers resolved once per route for requests without a consumer are the ones the scope
+/// walk resolves per request, for every route, plugin and scope; with a consumer the walk runs.
+struct HandlersWithoutConsumerTests {
+    struct Tagged: PluginHandler, WithoutRequestPhases {
+        let tag: String
+    }
+
+    static let names = ["p-high": 20, "p-mid": 15, "p-low": 10]
+
+    @Test func theResolvedHandlersAreTheScopeWalksOnes() throws {
+        let definitions = Self.names.map { name, priority in
+            PluginDefinition(name: name, priority: priority, version: "test", config: RecordSchema(["tag": Field.string.required()]))
+        }
+        let factories = Self.names.map { name, priority in
+            PluginFactory(name: name, priority: priority) { instance, _ in Tagged(tag: instance.config["tag"]?.stringValue ?? "") }
+        }
+        let config = try DeclarativeLoader(registry: EntityRegistry(plugins: definitions)).load(text: """
+        _format_version: "3.0"
+        services:
+        - name: a
+          url: http://a.test
+          plugins: [{name: p-mid, config: {tag: service-a}}]
+          routes:
+          - name: a1
+            paths: ["/a1"]
+            plugins: [{name: p-high, config: {tag: route-a1}}, {name: p-mid, config: {tag: route-a1}}]
+          - {name: a2, paths: ["/a2"]}
+        - name: b
+          url: http://b.test
+          routes:
+          - {name: b1, paths: ["/b1"]}
+        routes:
+        - name: alone
+          paths: ["/alone"]
+          plugins: [{name: p-low, config: {tag: route-alone}}]
+        consumers:
+        - username: vip
+          plugins: [{name: p-high, config: {tag: consumer}}, {name: p-low, config: {tag: consumer}}]
+        plugins:
+        - {name: p-low, config: {tag: global}}
+        - {name: p-high, config: {tag: global}, enabled: false}
+        """, format: .yaml)
+        let configuration = try GatewayConfiguration(config, factories: factories)
+        let vip = try #require(configuration.snapshot.consumers.first?.id)
+        func tag(_ handler: (any PluginHandler)?) -> String? { (handler as? Tagged)?.tag }
+        var seen: [String: [String?]] = [:]
+        for path in ["/a1", "/a2", "/b1", "/alone"] {
+            let match = try #require(configuration.router.match(RouterRequest(method: "GET", host: "t", rawPath: Substring(path),
+                                                                              headers: [:], localPort: 8000)))
+            #expect(configuration.handlersWithoutConsumer[ObjectIdentifier(match.route)] != nil, "\(path) is resolved once")
+            for (position, name) in configuration.pluginOrder.enumerated() {
+                #expect(tag(configuration.handler(at: position, match: match, consumerID: nil))
+                        == tag(configuration.handler(name, match: match, consumerID: nil)), "\(path) \(name)")
+                #expect(tag(configuration.handler(at: position, match: match, consumerID: vip))
+                        == tag(configuration.handler(name, match: match, consumerID: vip)), "\(path) \(name) vip")
+            }
+            seen[path] = configuration.pluginOrder.indices.map { tag(configuration.handler(at: $0, match: match, consumerID: nil)) }
+        }
+        #expect(configuration.pluginOrder == ["p-high", "p-mid", "p-low"])
+        #expect(seen["/a1"] == ["route-a1", "route-a1", "global"])
+        #expect(seen["/a2"] == [nil, "service-a", "global"], "the disabled global p-high applies nowhere")
+        #expect(seen["/b1"] == [nil, nil, "global"])
+        #expect(seen["/alone"] == [nil, nil, "route-alone"])
+    }
+}

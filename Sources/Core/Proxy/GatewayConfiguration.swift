@@ -19,6 +19,11 @@ public final class GatewayConfiguration: Sendable {
     let groupsByConsumer: [String: [String]]
     /// Handlers of the global configurations, in execution order (rewrite phase, no-route responses).
     let globalHandlers: [any PluginHandler]
+    /// Per route (by identity), the handler each plugin of `pluginOrder` resolves to while no
+    /// consumer is known — what every request asks before authentication and most ask
+    /// throughout. Resolved once per configuration: per request, the scope precedence walk
+    /// hashed a scope key of entity ids several times per plugin.
+    let handlersWithoutConsumer: [ObjectIdentifier: [(any PluginHandler)?]]
 
     public init(_ config: DeclarativeConfig, factories: [PluginFactory]) throws(ConfigurationBuildError) {
         self.config = config
@@ -47,6 +52,15 @@ public final class GatewayConfiguration: Sendable {
             .map(\.name)
 
         globalHandlers = pluginOrder.compactMap { plugins.global($0).flatMap { handlers[$0.id] } }
+        var withoutConsumer: [ObjectIdentifier: [(any PluginHandler)?]] = [:]
+        withoutConsumer.reserveCapacity(snapshot.routes.count)
+        for route in snapshot.routes {
+            withoutConsumer[ObjectIdentifier(route)] = pluginOrder.map { name in
+                plugins.resolve(name, routeID: route.id, serviceID: route.serviceID, consumerID: nil, consumerGroups: [])
+                    .flatMap { handlers[$0.id] }
+            }
+        }
+        handlersWithoutConsumer = withoutConsumer
 
         let groupNames = Dictionary(snapshot.consumerGroups.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         var groups: [String: [String]] = [:]
@@ -66,6 +80,16 @@ public final class GatewayConfiguration: Sendable {
     /// A directory without entities, for handlers built only to check that they can be.
     static let emptyDirectory = GatewayDirectory(snapshot: ConfigSnapshot(
         DeclarativeConfig(formatVersion: "3.0", transform: true, entities: [:])))
+
+    /// The handler of `pluginOrder[position]` that applies now, given what is known of the
+    /// request so far.
+    func handler(at position: Int, match: RouteMatch, consumerID: String?) -> (any PluginHandler)? {
+        if consumerID == nil, match.service?.id == match.route.serviceID,
+           let resolved = handlersWithoutConsumer[ObjectIdentifier(match.route)] {
+            return resolved[position]
+        }
+        return handler(pluginOrder[position], match: match, consumerID: consumerID)
+    }
 
     /// The handler of `name` that applies now, given what is known of the request so far.
     func handler(_ name: String, match: RouteMatch?, consumerID: String?) -> (any PluginHandler)? {

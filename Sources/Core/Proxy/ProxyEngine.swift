@@ -68,7 +68,7 @@ struct RequestPhaseWalk: Sendable {
             case .access(var position):
                 let order = configuration.pluginOrder
                 while position < order.count {
-                    if let handler = configuration.handler(order[position], match: match!,
+                    if let handler = configuration.handler(at: position, match: match!,
                                                            consumerID: context.consumer?.id) {
                         stage = .access(position)
                         return .call(handler, .access)
@@ -95,8 +95,8 @@ struct RequestPhaseWalk: Sendable {
             if case .exit(let exit) = verdict {
                 // Plugins whose configuration applies still see the response and the log, even
                 // though their access handler did not run (Kong's behaviour, spec §7.1).
-                for later in configuration.pluginOrder.dropFirst(position + 1) {
-                    if let handler = configuration.handler(later, match: match!, consumerID: context.consumer?.id) {
+                for later in configuration.pluginOrder.indices.dropFirst(position + 1) {
+                    if let handler = configuration.handler(at: later, match: match!, consumerID: context.consumer?.id) {
                         selected.append(handler)
                     }
                 }
