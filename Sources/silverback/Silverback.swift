@@ -143,23 +143,25 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             for address in settings.adminListen {
                 group.addTask {
                     let running = NIOLockedValueBox(false)
+                    var failure: (any Error)?
                     do {
                         try await admin.run(host: address.host, port: address.port) { port in
                             running.withLockedValue { $0 = true }
                             report.yield(.running)
                             say("Admin API listening on \(address.host):\(port)")
                         }
-                    } catch where !running.withLockedValue({ $0 }) {
-                        report.yield(.refused("could not listen on admin_listen "
-                            + ListenError(host: address.host, port: address.port, cause: error).description))
-                        return
                     } catch {
-                        FileHandle.standardError.write(Data("admin API on \(address.host):\(address.port) stopped: \(error)\n".utf8))
+                        failure = error
                     }
-                    // A server that ended without ever listening (shut down before it was up)
-                    // must not leave the start waiting for its report.
-                    if !running.withLockedValue({ $0 }) {
-                        report.yield(.refused("the Admin API on \(address.host):\(address.port) ended before listening"))
+                    if running.withLockedValue({ $0 }) {
+                        if let failure {
+                            FileHandle.standardError.write(Data("admin API on \(address.host):\(address.port) stopped: \(failure)\n".utf8))
+                        }
+                    } else {
+                        // Never up: the start, waiting for this listener's report, fails.
+                        report.yield(.refused(failure.map {
+                            "could not listen on admin_listen " + ListenError(host: address.host, port: address.port, cause: $0).description
+                        } ?? "the Admin API on \(address.host):\(address.port) ended before listening"))
                     }
                 }
             }

@@ -220,17 +220,18 @@ struct KongLogLine {
             // Most names differ in their first eight bytes: those compare as one integer, and only
             // names sharing them (`x-kong-r…`) are compared in full.
             var keys = names.indices.map { (prefix: JSONValue.utf8SortPrefix(names[$0]), index: $0) }
-            keys.sort { a, b in
-                if a.prefix != b.prefix { return a.prefix < b.prefix }
-                let order = JSONValue.utf8Order(names[a.index], names[b.index])
-                return order != 0 ? order < 0 : a.index < b.index
+            func order(_ a: (prefix: UInt64, index: Int), _ b: (prefix: UInt64, index: Int)) -> Int {
+                JSONValue.utf8Order(names[a.index], prefix: a.prefix, names[b.index], prefix: b.prefix)
             }
-            order = keys.map(\.index)
+            keys.sort { a, b in
+                let byBytes = order(a, b)
+                return byBytes != 0 ? byBytes < 0 : a.index < b.index
+            }
+            self.order = keys.map(\.index)
             var position = 0
             while position < keys.count {
                 var end = position + 1
-                while end < keys.count, keys[end].prefix == keys[position].prefix,
-                      JSONValue.utf8Order(names[keys[end].index], names[keys[position].index]) == 0 { end += 1 }
+                while end < keys.count, order(keys[end], keys[position]) == 0 { end += 1 }
                 runEnds.append(end)
                 position = end
             }

@@ -470,7 +470,7 @@ extension JSONValue {
                     }
                     var sorted = UnsafeMutableBufferPointer(rebasing: keyed[..<count])
                     sorted.sort { a, b in
-                        a.prefix != b.prefix ? a.prefix < b.prefix : JSONValue.utf8Precedes(members[a.index].key, members[b.index].key)
+                        JSONValue.utf8Order(members[a.index].key, prefix: a.prefix, members[b.index].key, prefix: b.prefix) < 0
                     }
                     for (i, entry) in sorted.enumerated() {
                         let member = members[entry.index]
@@ -515,6 +515,12 @@ extension JSONValue {
             for index in 0..<count { prefix = prefix << 8 | UInt64(bytes[index]) }
             return count == 0 ? 0 : prefix << (8 * UInt64(8 - count))
         }
+    }
+
+    /// `utf8Order(a, b)` given their `utf8SortPrefix` values: one integer comparison unless the
+    /// prefixes are equal.
+    static func utf8Order(_ a: String, prefix aPrefix: UInt64, _ b: String, prefix bPrefix: UInt64) -> Int {
+        aPrefix != bPrefix ? (aPrefix < bPrefix ? -1 : 1) : utf8Order(a, b)
     }
 
     /// `a` compared with `b` by UTF-8 bytes: negative, zero or positive.
