@@ -1025,6 +1025,30 @@ struct ProxyTests {
         #expect(accepted.json?["headers"]?["host"] == [.string("localhost:\(h.upstream.port)")])
     }
 
+    /// A start that fails on its second proxy address lets go of the first: a caller of
+    /// `Gateway.bind` that goes on (or retries) does not find its own port still taken.
+    @Test func aFailedBindReleasesTheAddressesAlreadyBound() async throws {
+        let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { taken.close(promise: nil) }
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let free = probe.localAddress!.port!
+        try await probe.close()
+        let gateway = Gateway(loader: DeclarativeLoader(registry: EntityRegistry(plugins: ProxyHarness.definitions)),
+                              factories: ProxyHarness.factories(), threads: 1)
+        let error = await #expect(throws: ListenError.self) {
+            try await gateway.bind([ListenAddress(host: "127.0.0.1", port: free),
+                                    ListenAddress(host: "127.0.0.1", port: taken.localAddress!.port!)])
+        }
+        #expect(error?.description == "127.0.0.1:\(taken.localAddress!.port!): address already in use")
+        let again = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: free).get()
+        try await again.close()
+        gateway.shutdown()
+        await gateway.run()
+    }
+
     @Test func writeTimeoutWhenTheUpstreamStopsReading() async throws {
         // An upstream that accepts connections and never reads from them.
         let stalled = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

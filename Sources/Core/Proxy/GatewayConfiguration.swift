@@ -82,10 +82,10 @@ public final class GatewayConfiguration: Sendable {
         DeclarativeConfig(formatVersion: "3.0", transform: true, entities: [:])))
 
     /// The handler of `pluginOrder[position]` that applies now, given what is known of the
-    /// request so far.
+    /// request so far. (A match's service is always its route's, looked up by `serviceID` as
+    /// the resolution of `handlersWithoutConsumer` did.)
     func handler(at position: Int, match: RouteMatch, consumerID: String?) -> (any PluginHandler)? {
-        if consumerID == nil, match.service?.id == match.route.serviceID,
-           let resolved = handlersWithoutConsumer[ObjectIdentifier(match.route)] {
+        if consumerID == nil, let resolved = handlersWithoutConsumer[ObjectIdentifier(match.route)] {
             return resolved[position]
         }
         return handler(pluginOrder[position], match: match, consumerID: consumerID)

@@ -151,22 +151,9 @@ private struct JSONReader {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                 throw error("Expected object key string but found invalid token")
             }
-            if discarding {
-                try skipString()
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
-                    throw error("Expected colon but found invalid token")
-                }
-                index += 1
-                skipWhitespace()
-                _ = try readValue(depth: depth + 1)
-                skipWhitespace()
-                guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "}") { index += 1; return .null }
-                throw error("Expected comma or object end but found invalid token")
-            }
-            let key = try readString()
+            // A member of a value being skipped: checked, not built (its key is not made either).
+            let key: String
+            if discarding { try skipString(); key = "" } else { key = try readString() }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
                 throw error("Expected colon but found invalid token")
@@ -188,16 +175,19 @@ private struct JSONReader {
             } else {
                 value = try readValue(depth: depth + 1)
             }
-            if recordsMemberRanges && depth == 0 {
-                memberRanges[key] = lenient ? nil : valueStart..<index
+            if !discarding {
+                if recordsMemberRanges && depth == 0 {
+                    memberRanges[key] = lenient ? nil : valueStart..<index
+                }
+                members.append((key, value))
             }
-            members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw error("Expected comma or object end but found T_END") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
             if bytes[index] == UInt8(ascii: "}") { index += 1; break }
             throw error("Expected comma or object end but found invalid token")
         }
+        if discarding { return .null }
         var object = [String: JSONValue](minimumCapacity: members.count - first)
         for member in members[first...] { object[member.key] = member.value }  // a repeated key: the last wins
         members.removeSubrange(first...)
