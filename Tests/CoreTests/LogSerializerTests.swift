@@ -104,6 +104,69 @@ struct LogSerializerTests {
         #expect(entry?["source"] == "replaced")
     }
 
+    /// A value a plugin keeps typed (as ai-proxy keeps `ai.proxy`), writing its members itself.
+    struct Typed: TypedLogValue {
+        var tokens: Int
+        var model: String
+        var jsonValue: JSONValue { ["model": .string(model), "tokens": .number(Double(tokens)), "cost": 0.25] }
+        func write(to json: inout KongJSONWriter) {
+            json.open()
+            json.member("cost"); json.number(0.25)
+            json.member("model"); json.string(model)
+            json.member("tokens"); json.integer(Int64(tokens))
+            json.close()
+        }
+    }
+
+    @Test func aTypedMemberIsWrittenInItsPlaceAmongTheOthers() {
+        let c = context(path: "/chat", query: nil, headers: [("host", "gw.test")])
+        c.setLogMember("ai", "proxy", Typed(tokens: 3, model: "gpt/4o \"mini\""))
+        c.setLogMember("ai", "cache", Typed(tokens: 0, model: "m"))
+        c.logRecord["aaa"] = "first"
+        expectSameDocument(c, "typed members only")
+        let entry = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(c), as: UTF8.self))
+        #expect(entry?["ai"]?["proxy"]?["model"] == "gpt/4o \"mini\"")
+        #expect(entry?["ai"]?["cache"]?["tokens"] == 0)
+        #expect(LogSerializer.serialize(c)["ai"] == entry?["ai"], "the value form agrees")
+    }
+
+    /// Kong's `set_serialize_value` semantics: the last write of a name wins, and an object
+    /// written later under the same field merges over the typed members.
+    @Test func typedMembersFollowSetSerializeValueOrder() {
+        let before = context(path: "/chat", query: nil, headers: [])
+        before.logRecord["ai"] = ["proxy": ["old": true], "other": "kept"]
+        before.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        expectSameDocument(before, "a typed member replaces the member written before it")
+        let replaced = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(before), as: UTF8.self))
+        #expect(replaced?["ai"]?["proxy"]?["old"] == nil)
+        #expect(replaced?["ai"]?["other"] == "kept")
+
+        let after = context(path: "/chat", query: nil, headers: [])
+        after.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        after.logRecord["ai"] = ["proxy": ["azure-content-safety": ["latency": 4], "model": "n"]]
+        expectSameDocument(after, "an object written later merges over the typed member")
+        let merged = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(after), as: UTF8.self))
+        #expect(merged?["ai"]?["proxy"]?["tokens"] == 1)
+        #expect(merged?["ai"]?["proxy"]?["model"] == "n")
+        #expect(merged?["ai"]?["proxy"]?["azure-content-safety"]?["latency"] == 4)
+
+        let overwritten = context(path: "/chat", query: nil, headers: [])
+        overwritten.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        overwritten.setLogMember("ai", "proxy", Typed(tokens: 2, model: "m"))
+        overwritten.logRecord["s"] = "x"
+        overwritten.setLogMember("s", "t", Typed(tokens: 5, model: "m"))
+        expectSameDocument(overwritten, "set twice, and a plain value turned into an object")
+        let last = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(overwritten), as: UTF8.self))
+        #expect(last?["ai"]?["proxy"]?["tokens"] == 2)
+        #expect(last?["s"]?["t"]?["tokens"] == 5)
+        overwritten.logRecord["s"] = "replaced whole"
+        expectSameDocument(overwritten, "a plain value written later replaces the typed member's object")
+
+        let own = context(path: "/chat", query: nil, headers: [])
+        own.setLogMember("request", "extra", Typed(tokens: 1, model: "m"))
+        expectSameDocument(own, "a typed member under one of the serializer's own fields")
+    }
+
     /// Query names that decode to canonically equivalent text with different bytes (`é` and
     /// `e` + U+0301) are two names, as in Kong's Lua tables, each once in byte order.
     @Test func namesAreComparedByTheirBytes() {
@@ -182,7 +245,15 @@ enum ReferenceSerializer {
         var root = members(context)
         if let route = context.match?.route { root["route"] = route.entity }
         if let service = context.match?.service { root["service"] = service.entity }
-        for (key, value) in context.logRecord { root[key] = LogSerializer.merged(root[key], value) }
+        // Typed members first, then what `logRecord` holds merged over them.
+        var fields: [String: JSONValue] = [:]
+        for entry in context.typedLogMembers {
+            var members = fields[entry.field]?.objectValue ?? [:]
+            members[entry.member] = entry.value.jsonValue
+            fields[entry.field] = .object(members)
+        }
+        for (key, value) in context.logRecord { fields[key] = LogSerializer.merged(fields[key], value) }
+        for (key, value) in fields { root[key] = LogSerializer.merged(root[key], value) }
         return .object(root)
     }
 

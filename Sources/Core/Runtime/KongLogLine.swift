@@ -5,15 +5,12 @@ import NIOHTTP1
 /// building it as a `JSONValue` first. The tests check it byte for byte against the document
 /// built as dictionaries, the way it was before.
 struct KongLogLine {
-    private(set) var out: [UInt8] = []
+    private var json = KongJSONWriter()
+    var out: [UInt8] { json.out }
     /// Plugins' top-level fields (`ai`…) not written yet, in byte order: each is written at its
     /// place among the serializer's own.
     private var pendingPluginFields: ArraySlice<String> = []
-    private var logRecord: [String: JSONValue] = [:]
-    /// Whether the object being written has no member yet (one flag per nesting level is enough:
-    /// members are written depth first, and every nested object is finished before its parent
-    /// continues).
-    private var firstMember = true
+    private var context: ProxyRequestContext?
     /// The header names of the line written before this one (a writer's lines share them).
     private var layouts = HeaderLayouts()
 
@@ -24,27 +21,28 @@ struct KongLogLine {
         "route", "service", "source", "started_at", "upstream_status", "upstream_uri",
     ]
 
-    init() { out.reserveCapacity(2048) }
+    init() { json.out.reserveCapacity(2048) }
 
     /// Writes the document (with the plugins' fields) after what `bytes` holds, into its storage.
     /// `layouts`: the header names of the writer's previous line, reused when they match.
     static func append(_ context: ProxyRequestContext, to bytes: inout [UInt8], layouts: inout HeaderLayouts) {
         var line = KongLogLine(continuing: [])
-        swap(&line.out, &bytes)
+        swap(&line.json.out, &bytes)
         swap(&line.layouts, &layouts)
         line.write(context)
-        swap(&line.out, &bytes)
+        swap(&line.json.out, &bytes)
         swap(&line.layouts, &layouts)
     }
 
-    private init(continuing out: [UInt8]) { self.out = out }
+    private init(continuing out: [UInt8]) { json = KongJSONWriter(appendingTo: out) }
 
     /// The document; without the plugins' fields when `withPluginFields` is false.
     mutating func write(_ context: ProxyRequestContext, withPluginFields: Bool = true) {
         let log = context.exchangeLog
         if withPluginFields {
-            logRecord = context.logRecord
-            pendingPluginFields = logRecord.keys.sorted(by: JSONValue.utf8Precedes)[...]
+            self.context = context
+            pendingPluginFields = (context.typedLogMembers.isEmpty ? Array(context.logRecord.keys) : Array(context.logRecordFields))
+                .sorted(by: JSONValue.utf8Precedes)[...]
         }
         open()
         writePluginFields(before: "authenticated_entity")
@@ -60,7 +58,7 @@ struct KongLogLine {
         writePluginFields(before: "consumer")
         if let consumer = context.consumer {
             member("consumer")
-            consumer.entity.write(into: &out, options: .kong)
+            json.value(consumer.entity)
         }
         writePluginFields(before: "latencies")
         member("latencies")
@@ -81,9 +79,9 @@ struct KongLogLine {
         member("status"); integer(Int64(log.status))
         close()
         writePluginFields(before: "route")
-        if let route = context.match?.route { member("route"); out.append(contentsOf: route.kongSerializedEntity) }
+        if let route = context.match?.route { member("route"); json.encoded(route.kongSerializedEntity) }
         writePluginFields(before: "service")
-        if let service = context.match?.service { member("service"); out.append(contentsOf: service.kongSerializedEntity) }
+        if let service = context.match?.service { member("service"); json.encoded(service.kongSerializedEntity) }
         writePluginFields(before: "source")
         member("source"); string(log.proxied ? "upstream" : "kong")
         writePluginFields(before: "started_at")
@@ -101,8 +99,23 @@ struct KongLogLine {
         while let key = pendingPluginFields.first, field.map({ JSONValue.utf8Precedes(key, $0) }) ?? true {
             pendingPluginFields.removeFirst()
             member(key)
-            logRecord[key]!.write(into: &out, options: .kong)
+            writePluginField(key)
         }
+    }
+
+    /// A field's typed members are written by their values themselves, unless something written
+    /// into `logRecord` under the same field merges over them: then the merged value is.
+    private mutating func writePluginField(_ key: String) {
+        let context = context!
+        guard context.logRecord[key] == nil else { return json.value(context.logRecordValue(key)!) }
+        var typed = context.typedLogMembers.filter { $0.field == key }
+        typed.sort { JSONValue.utf8Precedes($0.member, $1.member) }
+        json.open()
+        for entry in typed {
+            json.member(entry.member)
+            entry.value.write(to: &json)
+        }
+        json.close()
     }
 
     private mutating func writeRequest(_ context: ProxyRequestContext, log: ExchangeLog) {
@@ -116,14 +129,14 @@ struct KongLogLine {
         member("size"); integer(Int64(log.requestSize))
         member("uri"); string(uri)
         member("url")
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: (context.isTLS ? #"https:\/\/"# : #"http:\/\/"#).utf8)
+        json.literal("\"")
+        json.literal(context.isTLS ? #"https:\/\/"# : #"http:\/\/"#)
         let host = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
-        JSONValue.writeEscaped(host, to: &out, escapeSlashes: true)
-        out.append(UInt8(ascii: ":"))
+        JSONValue.writeEscaped(host, to: &json.out, escapeSlashes: true)
+        json.literal(":")
         integer(Int64(log.localPort))
-        JSONValue.writeEscaped(uri, to: &out, escapeSlashes: true)
-        out.append(UInt8(ascii: "\""))
+        JSONValue.writeEscaped(uri, to: &json.out, escapeSlashes: true)
+        json.literal("\"")
         close()
     }
 
@@ -160,7 +173,7 @@ struct KongLogLine {
             } else if let value = argument.value {
                 line.string(value)
             } else {
-                line.out.append(contentsOf: "true".utf8)
+                line.json.literal("true")
             }
         }
     }
@@ -175,12 +188,12 @@ struct KongLogLine {
             if end - start == 1 {
                 value(&self, layout.order[start])
             } else {
-                out.append(UInt8(ascii: "["))
+                json.openArray()
                 for position in start..<end {
-                    if position > start { out.append(UInt8(ascii: ",")) }
+                    if position > start { json.separator() }
                     value(&self, layout.order[position])
                 }
-                out.append(UInt8(ascii: "]"))
+                json.closeArray()
             }
             start = end
         }
@@ -251,39 +264,12 @@ struct KongLogLine {
 
     // MARK: Tokens
 
-    private mutating func open() {
-        out.append(UInt8(ascii: "{"))
-        firstMember = true
-    }
-
-    private mutating func close() {
-        out.append(UInt8(ascii: "}"))
-        firstMember = false  // the object just closed is a member of its parent
-    }
-
-    private mutating func member(_ name: StaticString) {
-        if !firstMember { out.append(UInt8(ascii: ",")) }
-        firstMember = false
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(contentsOf: "\":".utf8)
-    }
-
-    private mutating func member(_ name: String) {
-        if !firstMember { out.append(UInt8(ascii: ",")) }
-        firstMember = false
-        JSONValue.writeString(name, to: &out, escapeSlashes: true)
-        out.append(UInt8(ascii: ":"))
-    }
-
-    private mutating func string(_ value: String) {
-        JSONValue.writeString(value, to: &out, escapeSlashes: true)
-    }
-
-    /// As `JSONValue.formatNumber` writes the number as a Double.
-    private mutating func integer(_ value: Int64) {
-        JSONValue.writeNumber(Double(value), to: &out)
-    }
+    private mutating func open() { json.open() }
+    private mutating func close() { json.close() }
+    private mutating func member(_ name: StaticString) { json.member(name) }
+    private mutating func member(_ name: String) { json.member(name) }
+    private mutating func string(_ value: String) { json.string(value) }
+    private mutating func integer(_ value: Int64) { json.integer(value) }
 
     /// `name.lowercased()`, without a new string for a name already in lower-case ASCII (most
     /// header names clients send).

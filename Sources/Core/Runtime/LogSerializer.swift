@@ -23,7 +23,9 @@ public enum LogSerializer {
         line.write(context, withPluginFields: false)
         // The writer's own output always reads back.
         var root = (try? JSONValue.parse(bytes: line.out))?.objectValue ?? [:]
-        for (key, value) in context.logRecord { root[key] = merged(root[key], value) }
+        for key in context.logRecordFields {
+            if let value = context.logRecordValue(key) { root[key] = merged(root[key], value) }
+        }
         return .object(root)
     }
 
@@ -54,7 +56,8 @@ public enum LogSerializer {
     public static func appendKongLine(_ context: ProxyRequestContext, to bytes: inout [UInt8], layouts: inout LineLayouts) {
         // A plugin's field that lands on one of the serializer's own merges into it: the document
         // is then built as a value (no bundled plugin does it).
-        guard context.logRecord.keys.allSatisfy({ !KongLogLine.ownFields.contains($0) }) else {
+        guard context.logRecord.keys.allSatisfy({ !KongLogLine.ownFields.contains($0) }),
+              context.typedLogMembers.allSatisfy({ !KongLogLine.ownFields.contains($0.field) }) else {
             return bytes.append(contentsOf: serialize(context).serializedBytes(.kong))
         }
         KongLogLine.append(context, to: &bytes, layouts: &layouts.headers)

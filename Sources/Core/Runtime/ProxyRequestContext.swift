@@ -32,6 +32,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var shared: [String: any Sendable] = [:]
     /// Fields plugins add to the request's log record.
     public var logRecord: [String: JSONValue] = [:]
+    /// Members of top-level log-record objects kept typed (`ai.proxy`); see `setLogMember`.
+    public private(set) var typedLogMembers: [TypedLogMember] = []
     /// Request headers and query arguments holding secrets a plugin set (a provider key): the log
     /// serializer shows their values as `REDACTED`, like Kong's `authorization`.
     public var logRedactions = LogRedactions()
@@ -81,6 +83,41 @@ public final class ProxyRequestContext: @unchecked Sendable {
             bodyWasBuffered = true
         }
         return ready
+    }
+
+    /// Kong's `set_serialize_value("<field>.<member>", value)` for a value its plugin keeps typed:
+    /// it replaces what `logRecord` held under that name. What is written into `logRecord[field]`
+    /// afterwards merges over it as `LogSerializer.merged` merges (a later plugin adding to
+    /// `ai.proxy` keeps the typed members it does not overwrite).
+    public func setLogMember(_ field: String, _ member: String, _ value: any TypedLogValue) {
+        typedLogMembers.removeAll { $0.field == field && $0.member == member }
+        typedLogMembers.append(TypedLogMember(field: field, member: member, value: value))
+        switch logRecord[field] {
+        case .object(var members)?:
+            if members.removeValue(forKey: member) != nil {
+                logRecord[field] = members.isEmpty ? nil : .object(members)
+            }
+        case nil: break
+        default: logRecord[field] = nil  // replaced by an object holding the member
+        }
+    }
+
+    /// The log record's field `field` as a value: its typed members with what `logRecord` holds
+    /// merged over them.
+    public func logRecordValue(_ field: String) -> JSONValue? {
+        let typed = typedLogMembers.filter { $0.field == field }
+        guard !typed.isEmpty else { return logRecord[field] }
+        var members: [String: JSONValue] = [:]
+        for entry in typed { members[entry.member] = entry.value.jsonValue }
+        guard let written = logRecord[field] else { return .object(members) }
+        return LogSerializer.merged(.object(members), written)
+    }
+
+    /// The top-level fields plugins added, typed or not.
+    var logRecordFields: Set<String> {
+        var fields = Set(logRecord.keys)
+        for entry in typedLogMembers { fields.insert(entry.field) }
+        return fields
     }
 
     /// Drops the buffered body once nothing will read it again (before the log phase).

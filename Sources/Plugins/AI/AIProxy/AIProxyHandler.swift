@@ -511,35 +511,18 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         }
         guard config.logStatistics else { return }
         let requestModel = state.model.name ?? "UNSPECIFIED"
-        var meta: [String: JSONValue] = [
-            "plugin_id": .string(config.pluginID),
-            "provider_name": .string(state.model.provider.rawValue),
-            "request_model": .string(requestModel),
-            "response_model": .string(responseModel ?? requestModel),
-            "llm_latency": .number(Double(latency)),
-        ]
-        if state.model.provider == .azure {
-            meta["azure_instance_id"] = options.azureInstance.map(JSONValue.string) ?? .null
-            meta["azure_deployment_id"] = options.azureDeploymentID.map(JSONValue.string) ?? .null
-            meta["azure_api_version"] = options.azureAPIVersion.map(JSONValue.string) ?? .null
-        }
-        var proxy: [String: JSONValue] = [
-            "meta": .object(meta),
-            "usage": .object([
-                "prompt_tokens": .number(Double(usage.promptTokens)),
-                "completion_tokens": .number(Double(usage.completionTokens)),
-                "total_tokens": .number(Double(usage.totalTokens)),
-                "time_per_token": .number(usage.completionTokens > 0 ? Double(latency) / Double(usage.completionTokens) : 0),
-                "cost": .number(cost),
-            ]),
-        ]
-        if config.logPayloads {
-            proxy["payload"] = .object([
-                "request": state.requestPayload.map(JSONValue.string) ?? .null,
-                "response": responsePayload().map(JSONValue.string) ?? .null,
-            ])
-        }
-        context.updateAILog { $0["proxy"] = .object(proxy) }
+        let analytics = AIProxyAnalytics(
+            pluginID: config.pluginID, providerName: state.model.provider.rawValue,
+            requestModel: requestModel, responseModel: responseModel ?? requestModel, latency: latency,
+            azure: state.model.provider == .azure
+                ? AIProxyAnalytics.Azure(instanceID: options.azureInstance, deploymentID: options.azureDeploymentID,
+                                         apiVersion: options.azureAPIVersion)
+                : nil,
+            usage: usage, cost: cost,
+            payload: config.logPayloads
+                ? AIProxyAnalytics.Payload(request: state.requestPayload, response: responsePayload())
+                : nil)
+        context.setLogMember("ai", "proxy", analytics)
     }
 
     // MARK: Helpers
