@@ -52,4 +52,32 @@ struct LoopFlushBatchTests {
         _ = try first.finish()
         _ = try second.finish()
     }
+
+    /// Counts the flushes that reach the channel's pipeline.
+    final class FlushCounter: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = ByteBuffer
+        var flushes = 0
+        func flush(context: ChannelHandlerContext) {
+            flushes += 1
+            context.flush()
+        }
+    }
+
+    /// A request's head and end both ask for a flush in the same turn: the channel is flushed
+    /// once, and both are sent.
+    @Test func aChannelAskedForTwiceInARowIsFlushedOnce() throws {
+        let loop = EmbeddedEventLoop()
+        let counter = FlushCounter()
+        let channel = EmbeddedChannel(handler: counter, loop: loop)
+        let batch = LoopFlushBatch(eventLoop: loop)
+        channel.write(ByteBuffer(string: "head "), promise: nil)
+        batch.flush(channel)
+        channel.write(ByteBuffer(string: "end"), promise: nil)
+        batch.flush(channel)
+        loop.run()
+        #expect(counter.flushes == 1)
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "head "))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "end"))
+        _ = try channel.finish()
+    }
 }

@@ -28,6 +28,8 @@ final class LoopFlushBatch {
     /// Flushes `channel` before this loop next waits for I/O.
     func flush(_ channel: any Channel) {
         assert(eventLoop.inEventLoop, "a loop's flush batch is used on that loop only")
+        // A request's head and its end often ask in the same turn: one flush covers both.
+        if let last = pending.last, last === channel { return }
         pending.append(channel)
         guard !scheduled else { return }
         scheduled = true
