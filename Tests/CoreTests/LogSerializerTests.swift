@@ -162,6 +162,30 @@ struct LogSerializerTests {
         overwritten.logRecord["s"] = "replaced whole"
         expectSameDocument(overwritten, "a plain value written later replaces the typed member's object")
 
+        let emptied = context(path: "/chat", query: nil, headers: [])
+        emptied.logRecord["ai"] = ["proxy": ["old": true]]
+        emptied.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        #expect(emptied.logRecord["ai"] == nil, "the emptied object is removed, not left as null")
+        #expect(emptied.hasLogMember("ai", "proxy") && !emptied.hasLogMember("ai", "cache"))
+        let emptiedLine = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(emptied), as: UTF8.self))
+        #expect(emptiedLine?["ai"] == ["proxy": ["cost": 0.25, "model": "m", "tokens": 1]])
+
+        // A plain value replaced the typed members: an object written after it starts afresh.
+        let revived = context(path: "/chat", query: nil, headers: [])
+        revived.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        revived.logRecord["ai"] = "x"
+        revived.setLogMember("ai", "cache", Typed(tokens: 2, model: "c"))
+        let revivedLine = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(revived), as: UTF8.self))
+        #expect(revivedLine?["ai"] == ["cache": ["cost": 0.25, "model": "c", "tokens": 2]])
+        expectSameDocument(revived, "typed members replaced by a plain value stay gone")
+        let rewritten = context(path: "/chat", query: nil, headers: [])
+        rewritten.setLogMember("ai", "proxy", Typed(tokens: 1, model: "m"))
+        rewritten.logRecord["ai"] = "x"
+        rewritten.forgetReplacedLogMembers("ai")
+        rewritten.logRecord["ai"] = ["k": 1]
+        let rewrittenLine = try? JSONValue.parse(String(decoding: LogSerializer.kongLine(rewritten), as: UTF8.self))
+        #expect(rewrittenLine?["ai"] == ["k": 1])
+
         let own = context(path: "/chat", query: nil, headers: [])
         own.setLogMember("request", "extra", Typed(tokens: 1, model: "m"))
         expectSameDocument(own, "a typed member under one of the serializer's own fields")

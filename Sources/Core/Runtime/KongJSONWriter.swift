@@ -28,7 +28,10 @@ public struct KongJSONWriter {
         out.append(contentsOf: "\":".utf8)
     }
 
-    public mutating func member(_ name: String) {
+    /// A name known only at run time, escaped as needed. (Named apart from the `StaticString`
+    /// overload: given a literal, Swift would pick a `String` overload, its default literal type,
+    /// and scan every fixed name for escapes.)
+    public mutating func member(escaping name: String) {
         if !firstMember { out.append(UInt8(ascii: ",")) }
         firstMember = false
         JSONValue.writeString(name, to: &out, escapeSlashes: true)

@@ -41,8 +41,9 @@ struct KongLogLine {
         let log = context.exchangeLog
         if withPluginFields {
             self.context = context
-            pendingPluginFields = (context.typedLogMembers.isEmpty ? Array(context.logRecord.keys) : Array(context.logRecordFields))
-                .sorted(by: JSONValue.utf8Precedes)[...]
+            pendingPluginFields = context.typedLogMembers.isEmpty
+                ? context.logRecord.keys.sorted(by: JSONValue.utf8Precedes)[...]
+                : context.logRecordFields.sorted(by: JSONValue.utf8Precedes)[...]
         }
         open()
         writePluginFields(before: "authenticated_entity")
@@ -98,7 +99,7 @@ struct KongLogLine {
     private mutating func writePluginFields(before field: StaticString?) {
         while let key = pendingPluginFields.first, field.map({ JSONValue.utf8Precedes(key, $0) }) ?? true {
             pendingPluginFields.removeFirst()
-            member(key)
+            member(escaping: key)
             writePluginField(key)
         }
     }
@@ -112,7 +113,7 @@ struct KongLogLine {
         typed.sort { JSONValue.utf8Precedes($0.member, $1.member) }
         json.open()
         for entry in typed {
-            json.member(entry.member)
+            json.member(escaping: entry.member)
             entry.value.write(to: &json)
         }
         json.close()
@@ -184,7 +185,7 @@ struct KongLogLine {
         open()
         var start = 0
         for end in layout.runEnds {
-            member(layout.names[layout.order[start]])
+            member(escaping: layout.names[layout.order[start]])
             if end - start == 1 {
                 value(&self, layout.order[start])
             } else {
@@ -267,7 +268,7 @@ struct KongLogLine {
     private mutating func open() { json.open() }
     private mutating func close() { json.close() }
     private mutating func member(_ name: StaticString) { json.member(name) }
-    private mutating func member(_ name: String) { json.member(name) }
+    private mutating func member(escaping name: String) { json.member(escaping: name) }
     private mutating func string(_ value: String) { json.string(value) }
     private mutating func integer(_ value: Int64) { json.integer(value) }
 

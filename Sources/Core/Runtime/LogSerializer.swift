@@ -1,8 +1,8 @@
 import NIOHTTP1
 
 /// Kong's `kong.log.serialize()` for HTTP requests: the document log plugins (file-log…) write,
-/// with the fields plugins added through `context.logRecord` (Kong's `set_serialize_value`) merged
-/// in at the top level. Read in the log phase, off the request path. `KongLogLine` writes it.
+/// with the fields plugins added through `context.logRecord` and `setLogMember` (Kong's
+/// `set_serialize_value`) merged in at the top level. Read in the log phase, off the request path. `KongLogLine` writes it.
 public enum LogSerializer {
     /// Request headers whose values Kong replaces by this text.
     static let redactedHeaders: Set<String> = ["authorization", "proxy-authorization"]

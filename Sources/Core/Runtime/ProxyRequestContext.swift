@@ -30,7 +30,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var isAnonymous = false
     /// Kong's `kong.ctx.shared`.
     public var shared: [String: any Sendable] = [:]
-    /// Fields plugins add to the request's log record.
+    /// Fields plugins add to the request's log record (Kong's `set_serialize_value`), but the
+    /// members set as typed values (`typedLogMembers`): `logRecordValue(_:)` reads a field whole.
     public var logRecord: [String: JSONValue] = [:]
     /// Members of top-level log-record objects kept typed (`ai.proxy`); see `setLogMember`.
     public private(set) var typedLogMembers: [TypedLogMember] = []
@@ -90,16 +91,33 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// afterwards merges over it as `LogSerializer.merged` merges (a later plugin adding to
     /// `ai.proxy` keeps the typed members it does not overwrite).
     public func setLogMember(_ field: String, _ member: String, _ value: any TypedLogValue) {
-        typedLogMembers.removeAll { $0.field == field && $0.member == member }
-        typedLogMembers.append(TypedLogMember(field: field, member: member, value: value))
         switch logRecord[field] {
         case .object(var members)?:
             if members.removeValue(forKey: member) != nil {
-                logRecord[field] = members.isEmpty ? nil : .object(members)
+                if members.isEmpty { logRecord.removeValue(forKey: field) } else { logRecord[field] = .object(members) }
             }
-        case nil: break
-        default: logRecord[field] = nil  // replaced by an object holding the member
+        case .none: break
+        case .some:
+            // A plain value written after the field's typed members replaced them whole; it is
+            // itself replaced now by an object holding this member.
+            forgetReplacedLogMembers(field)
         }
+        typedLogMembers.removeAll { $0.field == field && $0.member == member }
+        typedLogMembers.append(TypedLogMember(field: field, member: member, value: value))
+    }
+
+    /// Whether `field.member` was set as a typed value (it is then not in `logRecord`).
+    public func hasLogMember(_ field: String, _ member: String) -> Bool {
+        typedLogMembers.contains { $0.field == field && $0.member == member }
+    }
+
+    /// For a plugin about to replace `logRecord[field]` with an object: when the field holds a
+    /// plain value, that value had replaced the field's typed members, which must not come back
+    /// from under the new object. Drops them then, and the plain value.
+    public func forgetReplacedLogMembers(_ field: String) {
+        guard let written = logRecord[field], written.objectValue == nil else { return }
+        logRecord.removeValue(forKey: field)
+        typedLogMembers.removeAll { $0.field == field }
     }
 
     /// The log record's field `field` as a value: its typed members with what `logRecord` holds

@@ -163,7 +163,8 @@ final class AIAzureContentSafetyHandler: WithoutRewritePhase, @unchecked Sendabl
         ContentSafetyRequestState.of(context)?.hasAudit ?? false
     }
 
-    /// Written in the log phase, after ai-proxy has set `ai.proxy` (which it replaces whole).
+    /// Written in the log phase, after ai-proxy has set `ai.proxy` (which it replaces whole): what
+    /// is written under `proxy` here merges over ai-proxy's record.
     func log(_ context: ProxyRequestContext) {
         guard let state = ContentSafetyRequestState.of(context) else { return }
         context.updateAILog { ai in

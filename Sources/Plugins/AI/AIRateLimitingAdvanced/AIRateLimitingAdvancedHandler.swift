@@ -124,8 +124,10 @@ struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
                 ("X-AI-RateLimit-Retry-After", String(withJitter(resetMax))),
             ]
             // §5.3: the LLM call that was not made is logged with zero tokens.
-            context.updateAILog { ai in
-                if ai["proxy"] == nil { ai["proxy"] = Self.deniedCallAnalytics }
+            if !context.hasLogMember("ai", "proxy") {
+                context.updateAILog { ai in
+                    if ai["proxy"] == nil { ai["proxy"] = Self.deniedCallAnalytics }
+                }
             }
             return .exit(PluginExit(status: config.errorCode, headers: denial, body: .json(["message": .string(message)])))
         }

@@ -14,8 +14,10 @@ extension PluginVerdict {
 
 extension ProxyRequestContext {
     /// Changes the request's `ai` log object (Kong's `ai.*` serialize values), keeping what the
-    /// other AI plugins put there.
+    /// other AI plugins put there. `ai.proxy` as ai-proxy records it is a typed member, not in
+    /// the object `change` sees: what `change` writes under `proxy` merges over it.
     func updateAILog(_ change: (inout [String: JSONValue]) -> Void) {
+        forgetReplacedLogMembers("ai")
         var ai = logRecord["ai"]?.objectValue ?? [:]
         change(&ai)
         logRecord["ai"] = .object(ai)
