@@ -485,7 +485,9 @@ struct AIProxyTests {
             AIConfig.route("no-capture", path: "~/fixed/chat$",
                            aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(uri_captures.model)"))"),
             AIConfig.route("by-header", path: "/by-header",
-                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(headers.x-model)"))")))
+                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(headers.x-model)"))"),
+            AIConfig.route("by-underscore", path: "/by-underscore",
+                           aiProxy: "\(AIConfig.chat), \(AIConfig.openAI("$(headers.x_model)"))")))
         defer { Task { await h.stop() } }
         h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "ok")))
 
@@ -495,12 +497,16 @@ struct AIProxyTests {
         let byHeader = try await h.post("/by-header", Self.hello, headers: [("X-Model", "o4-mini")])
         #expect(byHeader.status == 200)
         #expect(h.provider.requests.map { $0.json?["model"] } == ["gpt-4.1-nano", "o4-mini"])
+        // Kong reads the header with `get_header`: `$(headers.x_model)` finds `X-Model`.
+        let underscored = try await h.post("/by-underscore", Self.hello, headers: [("x-MODEL", "o3")])
+        #expect(underscored.status == 200, "\(underscored.body)")
+        #expect(h.provider.requests.last?.json?["model"] == "o3")
 
         expectAIError(try await h.post("/by-header", Self.hello), "headers key x-model was not provided")
         expectAIError(try await h.post("/fixed/chat", Self.hello), "uri_captures key model was not provided")
         expectAIError(try await h.post("/models/gpt-4.1-nano/chat", #"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#),
                       "cannot use own model - must be: gpt-4.1-nano")
-        #expect(h.provider.requests.count == 2)
+        #expect(h.provider.requests.count == 3)
     }
 
     @Test func queryAndHeaderAuthWithAndWithoutOverride() async throws {
@@ -689,13 +695,42 @@ struct AIProxyTests {
         #expect(sent.body == Array(clientBody.utf8), "byte for byte: \(sent.bodyText)")
         #expect(sent.headers["Host"] == [h.provider.hostHeader])
 
+        // §2.3-4.5 holds for preserve too: the configured model cannot be swapped by the body.
+        expectAIError(try await h.post("/embed/v1/embeddings", #"{"model":"text-embedding-3-small","input":"x"}"#),
+                      "cannot use own model - must be: text-embedding-3-large")
+        #expect(h.provider.requests.count == 1, "the refused request never reached the provider")
+        #expect(try await h.post("/embed/v1/embeddings", #"{"model":"text-embedding-3-large","input":"x"}"#).status == 200)
+        #expect(try await h.post("/embed/v1/embeddings", #"{"model":"","input":"x"}"#).status == 200, "an empty model is no model")
+
         let raw = try await h.post("/raw/v1/files", #"{"purpose":"fine-tune"}"#)
         #expect(raw.status == 200)
         #expect(raw.body == plain, "a non-JSON preserve answer is forwarded too")
         #expect(raw.headers.first(name: "X-Kong-LLM-Model") == nil, "no model name configured nor sent")
         #expect(h.provider.requests.last?.path == "/raw/v1/files")
         #expect(h.provider.requests.last?.bodyText == #"{"purpose":"fine-tune"}"#)
+        let named = try await h.post("/raw/v1/files", #"{"model":"whisper-1","purpose":"x"}"#)
+        #expect(named.headers.first(name: "X-Kong-LLM-Model") == "openai/whisper-1", "without a configured name the body's is taken")
         #expect(h.gateway.upstream.acceptedConnections == 0)
+    }
+
+    /// §2.11 for preserve: `payload.request` is the body as sent upstream, which is the client's.
+    @Test func preserveLogsTheClientsBodyAsTheRequestPayload() async throws {
+        let directory = try TemporaryDirectory.make("preserve-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("preserve.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "preserved", path: "/p", aiProxy: """
+                route_type: preserve, logging: {log_statistics: true, log_payloads: true}, \
+                model: {provider: openai, name: text-embedding-3-large, options: {upstream_url: "PROVIDER"}}
+                """,
+            more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/p/v1/embeddings", with: .json(#"{"object":"list","data":[],"usage":{"prompt_tokens":2,"total_tokens":2}}"#))
+        let body = #"{"input": "kept as sent",  "model":"text-embedding-3-large"}"#
+        #expect(try await h.post("/p/v1/embeddings", body).status == 200)
+        let entry = try JSONValue.parse(try #require(try await Self.logLines(logPath, atLeast: 1).first))
+        #expect(entry["ai"]?["proxy"]?["payload"]?["request"] == .string(body))
+        #expect(entry["ai"]?["proxy"]?["meta"]?["request_model"] == "text-embedding-3-large")
     }
 
     // MARK: Native formats
@@ -731,6 +766,13 @@ struct AIProxyTests {
         let sent = try #require(h.provider.requests.first)
         #expect(sent.bodyText == native, "the native body, unchanged")
         #expect(sent.headers["x-goog-api-key"] == ["gk"])
+
+        // §2.3-4.2 on the body's OpenAI shape: a native body without messages is refused here.
+        for empty in ["{}", #"{"contents": []}"#, #"{"generationConfig": {"temperature": 0.1}}"#] {
+            expectAIError(try await h.post("/v1beta/models/gemini-1.5-flash:generateContent", empty),
+                          "request body doesn't contain valid prompts")
+        }
+        #expect(h.provider.requests.count == 1)
 
         let lines = try await Self.logLines(logPath, atLeast: 1)
         let entry = try JSONValue.parse(try #require(lines.first))

@@ -116,7 +116,7 @@ struct FileLogTests {
         #expect(generated["latencies"]?["proxy"] == -1)
         #expect((generated["latencies"]?["kong"]?.numberValue ?? -1) >= 0)
         #expect(generated["response"]?["status"] == 400)
-        #expect(generated["upstream_status"] == nil, "no upstream answered")
+        #expect(generated["upstream_status"] == "", "no upstream answered: Kong writes an empty string")
         #expect(generated["client_ip"] == "127.0.0.1")
         #expect(h.upstream.acceptedConnections == 1, "only the proxied request reached the upstream")
     }

@@ -88,7 +88,8 @@ struct KongLogLine {
         writePluginFields(before: "started_at")
         member("started_at"); integer(log.startedAt)
         writePluginFields(before: "upstream_status")
-        if let status = log.upstreamStatus { member("upstream_status"); string(String(status)) }
+        // Kong writes `var.upstream_status or ""`: present, empty when no upstream answered.
+        member("upstream_status"); string(log.upstreamStatus.map { String($0) } ?? "")
         writePluginFields(before: "upstream_uri")
         member("upstream_uri"); string(context.logRedactions.uri(log.upstreamURI))
         writePluginFields(before: nil)

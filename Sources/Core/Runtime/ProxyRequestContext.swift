@@ -162,6 +162,13 @@ public final class ProxyRequestContext: @unchecked Sendable {
         self.serverName = serverName
     }
 
+    /// Kong's `kong.request.get_header(name)`: the first value of the header whose name matches
+    /// case-insensitively, `-` and `_` counting as the same character (it reads nginx's
+    /// `$http_<name>`, where both are `_`): `x_model` finds `X-Model`.
+    public func header(_ name: String) -> String? {
+        headers.first { HeaderName.sameForKong($0.name, name) }?.value
+    }
+
     /// Query arguments in order, percent-decoded (`a=1&b&a=2` → ("a","1"), ("b",nil), ("a","2")):
     /// a bare argument has a nil value, as Kong's `get_query` gives it `true` rather than a string.
     public var queryArguments: [(name: String, value: String?)] {
@@ -360,5 +367,25 @@ extension ProxyRequestContext {
         let path = RequestPath.upstreamPath(servicePath: service?.path, requestPath: match.path,
                                             strippedPrefix: match.strippedPrefix)
         return RequestPath.upstreamTarget(path: path, rawQuery: rawQuery)
+    }
+}
+
+/// Header names as Kong's request PDK compares them.
+enum HeaderName {
+    /// Equal ignoring ASCII case, with `-` and `_` interchangeable.
+    static func sameForKong(_ a: String, _ b: String) -> Bool {
+        var a = a.utf8.makeIterator(), b = b.utf8.makeIterator()
+        while true {
+            switch (a.next(), b.next()) {
+            case (nil, nil): return true
+            case (let x?, let y?): if folded(x) != folded(y) { return false }
+            default: return false
+            }
+        }
+    }
+
+    private static func folded(_ byte: UInt8) -> UInt8 {
+        if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
+        return byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 }

@@ -124,8 +124,13 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
 
         if let native = config.nativeFormat {
             // §2.3-3 / §2.12: the client speaks the provider's API; its body goes as sent.
-            guard body != nil else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
+            guard let nativeBody = body else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
             let invocation = native.invocation(path: String(context.rawPath), captures: context.match?.namedCaptures ?? [:])
+            // §2.3-4.2 on the body's OpenAI shape (§2.3-3): a native request without any message
+            // (`{}`, `"contents": []`) is refused here, as Kong refuses it, not by the provider.
+            guard Self.hasPrompts(native.openAIRequest(from: .object(nativeBody), invocation: invocation).objectValue ?? [:]) else {
+                return .decided(Self.reject(400, "request body doesn't contain valid prompts"))
+            }
             // Only the model matters here: the body is forwarded and usage read from the answer.
             if let refusal = Self.checkModel(["model": invocation.model.map(JSONValue.string) ?? .null], &model) {
                 return .decided(refusal)
@@ -139,8 +144,13 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
                 state.requestPayload = String(buffer: raw)
             }
         } else if route == .preserve {
-            // Forwarded untouched; the model is only recorded.
-            if model.name == nil, let named = body?["model"]?.stringValue { model.name = named }
+            // Forwarded untouched; the model is recorded, and a body naming another model than the
+            // configured one is refused (§2.3-4.4/4.5; a preserve request needs no model, 4.6).
+            if let refusal = Self.checkModel(body ?? [:], &model, requiringOne: false) { return .decided(refusal) }
+            // §2.11: `payload.request` is the body as sent upstream, here the client's own.
+            if config.logStatistics && config.logPayloads, let raw = context.bufferedBody {
+                state.requestPayload = String(buffer: raw)
+            }
             state.streaming = LuaSemantics.truthy(body?["stream"]) || config.responseStreaming == "always"
             if state.streaming && config.responseStreaming == "deny" {
                 return .decided(Self.reject(400, "response streaming is not enabled for this LLM"))
@@ -156,7 +166,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             }
         } else {
             guard var request = body else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
-            let hasMessages = request["messages"]?.arrayValue.map { !$0.isEmpty } ?? false
+            let hasMessages = Self.hasMessages(request)
             let hasPrompt = request["prompt"]?.stringValue != nil
             guard hasMessages || hasPrompt else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
             if let refusal = Self.checkModel(request, &model) { return .decided(refusal) }
@@ -267,13 +277,24 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         return Self.ready(context, state: pending.state)
     }
 
-    /// §2.3-4.4 to 4.6: the request's `model` against the configured one.
-    private static func checkModel(_ request: [String: JSONValue], _ model: inout LLMModelConfig) -> PluginVerdict? {
+    /// §2.3-4.2: a non-empty `messages` array or a string `prompt`.
+    private static func hasPrompts(_ request: [String: JSONValue]) -> Bool {
+        hasMessages(request) || request["prompt"]?.stringValue != nil
+    }
+
+    private static func hasMessages(_ request: [String: JSONValue]) -> Bool {
+        request["messages"]?.arrayValue.map { !$0.isEmpty } ?? false
+    }
+
+    /// §2.3-4.4 to 4.6: the request's `model` against the configured one; `requiringOne`: a
+    /// request without any model name is refused (4.6, not for preserve).
+    private static func checkModel(_ request: [String: JSONValue], _ model: inout LLMModelConfig,
+                                   requiringOne: Bool = true) -> PluginVerdict? {
         if model.name == nil, let named = request["model"]?.stringValue { model.name = named }
         if let asked = request["model"]?.stringValue, !asked.isEmpty, asked != model.name {
             return reject(400, "cannot use own model - must be: \(model.name ?? "")")
         }
-        guard model.name?.isEmpty == false else {
+        guard !requiringOne || model.name?.isEmpty == false else {
             return reject(400, "model parameter not found in request, nor in gateway configuration")
         }
         return nil
@@ -528,11 +549,10 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
     // MARK: Helpers
 
     private func templateSources(_ context: ProxyRequestContext) -> LLMModelTemplate.Sources {
-        let headers = context.headers
         let query = context.queryArguments
         return LLMModelTemplate.Sources(
             uriCaptures: context.match?.namedCaptures ?? [:],
-            header: { headers.first(name: $0) },
+            header: { context.header($0) },
             queryParameter: { name in query.first { $0.name == name }.map { $0.value ?? "" } })
     }
 

@@ -184,7 +184,7 @@ struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
         case .credential: value = context.credentialID
         case .ip: value = nil
         case .service: value = context.match?.service?.id
-        case .header: value = config.headerName.flatMap { context.headers.first(name: $0) }
+        case .header: value = config.headerName.flatMap { context.header($0) }
         case .path: value = config.path.flatMap { $0 == context.match?.path ? $0 : nil }
         case .consumerGroup: value = context.consumer == nil ? nil : config.consumerGroupID
         }
