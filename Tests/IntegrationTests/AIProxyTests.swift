@@ -604,6 +604,7 @@ struct AIProxyTests {
             }
         }
         #expect(refusal("path: /tmp/silverback.log") == nil, "the control: a plain path loads")
+        #expect(refusal("path: /tmp/silverback.log, custom_fields_by_lua: {}") == nil, "an empty map holds no Lua")
         let lua = try #require(refusal(#"path: /tmp/silverback.log, custom_fields_by_lua: {route_id: "return nil"}"#))
         #expect(lua.contains("custom_fields_by_lua"))
         #expect(lua.contains("not supported"), "\(lua)")

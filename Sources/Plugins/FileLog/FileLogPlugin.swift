@@ -20,7 +20,10 @@ public enum FileLogPlugin {
             "reopen": Field.boolean.required().default(false),
             "custom_fields_by_lua": Field.map(keys: Field.string.lenMin(1), values: Field.string.lenMin(1))
                 .required(false)
-                .custom("lua_code_unsupported") { value in value.isNull ? nil : luaUnsupported },
+                // An empty map holds no Lua: accepted, as Kong accepts it (configurations carry it).
+                .custom("lua_code_unsupported") { value in
+                    value.isNull || value.objectValue?.isEmpty == true ? nil : luaUnsupported
+                },
         ]),
         protocols: Typedefs.protocols
     )
