@@ -734,6 +734,33 @@ struct AIProxyTests {
         #expect(entry["ai"]?["proxy"]?["meta"]?["request_model"] == "text-embedding-3-large")
     }
 
+    /// §2.11 "once per request, when the body is complete": a provider's error answer is logged
+    /// too (meta and latency, no tokens, the error body as the response payload).
+    @Test func aProviderErrorIsStillLoggedWithoutTokens() async throws {
+        let directory = try TemporaryDirectory.make("error-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("error.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "failing", path: "/chat", aiProxy: """
+                route_type: llm/v1/chat, logging: {log_statistics: true, log_payloads: true}, \
+                \(AIConfig.openAI(options: "input_cost: 10, output_cost: 10"))
+                """,
+            more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        let limited = #"{"error": {"message": "Rate limit reached", "type": "requests"}}"#
+        h.provider.answer(path: "/v1/chat/completions", with: .json(limited, status: 429))
+        let response = try await h.post("/chat", Self.hello)
+        #expect(response.status == 429)
+        #expect(response.body == limited, "the provider's error passes through")
+        let entry = try JSONValue.parse(try #require(try await Self.logLines(logPath, atLeast: 1).first))
+        let proxy = try #require(entry["ai"]?["proxy"], "\(entry)")
+        #expect(proxy["meta"]?["provider_name"] == "openai")
+        #expect(proxy["meta"]?["response_model"] == proxy["meta"]?["request_model"])
+        #expect(proxy["usage"] == ["prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "time_per_token": 0, "cost": 0])
+        #expect(proxy["payload"]?["response"] == .string(limited))
+        #expect(entry["response"]?["status"] == 429)
+    }
+
     // MARK: Native formats
 
     /// Spec §2.12 (`llm_format: gemini`): the client's Gemini body and the provider's answer go

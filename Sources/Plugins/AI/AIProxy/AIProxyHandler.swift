@@ -367,9 +367,20 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             headers.remove(name: "Content-Encoding")
             return plain
         }
+        /// §2.11: a call that ended without a usable answer is still recorded ("once per request,
+        /// when the body is complete", whatever its status, as Kong's log-phase serializer does),
+        /// with no tokens counted (nothing reaches a rate limiter's budget); `payload.response` is
+        /// what the client got.
+        func recordFailedCall() {
+            guard state.countsUsage else { return }
+            let sentBody = body
+            recordAnalytics(context, state: state, latency: latency, usage: LLMUsage(), responseModel: nil,
+                            responsePayload: { LLMGzip.isEncoded(headers) ? nil : String(buffer: sentBody) })
+        }
         guard status == 200 else {
             // Errors pass through (§2.10), decoded only for a client without gzip.
             if let plain = decodedForClient() { body = plain }
+            recordFailedCall()
             return
         }
         if state.model.provider.dropsSetCookie { headers.remove(name: "Set-Cookie") }
@@ -393,6 +404,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             headers.remove(name: "Content-Encoding")
             headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
             body = Self.errorBody("failed to decode the upstream response")
+            recordFailedCall()
             return
         }
         let upstream = Array(plain.readableBytesView)
@@ -405,6 +417,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             headers.remove(name: "Content-Encoding")
             headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
             body = Self.errorBody(error.clientMessage)
+            recordFailedCall()
             return
         }
         // The client's bytes: the upstream's own, or the converted document encoded once.
