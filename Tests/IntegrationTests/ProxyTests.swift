@@ -641,6 +641,11 @@ struct ProxyTests {
             plugins:
             - name: key-auth
               config: {key_names: [apikey, token]}
+          - name: underscored
+            paths: ["/underscored"]
+            plugins:
+            - name: key-auth
+              config: {key_names: [x_api_key], hide_credentials: true}
         consumers:
         - username: alice
           custom_id: a-1
@@ -676,6 +681,15 @@ struct ProxyTests {
         #expect(try await h.send("/secured?apikey=alice-key").json?["uri"] == "/", "no dangling `?` once the key is gone")
         let byHeader = try await h.send("/secured", headers: [("ApiKey", "alice-key")])
         #expect(byHeader.json?["headers"]?["apikey"] == nil, "hide_credentials removes the key header")
+        // Kong reads `key_names` through `get_headers()`: `x_api_key` finds `X-Api-Key`. Hidden, the
+        // header is removed as it was spelled (Kong's `clear_header(name)` would miss it).
+        let folded = try await h.send("/underscored", headers: [("X-Api-Key", "alice-key"), ("X-Other", "kept")])
+        #expect(folded.status == 200, "\(folded.body)")
+        #expect(folded.json?["headers"]?["x-api-key"] == nil)
+        #expect(folded.json?["headers"]?["x-other"] == ["kept"])
+        #expect(folded.json?["headers"]?["x-consumer-username"] == ["alice"])
+        #expect(try await h.send("/underscored", headers: [("X-Api-Key", "alice-key"), ("x_api_key", "alice-key")])
+            .json?["message"] == "Duplicate API key found")
 
         let anonymous = try await h.send("/open", headers: [("X-Consumer-Username", "spoofed")])
         #expect(anonymous.status == 200)

@@ -169,6 +169,19 @@ public final class ProxyRequestContext: @unchecked Sendable {
         headers.first { HeaderName.sameForKong($0.name, name) }?.value
     }
 
+    /// Every value of the headers `header(_:)` reads, in order (Kong's `get_headers()[name]`: two
+    /// or more make a list, which key-auth refuses as a duplicate key).
+    public func headerValues(_ name: String) -> [String] {
+        headers.compactMap { HeaderName.sameForKong($0.name, name) ? $0.value : nil }
+    }
+
+    /// Removes every header `header(_:)` would read: a credential found through a folded name
+    /// (`x_api_key` for `X-Api-Key`) is hidden from the upstream whichever way it was spelled.
+    public func removeHeaders(matching name: String) {
+        guard headers.contains(where: { HeaderName.sameForKong($0.name, name) }) else { return }
+        headers = HTTPHeaders(headers.filter { !HeaderName.sameForKong($0.name, name) }.map { ($0.name, $0.value) })
+    }
+
     /// Query arguments in order, percent-decoded (`a=1&b&a=2` → ("a","1"), ("b",nil), ("a","2")):
     /// a bare argument has a nil value, as Kong's `get_query` gives it `true` rather than a string.
     public var queryArguments: [(name: String, value: String?)] {

@@ -101,7 +101,8 @@ struct KeyAuthHandler: WithoutRewritePhase {
         var queryArguments: [(name: String, value: String?)]?
         for name in keyNames {
             if keyInHeader {
-                let values = context.headers[name]
+                // As Kong's `get_headers()[name]`: case-insensitive, `-` and `_` alike.
+                let values = context.headerValues(name)
                 if values.count > 1 { return .failure(.duplicate) }
                 if let value = values.first { found = (value, name, .header); break }
             }
@@ -129,7 +130,7 @@ struct KeyAuthHandler: WithoutRewritePhase {
         guard let consumer = directory.consumer(id: credential.consumerID) else { return .failure(.unauthorized) }
         if hideCredentials {
             switch found.location {
-            case .header: context.headers.remove(name: found.name)
+            case .header: context.removeHeaders(matching: found.name)
             case .query: context.removeQueryArgument(found.name)
             case .body(let fields): context.setRequestBody(fields.removing(found.name))
             }
