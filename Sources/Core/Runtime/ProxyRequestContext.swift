@@ -132,9 +132,10 @@ public final class ProxyRequestContext: @unchecked Sendable {
     }
 
     /// The top-level fields plugins added, typed or not.
-    var logRecordFields: Set<String> {
-        var fields = Set(logRecord.keys)
-        for entry in typedLogMembers { fields.insert(entry.field) }
+    var logRecordFields: [String] {
+        // A list, not a set: there are a handful at most, and the log line asks on every request.
+        var fields = Array(logRecord.keys)
+        for entry in typedLogMembers where !fields.contains(entry.field) { fields.append(entry.field) }
         return fields
     }
 
