@@ -938,6 +938,33 @@ struct AIProxyTests {
         #expect(response.body == error)
     }
 
+    /// Spec §2.9: a plain provider error and the gateway's own 500 reach a gzip client gzip-encoded
+    /// ("re-gzipped if the client accepts gzip"), any other client plain.
+    @Test func plainErrorsAreGzippedForGzipClients() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
+            AIConfig.route("claude", path: "/claude", aiProxy: "\(AIConfig.chat), \(AIConfig.anthropic())")))
+        defer { Task { await h.stop() } }
+        let error = #"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#
+        h.provider.answer(path: "/v1/chat/completions", with: .json(error, status: 401))
+        h.provider.answer(path: "/v1/messages", with: .json("not JSON at all"))
+
+        let zipped = try await h.post("/chat", Self.hello, headers: [("Accept-Encoding", "gzip")])
+        #expect(zipped.status == 401)
+        #expect(zipped.headers["Content-Encoding"] == ["gzip"])
+        #expect(try Gzip.decompress(zipped.bytes) == error)
+        let plain = try await h.post("/chat", Self.hello)
+        #expect(plain.headers["Content-Encoding"].isEmpty)
+        #expect(plain.body == error)
+
+        let failed = try await h.post("/claude", Self.hello, headers: [("Accept-Encoding", "gzip")])
+        #expect(failed.status == 500)
+        #expect(failed.headers["Content-Encoding"] == ["gzip"])
+        let document = try JSONValue.parse(try Gzip.decompress(failed.bytes))
+        #expect(document["error"]?["message"]?.stringValue?.hasPrefix("transformation failed from type anthropic://llm/v1/chat") == true,
+                "\(document)")
+    }
+
     /// Spec §2.8: a gzip stream is inflated chunk by chunk (the compressed stream split anywhere)
     /// and reaches the client as plain events, without `Content-Encoding`.
     @Test func gzipStreamsReachTheClientInflated() async throws {

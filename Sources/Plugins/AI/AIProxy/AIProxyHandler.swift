@@ -349,6 +349,15 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
                           body: inout ByteBuffer) {
         guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
         let latency = Self.milliseconds(since: state.started)
+        // §2.8/§2.9: whatever answer a gzip client gets (converted, native, the provider's error,
+        // the gateway's own 500) goes gzip-encoded; one already gzip is not compressed twice.
+        defer {
+            if state.clientAcceptsGzip, body.readableBytes > 0, !LLMGzip.isEncoded(headers),
+               let zipped = LLMGzip.deflate(body) {
+                body = zipped
+                headers.replaceOrAdd(name: "Content-Encoding", value: "gzip")
+            }
+        }
         // §2.8: the gateway reads the answer inflated; the client gets gzip only if it accepts it.
         let upstreamGzip = LLMGzip.isEncoded(headers)
         /// The body as the gateway reads it; nil when it cannot be inflated (logged).
