@@ -761,6 +761,19 @@ struct AIProxyTests {
         #expect(entry["response"]?["status"] == 429)
     }
 
+    /// §2.10: a preserve route to Hugging Face with neither a model name nor `upstream_url` has no
+    /// URL to build: Kong's plain-text 400, the provider never called.
+    @Test func huggingFaceWithoutAnEndpointIsAPlainTextRefusal() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "hf", path: "/hf", aiProxy: "route_type: preserve, logging: {}, model: {provider: huggingface}")))
+        defer { Task { await h.stop() } }
+        let response = try await h.post("/hf", #"{"inputs":"x"}"#)
+        #expect(response.status == 400)
+        #expect(response.body == "Could not parse the Hugging Face model endponit")
+        #expect(response.headers.first(name: "Content-Type")?.hasPrefix("text/plain") == true)
+        #expect(h.provider.requests.isEmpty)
+    }
+
     // MARK: Native formats
 
     /// Spec §2.12 (`llm_format: gemini`): the client's Gemini body and the provider's answer go

@@ -170,6 +170,16 @@ struct LLMUpstreamTests {
                     path: "/models/mistralai/Mistral-7B-Instruct-v0.2")
     }
 
+    /// §2.10: without `upstream_url` the URL is built from the model name; a preserve route that
+    /// has none cannot reach Hugging Face (Kong's text, its spelling kept).
+    @Test func huggingFaceWithoutModelOrURLIsUnresolvable() throws {
+        let anonymous: JSONValue = ["provider": "huggingface"]
+        #expect(throws: LLMUpstream.Failure.huggingFaceUnresolvable) { try Self.target(anonymous, route: .preserve) }
+        #expect(LLMUpstream.Failure.huggingFaceUnresolvable.message == "Could not parse the Hugging Face model endponit")
+        let routed: JSONValue = ["provider": "huggingface", "options": ["upstream_url": "https://tgi.local"]]
+        Self.expect(try Self.target(routed, route: .preserve), host: "tgi.local", path: "/client/path")
+    }
+
     /// With `upstream_url`: chat appends `/v1/chat/completions` to its path, completions use it as
     /// is (`/` when it has none).
     @Test func huggingFaceWithUpstreamURL() throws {

@@ -208,6 +208,9 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
                                               clientPath: String(context.rawPath), clientAPIVersion: apiVersion,
                                               environment: environment)
+        } catch .huggingFaceUnresolvable {
+            // §2.10: a plain-text 400, not the AI plugins' JSON error.
+            return .decided(.exit(PluginExit(status: 400, body: .text(LLMUpstream.Failure.huggingFaceUnresolvable.message))))
         } catch .missingRegion {
             // §2.3-14: Bedrock signs for a region; none anywhere fails like a failed signature.
             ErrorLog.report("ai-proxy: AWS region not specified anywhere")

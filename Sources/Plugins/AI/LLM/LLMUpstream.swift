@@ -40,6 +40,9 @@ public struct LLMUpstream: Sendable, Equatable {
 
         /// Bedrock without a region: Kong fails it as a failed signature (ai-plugins §2.3-14).
         public static let missingRegion = Failure(message: "AWS region not specified anywhere")
+        /// Hugging Face without `upstream_url` and without a model name to build the URL from
+        /// (a preserve route): Kong's 400, its spelling kept (spec §2.10).
+        public static let huggingFaceUnresolvable = Failure(message: "Could not parse the Hugging Face model endponit")
     }
 
     /// `llm/v1/embeddings` defaults: openai `/v1/embeddings`; azure
@@ -123,6 +126,7 @@ public struct LLMUpstream: Sendable, Equatable {
                 target = override
                 if chat { target.path = normalized(override.path == "/" ? "/v1/chat/completions" : override.path + "/v1/chat/completions") }
             } else {
+                guard !name.isEmpty else { throw .huggingFaceUnresolvable }
                 target = LLMUpstream(tls: true, host: "api-inference.huggingface.co", port: 443,
                                      path: chat ? "/models/\(name)/v1/chat/completions"
                                          : embeddings ? "/pipeline/feature-extraction/\(name)" : "/models/\(name)")
