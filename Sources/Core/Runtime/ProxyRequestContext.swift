@@ -30,8 +30,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var isAnonymous = false
     /// Kong's `kong.ctx.shared`.
     public var shared: [String: any Sendable] = [:]
-    /// Fields plugins add to the request's log record (Kong's `set_serialize_value`), but the
-    /// members set as typed values (`typedLogMembers`): `logRecordValue(_:)` reads a field whole.
+    /// Fields plugins add to the request's log record (Kong's `set_serialize_value`), except the
+    /// members set as typed values (`typedLogMembers`); `logRecordValue(_:)` reads a field whole.
     public var logRecord: [String: JSONValue] = [:]
     /// Members of top-level log-record objects kept typed (`ai.proxy`); see `setLogMember`.
     public private(set) var typedLogMembers: [TypedLogMember] = []
