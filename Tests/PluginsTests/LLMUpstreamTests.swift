@@ -190,6 +190,17 @@ struct LLMUpstreamTests {
         let bare: JSONValue = ["provider": "huggingface", "name": "tgi", "options": ["upstream_url": "https://tgi.local"]]
         Self.expect(try Self.target(bare), host: "tgi.local", path: "/v1/chat/completions")
         Self.expect(try Self.target(bare, route: .completions), host: "tgi.local", path: "/")
+        // §2.5: without a path of its own, completions keep the proxied path.
+        let routed = try LLMUpstream.target(route: .completions, model: try Self.model(bare), stream: false,
+                                            clientPath: "/hf/generate", proxiedPath: "/api/generate", clientAPIVersion: nil)
+        Self.expect(routed, host: "tgi.local", path: "/api/generate")
+        let withPath = try LLMUpstream.target(route: .completions, model: try Self.model(hf), stream: false,
+                                              clientPath: "/hf/generate", proxiedPath: "/api/generate", clientAPIVersion: nil)
+        Self.expect(withPath, tls: false, host: "tgi.local", port: 8080, path: "/endpoint", "a path of its own is used as is")
+        let slash: JSONValue = ["provider": "huggingface", "name": "tgi", "options": ["upstream_url": "https://tgi.local/"]]
+        let explicitRoot = try LLMUpstream.target(route: .completions, model: try Self.model(slash), stream: false,
+                                                  clientPath: "/hf", proxiedPath: "/api/generate", clientAPIVersion: nil)
+        Self.expect(explicitRoot, host: "tgi.local", path: "/", "`/` is a path")
     }
 
     // MARK: upstream_url

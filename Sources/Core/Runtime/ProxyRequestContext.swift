@@ -378,9 +378,18 @@ extension ProxyRequestContext {
         if let override = upstreamTarget {
             return rawQuery.map { "\(override.path)?\($0)" } ?? override.path
         }
-        let path = RequestPath.upstreamPath(servicePath: service?.path, requestPath: match.path,
-                                            strippedPrefix: match.strippedPrefix)
-        return RequestPath.upstreamTarget(path: path, rawQuery: rawQuery)
+        return RequestPath.upstreamTarget(path: Self.proxiedPath(match: match, service: service), rawQuery: rawQuery)
+    }
+
+    /// The path the request goes upstream with when no plugin re-targets it: the service path
+    /// joined with the routed one (spec §6.5); the client's path before a route matched.
+    public var proxiedPath: String {
+        guard let match else { return String(rawPath) }
+        return Self.proxiedPath(match: match, service: match.service)
+    }
+
+    private static func proxiedPath(match: RouteMatch, service: Service?) -> String {
+        RequestPath.upstreamPath(servicePath: service?.path, requestPath: match.path, strippedPrefix: match.strippedPrefix)
     }
 }
 

@@ -206,7 +206,8 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         let upstream: LLMUpstream
         do {
             upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
-                                              clientPath: String(context.rawPath), clientAPIVersion: apiVersion,
+                                              clientPath: String(context.rawPath), proxiedPath: context.proxiedPath,
+                                              clientAPIVersion: apiVersion,
                                               environment: environment)
         } catch .huggingFaceUnresolvable {
             // §2.10: a plain-text 400, not the AI plugins' JSON error.

@@ -57,9 +57,12 @@ public struct LLMUpstream: Sendable, Equatable {
     ///   - model: resolved for this request.
     ///   - stream: stream mode (Gemini and Bedrock use a different operation; ignored for embeddings).
     ///   - clientPath: the client's original path (preserve mode keeps it).
+    ///   - proxiedPath: where the request would go without the plugin (the service path joined
+    ///     with the routed one), kept for Hugging Face completions whose `upstream_url` has no path.
     ///   - clientAPIVersion: the client's `api-version` query argument (Azure prefers it).
     public static func target(route: LLMRouteType, model: LLMModelConfig, stream: Bool, clientPath: String,
-                              clientAPIVersion: String?, environment: [String: String] = [:]) throws(Failure) -> LLMUpstream {
+                              proxiedPath: String = "/", clientAPIVersion: String?,
+                              environment: [String: String] = [:]) throws(Failure) -> LLMUpstream {
         let options = model.options
         let name = model.name ?? ""
         // §2.3-14 (the region to sign for) comes before §2.3-15 (the target, `upstream_url`).
@@ -125,6 +128,11 @@ public struct LLMUpstream: Sendable, Equatable {
             if let override {
                 target = override
                 if chat { target.path = normalized(override.path == "/" ? "/v1/chat/completions" : override.path + "/v1/chat/completions") }
+                // §2.5: completions use `upstream_url` as is; without a path of its own the path
+                // stays the proxied one.
+                else if route == .completions, options.upstreamURL.map({ URLParts($0).path == nil }) == true {
+                    target.path = proxiedPath
+                }
             } else {
                 guard !name.isEmpty else { throw .huggingFaceUnresolvable }
                 target = LLMUpstream(tls: true, host: "api-inference.huggingface.co", port: 443,
