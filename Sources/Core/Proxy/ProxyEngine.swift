@@ -231,7 +231,7 @@ enum RequestPhases {
         switch exit.body {
         case .json(let value):
             headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-            body = value.serialized()
+            body = value.serialized(.kong)  // cjson, as `kong.response.exit` encodes: `/` escaped
         case .error(let message):
             let accept = head.headers["accept"]
             let format = KongErrorResponse.format(accept: accept.isEmpty ? nil : accept.joined(separator: ","),
