@@ -206,7 +206,9 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         let upstream: LLMUpstream
         do {
             upstream = try LLMUpstream.target(route: route, model: model, stream: state.streaming,
-                                              clientPath: String(context.rawPath), proxiedPath: context.proxiedPath,
+                                              clientPath: String(context.rawPath),
+                                              // Only Hugging Face reads it: not built for the others.
+                                              proxiedPath: model.provider == .huggingface ? context.proxiedPath : "/",
                                               clientAPIVersion: apiVersion,
                                               environment: environment)
         } catch .huggingFaceUnresolvable {
