@@ -41,7 +41,7 @@ public struct AdminResponse: Sendable, Equatable {
     /// Kong's JSON bodies: `application/json; charset=utf-8`.
     static func json(_ status: Int, _ value: JSONValue) -> AdminResponse {
         AdminResponse(status: status, headers: [("Content-Type", "application/json; charset=utf-8")],
-                      body: Array(value.serialized().utf8))
+                      body: value.serializedBytes(.kong))  // cjson, as Kong's Admin API: `/` escaped
     }
 
     static func message(_ status: Int, _ text: String) -> AdminResponse { json(status, ["message": .string(text)]) }
