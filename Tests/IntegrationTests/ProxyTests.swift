@@ -376,6 +376,7 @@ struct ProxyTests {
         #expect(seen["x-drop"] == nil, "headers named in Connection are hop-by-hop")
         let requestID = try #require(seen["x-kong-request-id"]?.arrayValue?.first?.stringValue)
         #expect(requestID.count == 32)
+        #expect(requestID.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }, "lowercase hex: \(requestID)")
         #expect(stripped.headers.first(name: "X-Kong-Request-Id") == requestID)
         #expect(stripped.headers.first(name: "Via") == "1.1 kong/3.10.0")
         #expect(stripped.headers.first(name: "Server") == "mock-upstream", "the upstream's Server is kept")

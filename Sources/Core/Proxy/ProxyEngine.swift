@@ -63,6 +63,8 @@ struct RequestPhaseWalk: Sendable {
                     return .decided(.respond(answer.exit, handlers: configuration.globalHandlers))
                 case .success(let found):
                     match = found
+                    // At most one handler per configured plugin name: one allocation, not one per growth.
+                    selected.reserveCapacity(configuration.pluginOrder.count)
                     stage = .access(0)
                 }
             case .access(var position):
@@ -288,17 +290,20 @@ struct RequestIDGenerator {
         return product.high ^ product.low
     }
 
+    /// 32 lowercase hex digits, written straight into one string (one allocation).
     mutating func make() -> String {
         let a = next(), b = next()
-        return Self.hex16(a) + Self.hex16(b)
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            Self.writeHex(a, into: buffer, at: 0)
+            Self.writeHex(b, into: buffer, at: 16)
+            return 32
+        }
     }
 
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    private static func hex16(_ value: UInt64) -> String {
-        String(unsafeUninitializedCapacity: 16) { buffer in
-            for i in 0..<16 { buffer[i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)] }
-            return 16
+    private static func writeHex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) {
+        for i in 0..<16 {
+            let digit = UInt8(truncatingIfNeeded: (value >> (60 - 4 * UInt64(i))) & 0xF)
+            buffer[start + i] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
         }
     }
 }

@@ -179,7 +179,12 @@ final class UpstreamConnection: ChannelInboundHandler {
 /// hop threads between the client connection and its upstream.
 final class UpstreamPool {
     let eventLoop: any EventLoop
-    private var idle: [UpstreamTarget: [UpstreamConnection]] = [:]
+    /// Idle connections per target, in a class so taking and returning one mutates the list in
+    /// place: a dictionary's in-place accessor on an array value allocated on every call.
+    private final class IdleList {
+        var connections: [UpstreamConnection] = []
+    }
+    private var idle: [UpstreamTarget: IdleList] = [:]
     private var sslContexts: [Bool: NIOSSLContext] = [:]
     static let maxIdlePerTarget = 128
 
@@ -196,8 +201,8 @@ final class UpstreamPool {
 
     /// A usable idle connection to `target`, if the pool holds one (the common, synchronous case).
     func takeIdle(_ target: UpstreamTarget) -> UpstreamConnection? {
-        // Popped in place: a local copy of the list would copy it on every reuse.
-        while let connection = idle[target]?.popLast() {
+        guard let list = idle[target] else { return nil }
+        while let connection = list.connections.popLast() {
             if connection.channel?.isActive == true && connection.reusable { return connection }
         }
         return nil
@@ -237,18 +242,24 @@ final class UpstreamPool {
     func release(_ connection: UpstreamConnection) {
         connection.delegate = nil
         guard connection.reusable, connection.isBetweenResponses, let channel = connection.channel, channel.isActive,
-              (idle[connection.target]?.count ?? 0) < Self.maxIdlePerTarget else {
+              (idle[connection.target]?.connections.count ?? 0) < Self.maxIdlePerTarget else {
             connection.channel?.close(promise: nil)
             return
         }
         // The exchange may have paused reading (slow client); an idle connection reads, so it
         // notices the upstream closing and the next exchange gets its response.
         connection.setReading(true)
-        idle[connection.target, default: []].append(connection)
+        if let list = idle[connection.target] {
+            list.connections.append(connection)
+        } else {
+            let list = IdleList()
+            list.connections.append(connection)
+            idle[connection.target] = list
+        }
     }
 
     func forget(_ connection: UpstreamConnection) {
-        idle[connection.target]?.removeAll { $0 === connection }
+        idle[connection.target]?.connections.removeAll { $0 === connection }
     }
 
     private func context(verify: Bool) throws -> NIOSSLContext {
