@@ -978,6 +978,33 @@ struct AIProxyTests {
                 "\(document)")
     }
 
+    /// A 200 marked gzip that does not inflate: a converting route fails as an undecodable
+    /// answer does (§2.7, the driver's words); a preserve route forwards it as received.
+    @Test func answersMarkedGzipThatDoNotInflate() async throws {
+        let h = try await AIHarness.start(AIConfig.document(
+            AIConfig.route("chat", path: "/chat", aiProxy: "\(AIConfig.chat), \(AIConfig.openAI())"),
+            AIConfig.route("raw", path: "/raw", aiProxy: """
+                route_type: preserve, logging: {}, model: {provider: openai, options: {upstream_url: "PROVIDER"}}
+                """)))
+        defer { Task { await h.stop() } }
+        let notGzip = ProviderFixtures.openAIChat(content: "plain after all")
+        for path in ["/v1/chat/completions", "/raw"] {
+            h.provider.answer(path: path, with: ProviderReply(
+                headers: [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+                chunks: [.init(bytes: Array(notGzip.utf8))]))
+        }
+
+        let failed = try await h.post("/chat", Self.hello)
+        #expect(failed.status == 500)
+        #expect(failed.headers["Content-Encoding"].isEmpty)
+        #expect(failed.body == #"{"error":{"message":"transformation failed from type openai:\/\/llm\/v1\/chat: failed to decode llm\/v1\/chat response"}}"#)
+
+        let preserved = try await h.post("/raw", Self.hello)
+        #expect(preserved.status == 200)
+        #expect(preserved.headers["Content-Encoding"] == ["gzip"], "forwarded as the provider marked it")
+        #expect(preserved.body == notGzip)
+    }
+
     /// Spec §2.8: a gzip stream is inflated chunk by chunk (the compressed stream split anywhere)
     /// and reaches the client as plain events, without `Content-Encoding`.
     @Test func gzipStreamsReachTheClientInflated() async throws {

@@ -543,6 +543,25 @@ struct LLMConversionTests {
         #expect(unsupported?.clientMessage == "no transformer available from format gemini://llm/v1/completions")
     }
 
+    /// A 200 answer that cannot be read at all (marked gzip, not inflatable) fails in each
+    /// driver's words for a body that is not JSON.
+    @Test func undecodableAnswersFailInTheDriversWords() {
+        let models: [(LLMRouteType, LLMModelConfig)] = [
+            (.chat, Self.model(.openai, "gpt-4o")), (.completions, Self.model(.openai, "gpt-4o")),
+            (.chat, Self.anthropic), (.chat, Self.model(.cohere, "c")), (.chat, Self.gemini), (.chat, Self.bedrock),
+            (.chat, Self.model(.llama2, "l", options: ["llama2_format": "raw"])),
+            (.chat, Self.model(.llama2, "l", options: ["llama2_format": "ollama"])),
+            (.chat, Self.model(.huggingface, "h")),
+        ]
+        for (route, model) in models {
+            let failure = LLMResponseConversion.undecodable(route: route, model: model)
+            #expect(failure.clientMessage == Self.responseError("nope", route, model)?.clientMessage, "\(model.provider)")
+            #expect(failure.clientMessage.hasPrefix("transformation failed from type \(model.provider.rawValue)://\(route.rawValue): "))
+        }
+        #expect(LLMResponseConversion.undecodable(route: .chat, model: Self.model(.openai, "gpt-4o")).clientMessage
+            == "transformation failed from type openai://llm/v1/chat: failed to decode llm/v1/chat response")
+    }
+
     @Test func convertedBodiesAreWrittenLikeKongsEncoder() throws {
         let result = try Self.response(#"{"completion":"a/b","model":"claude-2"}"#, .completions, Self.anthropic)
         let text = String(decoding: result.bytes(upstream: []), as: UTF8.self)

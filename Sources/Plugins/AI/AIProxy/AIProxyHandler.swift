@@ -415,10 +415,15 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             return
         }
         guard let plain = inflated() else {
-            status = 500
-            headers.remove(name: "Content-Encoding")
-            headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
-            body = Self.errorBody("failed to decode the upstream response")
+            // Marked gzip but not inflatable. A preserve route never converts: the answer goes on
+            // as received. Elsewhere it fails as any undecodable answer does (§2.7), in the
+            // provider's words.
+            if config.routeType != .preserve {
+                status = 500
+                headers.remove(name: "Content-Encoding")
+                headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+                body = Self.errorBody(LLMResponseConversion.undecodable(route: config.routeType, model: state.model).clientMessage)
+            }
             recordFailedCall()
             return
         }

@@ -95,6 +95,19 @@ public enum LLMResponseConversion {
         }
     }
 
+    /// The failure of a 200 answer the gateway cannot read at all (a body marked gzip that does
+    /// not inflate): what the provider's driver says of a body that is not JSON, in the same
+    /// `transformation failed from type …` envelope (§2.7).
+    public static func undecodable(route: LLMRouteType, model: LLMModelConfig) -> LLMConversionError {
+        do {
+            _ = try fromProvider([], route: route, model: model)
+        } catch {
+            return error
+        }
+        // Unreachable for a route that converts (no driver reads an empty body as an answer).
+        return LLMConversionError("failed to decode the upstream response")
+    }
+
     private static func convert(
         _ body: [UInt8], dialect: LLMDialect, route: LLMRouteType, model: LLMModelConfig, transformerCall: Bool
     ) throws(LLMConversionError) -> LLMConvertedResponse {
