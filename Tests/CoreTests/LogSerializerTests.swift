@@ -316,7 +316,7 @@ enum ReferenceSerializer {
             "started_at": .number(Double(log.startedAt)),
             "source": .string(log.proxied ? "upstream" : "kong"),
         ]
-        root["upstream_status"] = .string(log.upstreamStatus.map { String($0) } ?? "")
+        root["upstream_status"] = .string(log.upstreamStatusText)
         if let consumer = context.consumer { root["consumer"] = consumer.entity }
         if let credential = context.credentialID {
             var entity: [String: JSONValue] = ["id": .string(credential)]

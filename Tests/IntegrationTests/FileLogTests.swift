@@ -57,6 +57,39 @@ struct FileLogTests {
         #expect(!FileManager.default.fileExists(atPath: kept), "no new file at the path without reopen")
     }
 
+    /// `upstream_status` is nginx's `$upstream_status`: one status per try, a try that got no
+    /// answer as 502 (504 for a timeout), and nothing when no upstream was tried.
+    @Test func upstreamStatusListsEveryTry() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("tries.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: flaky
+          url: UPSTREAM
+          retries: 3
+          routes:
+          - {name: tries, paths: ["/drop", "/flaky"], strip_path: false}
+        - name: closed
+          url: http://127.0.0.1:1
+          retries: 1
+          routes:
+          - {name: refused, paths: ["/refused"]}
+        plugins:
+        - {name: file-log, config: {path: "\(path)"}}
+        """)
+        defer { Task { await h.stop() } }
+
+        #expect(try await h.send("/drop", method: .POST).status == 502)
+        #expect(try await h.send("/drop").status == 502)
+        #expect(try await h.send("/flaky").status == 200)
+        #expect(try await h.send("/refused").status == 502)
+        let lines = try await AIProxyTests.logLines(path, atLeast: 4)
+        let statuses = lines.map { (try? JSONValue.parse($0))?["upstream_status"]?.stringValue }
+        #expect(statuses == ["502", "502, 502, 502, 502", "502, 200", "502, 502"],
+                "a sent POST is tried once; a GET 1 + retries times; the flaky GET answers on its second try")
+    }
+
     /// The serializer's request, upstream and latency fields for a proxied request, and for one a
     /// plugin answered itself.
     @Test func serializerFields() async throws {

@@ -11,12 +11,14 @@ import NIOSSL
 /// - `/slow`: answers after `slowDelay`;
 /// - `/status/<n>`: that status;
 /// - `/drop…`: closes the connection after reading the request, without answering;
+/// - `/flaky…`: every other request (the first, third…) dropped like `/drop`, the others echoed;
 /// - `/cut`: announces a 100-byte body, sends 50 bytes of it and closes the connection.
 final class MockUpstream: Sendable {
     let port: Int
     private let channel: any Channel
     private let accepted = NIOLockedValueBox(0)
     private let dropped = NIOLockedValueBox(0)
+    private let flaky = NIOLockedValueBox(0)
     struct DroppedConnection: Error {}
 
     /// Requests `/drop…` received (each answered by closing the connection).
@@ -129,6 +131,9 @@ final class MockUpstream: Sendable {
             try await outbound.write(.body(.byteBuffer(ByteBuffer(string: "data: last\n\n"))))
             try await outbound.write(.end(nil))
             return
+        }
+        if head.uri.hasPrefix("/flaky"), flaky.withLockedValue({ count in count += 1; return count % 2 == 1 }) {
+            throw DroppedConnection()
         }
         if head.uri.hasPrefix("/drop") {
             // Reads the request whole, then closes the connection without a word.

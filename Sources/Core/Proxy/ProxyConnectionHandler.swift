@@ -472,6 +472,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                 case .success(let connection): self.send(exchange, over: connection)
                 case .failure(let error):
                     let failure = UpstreamFailure(error)
+                    // A name that does not resolve fails before nginx tries any upstream.
+                    if failure.kind != .nameResolution { exchange.request.exchangeLog.failedTries.append(failure.status) }
                     if failure.isRetryable && exchange.attempts <= service.retries {
                         self.connect(exchange)
                     } else {
@@ -563,6 +565,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             closeFlushingFirst()
         } else {
+            if exchange.request.exchangeLog.upstreamStatus == nil { exchange.request.exchangeLog.failedTries.append(504) }
             respond(.error(504, ProxyErrorText.upstreamTimeout), exchange: exchange, nginxLevel: true)
         }
     }
@@ -774,6 +777,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             closeFlushingFirst()  // mid-body: the client gets what arrived, then sees the connection end
         } else if exchange.state == .proxying {
+            // nginx logs the status of an answer that came, else a 502 for this try.
+            if exchange.request.exchangeLog.upstreamStatus == nil { exchange.request.exchangeLog.failedTries.append(502) }
             // A failure before any answer: try again (Kong's `retries`) when the request can be
             // sent again whole, and either the upstream cannot have acted on it (nginx does not
             // pass a non-idempotent request that was sent to the next try) or the connection was

@@ -89,7 +89,7 @@ struct KongLogLine {
         member("started_at"); integer(log.startedAt)
         writePluginFields(before: "upstream_status")
         // Kong writes `var.upstream_status or ""`: present, empty when no upstream answered.
-        member("upstream_status"); string(log.upstreamStatus.map { String($0) } ?? "")
+        member("upstream_status"); string(log.upstreamStatusText)
         writePluginFields(before: "upstream_uri")
         member("upstream_uri"); string(context.logRedactions.uri(log.upstreamURI))
         writePluginFields(before: nil)

@@ -311,7 +311,11 @@ public struct ExchangeLog: Sendable {
     public var requestSize = 0
     /// The path and query sent upstream (empty when nothing was proxied).
     public var upstreamURI = ""
+    /// The status of the upstream's answer (the last try's).
     public var upstreamStatus: Int?
+    /// What nginx records for each try that ended without an answer, in order: 502 for a
+    /// connection error, 504 for a timeout (a stale pooled connection counts, as in nginx).
+    public var failedTries: [Int] = []
     /// Status, headers and bytes (head and body) sent to the client.
     public var status = 0
     public var responseHeaders = HTTPHeaders()
@@ -324,6 +328,15 @@ public struct ExchangeLog: Sendable {
     public var proxied = false
 
     public init() {}
+
+    /// nginx's `$upstream_status`, which Kong logs as `upstream_status`: one status per try,
+    /// comma-separated (`502, 200`); empty when no upstream was tried.
+    public var upstreamStatusText: String {
+        guard !failedTries.isEmpty else { return upstreamStatus.map { String($0) } ?? "" }
+        var tries = failedTries.map { String($0) }
+        if let upstreamStatus { tries.append(String(upstreamStatus)) }
+        return tries.joined(separator: ", ")
+    }
 }
 
 /// Where a request goes when proxied now (Kong's `kong.service` view in the access phase): the
