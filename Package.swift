@@ -91,15 +91,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Helpers the test targets share (a seeded generator).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: [
-            "Core", .product(name: "NIOCore", package: "swift-nio"),
+            "Core", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
             // Loop-turn behaviour (LoopFlushBatch) observed on an event loop the test turns itself.
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(
             name: "PluginsTests",
             dependencies: [
-                "Core", "Plugins",
+                "Core", "Plugins", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 // The Redis client tests' mock server.
@@ -116,7 +118,7 @@ let package = Package(
             ]
         ),
         // Kong's ai-proxy fixtures (read from ../shared/kong-fixtures) against our LLM drivers.
-        .testTarget(name: "KongCompat", dependencies: ["Core", "Plugins"], path: "kong-compat/Conformance"),
+        .testTarget(name: "KongCompat", dependencies: ["Core", "Plugins", "TestSupport"], path: "kong-compat/Conformance"),
         // Runs the real `silverback` binary against the files in kong-compat/.
         .testTarget(
             name: "IntegrationTests",

@@ -150,6 +150,39 @@ struct AIProxyTests {
 
     // MARK: Non-stream
 
+    /// An OpenAI-format chat body for an OpenAI-format provider is skimmed: only what ai-proxy
+    /// reads is built, the rest goes on as the client spelled it, unless the client spelled it in
+    /// a way only a lenient reader takes (then it is written, as Kong's encoder writes it). An
+    /// answer without usage is charged the prompt estimate, made from the body sent.
+    @Test func skimmedChatBodiesGoOnAsTheClientSpelledThem() async throws {
+        let directory = try TemporaryDirectory.make("skim-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("ai.log").path
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route(
+            "chat", path: "/chat", aiProxy: "route_type: llm/v1/chat, logging: {log_statistics: true}, \(AIConfig.openAI())",
+            more: ["name: file-log, config: {path: \"\(logPath)\"}"])))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions", with: .json(#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}"#))
+
+        let messages = #"[ {"role":"user", "content":"caf\u00e9 \/ one two three"} ]"#
+        let spelled = #"{"temperature" : 0.7, "messages": "# + messages + #", "metadata": {"a\/b": [1, 2.5]}}"#
+        #expect(try await h.post("/chat", spelled).status == 200)
+        let sent = try #require(h.provider.requests.last?.bodyText)
+        #expect(sent.contains(#""messages":"# + messages), "copied as spelled: \(sent)")
+        #expect(sent.contains(#""metadata":{"a\/b": [1, 2.5]}"#) && sent.contains(#""temperature":0.7"#), "\(sent)")
+        #expect(try JSONValue.parse(sent)["model"] == "gpt-4o-mini")
+
+        let lenient = "{\"messages\": [{\"role\":\"user\",\"content\":\"line one\nline two\"}], \"n\": 1.0}"
+        #expect(try await h.post("/chat", lenient).status == 200)
+        let rewritten = try #require(h.provider.requests.last?.bodyText)
+        #expect(rewritten.contains(#""content":"line one\nline two""#) && rewritten.contains(#""n":1"#), "written: \(rewritten)")
+
+        expectAIError(try await h.post("/chat", #"{"messages": [ ], "model": "gpt-4o-mini"}"#), "request body doesn't contain valid prompts")
+        let lines = try await Self.logLines(logPath, atLeast: 3)
+        let usage = lines.prefix(2).map { (try? JSONValue.parse($0))?["ai"]?["proxy"]?["usage"]?["prompt_tokens"] }
+        #expect(usage == [5, 4], "the estimate: words of the messages sent (\(lines))")
+    }
+
     @Test func openAIChatGoesToTheProviderAndComesBackByteForByte() async throws {
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route("chat", path: "/chat", aiProxy: """
             \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())

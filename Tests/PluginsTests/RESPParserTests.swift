@@ -1,4 +1,5 @@
 @testable import Plugins
+import TestSupport
 import Testing
 
 /// The RESP2/RESP3 reader (the Redis strategy's wire format): every type, values split at every
@@ -62,7 +63,7 @@ struct RESPParserTests {
 
     /// Property: random values (seeded), encoded, read back whole and from any split.
     @Test func randomValuesRoundTripFromAnySplit() throws {
-        var rng = SplitMix(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         for _ in 0..<300 {
             let value = Self.random(&rng, depth: 0)
             let bytes = value.encoded
@@ -75,7 +76,7 @@ struct RESPParserTests {
     /// Fuzz: random bytes and corrupted encodings never crash the reader; each is a value,
     /// incomplete, or a protocol error.
     @Test func arbitraryBytesNeverCrash() {
-        var rng = SplitMix(seed: 0xF022)
+        var rng = SplitMix64(seed: 0xF022)
         let alphabet = Array("+-:$*_#,(!=%~>|\r\n0123456789-abc".utf8)
         for round in 0..<20_000 {
             var bytes: [UInt8]
@@ -90,7 +91,7 @@ struct RESPParserTests {
         }
     }
 
-    static func random(_ rng: inout SplitMix, depth: Int) -> RESPValue {
+    static func random(_ rng: inout SplitMix64, depth: Int) -> RESPValue {
         let leaf = depth >= 3
         switch rng.next() % (leaf ? 8 : 12) {
         case 0: return .simpleString("s\(rng.next() % 1000)")
@@ -109,15 +110,3 @@ struct RESPParserTests {
     }
 }
 
-/// A small seeded generator, so a failing case can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

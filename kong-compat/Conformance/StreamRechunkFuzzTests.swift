@@ -1,29 +1,12 @@
 import Core
 import Plugins
+import TestSupport
 import Testing
 
 // Re-chunking fuzz: every streaming fixture byte stream of Kong's suite, re-split at seeded random
 // boundaries (and at every single boundary), must give exactly the events, client frames, usage,
 // finish reason and text of the unsplit run. The upstream network decides where chunks end; the
 // output must not depend on it.
-
-/// A seeded SplitMix64: deterministic cut plans on every platform and Swift version (the standard
-/// library's `random(in:using:)` mapping is not promised to be stable).
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform enough in `0..<bound` for cut positions (modulo bias < 2^-40 for these sizes).
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
 
 struct RechunkFixture: Sendable, CustomTestStringConvertible {
     let name: String

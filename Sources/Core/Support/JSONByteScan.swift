@@ -34,6 +34,30 @@ enum JSONByteScan {
         return index
     }
 
+    /// Whether `bytes` are valid UTF-8 (what `String(decoding:as:)` keeps unchanged), checking
+    /// sixteen ASCII bytes at a time until the first byte that is not.
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        if let base = bytes.baseAddress {
+            let ascii = Block(repeating: 0x80)
+            while index + Block.scalarCount <= bytes.count {
+                let block = UnsafeRawPointer(base + index).loadUnaligned(as: Block.self)
+                if any(block .>= ascii) { break }
+                index += Block.scalarCount
+            }
+        }
+        // From a sequence's first byte on (the bytes passed over were all ASCII).
+        var iterator = UnsafeBufferPointer(rebasing: bytes[index...]).makeIterator()
+        var decoder = Unicode.UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
+    }
+
     /// The index of the first byte a JSON string must escape at or after `start`, or
     /// `bytes.count`: `"`, `\`, control characters, and `/` when `escapeSlashes`.
     static func escapeNeeded(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, escapeSlashes: Bool) -> Int {

@@ -50,12 +50,14 @@ extension JSONValue {
     }
 
     /// The document, and where each top-level member's value sits in `buffer` when
-    /// `recordingMemberRanges` (and the document is an object).
-    static func parse(buffer: UnsafeBufferPointer<UInt8>, recordingMemberRanges: Bool)
+    /// `recordingMemberRanges` (and the document is an object). `keeping`: only those top-level
+    /// members are built, as `parse(bytes:skimmingAllBut:)` builds them.
+    static func parse(buffer: UnsafeBufferPointer<UInt8>, recordingMemberRanges: Bool, keeping: Set<String>? = nil)
         -> Result<(value: JSONValue, memberRanges: [String: Range<Int>]), JSONParseError>
     {
         var reader = JSONReader(bytes: buffer)
         reader.recordsMemberRanges = recordingMemberRanges
+        reader.kept = keeping
         return reader.readDocument().map { ($0, reader.memberRanges) }
     }
 }
@@ -277,12 +279,20 @@ private struct JSONReader {
     }
 
     /// Reads past a string starting at its opening quote, checking its escapes as `readString`
-    /// does, without making it.
+    /// does, without making it. When recording member ranges it notes, as `readString` does, a
+    /// spelling the writer would change (a raw control character, invalid UTF-8, a lone
+    /// surrogate): a skipped member's bytes are copied only when they are what would be written.
     mutating func skipString() throws(JSONParseError) {
         var sawControl = false
+        let checks = recordsMemberRanges && !lenient
+        defer { if sawControl && checks { lenient = true } }
         index += 1
         while true {
+            let runStart = index
             index = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl)
+            if checks && !lenient && !JSONByteScan.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[runStart..<min(index, bytes.count)])) {
+                lenient = true
+            }
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
             if bytes[index] == UInt8(ascii: "\"") { index += 1; return }
             index += 1
@@ -293,7 +303,16 @@ private struct JSONReader {
                 index += 1
             case UInt8(ascii: "u"):
                 index += 1
-                _ = try readHex4()
+                let code = try readHex4()
+                guard checks else { continue }
+                if (0xD800...0xDBFF).contains(code), index + 1 < bytes.count,
+                   bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                    // A high surrogate and its low one make one scalar; anything else is lone.
+                    index += 2
+                    if !(0xDC00...0xDFFF).contains(try readHex4()) { lenient = true }
+                } else if (0xD800...0xDFFF).contains(code) {
+                    lenient = true
+                }
             default:
                 throw error("Expected valid escape but found invalid token")
             }

@@ -12,22 +12,58 @@ import NIOCore
 /// control characters or invalid UTF-8 in strings, lone surrogates, numbers like `1.0`, `-0`,
 /// `1e2` or `007` (Kong's encoder writes `1`, `0`, `100`, `7`).
 public struct JSONSourceObject: Sendable {
-    /// The parsed members (a repeated key keeps its last value, as Kong's decoder does).
+    /// The parsed members (a repeated key keeps its last value, as Kong's decoder does). In a
+    /// skim, the members not kept hold their Lua truthiness (`null` and `false` as themselves,
+    /// any other value as `true`), as `JSONValue.parse(bytes:skimmingAllBut:)` gives them.
     public let members: [String: JSONValue]
+    /// The members built when this is a skim (`init(parsing:skimmingAllBut:)`); nil when all were.
+    public let kept: Set<String>?
     private let source: ByteBuffer
     /// Where each member's value sits in `source`'s readable bytes.
     private let valueRanges: [String: Range<Int>]
 
     /// nil when the bytes are JSON but not an object.
     public init?(parsing source: ByteBuffer) throws(JSONParseError) {
+        try self.init(parsing: source, keeping: nil)
+    }
+
+    /// Builds only the members named in `keeping`; the others are checked and stand in as their
+    /// truthiness. Encoding copies them from the source bytes, so a skim serves a caller that
+    /// reads only the kept members and passes the rest on. A member not kept whose bytes are not
+    /// what the writer would write (see the type's note) could not be copied and is not built:
+    /// then the whole object is parsed instead (`kept` is nil). nil when not an object.
+    public init?(parsing source: ByteBuffer, skimmingAllBut keeping: Set<String>) throws(JSONParseError) {
+        guard let skim = try JSONSourceObject(parsing: source, keeping: keeping) else { return nil }
+        if skim.members.keys.contains(where: { !keeping.contains($0) && skim.valueRanges[$0] == nil }) {
+            try self.init(parsing: source, keeping: nil)
+        } else {
+            self = skim
+        }
+    }
+
+    private init?(parsing source: ByteBuffer, keeping: Set<String>?) throws(JSONParseError) {
         let parsed = source.withUnsafeReadableBytes { raw in
-            JSONValue.parse(buffer: raw.assumingMemoryBound(to: UInt8.self), recordingMemberRanges: true)
+            JSONValue.parse(buffer: raw.assumingMemoryBound(to: UInt8.self), recordingMemberRanges: true, keeping: keeping)
         }
         let document = try parsed.get()
         guard case .object(let members) = document.value else { return nil }
         self.members = members
+        kept = keeping
         self.source = source
         valueRanges = document.memberRanges
+    }
+
+    /// Whether member `key` is a non-empty array; read from its bytes when it was skimmed.
+    public func isNonEmptyArray(_ key: String) -> Bool {
+        guard let kept, !kept.contains(key) else { return members[key]?.arrayValue.map { !$0.isEmpty } ?? false }
+        guard let range = valueRanges[key] else { return false }
+        return source.withUnsafeReadableBytes { raw in
+            guard raw[range.lowerBound] == UInt8(ascii: "[") else { return false }
+            // The bytes are JSON: the first one after `[` and its whitespace says whether an item follows.
+            var index = range.lowerBound + 1
+            while index < range.upperBound, [0x20, 0x09, 0x0A, 0x0D].contains(raw[index]) { index += 1 }
+            return index < range.upperBound && raw[index] != UInt8(ascii: "]")
+        }
     }
 
     /// `object` as JSON, in the dictionary's order. A member whose key and value this object

@@ -22,6 +22,11 @@ struct AIProxyConfig: Sendable {
     let nativeFormat: LLMNativeFormat?
     /// Bedrock's SigV4 keys, Gemini's service account, Azure's managed identity (§2.3-14).
     let cloudIdentity: LLMCloudIdentity?
+    /// The only members of the client's body ai-proxy reads when it sends an OpenAI-format
+    /// provider a chat request as the client's own object (its `messages` are only checked to be
+    /// a non-empty list, from their bytes): the rest is passed on unbuilt
+    /// (`AIRequestBody.skimNow`). nil when the request is converted, templated or native.
+    let readMembers: Set<String>?
 
     init?(instance: PluginInstance, environment: [String: String]) {
         let config = instance.config
@@ -41,6 +46,10 @@ struct AIProxyConfig: Sendable {
         nativeFormat = LLMNativeFormat(llmFormat: llmFormat)
         cloudIdentity = LLMCloudIdentity.make(provider: model.provider, auth: config["auth"] ?? .null,
                                               environment: environment)
+        // A template may name another provider per request; the others need the whole body.
+        let passesTheObjectOn = routeType == .chat && nativeFormat == nil && !modelTemplate.isTemplated
+            && LLMDialect(model) == .openAI
+        readMembers = passesTheObjectOn ? ["model", "stream", "stream_options", "prompt"] : nil
     }
 }
 
@@ -61,8 +70,14 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
     // MARK: Access
 
     func access(_ context: ProxyRequestContext) async -> PluginVerdict {
-        let body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize)
-        switch prepare(context, body: body) {
+        let body: [String: JSONValue]?
+        var skim: JSONSourceObject?
+        if let readMembers = config.readMembers {
+            (body, skim) = await AIRequestBody.skim(context, maxRequestBodySize: config.maxRequestBodySize, keeping: readMembers)
+        } else {
+            body = await AIRequestBody.object(context, maxRequestBodySize: config.maxRequestBodySize)
+        }
+        switch prepare(context, body: body, skim: skim) {
         case .decided(let verdict): return verdict
         case .signing(let pending): return await sign(context, pending)
         }
@@ -71,9 +86,18 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
     /// Without waiting when the body has already arrived whole and no cloud identity signs the
     /// request (signing may fetch a token, and Bedrock's may read a body not read yet).
     func accessNow(_ context: ProxyRequestContext) -> PluginVerdict? {
-        guard config.cloudIdentity == nil,
-              let body = AIRequestBody.objectNow(context, maxRequestBodySize: config.maxRequestBodySize) else { return nil }
-        switch prepare(context, body: body) {
+        guard config.cloudIdentity == nil else { return nil }
+        let body: [String: JSONValue]?
+        var skim: JSONSourceObject?
+        if let readMembers = config.readMembers {
+            guard let read = AIRequestBody.skimNow(context, maxRequestBodySize: config.maxRequestBodySize,
+                                                   keeping: readMembers) else { return nil }
+            (body, skim) = read
+        } else {
+            guard let read = AIRequestBody.objectNow(context, maxRequestBodySize: config.maxRequestBodySize) else { return nil }
+            body = read
+        }
+        switch prepare(context, body: body, skim: skim) {
         case .decided(let verdict): return verdict
         case .signing: preconditionFailure("only a cloud identity signs")
         }
@@ -97,7 +121,9 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
 
     /// Everything of the access phase but the signature, over the body as `AIRequestBody.object`
     /// gives it.
-    private func prepare(_ context: ProxyRequestContext, body: [String: JSONValue]?) -> Preparation {
+    /// `skim`: the body's parse when only `config.readMembers` were built (`body` is its members).
+    private func prepare(_ context: ProxyRequestContext, body: [String: JSONValue]?,
+                         skim: JSONSourceObject? = nil) -> Preparation {
         let state = AIProxyRequestState()
         context.shared[AIProxyRequestState.key] = state
         // A rate limiter counts this request's tokens: usage is gathered even without statistics.
@@ -166,7 +192,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             }
         } else {
             guard var request = body else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
-            let hasMessages = Self.hasMessages(request)
+            let hasMessages = skim?.isNonEmptyArray("messages") ?? Self.hasMessages(request)
             let hasPrompt = request["prompt"]?.stringValue != nil
             guard hasMessages || hasPrompt else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
             if let refusal = Self.checkModel(request, &model) { return .decided(refusal) }
@@ -192,9 +218,14 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
             // read it, so it is made only when they are recorded).
             if state.countsUsage, model.provider.estimatesPromptTokens {
-                do {
-                    state.promptEstimate = try LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming)
-                } catch {
+                // A skim has no messages to count: the estimate is made from the body sent
+                // upstream (the same messages) if it is ever read. It cannot fail for a chat
+                // request, whose messages are a non-empty list.
+                if skim != nil {
+                    state.promptEstimateSource = context.bufferedBody
+                } else if let estimate = try? LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming) {
+                    state.promptEstimate = estimate
+                } else {
                     return .decided(.exit(.error(500)))
                 }
             }
@@ -327,19 +358,20 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         }
         // Key order is irrelevant to providers: no sorting on the request path. What the
         // conversion passed on unchanged is copied from the client's bytes (docs/decisions.md).
-        let encoded: [UInt8]
-        if let source = AIRequestBody.takeSource(context), case .object(let members) = converted {
-            encoded = source.encode(members)
-        } else {
-            encoded = converted.serializedBytes(JSONWriteOptions(sortedKeys: false),
-                                                reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)
+        // (A skimmed body's members that were not built can only be copied: always from there.)
+        let source = AIRequestBody.takeSource(context)
+        func encode(_ body: JSONValue) -> [UInt8] {
+            if let source, case .object(let members) = body { return source.encode(members) }
+            return body.serializedBytes(JSONWriteOptions(sortedKeys: false),
+                                        reservingCapacity: (context.bufferedBody?.readableBytes ?? 0) + 256)
         }
+        let encoded = encode(converted)
         if config.logStatistics && config.logPayloads {
             // The logged payload never shows the key.
             if let keyField {
                 var shown = converted
                 shown[keyField] = "REDACTED"
-                state.requestPayload = shown.serialized(JSONWriteOptions(sortedKeys: false))
+                state.requestPayload = String(decoding: encode(shown), as: UTF8.self)
             } else {
                 state.requestPayload = String(decoding: encoded, as: UTF8.self)
             }
@@ -613,7 +645,21 @@ final class AIProxyRequestState: @unchecked Sendable {
     var model = LLMModelConfig(provider: .openai)
     var streaming = false
     var started = NIODeadline.now()
-    var promptEstimate: Int?
+    /// §2.11's prompt-token estimate, for providers whose answers may lack usage.
+    var promptEstimate: Int? {
+        get {
+            if let source = promptEstimateSource {
+                promptEstimateSource = nil
+                let sent = try? JSONValue.parse(bytes: source.readableBytesView)
+                estimate = sent.flatMap { try? LLMTokenEstimate.promptTokens(request: $0, streaming: streaming) }
+            }
+            return estimate
+        }
+        set { estimate = newValue }
+    }
+    private var estimate: Int?
+    /// The body sent upstream, when the estimate is made from it the first time it is read.
+    var promptEstimateSource: ByteBuffer?
     /// The body sent upstream, kept only when payloads are logged.
     var requestPayload: String?
     /// Until the stream's response headers (spec §2.11 `llm_latency`).

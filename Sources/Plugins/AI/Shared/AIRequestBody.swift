@@ -14,6 +14,7 @@ final class AIRequestBody: @unchecked Sendable {
     /// nil: the body is not a JSON object (or could not be read within the limit).
     private let object: [String: JSONValue]?
     /// The parse with the bytes it was read from; nil when the object was handed on by a plugin.
+    /// A skim (`skimNow`) is only this: its object is never handed to a reader of the whole body.
     private let source: JSONSourceObject?
     private let version: Int
 
@@ -22,6 +23,8 @@ final class AIRequestBody: @unchecked Sendable {
         self.source = source
         self.version = version
     }
+
+    private var isSkim: Bool { source?.kept != nil }
 
     /// Kong reads a body that spilled past nginx's 8 KiB in-memory buffer only when it is within
     /// `max_request_body_size`; smaller bodies are always read.
@@ -41,16 +44,49 @@ final class AIRequestBody: @unchecked Sendable {
     /// The body as a JSON object, parsed once per body version; nil when it is not one, is larger
     /// than the limit, or the request says it is something other than JSON.
     static func object(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> [String: JSONValue]? {
-        if let cached = cached(context) { return cached.object }
+        if let cached = cached(context), !cached.isSkim { return cached.object }
         return parse(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize))
     }
 
     /// `object` without waiting: nil when the body is still arriving (nothing was read then);
     /// otherwise what `object` gives.
     static func objectNow(_ context: ProxyRequestContext, maxRequestBodySize: Int) -> [String: JSONValue]?? {
-        if let cached = cached(context) { return .some(cached.object) }
+        if let cached = cached(context), !cached.isSkim { return .some(cached.object) }
         guard let ready = context.requestBodyNow(limit: max(inMemoryBodyBuffer, maxRequestBodySize)) else { return nil }
         return .some(parse(context, raw: try? ready.get()))
+    }
+
+    /// `objectNow` for the body's last reader, which needs only the members in `keeping` and
+    /// passes the rest on unread (ai-proxy sending an OpenAI-format provider the client's
+    /// object): when no plugin parsed the body before, only those members are built, and the
+    /// others are copied from the received bytes when the body is encoded (`takeSource`). The
+    /// skim is never given to `object`/`objectNow`, which parse again. `.some(nil)`: not a JSON
+    /// object; nil: the body is still arriving.
+    static func skimNow(_ context: ProxyRequestContext, maxRequestBodySize: Int,
+                        keeping: Set<String>) -> Skimmed? {
+        if let cached = cached(context) { return cached.skimmed }
+        guard let ready = context.requestBodyNow(limit: max(inMemoryBodyBuffer, maxRequestBodySize)) else { return nil }
+        return skim(context, raw: try? ready.get(), keeping: keeping)
+    }
+
+    /// `skimNow`, waiting for the body.
+    static func skim(_ context: ProxyRequestContext, maxRequestBodySize: Int, keeping: Set<String>) async -> Skimmed {
+        if let cached = cached(context) { return cached.skimmed }
+        return skim(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize), keeping: keeping)
+    }
+
+    /// The body's object (nil when it is not a JSON object), and the skim it is when only the
+    /// members asked for were built.
+    typealias Skimmed = (object: [String: JSONValue]?, skim: JSONSourceObject?)
+
+    private var skimmed: Skimmed { (object, isSkim ? source : nil) }
+
+    private static func skim(_ context: ProxyRequestContext, raw: ByteBuffer?, keeping: Set<String>) -> Skimmed {
+        guard let raw, isJSON(context) else { return (parse(context, raw: raw), nil) }
+        let skim = (try? JSONSourceObject(parsing: raw, skimmingAllBut: keeping)) ?? nil
+        let body = AIRequestBody(object: skim?.members, source: skim, version: context.bodyVersion)
+        context.shared[key] = body
+        return body.skimmed
     }
 
     private static func cached(_ context: ProxyRequestContext) -> AIRequestBody? {
@@ -68,10 +104,15 @@ final class AIRequestBody: @unchecked Sendable {
         return cached(context)?.source
     }
 
+    /// Whether the request says its body is JSON (or says nothing).
+    private static func isJSON(_ context: ProxyRequestContext) -> Bool {
+        let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
+        return contentType.hasPrefix("application/json") || contentType.isEmpty
+    }
+
     private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
         var source: JSONSourceObject?
-        let contentType = context.headers.first(name: "content-type")?.lowercased() ?? "application/json"
-        if let raw, contentType.hasPrefix("application/json") || contentType.isEmpty {
+        if let raw, isJSON(context) {
             source = (try? JSONSourceObject(parsing: raw)) ?? nil
         }
         // A body too large to read is not remembered: another plugin may allow more.
