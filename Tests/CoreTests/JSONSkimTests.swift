@@ -106,12 +106,13 @@ struct JSONSkimTests {
         let cases: [(String, Bool)] = [("[]", false), ("[ \n ]", false), ("[1]", true), (" [ {} ]", true), ("{}", false),
                                        (#""[1]""#, false), ("null", false), ("0", false)]
         for (value, nonEmpty) in cases {
-            let text = #"{"messages":"# + value + #", "model": ["a"]}"#
+            let text = #"{"messages":"# + value + #", "model": ["a"], "tools": [ "b" ]}"#
             let skim = try #require(try JSONSourceObject(parsing: ByteBuffer(string: text), skimmingAllBut: Self.kept))
             #expect(skim.isNonEmptyArray("messages") == nonEmpty, "\(value)")
             let whole = try #require(try JSONSourceObject(parsing: ByteBuffer(string: text)))
             #expect(whole.isNonEmptyArray("messages") == nonEmpty, "\(value), parsed whole")
-            #expect(skim.isNonEmptyArray("model") && !skim.isNonEmptyArray("absent"))
+            #expect(skim.isNonEmptyArray("model") && skim.isNonEmptyArray("tools") && !skim.isNonEmptyArray("absent"),
+                    "a kept member read from its value, one not kept from its bytes")
         }
     }
 

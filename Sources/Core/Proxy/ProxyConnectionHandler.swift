@@ -622,9 +622,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         exchange.responseReceived(status: 101)
         exchange.state = .tunneling
+        // Neither Content-Length nor Transfer-Encoding (hop-by-hop) is among these.
         var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
-        headers.remove(name: "Content-Length")
-        headers.remove(name: "Transfer-Encoding")
         // What the client switches to is the upstream's word (hop-by-hop, so dropped above).
         if let upgrade = response.headers.first(name: "upgrade") { headers.add(name: "Upgrade", value: upgrade) }
         writeHead(exchange, status: 101, headers: headers, bodyBytes: 0, switchesProtocols: true, context: context)
@@ -739,9 +738,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var body = body
         for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &body, last: false) }
         if var tail = bodyFiltersTail(exchange) { body.writeBuffer(&tail) }
+        // Neither Content-Length nor Transfer-Encoding (hop-by-hop) is among these.
         var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
-        headers.remove(name: "Transfer-Encoding")
-        headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
         writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
         writeBody(body, context: context)
     }

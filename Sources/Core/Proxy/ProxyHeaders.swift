@@ -185,3 +185,24 @@ extension Substring {
         return s
     }
 }
+
+extension HTTPHeaders {
+    /// `remove(name:)`, skipped when no such header is there: NIO's removal rebuilds the list
+    /// (a copy when it is shared, as a request's headers are with its log) even when nothing
+    /// matches. Hot paths remove headers that are usually absent.
+    public mutating func removeIfPresent(name: String) {
+        if contains(name: name) { remove(name: name) }
+    }
+
+    /// `replaceOrAdd(name:value:)`, skipped when the header is already there once with exactly
+    /// that value (a request's `Content-Type: application/json`, as ai-proxy sets it).
+    public mutating func set(name: String, value: String) {
+        var matches = 0, same = false
+        let lowercased = name.lowercased()
+        for (existing, existingValue) in self where ProxyHeaders.equalsIgnoringCase(existing, lowercased) {
+            matches += 1
+            same = existingValue.utf8.elementsEqual(value.utf8)
+        }
+        if matches != 1 || !same { replaceOrAdd(name: name, value: value) }
+    }
+}

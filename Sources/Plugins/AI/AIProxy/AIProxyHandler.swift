@@ -26,6 +26,8 @@ struct AIProxyConfig: Sendable {
     /// provider a chat request as the client's own object (its `messages` are only checked to be
     /// a non-empty list, from their bytes): the rest is passed on unbuilt
     /// (`AIRequestBody.skimNow`). nil when the request is converted, templated or native.
+    /// A member not built stands in as `true`, so one the conversion may set to `true` must be
+    /// listed (`stream`); the others it writes get numbers or strings (defaults, body auth).
     let readMembers: Set<String>?
 
     init?(instance: PluginInstance, environment: [String: String]) {
@@ -192,6 +194,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             }
         } else {
             guard var request = body else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
+            let received = context.bufferedBody
             let hasMessages = skim?.isNonEmptyArray("messages") ?? Self.hasMessages(request)
             let hasPrompt = request["prompt"]?.stringValue != nil
             guard hasMessages || hasPrompt else { return .decided(Self.reject(400, "request body doesn't contain valid prompts")) }
@@ -218,11 +221,11 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             // §2.3-4.13: prompt estimate for providers whose streams lack usage (only analytics
             // read it, so it is made only when they are recorded).
             if state.countsUsage, model.provider.estimatesPromptTokens {
-                // A skim has no messages to count: the estimate is made from the body sent
-                // upstream (the same messages) if it is ever read. It cannot fail for a chat
-                // request, whose messages are a non-empty list.
+                // A skim has no messages to count: the estimate is made from the client's bytes
+                // if an answer without usage asks for it. It cannot fail for a chat request,
+                // whose messages are a non-empty list.
                 if skim != nil {
-                    state.promptEstimateSource = context.bufferedBody
+                    state.promptEstimateSource = received
                 } else if let estimate = try? LLMTokenEstimate.promptTokens(request: .object(request), streaming: state.streaming) {
                     state.promptEstimate = estimate
                 } else {
@@ -377,7 +380,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             }
         }
         context.setRequestBody(ByteBuffer(bytes: encoded))
-        context.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        context.headers.set(name: "Content-Type", value: "application/json")
         return nil
     }
 
@@ -386,6 +389,8 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
     func bufferedResponse(_ context: ProxyRequestContext, status: inout Int, headers: inout HTTPHeaders,
                           body: inout ByteBuffer) {
         guard let state = AIProxyRequestState.of(context), state.active, !state.streaming else { return }
+        // The request's bytes are not kept past the answer (a queued log entry holds the state).
+        defer { state.promptEstimateSource = nil }
         let latency = Self.milliseconds(since: state.started)
         // §2.8/§2.9: whatever answer a gzip client gets (converted, native, the provider's error,
         // the gateway's own 500) goes gzip-encoded; one already gzip is not compressed twice.
@@ -411,7 +416,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         /// For a client that does not accept gzip: the inflated body, else the body as received.
         func decodedForClient() -> ByteBuffer? {
             guard upstreamGzip && !state.clientAcceptsGzip, let plain = inflated() else { return nil }
-            headers.remove(name: "Content-Encoding")
+            headers.removeIfPresent(name: "Content-Encoding")
             return plain
         }
         /// §2.11: a call that ended without a usable answer is still recorded ("once per request,
@@ -436,7 +441,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             let plain = state.countsUsage || !state.clientAcceptsGzip ? inflated() : nil
             if upstreamGzip && !state.clientAcceptsGzip, let plain {
                 body = plain
-                headers.remove(name: "Content-Encoding")
+                headers.removeIfPresent(name: "Content-Encoding")
             }
             guard state.countsUsage, let plain else { return }
             let document = (try? JSONValue.parse(bytes: plain.readableBytesView)) ?? .null
@@ -452,7 +457,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             // provider's words.
             if config.routeType != .preserve {
                 status = 500
-                headers.remove(name: "Content-Encoding")
+                headers.removeIfPresent(name: "Content-Encoding")
                 headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
                 body = Self.errorBody(LLMResponseConversion.undecodable(route: config.routeType, model: state.model).clientMessage)
             }
@@ -466,7 +471,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
                                                                embeddingEncoding: state.embeddingEncoding)
         } catch {
             status = 500
-            headers.remove(name: "Content-Encoding")
+            headers.removeIfPresent(name: "Content-Encoding")
             headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
             body = Self.errorBody(error.clientMessage)
             recordFailedCall()
@@ -484,7 +489,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             headers.replaceOrAdd(name: "Content-Encoding", value: "gzip")
         } else {
             if !verbatim || upstreamGzip { body = verbatim ? plain : ByteBuffer(bytes: sent) }
-            headers.remove(name: "Content-Encoding")
+            headers.removeIfPresent(name: "Content-Encoding")
         }
         guard state.countsUsage else { return }
         recordAnalytics(context, state: state, latency: latency,
@@ -507,7 +512,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
                 }
             }
             headers.remove(name: "Content-Length")
-            headers.remove(name: "Content-Encoding")
+            headers.removeIfPresent(name: "Content-Encoding")
             if let native = state.native {
                 // The native client reads the provider's own stream format (an AWS event stream
                 // is binary): its content type is kept (docs/decisions.md).
@@ -561,6 +566,7 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
             chunk = ByteBuffer(bytes: frames)
         }
         if last && state.countsUsage { recordStreamAnalytics(context, state: state) }
+        if last { state.promptEstimateSource = nil }
     }
 
     // MARK: Analytics (§2.11)
@@ -658,7 +664,8 @@ final class AIProxyRequestState: @unchecked Sendable {
         set { estimate = newValue }
     }
     private var estimate: Int?
-    /// The body sent upstream, when the estimate is made from it the first time it is read.
+    /// The client's body, when the estimate is made from it the first time it is read (dropped
+    /// once the answer is handled).
     var promptEstimateSource: ByteBuffer?
     /// The body sent upstream, kept only when payloads are logged.
     var requestPayload: String?

@@ -103,12 +103,12 @@ public struct StreamEventConverter: Sendable {
     /// - Parameters:
     ///   - logStatistics: `logging.log_statistics`; only then is a missing completion count estimated.
     ///   - promptTokenEstimate: the request-side estimate (§2.11, providers whose streams carry no
-    ///     usage); used when the upstream reported no prompt tokens.
-    public func completion(logStatistics: Bool, promptTokenEstimate: Int? = nil) -> StreamCompletion {
+    ///     usage); asked for only when the upstream reported no prompt tokens.
+    public func completion(logStatistics: Bool, promptTokenEstimate: @autoclosure () -> Int? = nil) -> StreamCompletion {
         let accumulated = accumulateText ? text : nil
         var result = usage
-        if result.promptTokens == 0, let promptTokenEstimate {
-            result.promptTokens = promptTokenEstimate
+        if result.promptTokens == 0, let estimate = promptTokenEstimate() {
+            result.promptTokens = estimate
         }
         if logStatistics, result.completionTokens == 0 {
             result.completionTokens = StreamCompletion.estimatedTokens(forCompletion: accumulated ?? "")
