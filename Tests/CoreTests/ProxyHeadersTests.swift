@@ -44,4 +44,24 @@ struct ProxyHeadersTests {
         #expect(sent["Upgrade"] == (passed ? ["websocket"] : []))
         #expect(sent["Connection"] == [passed ? "keep-alive, Upgrade" : "keep-alive"])
     }
+
+    /// `set` leaves a header that is there once with the value as it is, and otherwise ends with
+    /// exactly one header of that value; `removeIfPresent` is `remove` when the name is there.
+    @Test func settingAndRemovingHeadersOnlyWhenNeeded() {
+        var once = HTTPHeaders([("Accept", "*/*"), ("content-type", "application/json"), ("X-A", "1")])
+        once.set(name: "Content-Type", value: "application/json")
+        #expect(once.map { "\($0.name): \($0.value)" } == ["Accept: */*", "content-type: application/json", "X-A: 1"], "kept in place")
+        for start: [(String, String)] in [[("Content-Type", "text/plain")], [], [("content-type", "application/json"), ("Content-Type", "application/json")],
+                                          [("Content-Type", "application/JSON")]] {
+            var headers = HTTPHeaders(start + [("X-A", "1")])
+            headers.set(name: "Content-Type", value: "application/json")
+            #expect(headers["content-type"] == ["application/json"], "\(start)")
+            #expect(headers["x-a"] == ["1"])
+        }
+        var present = HTTPHeaders([("Content-Encoding", "gzip"), ("X-A", "1")])
+        present.removeIfPresent(name: "content-encoding")
+        var absent = HTTPHeaders([("X-A", "1")])
+        absent.removeIfPresent(name: "Content-Encoding")
+        #expect(present["content-encoding"].isEmpty && present["x-a"] == ["1"] && absent.count == 1)
+    }
 }
