@@ -289,8 +289,10 @@ private struct JSONReader {
         index += 1
         while true {
             let runStart = index
-            index = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl)
-            if checks && !lenient && !JSONByteScan.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[runStart..<min(index, bytes.count)])) {
+            var sawNonASCII = false
+            index = JSONByteScan.stringEndOrEscape(in: bytes, from: index, sawControl: &sawControl, sawNonASCII: &sawNonASCII)
+            if checks && sawNonASCII && !lenient
+                && !JSONByteScan.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[runStart..<min(index, bytes.count)])) {
                 lenient = true
             }
             guard index < bytes.count else { throw error("Expected string end but found T_END") }
