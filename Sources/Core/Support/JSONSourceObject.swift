@@ -61,7 +61,9 @@ public struct JSONSourceObject: Sendable {
             guard raw[range.lowerBound] == UInt8(ascii: "[") else { return false }
             // The bytes are JSON: the first one after `[` and its whitespace says whether an item follows.
             var index = range.lowerBound + 1
-            while index < range.upperBound, [0x20, 0x09, 0x0A, 0x0D].contains(raw[index]) { index += 1 }
+            while index < range.upperBound, raw[index] == 0x20 || raw[index] == 0x09 || raw[index] == 0x0A || raw[index] == 0x0D {
+                index += 1
+            }
             return index < range.upperBound && raw[index] != UInt8(ascii: "]")
         }
     }

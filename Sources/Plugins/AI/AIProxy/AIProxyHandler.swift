@@ -656,8 +656,8 @@ final class AIProxyRequestState: @unchecked Sendable {
         get {
             if let source = promptEstimateSource {
                 promptEstimateSource = nil
-                let sent = try? JSONValue.parse(bytes: source.readableBytesView)
-                estimate = sent.flatMap { try? LLMTokenEstimate.promptTokens(request: $0, streaming: streaming) }
+                let received = try? JSONValue.parse(bytes: source.readableBytesView)
+                estimate = received.flatMap { try? LLMTokenEstimate.promptTokens(request: $0, streaming: streaming) }
             }
             return estimate
         }
