@@ -64,4 +64,19 @@ struct ProxyHeadersTests {
         absent.removeIfPresent(name: "Content-Encoding")
         #expect(present["content-encoding"].isEmpty && present["x-a"] == ["1"] && absent.count == 1)
     }
+
+    /// Header names compare ASCII case-insensitively against a lower-case name, byte for byte.
+    @Test func headerNamesCompareIgnoringASCIICase() {
+        let cases: [(String, String, Bool)] = [
+            ("Content-Type", "content-type", true), ("CONTENT-TYPE", "content-type", true), ("content-type", "content-type", true),
+            ("Content-Typf", "content-type", false), ("Content-Type ", "content-type", false), ("content-type", "Content-Type", false),
+            ("X-élan", "x-élan", true), ("X-Élan", "x-élan", false), ("", "", true), ("A-Header-Name-Longer-Than-Fifteen", "a-header-name-longer-than-fifteen", true),
+            ("[", "{", false), ("@", "`", false),
+        ]
+        for (name, lowercased, equal) in cases {
+            #expect(ProxyHeaders.equalsIgnoringCase(name, lowercased) == equal, "\(name) ~ \(lowercased)")
+            let bridged = String(decoding: Array(name.utf8), as: UTF8.self)
+            #expect(ProxyHeaders.equalsIgnoringCase(bridged + "", lowercased) == equal)
+        }
+    }
 }

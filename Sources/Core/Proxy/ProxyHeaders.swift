@@ -160,8 +160,22 @@ enum ProxyHeaders {
     static func equalsIgnoringCase(_ name: String, _ lowercased: String) -> Bool {
         let a = name.utf8, b = lowercased.utf8
         guard a.count == b.count else { return false }
+        // Both as contiguous bytes (native strings are): a plain loop, not a zip of iterators.
+        let compared = a.withContiguousStorageIfAvailable { x in
+            b.withContiguousStorageIfAvailable { y in equalsIgnoringCase(x, y) }
+        }
+        if let compared, let compared { return compared }
         for (x, y) in zip(a, b) where x != y {
             guard x >= 0x41 && x <= 0x5A && x | 0x20 == y else { return false }
+        }
+        return true
+    }
+
+    /// Equal-length bytes, ASCII case-insensitively against lower-case `lowercased`.
+    private static func equalsIgnoringCase(_ name: UnsafeBufferPointer<UInt8>, _ lowercased: UnsafeBufferPointer<UInt8>) -> Bool {
+        for index in 0..<name.count where name[index] != lowercased[index] {
+            let x = name[index]
+            guard x >= 0x41 && x <= 0x5A && x | 0x20 == lowercased[index] else { return false }
         }
         return true
     }

@@ -29,7 +29,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// True when an auth plugin fell back to its `anonymous` consumer.
     public var isAnonymous = false
     /// Kong's `kong.ctx.shared`.
-    public var shared: [String: any Sendable] = [:]
+    public var shared = PluginSharedState()
     /// Fields plugins add to the request's log record (Kong's `set_serialize_value`), except the
     /// members set as typed values (`typedLogMembers`); `logRecordValue(_:)` reads a field whole.
     public var logRecord: [String: JSONValue] = [:]
@@ -423,5 +423,27 @@ enum HeaderName {
     private static func folded(_ byte: UInt8) -> UInt8 {
         if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
         return byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+}
+
+/// Kong's `kong.ctx.shared`: what the plugins of one request hand each other, by name. A request
+/// holds a handful of entries and its plugins look them up several times each, so a short list
+/// compared by name costs less than a dictionary hashing the name on every look-up.
+public struct PluginSharedState: Sendable {
+    private var entries: [(key: String, value: any Sendable)] = []
+
+    public init() {}
+
+    public subscript(key: String) -> (any Sendable)? {
+        get { entries.first { $0.key == key }?.value }
+        set {
+            let index = entries.firstIndex { $0.key == key }
+            switch (index, newValue) {
+            case (let index?, let value?): entries[index].value = value
+            case (let index?, nil): entries.remove(at: index)
+            case (nil, let value?): entries.append((key, value))
+            case (nil, nil): break
+            }
+        }
     }
 }
