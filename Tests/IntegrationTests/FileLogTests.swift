@@ -75,6 +75,11 @@ struct FileLogTests {
           retries: 1
           routes:
           - {name: refused, paths: ["/refused"]}
+        - name: slow
+          url: UPSTREAM
+          read_timeout: 200
+          routes:
+          - {name: slow, paths: ["/slow"], strip_path: false}
         plugins:
         - {name: file-log, config: {path: "\(path)"}}
         """)
@@ -84,10 +89,11 @@ struct FileLogTests {
         #expect(try await h.send("/drop").status == 502)
         #expect(try await h.send("/flaky").status == 200)
         #expect(try await h.send("/refused").status == 502)
-        let lines = try await AIProxyTests.logLines(path, atLeast: 4)
+        #expect(try await h.send("/slow").status == 504)
+        let lines = try await AIProxyTests.logLines(path, atLeast: 5)
         let statuses = lines.map { (try? JSONValue.parse($0))?["upstream_status"]?.stringValue }
-        #expect(statuses == ["502", "502, 502, 502, 502", "502, 200", "502, 502"],
-                "a sent POST is tried once; a GET 1 + retries times; the flaky GET answers on its second try")
+        #expect(statuses == ["502", "502, 502, 502, 502", "502, 200", "502, 502", "504"],
+                "a sent POST is tried once; a GET 1 + retries times; the flaky GET answers on its second try; a read timeout is 504")
     }
 
     /// The serializer's request, upstream and latency fields for a proxied request, and for one a

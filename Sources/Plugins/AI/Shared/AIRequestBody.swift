@@ -60,7 +60,7 @@ final class AIRequestBody: @unchecked Sendable {
     /// passes the rest on unread (ai-proxy sending an OpenAI-format provider the client's
     /// object): when no plugin parsed the body before, only those members are built, and the
     /// others are copied from the received bytes when the body is encoded (`takeSource`). The
-    /// skim is never given to `object`/`objectNow`, which parse again. `.some(nil)`: not a JSON
+    /// skim is never given to `object`/`objectNow`, which parse again. A nil `object`: not a JSON
     /// object; nil: the body is still arriving.
     static func skimNow(_ context: ProxyRequestContext, maxRequestBodySize: Int,
                         keeping: Set<String>) -> Skimmed? {
