@@ -565,8 +565,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             closeFlushingFirst()
         } else {
-            if exchange.request.exchangeLog.upstreamStatus == nil { exchange.request.exchangeLog.failedTries.append(504) }
-            respond(.error(504, ProxyErrorText.upstreamTimeout), exchange: exchange, nginxLevel: true)
+            // nginx's `proxy_next_upstream timeout`: a timeout before the answer is a failed try.
+            retryOrAnswer(exchange, status: 504, message: ProxyErrorText.upstreamTimeout, staleConnection: false)
         }
     }
 
@@ -776,22 +776,28 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         if exchange.responseStarted {
             closeFlushingFirst()  // mid-body: the client gets what arrived, then sees the connection end
         } else if exchange.state == .proxying {
-            // nginx logs the status of an answer that came, else a 502 for this try.
-            if exchange.request.exchangeLog.upstreamStatus == nil { exchange.request.exchangeLog.failedTries.append(502) }
-            // A failure before any answer: try again (Kong's `retries`) when the request can be
-            // sent again whole, and either the upstream cannot have acted on it (nginx does not
-            // pass a non-idempotent request that was sent to the next try) or the connection was
-            // a pooled one that had gone stale — which costs no attempt.
-            let whole = !exchange.bodyStreamed && (exchange.request.bodyWasBuffered || exchange.clientBodyDone)
-            let safe = !exchange.requestSent || exchange.reusedConnection || exchange.head.method.isIdempotent
-            if exchange.reusedConnection { exchange.attempts -= 1 }
-            if exchange.heldHead == nil, whole, safe, let service = exchange.service, exchange.attempts <= service.retries {
-                exchange.state = .connecting
-                exchange.requestSent = false
-                connect(exchange)
-            } else {
-                respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
-            }
+            retryOrAnswer(exchange, status: 502, message: ProxyErrorText.invalidUpstreamResponse,
+                          staleConnection: exchange.reusedConnection)
+        }
+    }
+
+    /// A try that ended before the answer was passed on (spec §8.5): tried again (Kong's
+    /// `retries`) when the request can be sent again whole, no answer had come, and either the
+    /// upstream cannot have acted on it (nginx passes a non-idempotent request that was sent to
+    /// no next try) or the connection was a pooled one that had gone stale, which costs no
+    /// attempt; else answered with `status` (502, or 504 after a timeout). nginx logs the try's
+    /// status unless an answer had come.
+    private func retryOrAnswer(_ exchange: Exchange, status: Int, message: String, staleConnection: Bool) {
+        if exchange.request.exchangeLog.upstreamStatus == nil { exchange.request.exchangeLog.failedTries.append(status) }
+        let whole = !exchange.bodyStreamed && (exchange.request.bodyWasBuffered || exchange.clientBodyDone)
+        let safe = !exchange.requestSent || staleConnection || exchange.head.method.isIdempotent
+        if staleConnection { exchange.attempts -= 1 }
+        if exchange.heldHead == nil, whole, safe, let service = exchange.service, exchange.attempts <= service.retries {
+            exchange.state = .connecting
+            exchange.requestSent = false
+            connect(exchange)
+        } else {
+            respond(.error(status, message), exchange: exchange, nginxLevel: true)
         }
     }
 
