@@ -165,10 +165,8 @@ enum ProxyHeaders {
             b.withContiguousStorageIfAvailable { y in equalsIgnoringCase(x, y) }
         }
         if let compared, let compared { return compared }
-        for (x, y) in zip(a, b) where x != y {
-            guard x >= 0x41 && x <= 0x5A && x | 0x20 == y else { return false }
-        }
-        return true
+        // Strings not stored as UTF-8 (bridged ones on Darwin): copied first.
+        return Array(a).withUnsafeBufferPointer { x in Array(b).withUnsafeBufferPointer { y in equalsIgnoringCase(x, y) } }
     }
 
     /// Equal-length bytes, ASCII case-insensitively against lower-case `lowercased`.

@@ -45,7 +45,7 @@ final class AIRequestBody: @unchecked Sendable {
     /// than the limit, or the request says it is something other than JSON.
     static func object(_ context: ProxyRequestContext, maxRequestBodySize: Int) async -> [String: JSONValue]? {
         if let cached = cached(context), !cached.isSkim { return cached.object }
-        return parse(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize))
+        return parse(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize))?.object
     }
 
     /// `object` without waiting: nil when the body is still arriving (nothing was read then);
@@ -53,7 +53,7 @@ final class AIRequestBody: @unchecked Sendable {
     static func objectNow(_ context: ProxyRequestContext, maxRequestBodySize: Int) -> [String: JSONValue]?? {
         if let cached = cached(context), !cached.isSkim { return .some(cached.object) }
         guard let ready = context.requestBodyNow(limit: max(inMemoryBodyBuffer, maxRequestBodySize)) else { return nil }
-        return .some(parse(context, raw: try? ready.get()))
+        return .some(parse(context, raw: try? ready.get())?.object)
     }
 
     /// `objectNow` for the body's last reader, which needs only the members in `keeping` and
@@ -66,13 +66,14 @@ final class AIRequestBody: @unchecked Sendable {
                         keeping: Set<String>) -> Skimmed? {
         if let cached = cached(context) { return cached.skimmed }
         guard let ready = context.requestBodyNow(limit: max(inMemoryBodyBuffer, maxRequestBodySize)) else { return nil }
-        return skim(context, raw: try? ready.get(), keeping: keeping)
+        return parse(context, raw: try? ready.get(), keeping: keeping)?.skimmed ?? (nil, nil)
     }
 
     /// `skimNow`, waiting for the body.
     static func skim(_ context: ProxyRequestContext, maxRequestBodySize: Int, keeping: Set<String>) async -> Skimmed {
         if let cached = cached(context) { return cached.skimmed }
-        return skim(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize), keeping: keeping)
+        return parse(context, raw: await raw(context, maxRequestBodySize: maxRequestBodySize), keeping: keeping)?.skimmed
+            ?? (nil, nil)
     }
 
     /// The body's object (nil when it is not a JSON object), and the skim it is when only the
@@ -80,14 +81,6 @@ final class AIRequestBody: @unchecked Sendable {
     typealias Skimmed = (object: [String: JSONValue]?, skim: JSONSourceObject?)
 
     private var skimmed: Skimmed { (object, isSkim ? source : nil) }
-
-    private static func skim(_ context: ProxyRequestContext, raw: ByteBuffer?, keeping: Set<String>) -> Skimmed {
-        guard let raw, isJSON(context) else { return (parse(context, raw: raw), nil) }
-        let skim = (try? JSONSourceObject(parsing: raw, skimmingAllBut: keeping)) ?? nil
-        let body = AIRequestBody(object: skim?.members, source: skim, version: context.bodyVersion)
-        context.shared[key] = body
-        return body.skimmed
-    }
 
     private static func cached(_ context: ProxyRequestContext) -> AIRequestBody? {
         guard let cached = context.shared[key] as? AIRequestBody, cached.version == context.bodyVersion,
@@ -110,16 +103,22 @@ final class AIRequestBody: @unchecked Sendable {
         return contentType.hasPrefix("application/json") || contentType.isEmpty
     }
 
-    private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?) -> [String: JSONValue]? {
+    /// Parses `raw` (building only the members in `keeping` when given) and remembers the parse
+    /// for the body's version; nil without a body (a body too large to read is not remembered:
+    /// another plugin may allow more).
+    private static func parse(_ context: ProxyRequestContext, raw: ByteBuffer?, keeping: Set<String>? = nil) -> AIRequestBody? {
+        guard let raw else { return nil }
         var source: JSONSourceObject?
-        if let raw, isJSON(context) {
-            source = (try? JSONSourceObject(parsing: raw)) ?? nil
+        if isJSON(context) {
+            if let keeping {
+                source = (try? JSONSourceObject(parsing: raw, skimmingAllBut: keeping)) ?? nil
+            } else {
+                source = (try? JSONSourceObject(parsing: raw)) ?? nil
+            }
         }
-        // A body too large to read is not remembered: another plugin may allow more.
-        if raw != nil {
-            context.shared[key] = AIRequestBody(object: source?.members, source: source, version: context.bodyVersion)
-        }
-        return source?.members
+        let body = AIRequestBody(object: source?.members, source: source, version: context.bodyVersion)
+        context.shared[key] = body
+        return body
     }
 
     /// Replaces the body sent upstream with `object` encoded as JSON (Kong's
