@@ -13,10 +13,12 @@ struct ProxyHeadersTests {
         return ConfigSnapshot(config)
     }()
 
-    func upstreamHeaders(_ headers: [(String, String)], options: ProxyOptions, localPort: Int) throws -> HTTPHeaders {
+    func upstreamHeaders(_ headers: [(String, String)], options: ProxyOptions, localPort: Int,
+                         target: UpstreamTargetOverride? = nil, snapshot: ConfigSnapshot = snapshot) throws -> HTTPHeaders {
         let context = ProxyRequestContext(requestID: "r-1", method: .GET, rawPath: "/api/x", rawQuery: nil,
                                           headers: HTTPHeaders(headers), clientAddress: "10.0.0.9", isTLS: false)
-        let match = try #require(Router(snapshot: Self.snapshot).match(
+        context.upstreamTarget = target
+        let match = try #require(Router(snapshot: snapshot).match(
             RouterRequest(method: "GET", host: "gw.test", rawPath: "/api/x", headers: [:], localPort: localPort)))
         return ProxyHeaders.upstreamRequestHeaders(context, match: match, service: try #require(match.service),
                                                    options: options, httpVersion: .http1_1, localPort: localPort)
@@ -29,6 +31,24 @@ struct ProxyHeadersTests {
         #expect(try upstreamHeaders([("Host", "gw.test")], options: options, localPort: 8000)["X-Forwarded-Port"] == ["80"])
         #expect(try upstreamHeaders([("Host", "gw.test")], options: options, localPort: 8443)["X-Forwarded-Port"] == ["8443"],
                 "an unmapped port stays")
+    }
+
+    /// A plugin's upstream target (ai-proxy's `upstream_url`) names the one Host header sent, with
+    /// its port unless it is the scheme's default; a route with `preserve_host` keeps the client's.
+    @Test func aPluginsUpstreamTargetNamesTheHost() throws {
+        let target = UpstreamTargetOverride(tls: false, host: "llm.test", port: 8080, path: "/v1/chat/completions")
+        let sent = try upstreamHeaders([("Host", "gw.test")], options: ProxyOptions(), localPort: 8000, target: target)
+        #expect(sent["Host"] == ["llm.test:8080"])
+        #expect(sent["X-Forwarded-Host"] == ["gw.test"], "the client's host is still forwarded")
+        let tls = UpstreamTargetOverride(tls: true, host: "llm.test", port: 443, path: "/")
+        #expect(try upstreamHeaders([("Host", "gw.test")], options: ProxyOptions(), localPort: 8000, target: tls)["Host"] == ["llm.test"])
+        let preserving = ConfigSnapshot(try DeclarativeLoader(registry: EntityRegistry(plugins: [])).load(text: """
+        _format_version: "3.0"
+        services:
+        - {name: echo, url: "http://upstream.test:9000", routes: [{name: api, paths: ["/api"], preserve_host: true}]}
+        """, format: .yaml))
+        #expect(try upstreamHeaders([("Host", "gw.test")], options: ProxyOptions(), localPort: 8000, target: target,
+                                    snapshot: preserving)["Host"] == ["gw.test"])
     }
 
     /// Only a WebSocket upgrade goes upstream (any case, repeated lines joined as nginx does).

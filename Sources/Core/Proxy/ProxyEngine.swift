@@ -207,13 +207,9 @@ enum RequestPhases {
     /// The request line and headers sent upstream (spec §6.5, §8.1).
     static func upstreamHead(_ context: ProxyRequestContext, match: RouteMatch, service: Service, options: ProxyOptions,
                              head: HTTPRequestHead, localPort: Int) -> HTTPRequestHead {
-        let target: String
         var headers = ProxyHeaders.upstreamRequestHeaders(context, match: match, service: service, options: options,
                                                           httpVersion: head.version, localPort: localPort)
-        target = context.upstreamRequestTarget(match: match, service: service)
-        if let override = context.upstreamTarget, !match.route.preserveHost {
-            headers.replaceOrAdd(name: "Host", value: override.hostHeader)
-        }
+        let target = context.upstreamRequestTarget(match: match, service: service)
         if context.bodyWasBuffered {
             headers.add(name: "Content-Length", value: String(context.bufferedBody?.readableBytes ?? 0))
         } else if let length = head.headers.first(name: "content-length") {

@@ -40,14 +40,20 @@ enum ProxyHeaders {
                 || isListed(name, in: listed) { continue }
             out.append((name, value))
         }
-        out.append(("Host", RequestPath.upstreamHost(service: service, preserveHost: match.route.preserveHost,
-                                                     clientHost: clientHost)))
+        // A plugin's upstream target (ai-proxy's `upstream_url`) names the host, unless the route
+        // preserves the client's.
+        if let override = context.upstreamTarget, !match.route.preserveHost {
+            out.append(("Host", override.hostHeader))
+        } else {
+            out.append(("Host", RequestPath.upstreamHost(service: service, preserveHost: match.route.preserveHost,
+                                                         clientHost: clientHost)))
+        }
         if trailers { out.append(("TE", "trailers")) }
         out.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress))
         // A peer in `trusted_ips` (a load balancer in front) keeps its X-Forwarded-* values; the
         // gateway's own view fills what it did not send, and is all an untrusted peer gets.
         out.append(("X-Forwarded-Proto", forwarded.proto ?? (context.isTLS ? "https" : "http")))
-        let hostName = clientHost.map { HostAndPort($0, defaultPort: localPort).name ?? $0 } ?? ""
+        let hostName = clientHost.map { String(HostAndPort.name(in: $0)) } ?? ""
         if let host = forwarded.host { out.append(("X-Forwarded-Host", host)) }
         else if !hostName.isEmpty {
             let lowercase = !hostName.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }

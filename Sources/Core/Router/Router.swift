@@ -126,14 +126,27 @@ struct HostAndPort: Sendable {
             port = defaultPort
             return
         }
-        if let colon = header.lastIndex(of: ":"), !header.hasSuffix("]"),
-           let p = Int(header[header.index(after: colon)...]) {
+        if let (colon, p) = Self.port(in: header) {
             name = String(header[..<colon])
             port = p
         } else {
             name = header
             port = defaultPort
         }
+    }
+
+    /// The host part of a Host header's value (what `name` holds), without making a string.
+    static func name(in header: String) -> Substring {
+        port(in: header).map { header[..<$0.colon] } ?? header[...]
+    }
+
+    /// Where the header's `:port` starts, and the port; nil without one (the colons inside an
+    /// IPv6 literal such as `[::1]` are not one).
+    private static func port(in header: String) -> (colon: String.Index, port: Int)? {
+        let bytes = header.utf8
+        guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes.last != UInt8(ascii: "]"),
+              let port = Int(header[header.index(after: colon)...]) else { return nil }
+        return (colon, port)
     }
 }
 

@@ -133,8 +133,9 @@ struct KongLogLine {
         member("url")
         json.literal("\"")
         json.literal(context.isTLS ? #"https:\/\/"# : #"http:\/\/"#)
-        let host = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
-        JSONValue.writeEscaped(host, to: &json.out, escapeSlashes: true)
+        if let host = context.headers.first(name: "host") {
+            JSONValue.writeEscaped(HostAndPort.name(in: host), to: &json.out, escapeSlashes: true)
+        }
         json.literal(":")
         integer(Int64(log.localPort))
         JSONValue.writeEscaped(uri, to: &json.out, escapeSlashes: true)

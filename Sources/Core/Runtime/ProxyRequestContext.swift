@@ -441,7 +441,10 @@ public struct PluginSharedState: Sendable {
             switch (index, newValue) {
             case (let index?, let value?): entries[index].value = value
             case (let index?, nil): entries.remove(at: index)
-            case (nil, let value?): entries.append((key, value))
+            case (nil, let value?):
+                // A request's plugins keep a few entries: room for them at once, not 1, 2, 4.
+                if entries.capacity == 0 { entries.reserveCapacity(4) }
+                entries.append((key, value))
             case (nil, nil): break
             }
         }

@@ -148,6 +148,10 @@ private struct JSONReader {
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object([:]) }
         let first = members.count
+        // The scratch list is shared by every object of the document: room for a typical one at
+        // once instead of growing 1, 2, 4, 8 on the first.
+        if members.capacity == 0 { members.reserveCapacity(8) }
+        if recordsMemberRanges && depth == 0 && memberRanges.isEmpty { memberRanges.reserveCapacity(8) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
@@ -599,15 +603,22 @@ extension JSONValue {
     /// found a block at a time and copied whole.
     static func writeEscaped(_ s: String, to out: inout [UInt8], escapeSlashes: Bool) {
         var text = s
-        text.withUTF8 { bytes in
-            var runStart = 0
-            while true {
-                let stop = JSONByteScan.escapeNeeded(in: bytes, from: runStart, escapeSlashes: escapeSlashes)
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<stop]))
-                guard stop < bytes.count else { return }
-                appendEscape(bytes[stop], to: &out)
-                runStart = stop + 1
-            }
+        text.withUTF8 { writeEscaped($0, to: &out, escapeSlashes: escapeSlashes) }
+    }
+
+    static func writeEscaped(_ s: Substring, to out: inout [UInt8], escapeSlashes: Bool) {
+        var text = s
+        text.withUTF8 { writeEscaped($0, to: &out, escapeSlashes: escapeSlashes) }
+    }
+
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8], escapeSlashes: Bool) {
+        var runStart = 0
+        while true {
+            let stop = JSONByteScan.escapeNeeded(in: bytes, from: runStart, escapeSlashes: escapeSlashes)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<stop]))
+            guard stop < bytes.count else { return }
+            appendEscape(bytes[stop], to: &out)
+            runStart = stop + 1
         }
     }
 
