@@ -1070,6 +1070,34 @@ struct AIProxyTests {
         #expect(SSE.frames(received).last == "data: [DONE]")
     }
 
+    /// Spec §2.8: a stream of a content type the gateway does not parse gets one error frame,
+    /// which also ends the response (Kong's `ngx.arg[2] = true`): the client does not wait for the
+    /// upstream's end, and the upstream connection, its body unread, is not reused.
+    @Test func anUnsupportedStreamEndsWithItsErrorFrame() async throws {
+        let h = try await AIHarness.start(AIConfig.document(AIConfig.route("chat", path: "/chat", aiProxy: """
+            \(AIConfig.chat), auth: {header_name: Authorization, header_value: "Bearer sk-test"}, \(AIConfig.openAI())
+            """)))
+        defer { Task { await h.stop() } }
+        h.provider.answer(path: "/v1/chat/completions",
+                          with: .events(["plain text, ", "more of it, ", "and the end"], contentType: "text/plain", holdingLast: true))
+        let response = try await h.openStream("/chat", #"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(response.status == .ok)
+        var iterator = response.body.makeAsyncIterator()
+        var received = ""
+        // The provider holds its last chunk until released below: without the early end, this read
+        // waits for it and times out.
+        try await SSE.read(&iterator, into: &received) { _ in false }
+        #expect(received == #"data: {"error": true, "message": "empty or unsupported transformer response"}"#)
+        h.provider.releaseGate()
+
+        // The next request gets a fresh upstream connection and a whole answer.
+        h.provider.answer(path: "/v1/chat/completions", with: .json(ProviderFixtures.openAIChat(content: "fine")))
+        let next = try await h.openStream("/chat", #"{"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(next.status == .ok)
+        let answer = try JSONValue.parse(String(buffer: try await next.body.collect(upTo: 1 << 20)))
+        #expect(answer["choices"]?[0]?["message"]?["content"] == "fine")
+    }
+
     /// Spec §2.7: Set-Cookie is removed for openai, azure, mistral, gemini and bedrock only.
     @Test func anthropicAnswersKeepSetCookie() async throws {
         let h = try await AIHarness.start(AIConfig.document(

@@ -40,9 +40,12 @@ struct CloudIdentityTests {
         return format
     }()
 
+    /// Signed over what is sent; the configured header and query-parameter auth is not sent (spec
+    /// §2.5: Bedrock's requests carry their signature only, as Kong's driver sends them).
     @Test func bedrockRequestsAreSignedOverWhatIsSent() async throws {
         let h = try await AIHarness.start(AIConfig.document(AIConfig.route("bedrock", path: "/bedrock", aiProxy: """
-            \(AIConfig.chat), auth: {aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "\(Self.secret)"}, \
+            \(AIConfig.chat), auth: {aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "\(Self.secret)", \
+            header_name: x-extra-key, header_value: not-for-aws, param_name: qk, param_value: not-for-aws, param_location: query}, \
             model: {provider: bedrock, name: "anthropic.claude-3-haiku-20240307-v1:0", \
             options: {upstream_url: "PROVIDER/model/anthropic.claude-3-haiku-20240307-v1:0/converse", \
             bedrock: {aws_region: eu-west-3}}}
@@ -62,7 +65,8 @@ struct CloudIdentityTests {
         #expect(authorization.hasPrefix("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"))
         #expect(authorization.contains("/eu-west-3/bedrock/aws4_request"))
         #expect(authorization.contains("SignedHeaders=content-type;host;x-amz-date"), "\(authorization)")
-        #expect(sent.query == "trace=1&a=b%20c", "the client's query is signed and sent")
+        #expect(sent.query == "trace=1&a=b%20c", "the client's query is signed and sent, without the configured parameter")
+        #expect(sent.headers["x-extra-key"].isEmpty)
         // The control: the same request does not verify under another secret.
         #expect(!Self.signatureIsValid(sent, secret: "another-secret", region: "eu-west-3"))
         #expect(!response.body.contains(Self.secret))

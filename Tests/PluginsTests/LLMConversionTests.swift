@@ -257,7 +257,8 @@ struct LLMConversionTests {
         let body: JSONValue = [
             "messages": [
                 ["role": "system", "content": "A."],
-                ["role": "system", "content": "B."],
+                // Array content: its text parts join (docs/decisions.md; Kong answers 400).
+                ["role": "system", "content": [["type": "text", "text": "B."]]],
                 ["content": "no role"],
                 ["role": "critic", "content": "unknown role"],
                 ["role": "assistant", "tool_calls": [["id": "c1", "type": "function", "function": ["name": "lookup", "arguments": "{}"]]]],

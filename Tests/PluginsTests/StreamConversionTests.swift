@@ -640,3 +640,26 @@ private func expectSplitInvariant(_ stream: [UInt8], contentType: String?,
     let chunk = bytes("data: x\n\n").lazy.map { $0 }
     #expect(try splitter.split(chunk) == [StreamEvent(data: "x")])
 }
+
+/// docs/decisions.md: a second `data:` line in one SSE event is an event of its own (with the
+/// first's `event` name), never an overwrite of the first, as Kong's parser does within a chunk.
+@Test func eachDataLineOfAnEventIsDelivered() throws {
+    var splitter = StreamFrameSplitter(contentType: "text/event-stream")
+    let events = try splitter.split(bytes("event: delta\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n"))
+    #expect(events == [StreamEvent(event: "delta", data: #"{"a":1}"#), StreamEvent(event: "delta", data: #"{"b":2}"#)])
+    let one = #"{"choices":[{"delta":{"content":"A"},"index":0}]}"#, two = #"{"choices":[{"delta":{"content":"B"},"index":0}]}"#
+    let (frames, converter) = try run(bytes("data: \(one)\ndata: \(two)\n\n"), contentType: "text/event-stream", .openai,
+                                      accumulateText: true)
+    #expect(text(frames) == "data: \(one)\n\ndata: \(two)\n\n")
+    #expect(converter.text == "AB")
+}
+
+/// docs/decisions.md: the finish reason is the last one a chunk gave; a later chunk without one
+/// (a null, or no choices) does not clear it.
+@Test func aLaterChunkWithoutAFinishReasonKeepsTheLastOne() throws {
+    let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"length\",\"index\":0}]}\n\n"
+        + "data: {\"choices\":[{\"delta\":{},\"finish_reason\":null,\"index\":0}]}\n\n"
+        + "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}\n\n"
+    let (_, converter) = try run(bytes(stream), contentType: "text/event-stream", .openai)
+    #expect(converter.finishReason == "length")
+}

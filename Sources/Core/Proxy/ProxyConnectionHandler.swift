@@ -598,6 +598,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // per batch of what arrived together, and each batch reaches the client at once.
             exchange.responseBodyBytes += chunk.readableBytes
             writeBody(chunk, context: context)
+            if exchange.request.endsResponseBody { return endResponseEarly(exchange, context: context) }
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
             if let tail = bodyFiltersTail(exchange) {
@@ -657,6 +658,19 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
+    /// A body filter ended the response before the upstream did (`endsResponseBody`): the filters
+    /// get their last call, the client's response ends, and the upstream connection, its body
+    /// unread, is closed rather than reused.
+    private func endResponseEarly(_ exchange: Exchange, context: ChannelHandlerContext) {
+        if let tail = bodyFiltersTail(exchange) {
+            exchange.responseBodyBytes += tail.readableBytes
+            writeBody(tail, context: context)
+        }
+        exchange.writeTimer?.cancel()
+        detachUpstream(exchange)
+        complete(exchange)
+    }
+
     private func upstreamEnded(_ exchange: Exchange) {
         releaseUpstream(exchange)
         complete(exchange)

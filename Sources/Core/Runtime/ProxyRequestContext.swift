@@ -46,6 +46,10 @@ public final class ProxyRequestContext: @unchecked Sendable {
     /// A plugin needs the whole upstream response before the client sees anything (Kong's
     /// `kong.service.request.enable_buffering`): handlers then get `bufferedResponse`. Set in access.
     public var buffersResponse = false
+    /// Set by a body filter: the chunk it just filtered ends the response (nginx's
+    /// `ngx.arg[2] = true`, as ai-proxy's stream normalizer sets it). The client's response ends
+    /// there; the rest of the upstream body is not read and its connection is closed.
+    public var endsResponseBody = false
     /// What the log phase reads about the exchange (Kong's serializer inputs); filled by the engine.
     public internal(set) var exchangeLog = ExchangeLog()
 

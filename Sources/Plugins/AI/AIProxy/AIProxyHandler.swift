@@ -562,7 +562,12 @@ final class AIProxyHandler: WithoutRewritePhase, @unchecked Sendable {
         }
         if state.normalizer != nil {
             var frames = state.normalizer!.process(chunk.readableBytesView)
-            if last { frames += state.normalizer!.finish() }
+            if last {
+                frames += state.normalizer!.finish()
+            } else if state.normalizer!.ended {
+                // The unsupported-stream frame ends the response (Kong: `ngx.arg[2] = true`).
+                context.endsResponseBody = true
+            }
             chunk = ByteBuffer(bytes: frames)
         }
         if last && state.countsUsage { recordStreamAnalytics(context, state: state) }

@@ -76,7 +76,9 @@ struct LLMIntrospection: Sendable {
         headers.add(name: "Host", value: override.hostHeader)
         headers.add(name: "Accept", value: "application/json")
         headers.add(name: "Content-Type", value: "application/json")
-        if let header = config.auth.header { headers.replaceOrAdd(name: header.name, value: header.value) }
+        if let header = config.auth.header, model.provider.sendsConfiguredAuth {
+            headers.replaceOrAdd(name: header.name, value: header.value)
+        }
         if model.provider == .anthropic, let version = model.options.anthropicVersion {
             headers.replaceOrAdd(name: "anthropic-version", value: version)
         }

@@ -40,14 +40,14 @@ struct LLMAuth: Sendable {
     }
 
     /// Header and query auth on the request: the configured value, unless the client sent its own
-    /// and `allow_override` lets it win. Gemini, Bedrock and Hugging Face always apply the
-    /// configured header; Hugging Face takes no query auth.
+    /// and `allow_override` lets it win. Gemini and Hugging Face always apply the configured
+    /// header; Hugging Face takes no query auth; Bedrock takes neither (it is signed).
     func apply(to context: ProxyRequestContext, provider: LLMProvider) {
-        let override = allowOverride && provider != .gemini && provider != .bedrock && provider != .huggingface
-        if let header, !(override && context.headers.contains(name: header.name)) {
+        let override = allowOverride && provider != .gemini && provider != .huggingface
+        if let header, provider.sendsConfiguredAuth, !(override && context.headers.contains(name: header.name)) {
             context.headers.replaceOrAdd(name: header.name, value: header.value)
         }
-        if let parameter = queryParameter, provider != .huggingface,
+        if let parameter = queryParameter, provider.sendsConfiguredAuth, provider != .huggingface,
            !(override && context.hasQueryArgument(parameter.name)) {
             context.setQueryArgument(parameter.name, parameter.value)
         }

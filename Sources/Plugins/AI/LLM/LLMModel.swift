@@ -18,6 +18,10 @@ public enum LLMProvider: String, Sendable {
 
     /// Kong drops `Set-Cookie` from these providers' non-stream answers (spec §2.7).
     var dropsSetCookie: Bool { [.openai, .azure, .mistral, .gemini, .bedrock].contains(self) }
+
+    /// Whether the configured header and query-parameter auth is sent (spec §2.5). Bedrock's
+    /// requests carry their SigV4 signature only: Kong's bedrock driver signs and sets nothing else.
+    var sendsConfiguredAuth: Bool { self != .bedrock }
 }
 
 /// Which wire format a configuration speaks: the provider, refined by the mistral/llama2
