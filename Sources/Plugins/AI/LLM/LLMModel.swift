@@ -87,21 +87,42 @@ public struct LLMModelConfig: Sendable, Equatable {
     public var provider: LLMProvider
     /// May hold a `$(source.key)` template (spec §2.4) until resolved for a request.
     public var name: String?
-    public var options: LLMModelOptions
+    /// Behind one reference, copied on write: every request copies its route's model (to resolve
+    /// a templated name and keep it for the answer), and the options are twenty-odd optional
+    /// strings, each a retain and a release per copy.
+    private var optionsStorage: OptionsStorage
+
+    public var options: LLMModelOptions {
+        _read { yield optionsStorage.value }
+        _modify {
+            if !isKnownUniquelyReferenced(&optionsStorage) { optionsStorage = OptionsStorage(optionsStorage.value) }
+            yield &optionsStorage.value
+        }
+    }
 
     public init(provider: LLMProvider, name: String? = nil, options: LLMModelOptions = LLMModelOptions()) {
         self.provider = provider
         self.name = name
-        self.options = options
+        optionsStorage = OptionsStorage(options)
     }
 
     /// From the processed `model` record; nil when the provider is missing or unknown (the schema
     /// refuses such configurations before this runs).
     public init?(json: JSONValue) {
         guard let provider = json["provider"]?.stringValue.flatMap(LLMProvider.init(rawValue:)) else { return nil }
-        self.provider = provider
-        name = json["name"]?.stringValue
-        options = LLMModelOptions(json: json["options"] ?? .null)
+        self.init(provider: provider, name: json["name"]?.stringValue,
+                  options: LLMModelOptions(json: json["options"] ?? .null))
+    }
+
+    public static func == (a: LLMModelConfig, b: LLMModelConfig) -> Bool {
+        a.provider == b.provider && a.name == b.name
+            && (a.optionsStorage === b.optionsStorage || a.optionsStorage.value == b.optionsStorage.value)
+    }
+
+    /// Mutated only through `options`' copy-on-write accessor.
+    private final class OptionsStorage: @unchecked Sendable {
+        var value: LLMModelOptions
+        init(_ value: LLMModelOptions) { self.value = value }
     }
 }
 
