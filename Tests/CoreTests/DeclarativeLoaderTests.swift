@@ -432,3 +432,27 @@ struct DeclarativeEntityRulesTests {
         #expect(e.kongError.fields?["plugins"]?["ka"]?.arrayValue?.count == 2)
     }
 }
+
+/// Flattened errors (spec §5.6): a nested record's entity check gives an entity item without a
+/// field, as Kong's `categorize_errors` writes every `@entity` list.
+@Test func nestedEntityChecksFlattenWithoutAField() throws {
+    let plugin = PluginDefinition(name: "p", priority: 1, version: "t", config: RecordSchema([
+        "auth": Field.record(["name": Field.string.required(false), "value": Field.string.required(false)],
+                             checks: [.mutuallyRequired(["name", "value"])]).required(false),
+    ]))
+    let loader = DeclarativeLoader(registry: EntityRegistry(plugins: [plugin]))
+    do {
+        _ = try loader.load(text: """
+        _format_version: "3.0"
+        plugins:
+        - name: p
+          config: {auth: {name: x}}
+        """, format: .yaml)
+        Issue.record("the configuration was accepted")
+    } catch .invalid(let e) {
+        let items = e.flattenedKongError.json["flattened_errors"]?.arrayValue ?? []
+        #expect(items.first?["errors"] == [["type": "entity", "message": "all or none of these fields must be set: 'name', 'value'"]])
+    } catch {
+        Issue.record("unexpected \(error)")
+    }
+}

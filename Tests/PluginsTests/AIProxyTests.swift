@@ -187,6 +187,19 @@ let invalidProxyConfigs: [ConfigCase] = [
     ConfigCase("header auth needs both", ["auth": ["header_name": "Authorization"]], [
         "config.@entity": "all or none of these fields must be set: 'auth.header_name', 'auth.header_value'",
     ]),
+    // Kong looks a check's field up flat in the error table (`errors["auth.header_name"]`), never
+    // finding the nested error: the check runs over a field that already failed.
+    ConfigCase("header auth needs both, the name mistyped", ["auth": ["header_name": 123]], [
+        "config.auth.header_name": "expected a string",
+        "config.@entity": "all or none of these fields must be set: 'auth.header_name', 'auth.header_value'",
+    ]),
+    // A conditional match checks the value's type first, as Kong's validate_field does.
+    ConfigCase("bedrock allow_override mistyped", [
+        "auth": ["allow_override": "no"], "model": ["provider": "bedrock"],
+    ], [
+        "config.@entity": "bedrock and gemini only support auth.allow_override = false",
+        "config.auth.allow_override": "expected a boolean",
+    ]),
     ConfigCase("param auth needs all three", ["auth": ["param_name": "key", "param_value": "v"]], [
         "config.@entity":
             "all or none of these fields must be set: 'auth.param_name', 'auth.param_value', 'auth.param_location'",
@@ -245,6 +258,10 @@ let invalidProxyConfigs: [ConfigCase] = [
     ConfigCase("bedrock format needs bedrock provider", ["llm_format": "bedrock"], [
         "@entity": "native llm_format 'bedrock' can only be used with the 'bedrock' model.provider",
         "config.model.provider": "value must be bedrock",
+    ]),
+    ConfigCase("bedrock format, provider mistyped", ["llm_format": "bedrock", "model": ["provider": 5]], [
+        "@entity": "native llm_format 'bedrock' can only be used with the 'bedrock' model.provider",
+        "config.model.provider": "expected a string",
     ]),
     ConfigCase("gemini format needs gemini provider", ["llm_format": "gemini"], [
         "@entity": "native llm_format 'gemini' can only be used with the 'gemini' model.provider",
@@ -324,4 +341,19 @@ func aiProxyRejectsInvalidConfigs(_ config: ConfigCase) {
         return
     }
     #expect(errors.json == ["config": ["llm": ["route_type": "required field missing"]]])
+}
+
+/// Spec §0.5: `model.options.upstream_path` is deprecated (removal in 4.0): `/schemas` shows it
+/// as Kong's field does, and a value still validates.
+@Test func upstreamPathIsMarkedDeprecated() throws {
+    func field(_ record: JSONValue?, _ name: String) -> JSONValue? {
+        record?["fields"]?.arrayValue?.lazy.compactMap { $0[name] }.first
+    }
+    let config = Field.record(AIProxyPlugin.definition.config).exportJSON
+    let upstreamPath = try #require(field(field(field(config, "model"), "options"), "upstream_path"))
+    #expect(upstreamPath["deprecation"] == [
+        "message": "llm: config.model.options.upstream_path is deprecated, please use config.model.options.upstream_url instead",
+        "removal_in_version": "4.0",
+    ])
+    #expect(expectValid(proxy(["model": ["options": ["upstream_path": "/v1/other"]]])) != nil)
 }

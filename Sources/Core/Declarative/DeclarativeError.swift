@@ -43,11 +43,9 @@ public struct FlattenedEntityError: Sendable, Equatable {
     /// Flattens an entity's error tree into `{"type":"field","field":"a.b.1",...}` /
     /// `{"type":"entity",...}` items.
     static func items(from errors: ErrorRecord, prefix: String = "") -> [JSONValue] {
-        var out: [JSONValue] = errors.entity.map { message in
-            var item: [String: JSONValue] = ["type": "entity", "message": .string(message)]
-            if !prefix.isEmpty { item["field"] = .string(String(prefix.dropLast())) }
-            return .object(item)
-        }
+        // Kong's `categorize_errors`: an `@entity` list at any depth gives entity items, without
+        // a field (a nested record's check reads like its entity's own).
+        var out: [JSONValue] = errors.entity.map { ["type": "entity", "message": .string($0)] }
         for key in errors.fields.keys.sorted() {
             out += items(from: errors.fields[key]!, path: prefix + key)
         }

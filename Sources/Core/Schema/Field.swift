@@ -43,6 +43,8 @@ public struct Field: Sendable {
     public var description: String?
     /// Replaces the message of any failing validator (Kong's `err`).
     public var err: String?
+    /// Kong's `deprecation`: a value given for the field is logged as deprecated; no validation effect.
+    public var deprecation: Deprecation?
     public var validators = Validators()
 
     public init(_ kind: Kind) { self.kind = kind }
@@ -86,6 +88,18 @@ public struct Field: Sendable {
     public func onDelete(_ action: String) -> Field { with { $0.onDelete = action } }
     public func description(_ text: String) -> Field { with { $0.description = text } }
     public func err(_ message: String) -> Field { with { $0.err = message } }
+    public func deprecated(_ message: String, removalInVersion: String) -> Field {
+        with { $0.deprecation = Deprecation(message: message, removalInVersion: removalInVersion) }
+    }
+
+    /// Kong's field `deprecation = { message = …, removal_in_version = … }`.
+    public struct Deprecation: Sendable {
+        public var message: String
+        public var removalInVersion: String
+
+        /// The warning Kong's `kong.deprecation` writes for a value given to the field.
+        var warning: String { "[deprecation] \(message) (scheduled for removal in \(removalInVersion))" }
+    }
 
     public func eq(_ value: JSONValue) -> Field { with { $0.validators.eq = value } }
     public func ne(_ value: JSONValue) -> Field { with { $0.validators.ne = value } }

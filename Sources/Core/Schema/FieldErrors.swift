@@ -30,14 +30,6 @@ public struct ErrorRecord: Error, Sendable, Equatable {
         fields[head] = .record(inner)
     }
 
-    /// Kong's `get_field` on the error table: whether the (dotted) field already has an error.
-    public func has(path: String) -> Bool {
-        guard let dot = path.firstIndex(of: ".") else { return fields[path] != nil }
-        let head = String(path[..<dot])
-        guard case .record(let inner) = fields[head] else { return false }
-        return inner.has(path: String(path[path.index(after: dot)...]))
-    }
-
     public var json: JSONValue {
         var object: [String: JSONValue] = fields.mapValues(\.json)
         if !entity.isEmpty { object["@entity"] = .array(entity.map(JSONValue.string)) }

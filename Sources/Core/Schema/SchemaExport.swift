@@ -23,6 +23,10 @@ extension Field {
         if let onDelete { o["on_delete"] = .string(onDelete) }
         if let description { o["description"] = .string(description) }
         if let err { o["err"] = .string(err) }
+        if let deprecation {
+            o["deprecation"] = ["message": .string(deprecation.message),
+                                "removal_in_version": .string(deprecation.removalInVersion)]
+        }
         let v = validators
         if let eq = v.eq { o["eq"] = eq }
         if let ne = v.ne { o["ne"] = ne }

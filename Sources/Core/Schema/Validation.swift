@@ -62,7 +62,9 @@ extension RecordSchema {
                     return
                 }
             }
-            if errors.has(path: name) { allValid = false }
+            // Kong looks the name up flat (`errors[fname]`): a dotted name never finds the nested
+            // error, so a check over nested fields runs even when one of them failed.
+            if errors.fields[name] != nil { allValid = false }
         }
         if !allValid && !check.runsWithInvalidFields { return }
         if allAbsent && !(check.runsWithMissingFields && options.fullCheck) { return }
@@ -158,6 +160,20 @@ extension JSONValue {
     }
 }
 
+extension Field.Kind {
+    /// Whether a present value has this kind's JSON type (what `validate` checks before anything else).
+    func admits(_ value: JSONValue) -> Bool {
+        switch (self, value) {
+        case (.array, .array), (.set, .array), (.map, .object), (.record, .object), (.foreign, .object),
+             (.boolean, .bool), (.string, .string), (.abstractRecord, _):
+            return true
+        case (.integer, _): return value.intValue != nil
+        case (.number, .number(let n)): return n.isFinite
+        default: return false
+        }
+    }
+}
+
 extension Field {
     /// Kong's `validate_field` for a present value. Returns nil when valid.
     public func validate(_ value: JSONValue) -> FieldError? {
@@ -168,6 +184,7 @@ extension Field {
             return nil
         }
         if let eq = validators.eq, eq.isNull { return .message(err ?? "value must be null") }
+        if let deprecation { ErrorLog.report(deprecation.warning) }
 
         switch kind {
         case .abstractRecord:
@@ -222,8 +239,10 @@ extension Field {
         return merged
     }
 
-    /// Validators only (no type check): used for `conditional` matches, which Kong runs with
-    /// the match table's validators over the field's value.
+    /// A `conditional` match over the field's value, as Kong's `validate_field` runs it with the
+    /// field's definition behind the match table: the value's type first (a mistyped value fails
+    /// as `expected a boolean`, not as the match's `value must be false`), then the validators.
+    /// Elements and nested records are not looked into.
     func checkRule(_ value: JSONValue) -> String? {
         if case .null = value {
             if let ne = validators.ne, ne.isNull { return err ?? "value must not be null" }
@@ -232,6 +251,8 @@ extension Field {
             return nil
         }
         if let eq = validators.eq, eq.isNull { return err ?? "value must be null" }
+        if !kind.admits(value) { return SchemaMessages.typeMismatch(kind) }
+        if case .string(let s) = value, referenceable, VaultReference.isReference(s) { return nil }
         return checkValidators(value)
     }
 

@@ -80,8 +80,9 @@ public enum LLMConfigSchema {
             "llama2_format": Field.string.required(false).oneOf(["raw", "openai", "ollama"]),
             "mistral_format": Field.string.required(false).oneOf(["openai", "ollama"]),
             "upstream_url": Typedefs.url.required(false),
-            // Deprecated in favour of upstream_url (removal in 4.0); a warning only, no validation.
-            "upstream_path": Field.string.required(false),
+            "upstream_path": Field.string.required(false).deprecated(
+                "llm: config.model.options.upstream_path is deprecated, please use config.model.options.upstream_url instead",
+                removalInVersion: "4.0"),
             "gemini": Field.record([
                 // Vertex regional host name only.
                 "api_endpoint": Field.string.required(false),
