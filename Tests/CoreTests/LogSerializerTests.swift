@@ -201,8 +201,9 @@ struct LogSerializerTests {
     }
 
     /// Names are sorted by their first eight bytes as one integer first: names sharing those
-    /// bytes, names that are prefixes of others (shorter first) and an empty query name must still
-    /// come out in byte order, repeats grouped.
+    /// bytes and names that are prefixes of others (shorter first) must still come out in byte
+    /// order, repeats grouped; a query argument with an empty name is dropped (as
+    /// `ngx.req.get_uri_args` drops it).
     @Test func namesSharingTheirFirstBytesSortInByteOrder() {
         let c = context(path: "/chat", query: "x-kong-r=1&x-kong-=2&=3&x-kong-request-id=4&x-kong-r=5&x%00=6&x=7", headers: [
             ("X-Kong-Response-Latency", "1"), ("x-kong-request-id", "2"), ("X-Kong-R", "3"), ("x-kong-", "4"),
@@ -211,7 +212,7 @@ struct LogSerializerTests {
         ])
         let line = String(decoding: LogSerializer.kongLine(c), as: UTF8.self)
         #expect(line.contains(#""headers":{"authorization":"REDACTED","authorization-x":"9","x":"5","x-kong-":"4","x-kong-r":"3","x-kong-request-id":["2","6","7"],"x-kong-response-latency":"1"}"#), "\(line)")
-        #expect(line.contains(#""querystring":{"":"3","x":"7","x\u0000":"6","x-kong-":"2","x-kong-r":["1","5"],"x-kong-request-id":"4"}"#), "\(line)")
+        #expect(line.contains(#""querystring":{"x":"7","x\u0000":"6","x-kong-":"2","x-kong-r":["1","5"],"x-kong-request-id":"4"}"#), "\(line)")
         expectSameDocument(c, "shared prefixes")
     }
 
@@ -253,6 +254,14 @@ struct LogSerializerTests {
         }
     }
 
+    /// `get_query()` reads at most 100 arguments (`lua_max_uri_args`, spec §8.5).
+    @Test func atMostAHundredQueryArgumentsAreRead() {
+        let c = context(path: "/chat", query: (1...150).map { "a\($0)=\($0)" }.joined(separator: "&"), headers: [])
+        #expect(c.queryArguments.count == 100)
+        #expect(c.queryArguments.last?.name == "a100")
+        expectSameDocument(c, "a hundred arguments")
+    }
+
     @Test func numbersAreWrittenAsKongsEncoderWritesThem() {
         for n in [0, -0.0, 7, -42, 1e15 - 1, 1e15, -1e15, 1.5, 0.1, 1e-7, 123456789012.75, .nan, .infinity] as [Double] {
             var out: [UInt8] = []
@@ -267,8 +276,8 @@ struct LogSerializerTests {
 enum ReferenceSerializer {
     static func document(_ context: ProxyRequestContext) -> JSONValue {
         var root = members(context)
-        if let route = context.match?.route { root["route"] = route.entity }
-        if let service = context.match?.service { root["service"] = service.entity }
+        if let route = context.match?.route { root["route"] = withoutNulls(route.entity) }
+        if let service = context.match?.service { root["service"] = withoutNulls(service.entity) }
         // Typed members first, then what `logRecord` holds merged over them.
         var fields: [String: JSONValue] = [:]
         for entry in context.typedLogMembers {
@@ -281,13 +290,20 @@ enum ReferenceSerializer {
         return .object(root)
     }
 
+    /// An entity as Kong's DAO selects it without `nulls`: unset fields left out.
+    static func withoutNulls(_ entity: JSONValue) -> JSONValue {
+        .object((entity.objectValue ?? [:]).filter { !$0.value.isNull })
+    }
+
     /// The document's members but the route, the service and the plugins' fields.
     static func members(_ context: ProxyRequestContext) -> [String: JSONValue] {
         let log = context.exchangeLog
         let redactions = context.logRedactions
         let uri = redactions.uri(context.rawQuery.map { "\(context.rawPath)?\($0)" } ?? String(context.rawPath))
         let scheme = context.isTLS ? "https" : "http"
-        let host = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
+        // nginx's `$host`: lower-cased, without the port; the server name `kong` without a Host.
+        let named = context.headers.first(name: "host").flatMap { HostAndPort($0, defaultPort: 0).name } ?? ""
+        let host = named.isEmpty ? "kong" : named.lowercased()
         let port = log.localPort
         var request: [String: JSONValue] = [
             "uri": .string(uri),
@@ -303,7 +319,7 @@ enum ReferenceSerializer {
             "upstream_uri": .string(redactions.uri(log.upstreamURI)),
             "response": .object([
                 "status": .number(Double(log.status)),
-                "headers": headers(log.responseHeaders, redacting: []),
+                "headers": headers(nginxReported(log), redacting: []),
                 "size": .number(Double(log.responseSize)),
             ]),
             "latencies": .object([
@@ -317,13 +333,22 @@ enum ReferenceSerializer {
             "source": .string(log.proxied ? "upstream" : "kong"),
         ]
         root["upstream_status"] = .string(log.upstreamStatusText)
-        if let consumer = context.consumer { root["consumer"] = consumer.entity }
+        if let consumer = context.consumer { root["consumer"] = withoutNulls(consumer.entity) }
         if let credential = context.credentialID {
             var entity: [String: JSONValue] = ["id": .string(credential)]
             if let consumer = context.consumer { entity["consumer_id"] = .string(consumer.id) }
             root["authenticated_entity"] = .object(entity)
         }
         return root
+    }
+
+    /// `ngx.resp.get_headers()`: what was sent, plus `connection` and, for a chunked body,
+    /// `transfer-encoding` (nginx reports both from the request's state).
+    static func nginxReported(_ log: ExchangeLog) -> HTTPHeaders {
+        var headers = log.responseHeaders
+        if headers["connection"].isEmpty { headers.add(name: "connection", value: log.connection.rawValue) }
+        if log.chunked, headers["transfer-encoding"].isEmpty { headers.add(name: "transfer-encoding", value: "chunked") }
+        return headers
     }
 
     /// Kong's `get_headers()`: lower-case names; a repeated header becomes an array.

@@ -209,3 +209,54 @@ enum TemporaryDirectory {
         return directory
     }
 }
+
+extension FileLogTests {
+    /// As nginx reports them to Kong's serializer: `request.size` and `response.size` are the
+    /// bytes received and sent (`request_length`, `bytes_sent`: head and body, the body in its
+    /// chunked framing); `response.headers` has the `connection` and `transfer-encoding` that
+    /// `ngx.resp.get_headers()` adds; `request.url` has `$host` (lower-cased, no port). The route
+    /// and service leave their unset fields out, as the DAO selects them.
+    @Test func sizesHeadersAndEntitiesAsNginxReportsThem() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("sizes.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: logged
+            paths: ["/logged"]
+            plugins:
+            - {name: file-log, config: {path: "\(logPath)"}}
+        """)
+        defer { Task { await h.stop() } }
+        h.upstream.releaseStream()
+
+        // A chunked answer on a connection the client closes.
+        let request = "POST /logged/sse HTTP/1.1\r\nHost: GW.Example:1234\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        let answer = try await h.rawExchange(request)
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        // A length-framed answer on a connection kept alive.
+        #expect(try await h.send("/logged/echo").status == 200)
+
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 2)
+        try #require(lines.count == 2, "\(lines)")
+        let chunked = try JSONValue.parse(lines[0])
+        #expect(chunked["request"]?["size"]?.intValue == request.utf8.count)
+        #expect(chunked["response"]?["size"]?.intValue == answer.utf8.count, "\(answer)")
+        #expect(chunked["response"]?["headers"]?["connection"] == "close")
+        #expect(chunked["response"]?["headers"]?["transfer-encoding"] == "chunked")
+        #expect(chunked["request"]?["url"]?.stringValue == "http://gw.example:\(h.port)/logged/sse")
+        for name in ["route", "service"] {
+            let entity = try #require(chunked[name]?.objectValue)
+            #expect(!entity.values.contains(.null), "\(name): \(entity)")
+        }
+        #expect(chunked["route"]?["hosts"] == nil && chunked["route"]?["paths"] == ["/logged"])
+
+        let kept = try JSONValue.parse(lines[1])
+        #expect(kept["response"]?["headers"]?["connection"] == "keep-alive")
+        #expect(kept["response"]?["headers"]?["transfer-encoding"] == nil)
+        #expect(kept["response"]?["headers"]?["content-length"] != nil)
+    }
+}

@@ -252,6 +252,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                           clientIsTrusted: clientIsTrusted,
                                           isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
+        exchange.requestHeadBytes = parser.lastHeadSize
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
         self.exchange = exchange
         // Never to an HTTP/1.0 client (RFC 9110 §15.2).
@@ -574,7 +575,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let exchange, let context else { return }
         exchange.lastRead = .now()
         if exchange.state == .tunneling, case .body(let bytes) = part {
-            exchange.responseBodyBytes += bytes.readableBytes
+            exchange.responseBytes += bytes.readableBytes
             context.write(wrapOutboundOut(bytes), promise: nil)  // flushed at the read's end
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
             return
@@ -591,20 +592,16 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.responseReceived(status: Int(response.status.code))
             // Body filters may change the length: the response is then sent chunked.
             let headers = downstreamHeaders(response, exchange: exchange, keepContentLength: exchange.bodyFilters.isEmpty)
-            writeHead(exchange, status: Int(response.status.code), headers: headers, bodyBytes: nil, context: context)
+            writeHead(exchange, status: Int(response.status.code), headers: headers, context: context)
         case .body(var chunk):
             for handler in exchange.bodyFilters { handler.bodyFilter(exchange.request, chunk: &chunk, last: false) }
             // Flushed at the end of the upstream read cycle (`upstreamReadComplete`): one write
             // per batch of what arrived together, and each batch reaches the client at once.
-            exchange.responseBodyBytes += chunk.readableBytes
-            writeBody(chunk, context: context)
+            writeBody(chunk, exchange: exchange, context: context)
             if exchange.request.endsResponseBody { return endResponseEarly(exchange, context: context) }
             if !context.channel.isWritable { exchange.upstream?.setReading(false) }
         case .end:
-            if let tail = bodyFiltersTail(exchange) {
-                exchange.responseBodyBytes += tail.readableBytes
-                writeBody(tail, context: context)
-            }
+            if let tail = bodyFiltersTail(exchange) { writeBody(tail, exchange: exchange, context: context) }
             upstreamEnded(exchange)
         }
     }
@@ -627,7 +624,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
         // What the client switches to is the upstream's word (hop-by-hop, so dropped above).
         if let upgrade = response.headers.first(name: "upgrade") { headers.add(name: "Upgrade", value: upgrade) }
-        writeHead(exchange, status: 101, headers: headers, bodyBytes: 0, switchesProtocols: true, context: context)
+        writeHead(exchange, status: 101, headers: headers, switchesProtocols: true, context: context)
         sendUnsent(context)
         context.flush()
         // The drain asked this connection to close before the switch: it closes now, as open
@@ -662,10 +659,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// get their last call, the client's response ends, and the upstream connection, its body
     /// unread, is closed rather than reused.
     private func endResponseEarly(_ exchange: Exchange, context: ChannelHandlerContext) {
-        if let tail = bodyFiltersTail(exchange) {
-            exchange.responseBodyBytes += tail.readableBytes
-            writeBody(tail, context: context)
-        }
+        if let tail = bodyFiltersTail(exchange) { writeBody(tail, exchange: exchange, context: context) }
         exchange.writeTimer?.cancel()
         detachUpstream(exchange)
         complete(exchange)
@@ -755,8 +749,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // Neither Content-Length nor Transfer-Encoding (hop-by-hop) is among these.
         var headers = downstreamHeaders(response, exchange: exchange, keepContentLength: false)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
-        writeHead(exchange, status: status, headers: headers, bodyBytes: body.readableBytes, context: context)
-        writeBody(body, context: context)
+        writeHead(exchange, status: status, headers: headers, context: context)
+        writeBody(body, exchange: exchange, context: context)
     }
 
     /// The response headers toward the client (spec §8.2) from the upstream's.
@@ -850,8 +844,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (status, generated, body) = RequestPhases.generatedResponse(exit, context: exchange.request, head: exchange.head,
                                                                         headerSet: services.options.responseHeaders,
                                                                         started: exchange.started, nginxLevel: nginxLevel)
-        writeHead(exchange, status: status, headers: generated, bodyBytes: body.utf8.count, context: context)
-        if !body.isEmpty { writeBody(ByteBuffer(string: body), context: context) }
+        writeHead(exchange, status: status, headers: generated, context: context)
+        if !body.isEmpty { writeBody(ByteBuffer(string: body), exchange: exchange, context: context) }
         failBodyWaiters(exchange, ChannelError.ioOnClosedChannel)
         // Whatever is left of the request body is read and dropped (no exchange takes it), so the
         // connection stays usable for the next request.
@@ -859,9 +853,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// Sends a response's head (upstream, buffered or gateway-generated): header filters, the
-    /// connection's fate, and the facts the log phase reports. `bodyBytes`: the whole body's size
-    /// when known now (streamed bodies are counted per chunk).
-    private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders, bodyBytes: Int?,
+    /// connection's fate, and the facts the log phase reports.
+    private func writeHead(_ exchange: Exchange, status: Int, headers: HTTPHeaders,
                            switchesProtocols: Bool = false, context: ChannelHandlerContext) {
         var headers = headers
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
@@ -886,11 +879,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         exchange.responseStarted = true
         exchange.request.exchangeLog.status = status
         exchange.request.exchangeLog.responseHeaders = headers
-        if let bodyBytes { exchange.responseBodyBytes = bodyBytes }
+        exchange.request.exchangeLog.connection = switchesProtocols ? .upgrade : exchange.closesConnection ? .close : .keepAlive
         let head = HTTPResponseHead(version: exchange.head.version, status: HTTPResponseStatus(statusCode: status),
                                     headers: headers)
         sendUnsent(context)
-        unsent = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
+        let encoded = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
+        exchange.request.exchangeLog.chunked = encoder.framesChunked
+        exchange.responseBytes = encoded.readableBytes
+        unsent = encoded
     }
 
     /// Kong's `allow_debug_header`: a request carrying `Kong-Debug` learns which route and service
@@ -906,8 +902,11 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// Writes a piece of the response body in the response's framing (not flushed).
-    private func writeBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) {
-        encoder.body(chunk, allocator: context.channel.allocator) { emit($0, context: context) }
+    private func writeBody(_ chunk: ByteBuffer, exchange: Exchange, context: ChannelHandlerContext) {
+        encoder.body(chunk, allocator: context.channel.allocator) { framed in
+            exchange.responseBytes += framed.readableBytes
+            emit(framed, context: context)
+        }
     }
 
     /// The response head not yet handed to the channel, with the small body pieces that followed
@@ -938,12 +937,16 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         self.exchange = nil
         exchange.writeTimer?.cancel()
         let draining = services.connections.requestEnded()
-        if let last = encoder.end() { emit(last, context: context) }
+        if let last = encoder.end() {
+            exchange.responseBytes += last.readableBytes
+            emit(last, context: context)
+        }
         if !exchange.closesConnection && !draining {
             sendUnsent(context)
             pool!.flushBatch.flush(context.channel)
         } else {
             closing = true
+            if exchange.request.exchangeLog.connection == .keepAlive { exchange.request.exchangeLog.connection = .close }
             let bytes = unsent ?? ByteBuffer()
             unsent = nil
             context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
@@ -977,12 +980,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         log.startedAt = WallClock.milliseconds() - total
         log.requestLatency = total
         log.localPort = localPort
-        var headBytes = exchange.head.method.rawValue.utf8.count + exchange.head.uri.utf8.count + 12
-        for (name, value) in exchange.head.headers { headBytes += name.utf8.count + value.utf8.count + 4 }
-        log.requestSize = headBytes + exchange.requestBodyBytes
-        var responseHead = 17
-        for (name, value) in log.responseHeaders { responseHead += name.utf8.count + value.utf8.count + 4 }
-        log.responseSize = responseHead + exchange.responseBodyBytes
+        log.requestSize = exchange.requestHeadBytes + exchange.requestBodyBytes
+        log.responseSize = exchange.responseBytes
         log.upstreamURI = exchange.upstreamHead?.uri ?? ""
         if log.proxied {
             let waiting = (now - exchange.upstreamStarted).nanoseconds / 1_000_000

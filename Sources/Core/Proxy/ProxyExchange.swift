@@ -65,9 +65,11 @@ extension ProxyConnectionHandler {
         /// The upstream response held whole while a plugin asked for it (`buffersResponse`).
         var heldHead: HTTPResponseHead?
         var heldBody = ByteBuffer()
-        // For the log phase.
+        // For the log phase (nginx's `request_length` and `bytes_sent`): the request's head as
+        // received and its body; the response's bytes as written (head, body in its framing).
+        var requestHeadBytes = 0
         var requestBodyBytes = 0
-        var responseBodyBytes = 0
+        var responseBytes = 0
         var proxyLatency: Int64 = 0
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)

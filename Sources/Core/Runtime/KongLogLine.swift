@@ -59,7 +59,7 @@ struct KongLogLine {
         writePluginFields(before: "consumer")
         if let consumer = context.consumer {
             member("consumer")
-            json.value(consumer.entity)
+            json.encoded(consumer.kongSerializedEntity)
         }
         writePluginFields(before: "latencies")
         member("latencies")
@@ -75,7 +75,8 @@ struct KongLogLine {
         writePluginFields(before: "response")
         member("response")
         open()
-        member("headers"); headers(log.responseHeaders, redactions: nil, layout: Self.layout(log.responseHeaders, reusing: &layouts.response))
+        let responseHeaders = log.reportedResponseHeaders
+        member("headers"); headers(responseHeaders, redactions: nil, layout: Self.layout(responseHeaders, reusing: &layouts.response))
         member("size"); integer(Int64(log.responseSize))
         member("status"); integer(Int64(log.status))
         close()
@@ -133,8 +134,16 @@ struct KongLogLine {
         member("url")
         json.literal("\"")
         json.literal(context.isTLS ? #"https:\/\/"# : #"http:\/\/"#)
-        if let host = context.headers.first(name: "host") {
-            JSONValue.writeEscaped(HostAndPort.name(in: host), to: &json.out, escapeSlashes: true)
+        // nginx's `$host`: the Host header's name, lower-cased; the server's name (`kong` in Kong's
+        // template) without one.
+        if let header = context.headers.first(name: "host"), case let host = HostAndPort.name(in: header), !host.isEmpty {
+            if host.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
+                JSONValue.writeEscaped(host.lowercased(), to: &json.out, escapeSlashes: true)
+            } else {
+                JSONValue.writeEscaped(host, to: &json.out, escapeSlashes: true)
+            }
+        } else {
+            json.literal("kong")
         }
         json.literal(":")
         integer(Int64(log.localPort))

@@ -189,10 +189,20 @@ public final class ProxyRequestContext: @unchecked Sendable {
 
     /// Query arguments in order, percent-decoded (`a=1&b&a=2` → ("a","1"), ("b",nil), ("a","2")):
     /// a bare argument has a nil value, as Kong's `get_query` gives it `true` rather than a string.
+    /// As `ngx.req.get_uri_args` reads them: an argument with an empty name is dropped, and only
+    /// the first `maxQueryArguments` count (`lua_max_uri_args`).
     public var queryArguments: [(name: String, value: String?)] {
         guard let rawQuery else { return [] }
-        return QueryText.pairs(rawQuery).map { ($0.name, $0.value) }
+        var arguments: [(name: String, value: String?)] = []
+        for pair in QueryText.pairs(rawQuery) where !pair.name.isEmpty {
+            arguments.append((pair.name, pair.value))
+            if arguments.count == Self.maxQueryArguments { break }
+        }
+        return arguments
     }
+
+    /// nginx's `lua_max_uri_args` default (Kong's, spec §8.5).
+    public static let maxQueryArguments = 100
 
     /// Removes every argument called `name` from the query string sent upstream.
     public func removeQueryArgument(_ name: String) {
@@ -320,10 +330,26 @@ public struct ExchangeLog: Sendable {
     /// What nginx records for each try that ended without an answer, in order: 502 for a
     /// connection error, 504 for a timeout (a stale pooled connection counts, as in nginx).
     public var failedTries: [Int] = []
-    /// Status, headers and bytes (head and body) sent to the client.
+    /// Status, headers and bytes (head and body, in its framing) sent to the client.
     public var status = 0
     public var responseHeaders = HTTPHeaders()
     public var responseSize = 0
+    /// What nginx's `ngx.resp.get_headers()` adds to the headers it reports: the connection's
+    /// fate, and `transfer-encoding: chunked` for a chunked body.
+    public var connection = ResponseConnection.keepAlive
+    public var chunked = false
+
+    public enum ResponseConnection: String, Sendable {
+        case keepAlive = "keep-alive", close, upgrade
+    }
+
+    /// The response headers as Kong's serializer reads them (`ngx.resp.get_headers()`).
+    public var reportedResponseHeaders: HTTPHeaders {
+        var headers = responseHeaders
+        if !headers.contains(name: "connection") { headers.add(name: "Connection", value: connection.rawValue) }
+        if chunked, !headers.contains(name: "transfer-encoding") { headers.add(name: "Transfer-Encoding", value: "chunked") }
+        return headers
+    }
     /// Kong's `latencies`: gateway time, time waiting for the upstream (-1 when not proxied), total.
     public var kongLatency: Int64 = 0
     public var proxyLatency: Int64 = -1

@@ -41,9 +41,10 @@ public final class Service: Sendable, Equatable {
     public let tlsVerifyDepth: Int?
     public let enabled: Bool
     public let tags: [String]
-    /// The whole entity as stored (what Kong's log serializer prints for it).
+    /// The whole entity as stored.
     public let entity: JSONValue
-    /// `entity` as the log serializer writes it (every logged request carries it).
+    /// `entity` as the log serializer writes it, without its unset fields (every logged request
+    /// carries it).
     public let kongSerializedEntity: [UInt8]
 
     /// The upstream speaks TLS (`https`, `grpcs`).
@@ -51,7 +52,7 @@ public final class Service: Sendable, Equatable {
 
     init?(_ row: JSONValue) {
         self.entity = row
-        self.kongSerializedEntity = row.serializedBytes(.kong)
+        self.kongSerializedEntity = LoggedEntity.bytes(row)
         guard let id = row["id"]?.stringValue, let proto = row["protocol"]?.stringValue,
               let host = row["host"]?.stringValue, let port = row["port"]?.intValue else { return nil }
         self.id = id
@@ -94,14 +95,15 @@ public final class Route: Sendable, Equatable {
     public let serviceID: String?
     public let createdAt: Int
     public let tags: [String]
-    /// The whole entity as stored (what Kong's log serializer prints for it).
+    /// The whole entity as stored.
     public let entity: JSONValue
-    /// `entity` as the log serializer writes it (every logged request carries it).
+    /// `entity` as the log serializer writes it, without its unset fields (every logged request
+    /// carries it).
     public let kongSerializedEntity: [UInt8]
 
     init?(_ row: JSONValue) {
         self.entity = row
-        self.kongSerializedEntity = row.serializedBytes(.kong)
+        self.kongSerializedEntity = LoggedEntity.bytes(row)
         guard let id = row["id"]?.stringValue else { return nil }
         self.id = id
         self.name = row["name"]?.stringValue
@@ -128,16 +130,28 @@ public final class Route: Sendable, Equatable {
     }
 }
 
+/// An entity as Kong's log serializer prints it: the DAO's select without `nulls`, so fields that
+/// are not set are left out rather than written `null`.
+enum LoggedEntity {
+    static func bytes(_ row: JSONValue) -> [UInt8] {
+        guard case .object(let members) = row else { return row.serializedBytes(.kong) }
+        return JSONValue.object(members.filter { !$0.value.isNull }).serializedBytes(.kong)
+    }
+}
+
 public struct Consumer: Sendable, Equatable {
     public let id: String
     public let username: String?
     public let customID: String?
     public let tags: [String]
-    /// The whole entity as stored (what Kong's log serializer prints for it).
+    /// The whole entity as stored.
     public let entity: JSONValue
+    /// `entity` as the log serializer writes it.
+    public let kongSerializedEntity: [UInt8]
 
     init?(_ row: JSONValue) {
         self.entity = row
+        self.kongSerializedEntity = LoggedEntity.bytes(row)
         guard let id = row["id"]?.stringValue else { return nil }
         self.id = id
         self.username = row["username"]?.stringValue

@@ -10,6 +10,8 @@ import NIOHTTP1
 struct HTTP1Encoder {
     /// The body being written is chunk-framed.
     private var chunked = false
+    /// The response being written has a chunked body (nginx's `r->chunked`).
+    var framesChunked: Bool { chunked }
     /// The response answers HEAD: its head says what a GET would return, and no body follows.
     private var bodyless = false
 

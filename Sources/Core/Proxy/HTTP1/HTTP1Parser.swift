@@ -75,6 +75,8 @@ struct HTTP1Parser {
 
     /// Bytes read but not parsed yet (a pipelined request waiting, a partial head).
     var bufferedBytes: Int { buffer.readableBytes }
+    /// The byte size of the last head parsed: start line, fields and the empty line.
+    private(set) var lastHeadSize = 0
 
     /// The current response's body ends only with the connection (it cannot be reused).
     var bodyEndsWithConnection: Bool {
@@ -269,6 +271,7 @@ struct HTTP1Parser {
             }
             if let problem { throw fail(problem) }
             buffer.moveReaderIndex(forwardBy: end)
+            lastHeadSize = end
             lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose
                 // An HTTP/1.0 message with Transfer-Encoding closes after it (RFC 9112 §6.1).
                 : parsed.connectionKeepAlive && parsed.transferEncodingIsChunked == nil
