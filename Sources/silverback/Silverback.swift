@@ -246,8 +246,14 @@ struct Config: ParsableCommand {
         @OptionGroup var node: NodeOptions
 
         func run() throws {
-            _ = try NodeOptions.loadDeclarative(path: file, loader: try node.loader(for: try node.settings(), dbless: true),
-                                                failure: "Failed parsing:")
+            let config = try NodeOptions.loadDeclarative(path: file, loader: try node.loader(for: try node.settings(), dbless: true),
+                                                         failure: "Failed parsing:")
+            // The plugins are built too, as `start` builds them: what a node would refuse to run
+            // (a strategy this build lacks, an `error_code` no response can carry) fails here.
+            let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment }, counterDatabase: nil)
+            do { _ = try GatewayConfiguration(config, factories: factories) } catch {
+                throw CLIError("Failed parsing:\n\(error.message)")
+            }
             print("parse successful")
         }
     }

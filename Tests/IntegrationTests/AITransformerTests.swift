@@ -184,7 +184,9 @@ struct AITransformerTests {
         defer { Task { await verified.stop() } }
         let refused = try await verified.gateway.send("/t", method: .POST, body: "x")
         #expect(refused.status == 400)
-        #expect(refused.json?["error"]?["message"]?.stringValue?.contains("request failed: ") == true, "certificate refused")
+        #expect(refused.json?["error"]?["message"]
+                == "failed to introspect request with AI service: request to ai service failed: request failed: handshake failed: certificate verify failed",
+                "certificate refused, in words without the TLS library's internals: \(refused.body)")
 
         let unverified = try await AIHarness.start(Self.document([
             Self.requestTransformer(more: "https_verify: false", llm: Self.llm(url: url)),
@@ -399,10 +401,13 @@ struct AITransformerTests {
         #expect(response.body == "<persons>\n</persons>")
 
         // No `body`: the whole instruction object; a non-string body is JSON-encoded; no status: 200.
-        Self.script(h, llm: .json(ProviderFixtures.openAIChat(content: #"{"body":{"a":1}}"#)))
+        // An upstream answer without a type: a JSON-encoded body is typed as Kong's response.exit types it.
+        Self.script(h, llm: .json(ProviderFixtures.openAIChat(content: #"{"body":{"a":1}}"#)),
+                    upstream: ProviderReply(status: 200, chunks: [.init(text: "untyped")]))
         let encoded = try await h.gateway.send("/t", method: .GET)
         #expect(encoded.status == 200)
         #expect(encoded.json == ["a": 1])
+        #expect(encoded.headers.first(name: "content-type") == "application/json; charset=utf-8")
         Self.script(h, llm: .json(ProviderFixtures.openAIChat(content: #"{"status":202}"#)))
         let whole = try await h.gateway.send("/t", method: .GET)
         #expect(whole.status == 202)
@@ -446,6 +451,60 @@ struct AITransformerTests {
         let list = try await h.gateway.send("/t", method: .GET)
         #expect(list.status == 500)
         #expect(list.json?["error"]?["message"] == "failed to parse JSON response instructions from AI backend: input not table or string")
+    }
+
+    /// The response transformer's analytics log the client's body as `payload.request` (§3.4:
+    /// the raw client input), not the upstream answer it transformed; `total_tokens` appears only
+    /// when the LLM's answer has it.
+    @Test func responseTransformerLogsTheClientsBody() async throws {
+        let directory = try TemporaryDirectory.make("transformer-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logPath = directory.appendingPathComponent("r.log").path
+        let h = try await AIHarness.start(Self.document([
+            Self.responseTransformer(llm: Self.llm(logging: "{log_statistics: true, log_payloads: true}")),
+            "name: file-log, config: {path: \"\(logPath)\"}",
+        ]))
+        defer { Task { await h.stop() } }
+        let answer = #"{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"short"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#
+        Self.script(h, llm: .json(answer), upstream: .json(#"{"from":"upstream"}"#))
+        let response = try await h.gateway.send("/t", method: .POST, body: #"{"persons":[1]}"#)
+        #expect(response.status == 200)
+        #expect(response.body == "short")
+
+        let lines = try await AIProxyTests.logLines(logPath, atLeast: 1)
+        let line = try #require(lines.first)
+        let logged = try #require(try JSONValue.parse(line)["ai"]?["ai-response-transformer"])
+        #expect(logged["payload"]?["request"] == #"{"persons":[1]}"#)
+        #expect(logged["usage"]?["prompt_tokens"] == 9)
+        #expect(logged["usage"]?["total_tokens"] == nil, "not computed: the answer has none")
+        #expect(Self.llmRequests(h).first?.json?["messages"]?[1]?["content"] == #"{"from":"upstream"}"#,
+                "the LLM still transforms the upstream's answer")
+    }
+
+    /// A client body over `max_request_body_size` (and the 8 KiB kept in memory) gets the request
+    /// transformer's 400, which names the limit (docs/decisions.md); nothing is called.
+    @Test func responseTransformerRefusesABodyOverTheLimit() async throws {
+        let h = try await AIHarness.start(Self.document([Self.responseTransformer()]))
+        defer { Task { await h.stop() } }
+        let response = try await h.gateway.send("/t", method: .POST, body: String(repeating: "x", count: 9000))
+        #expect(response.status == 400)
+        #expect(response.json?["error"]?["message"] == "request body is larger than max_request_body_size (8192 bytes)")
+        #expect(h.provider.requests.isEmpty)
+    }
+
+    /// A TLS upstream whose certificate is refused is a connect failure (lua-resty-http's
+    /// `connect` does the handshake), told without the TLS library's internals.
+    @Test func aRefusedUpstreamCertificateIsAConnectFailure() async throws {
+        let tls = try await MockUpstream.start(tls: true)
+        defer { Task { await tls.stop() } }
+        let h = try await AIHarness.start(Self.document([Self.responseTransformer()])
+            .replacingOccurrences(of: "url: PROVIDER/svc", with: "url: https://127.0.0.1:\(tls.port)/svc"))
+        defer { Task { await h.stop() } }
+        let response = try await h.gateway.send("/t", method: .GET)
+        #expect(response.status == 500)
+        #expect(response.json?["error"]?["message"] == "failed to connect to upstream: handshake failed: certificate verify failed",
+                "\(response.body)")
+        #expect(!response.body.contains(".build"), "no build paths")
     }
 
     @Test func anUnreachableUpstreamAnswers500FailedToConnect() async throws {

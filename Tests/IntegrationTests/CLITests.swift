@@ -116,6 +116,29 @@ struct CLITests {
         #expect(second.stderr.contains("already exists"))
     }
 
+    /// `config parse` builds the plugins as `start` does: a configuration the node would refuse to
+    /// run (here an `error_code` no HTTP response can carry, which the schema's `gt 0` lets
+    /// through) fails the parse too, with the same reason.
+    @Test func parseRefusesWhatStartWouldRefuse() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-parse-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("kong.yml").path
+        try """
+        _format_version: "3.0"
+        plugins:
+        - name: ai-rate-limiting-advanced
+          config: {llm_providers: [{name: openai, limit: [100], window_size: [60]}], error_code: 600}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let parsed = try run(["config", "parse", file])
+        #expect(parsed.status == 1)
+        #expect(parsed.stderr.contains("Failed parsing:"), "\(parsed.stderr)")
+        #expect(parsed.stderr.contains("error_code must be an HTTP status code (100-599), got 600"), "\(parsed.stderr)")
+        let started = try run(["start"], environment: ["KONG_DATABASE": "off", "KONG_DECLARATIVE_CONFIG": file])
+        #expect(started.status == 1)
+        #expect(started.stderr.contains("error_code must be an HTTP status code (100-599), got 600"), "\(started.stderr)")
+    }
+
     @Test func startRefusesBadConfigurationAndUnsupportedModes() throws {
         let bad = try run(["start"], environment: ["KONG_DATABASE": "off",
                                                     "KONG_DECLARATIVE_CONFIG": "kong-compat/declarative/invalid/bad-service.yml"])

@@ -18,7 +18,10 @@ struct AIResponseTransformerHandler: WithoutRewritePhase {
         do {
             body = try await AIRequestBody.read(context, maxRequestBodySize: config.maxRequestBodySize)
         } catch {
-            return Self.failure(500, "subrequest failed: request body is larger than max_request_body_size")
+            // As ai-request-transformer answers it (docs/decisions.md): Kong would send the
+            // upstream call without the body.
+            return LLMIntrospection.Failure.rejected(
+                "request body is larger than max_request_body_size (\(config.maxRequestBodySize) bytes)").verdict
         }
         var headers = context.headers
         headers.remove(name: "Transfer-Encoding")
@@ -43,7 +46,8 @@ struct AIResponseTransformerHandler: WithoutRewritePhase {
 
         // §4.3-4: the LLM's transformation of it.
         let text: String
-        switch await introspection.run(input: String(buffer: upstreamBody), context: context) {
+        switch await introspection.run(input: String(buffer: upstreamBody), clientInput: body.map { String(buffer: $0) } ?? "",
+                                       context: context) {
         case .success(let answer): text = answer
         case .failure(let failure): return failure.verdict
         }
@@ -74,8 +78,9 @@ struct AIResponseTransformerHandler: WithoutRewritePhase {
             return .exit(.error(500))
         }
         let responseBody: String
+        var encodedAsJSON = true
         switch object["body"] {
-        case .string(let text)?: responseBody = text
+        case .string(let text)?: responseBody = text; encodedAsJSON = false
         case let value? where value != .null: responseBody = value.serialized(.kong)
         default: responseBody = instructions.serialized(.kong)
         }
@@ -85,6 +90,10 @@ struct AIResponseTransformerHandler: WithoutRewritePhase {
             guard Self.relayable(name, shown) else { continue }
             responseHeaders.removeAll { $0.0.lowercased() == name.lowercased() }
             responseHeaders.append((name, shown))
+        }
+        // Kong's `kong.response.exit` with a table body: JSON, typed so unless a type was set.
+        if encodedAsJSON, !responseHeaders.contains(where: { $0.0.lowercased() == "content-type" }) {
+            responseHeaders.append(("Content-Type", "application/json; charset=utf-8"))
         }
         return .exit(PluginExit(status: status, headers: responseHeaders, body: .raw(responseBody)))
     }

@@ -32,7 +32,9 @@ struct LLMIntrospection: Sendable {
     static let introspectionFailed = "failed to introspect request with AI service"
 
     /// Runs the call and records the plugin's analytics (§3.4) in the request's log record.
-    func run(input: String, context: ProxyRequestContext) async -> Result<String, Failure> {
+    /// `clientInput`: what `payload.request` logs when it is not `input` (ai-response-transformer
+    /// transforms the upstream's answer, but Kong logs the client's raw body, §3.4).
+    func run(input: String, clientInput: String? = nil, context: ProxyRequestContext) async -> Result<String, Failure> {
         let model = config.model
         let started = ContinuousClock.now
 
@@ -130,7 +132,7 @@ struct LLMIntrospection: Sendable {
         guard response.document.objectValue != nil else {
             return .failure(.rejected("failed to convert AI response to JSON: the answer is not a JSON object"))
         }
-        recordAnalytics(context, input: input, response: response, responseBytes: responseBytes, latency: latency)
+        recordAnalytics(context, input: clientInput ?? input, response: response, responseBytes: responseBytes, latency: latency)
         guard let text = response.document["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue else {
             return .failure(.rejected("no 'choices' in upstream AI service response"))
         }
@@ -179,10 +181,9 @@ struct LLMIntrospection: Sendable {
                 usage["completion_tokens"] = .number(Double(completion))
                 usage["time_per_token"] = .number(completion > 0 ? (Double(latency) / Double(completion)).rounded(.down) : 0)
             }
+            // §3.4: only what the converted body has (none is computed).
             if let total = response.document["usage"]?["total_tokens"]?.intValue {
                 usage["total_tokens"] = .number(Double(total))
-            } else if let counted = response.usage, response.promptTokens != nil && response.completionTokens != nil {
-                usage["total_tokens"] = .number(Double(counted.totalTokens))
             }
             if let cost { usage["cost"] = .number(cost) }
             entry["meta"] = .object(meta)
@@ -243,15 +244,22 @@ enum TransformerCall {
         }
     }
 
+    /// No connection was made: refused, timed out, not resolved, or the TLS handshake failed
+    /// (lua-resty-http's `connect` does the handshake).
     static func isConnectFailure(_ error: any Error) -> Bool {
         if let client = error as? HTTPClientError, client == .connectTimeout { return true }
         let text = String(describing: error).lowercased()
         return text.contains("connection refused") || text.contains("connect") && text.contains("timeout")
-            || text.contains("resolution") || text.contains("unknown host")
+            || text.contains("resolution") || text.contains("unknown host") || isHandshakeFailure(text)
     }
 
-    /// Kong's lua-resty-http texts where there is one (`timeout`, `connection refused`), else the
-    /// client's own error name.
+    private static func isHandshakeFailure(_ lowercased: String) -> Bool {
+        lowercased.contains("handshake") || lowercased.contains("boringssl") || lowercased.contains("nioSSLError".lowercased())
+    }
+
+    /// Kong's lua-resty-http texts where there is one (`timeout`, `connection refused`,
+    /// `handshake failed`), else the client's own error name. A TLS library's error is never
+    /// passed on as it prints itself: that text carries build paths and library internals.
     static func describe(_ error: any Error) -> String {
         if let client = error as? HTTPClientError {
             switch client {
@@ -261,6 +269,9 @@ enum TransformerCall {
         }
         let text = String(describing: error)
         if text.localizedCaseInsensitiveContains("connection refused") { return "connection refused" }
+        if isHandshakeFailure(text.lowercased()) {
+            return text.contains("CERTIFICATE_VERIFY_FAILED") ? "handshake failed: certificate verify failed" : "handshake failed"
+        }
         return text
     }
 }
