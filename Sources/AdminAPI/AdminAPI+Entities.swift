@@ -58,6 +58,9 @@ extension AdminAPI {
     }
 
     func list(_ entity: String, request: AdminRequest, path: String, parent: (field: String, id: JSONValue)?) -> AdminResponse {
+        if entity == "consumers", parent == nil, request.query.contains(where: { $0.name == "custom_id" }) {
+            return consumer(byCustomID: request)
+        }
         var size = 100
         if let raw = request.queryValue("size") {
             guard let number = Double(raw) else {
@@ -103,6 +106,17 @@ extension AdminAPI {
         return .json(200, .object(body))
     }
 
+    /// Kong's `GET /consumers?custom_id=<v>` (spec §2.3): the consumer with that `custom_id` as a
+    /// one-entry list (empty when none), never paged.
+    private func consumer(byCustomID request: AdminRequest) -> AdminResponse {
+        let values = request.query.filter { $0.name == "custom_id" }.map(\.value)
+        guard values.count == 1, let customID = values.first, !customID.isEmpty else {
+            return .message(400, "custom_id must be an unempty string")
+        }
+        let found = readableRows("consumers").filter { $0["custom_id"]?.stringValue == customID }
+        return .json(200, ["data": .array(found.map(output)), "next": .null])
+    }
+
     /// Entity JSON as the Admin API shows it: every field present; empty strings as null.
     func output(_ row: JSONValue) -> JSONValue {
         guard case .object(var fields) = row else { return row }
@@ -139,7 +153,8 @@ extension AdminAPI {
             guard let row else { return notFoundError(entity, key: key, byID: byID, endpointKey: endpointKey) }
             if let database, let schema = registry[entity], let rowKey = RowKey.of(row, schema: schema) {
                 // Looked up again inside the write: a concurrent delete gives 404, not a resurrection.
-                return await commit(entity, request: request, forcing: forcing, status: 200, database: database) { dao, current, body in
+                return await commit(entity, request: request, forcing: forcing, stored: row, status: 200,
+                                    database: database) { dao, current, body in
                     dao.update(entity, key: rowKey, body, in: current)
                 }
             }
@@ -195,7 +210,7 @@ extension AdminAPI {
     /// PATCH: the stored entity merged with the body (records recursively), then validated whole.
     func validatePatch(_ entity: String, row: JSONValue, request: AdminRequest) -> AdminResponse? {
         guard let schema = registry[entity] else { return .notFound }
-        switch decodedBody(entity, request: request, forcing: [:]) {
+        switch decodedBody(entity, request: request, forcing: [:], stored: row) {
         case .failure(let refused): return refused.response
         case .success(let body):
             let merged = EntityDAO(registry: registry).merge(entity, row.objectValue ?? [:], with: body)

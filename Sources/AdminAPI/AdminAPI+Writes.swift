@@ -5,13 +5,17 @@ import Core
 /// snapshot rebuilt (by the database's listener).
 extension AdminAPI {
     /// The request body as fields, with `forcing` (a nested parent, a URL key) laid over it.
-    func decodedBody(_ entity: String, request: AdminRequest,
-                     forcing: [String: JSONValue]) -> Result<[String: JSONValue], RefusedRequest> {
+    /// `stored`: the entity a PATCH changes, whose subschema key (a plugin's name) picks the
+    /// coercions when the body does not name one.
+    func decodedBody(_ entity: String, request: AdminRequest, forcing: [String: JSONValue],
+                     stored: JSONValue? = nil) -> Result<[String: JSONValue], RefusedRequest> {
         guard let schema = registry[entity] else { return .failure(RefusedRequest(response: .notFound)) }
         // `ttl` is an option of entities with a ttl, not a field: coerced as the integer it is.
         let coercion = schema.ttl ? schema.record.overriding(with: [("ttl", Field.integer)]) : schema.record
         var body: [String: JSONValue]
-        do { body = try RequestBodyDecoder.decode(request, schema: coercion) } catch {
+        do {
+            body = try RequestBodyDecoder.decode(request) { schema.formCoercions(coercion, for: $0, stored: stored) }
+        } catch {
             return .failure(RefusedRequest(response: bodyFailure(error)))
         }
         for (key, value) in forcing { body[key] = value }
@@ -20,12 +24,12 @@ extension AdminAPI {
 
     /// One entity write: `decide` gets the DAO, the committed state and the decoded body; the
     /// answer is `status` with the stored entity, or Kong's error.
-    func commit(_ entity: String, request: AdminRequest, forcing: [String: JSONValue] = [:], status: Int,
-                database: EntityDatabase,
+    func commit(_ entity: String, request: AdminRequest, forcing: [String: JSONValue] = [:], stored: JSONValue? = nil,
+                status: Int, database: EntityDatabase,
                 _ decide: @Sendable (EntityDAO, DeclarativeConfig, [String: JSONValue]) -> Result<EntityDAO.Write, KongError>)
         async -> AdminResponse {
         let body: [String: JSONValue]
-        switch decodedBody(entity, request: request, forcing: forcing) {
+        switch decodedBody(entity, request: request, forcing: forcing, stored: stored) {
         case .failure(let refused): return refused.response
         case .success(let decoded): body = decoded
         }
@@ -67,4 +71,17 @@ extension AdminAPI {
 /// A request refused before it reaches the database (its body could not be read).
 struct RefusedRequest: Error {
     let response: AdminResponse
+}
+
+extension EntitySchema {
+    /// The record a form body is coerced with: `base`, with the fields of the subschema the body
+    /// names (or the stored entity, for a PATCH that does not) laid over it, so a plugin's
+    /// `config.key_names=apikey` becomes key-auth's array and `config.reopen=true` file-log's
+    /// boolean, as Kong decodes a form again once it knows the plugin.
+    func formCoercions(_ base: RecordSchema, for assembled: [String: JSONValue], stored: JSONValue?) -> RecordSchema {
+        var selector = assembled
+        if let key = subschemaKey, selector[key] == nil, let named = stored?[key] { selector[key] = named }
+        guard let subschema = subschema(for: selector) else { return base }
+        return base.overriding(with: subschema.fields)
+    }
 }

@@ -108,6 +108,7 @@ public final class AdminAPI: Sendable {
             if entity(forAdminName: segments[0]) != nil { return ["GET", "PUT", "PATCH", "DELETE"] }
         case 3:
             if Self.isMembership(segments) { return ["GET", "POST", "DELETE"] }
+            if segments[0] == "plugins" && segments[1] == "schema" { return ["GET"] }
             if segments[0] == "schemas" {
                 if segments[1] == "plugins" { return segments[2] == "validate" ? ["POST"] : ["GET"] }
                 return segments[2] == "validate" ? ["POST"] : []
@@ -155,6 +156,7 @@ public final class AdminAPI: Sendable {
         case 3 where segments[0] == "schemas" && segments[1] == "plugins":
             return segments[2] == "validate" ? validatePlugin(request) : pluginSchema(segments[2])
         case 3 where segments[0] == "schemas": return validateEntity(segments[1], request)
+        case 3 where segments[0] == "plugins" && segments[1] == "schema": return pluginConfigSchema(segments[2])
         default: return await entityEndpoint(segments, method: method, request: request)
         }
     }
@@ -270,6 +272,13 @@ public final class AdminAPI: Sendable {
         return .json(200, export)
     }
 
+    /// `GET /plugins/schema/{name}` (deprecated in Kong for `/schemas/plugins/{name}`): the plugin's
+    /// `config` record only.
+    private func pluginConfigSchema(_ name: String) -> AdminResponse {
+        guard let plugin = registry.plugins[name] else { return .message(404, "No plugin named '\(name)'") }
+        return .json(200, Field.record(plugin.config).required().exportJSON)
+    }
+
     private func validateEntity(_ name: String, _ request: AdminRequest) -> AdminResponse {
         guard let schema = registry[name] else { return .message(404, "No entity named '\(name)'") }
         return validate(schema, request)
@@ -281,7 +290,11 @@ public final class AdminAPI: Sendable {
 
     private func validate(_ schema: EntitySchema, _ request: AdminRequest) -> AdminResponse {
         let body: [String: JSONValue]
-        do { body = try RequestBodyDecoder.decode(request, schema: schema.record) } catch { return bodyFailure(error) }
+        do {
+            body = try RequestBodyDecoder.decode(request) { schema.formCoercions(schema.record, for: $0, stored: nil) }
+        } catch {
+            return bodyFailure(error)
+        }
         switch schema.process(body, context: .insert) {
         case .success: return .message(200, "schema validation successful")
         case .failure(let errors): return .error(.schemaViolation(errors))

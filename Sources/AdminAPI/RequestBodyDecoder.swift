@@ -13,6 +13,13 @@ enum RequestBodyDecoder {
     }
 
     static func decode(_ request: AdminRequest, schema: RecordSchema?) throws(Failure) -> [String: JSONValue] {
+        try decode(request) { _ in schema }
+    }
+
+    /// `coercions`: the schema a form body's values are coerced with, chosen from the body as
+    /// assembled (a plugin's fields depend on its `name`).
+    static func decode(_ request: AdminRequest,
+                       coercions: ([String: JSONValue]) -> RecordSchema?) throws(Failure) -> [String: JSONValue] {
         if (request.headers["content-type"]?.count ?? 0) > 1 { throw .multipleContentTypes }
         guard !request.body.isEmpty else { return [:] }
         let contentType = request.header("content-type")?.lowercased() ?? ""
@@ -28,7 +35,8 @@ enum RequestBodyDecoder {
                 return [:]
             }
             let pairs = fields.names.flatMap { name in (fields.values[name] ?? []).map { (name, $0) } }
-            return coerce(assemble(pairs), schema: schema)
+            let assembled = assemble(pairs)
+            return coerce(assembled, schema: coercions(assembled))
         default:
             throw .unsupportedMediaType
         }

@@ -40,11 +40,12 @@ struct AdminAPIDatabaseTests {
 
     // MARK: Helpers
 
-    func call(_ method: String, _ path: String, body: String = "", contentType: String? = nil,
+    func call(_ method: String, _ path: String, query: [(String, String)] = [], body: String = "", contentType: String? = nil,
               on api: AdminAPI? = nil) async -> AdminResponse {
         var headers: [String: [String]] = [:]
         if let contentType { headers["content-type"] = [contentType] }
-        return await (api ?? self.api).respond(to: AdminRequest(method: method, path: path, headers: headers, body: Array(body.utf8)))
+        return await (api ?? self.api).respond(to: AdminRequest(method: method, path: path, query: query.map { ($0.0, $0.1) },
+                                                                headers: headers, body: Array(body.utf8)))
     }
 
     func form(_ method: String, _ path: String, _ body: String) async -> AdminResponse {
@@ -136,6 +137,51 @@ struct AdminAPIDatabaseTests {
         let consumerID = try #require(await call("GET", "/consumers/alice").json?["id"]?.stringValue)
         #expect(allowed.json?["consumer"] == ["id": .string(consumerID)])
         #expect(try ids(await call("GET", "/consumers/alice/plugins"), "name") == ["request-termination"])
+    }
+
+    /// A form's `config.*` values are coerced by the named plugin's own schema (Kong decodes the
+    /// form again once it knows the plugin): `config.key_names=k1` is key-auth's one-entry array,
+    /// `config.status_code=418` request-termination's integer. A PATCH naming no plugin is coerced
+    /// by the stored one's schema. `/schemas/plugins/validate` reads forms the same way.
+    @Test func formConfigValuesFollowTheNamedPluginsSchema() async throws {
+        _ = try await seed()
+        let created = await form("POST", "/services/example_service/plugins", "name=key-auth&config.key_names=k1")
+        #expect(created.status == 201, "\(created.text)")
+        #expect(created.json?["config"]?["key_names"] == ["k1"])
+        let pluginID = try #require(created.json?["id"]?.stringValue)
+        let patched = await form("PATCH", "/plugins/\(pluginID)", "config.key_names=k2&config.key_names=k3")
+        #expect(patched.status == 200, "\(patched.text)")
+        #expect(patched.json?["config"]?["key_names"] == ["k2", "k3"])
+        let terminating = await form("POST", "/consumers/alice/plugins", "name=request-termination&config.status_code=418")
+        #expect(terminating.status == 201, "\(terminating.text)")
+        #expect(terminating.json?["config"]?["status_code"] == 418)
+        let validated = await form("POST", "/schemas/plugins/validate", "name=key-auth&config.key_names=k1")
+        #expect(validated.json == ["message": "schema validation successful"], "\(validated.text)")
+    }
+
+    /// Spec §2.3: `GET /consumers?custom_id=<v>` is a one-entry list (empty without a match); an
+    /// empty or repeated `custom_id` is refused.
+    @Test func consumersAreFoundByCustomID() async throws {
+        _ = try await createdID("/consumers", "username=alice")
+        let bobID = try await createdID("/consumers", "username=bob&custom_id=b1")
+        #expect(try ids(await call("GET", "/consumers", query: [("custom_id", "b1")])) == [bobID])
+        let none = await call("GET", "/consumers", query: [("custom_id", "nobody")])
+        #expect(none.json == ["data": [], "next": .null])
+        for query in [[("custom_id", "")], [("custom_id", "b1"), ("custom_id", "b1")]] {
+            let refused = await call("GET", "/consumers", query: query)
+            #expect(refused.status == 400)
+            #expect(refused.json == ["message": "custom_id must be an unempty string"])
+        }
+    }
+
+    /// `GET /plugins/schema/{name}` (deprecated in Kong for `/schemas/plugins/{name}`): the
+    /// plugin's `config` record alone.
+    @Test func theDeprecatedPluginSchemaEndpointGivesTheConfigRecord() async {
+        let schema = await call("GET", "/plugins/schema/key-auth")
+        #expect(schema.status == 200)
+        #expect(schema.json?["type"] == "record")
+        #expect(schema.json?["fields"]?.arrayValue?.first?["key_names"]?["default"] == ["apikey"], "\(schema.text)")
+        #expect(await call("GET", "/plugins/schema/nope").json == ["message": "No plugin named 'nope'"])
     }
 
     // MARK: Reads

@@ -654,7 +654,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         closeFlushingFirst()  // channelInactive ends the exchange and logs it
     }
 
-    /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
     /// A body filter ended the response before the upstream did (`endsResponseBody`): the filters
     /// get their last call, the client's response ends, and the upstream connection, its body
     /// unread, is closed rather than reused.
@@ -665,6 +664,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         complete(exchange)
     }
 
+    /// The upstream response is complete: the connection goes back to the pool, the exchange ends.
     private func upstreamEnded(_ exchange: Exchange) {
         releaseUpstream(exchange)
         complete(exchange)

@@ -254,7 +254,7 @@ enum TransformerCall {
     }
 
     private static func isHandshakeFailure(_ lowercased: String) -> Bool {
-        lowercased.contains("handshake") || lowercased.contains("boringssl") || lowercased.contains("nioSSLError".lowercased())
+        lowercased.contains("handshake") || lowercased.contains("boringssl") || lowercased.contains("niossl")
     }
 
     /// Kong's lua-resty-http texts where there is one (`timeout`, `connection refused`,
