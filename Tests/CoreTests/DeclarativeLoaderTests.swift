@@ -279,11 +279,26 @@ struct SettingsTests {
         ("port_maps = 80", "kong.conf:1: port_maps: invalid port mapping '80' (host_port:container_port)"),
         ("port_maps = 80:8000, 443:99999", "kong.conf:1: port_maps: invalid port mapping '443:99999' (host_port:container_port)"),
         ("port_maps = 80:8000:1", "kong.conf:1: port_maps: invalid port mapping '80:8000:1' (host_port:container_port)"),
+        ("nginx_http_client_body_timeout = 0", "kong.conf:1: nginx_http_client_body_timeout is not a valid time: '0' (e.g. 60s, 1m)"),
+        ("nginx_http_keepalive_timeout = soon", "kong.conf:1: nginx_http_keepalive_timeout is not a valid time: 'soon' (e.g. 60s, 1m)"),
+        ("nginx_http_client_header_timeout = 5x", "kong.conf:1: nginx_http_client_header_timeout is not a valid time: '5x' (e.g. 60s, 1m)"),
     ])
     func malformedSettings(line: String, message: String) {
         #expect(throws: SettingsError(message)) {
             try Settings.load(confText: line, confPath: "kong.conf", environment: [:])
         }
+    }
+
+    /// Client timeouts: nginx's defaults, or Kong's `nginx_http_*` injected directives in nginx's
+    /// time syntax (`keepalive_timeout`'s optional second value is ignored).
+    @Test func clientTimeoutSettings() throws {
+        let defaults = try Settings.load(confText: nil, confPath: nil, environment: [:]).proxy.clientTimeouts
+        #expect(defaults.header == .seconds(60) && defaults.body == .seconds(60) && defaults.keepalive == .seconds(75))
+        let set = try Settings.load(confText: "nginx_http_client_body_timeout = 1m30s\nnginx_http_keepalive_timeout = 15 10",
+                                    confPath: nil, environment: ["KONG_NGINX_HTTP_CLIENT_HEADER_TIMEOUT": "500ms"]).proxy.clientTimeouts
+        #expect(set.body == .seconds(90))
+        #expect(set.keepalive == .seconds(15))
+        #expect(set.header == .milliseconds(500))
     }
 
     @Test func proxyHeaderSettings() throws {

@@ -213,6 +213,58 @@ struct ProxyTests {
     }
 
     /// HTTP/1.0 keep-alive: kept (and said so) when the client asks and the body has a length.
+    /// nginx's client timeouts (short here, 60/60/75 s by default): an idle keep-alive connection
+    /// and a head that never ends are closed without an answer; a body that stops arriving gets
+    /// `408 Request timeout` and the connection closes, the upstream that had part of it dropped.
+    @Test func clientsThatStallAreTimedOut() async throws {
+        var options = ProxyOptions()
+        options.clientTimeouts.header = .milliseconds(300)
+        options.clientTimeouts.body = .milliseconds(300)
+        options.clientTimeouts.keepalive = .milliseconds(300)
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+
+        /// Sends `bytes`, then reads until the gateway closes the connection (or, as a safety net
+        /// only, 20 s pass: then `closed` is false).
+        func stall(after bytes: String) async throws -> (received: String, closed: Bool) {
+            let channel = try await h.rawConnection()
+            return try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: bytes))
+                return try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+                    group.addTask {
+                        var text = ""
+                        for try await chunk in inbound { text += String(buffer: chunk) }
+                        return (text, true)
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(20))
+                        return ("", false)
+                    }
+                    let first = try await group.next()!
+                    group.cancelAll()
+                    return first
+                }
+            }
+        }
+
+        let idle = try await stall(after: "GET /api/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(idle.closed, "the idle keep-alive connection was closed")
+        #expect(idle.received.hasPrefix("HTTP/1.1 200"), "the request itself was answered: \(idle.received)")
+
+        let head = try await stall(after: "GET /api/b HTTP/1.1\r\nHost: t\r\n")
+        #expect(head.closed)
+        #expect(head.received.isEmpty, "no answer to a head that never ended: \(head.received)")
+
+        let body = try await stall(after: "POST /api/c HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        #expect(body.closed)
+        #expect(body.received.hasPrefix("HTTP/1.1 408"), "\(body.received)")
+        #expect(body.received.contains("Request timeout"))
+        #expect(body.received.lowercased().contains("connection: close"))
+    }
+
     @Test func http10ClientsKeepTheirConnectionWhenTheyAskForIt() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -132,4 +132,5 @@ public enum ProxyErrorText {
     public static let nameResolutionFailed = "name resolution failed"
     public static let unexpected = "An unexpected error occurred"
     public static let httpsRequired = "Please use HTTPS protocol"
+    public static let requestTimeout = "Request timeout"
 }

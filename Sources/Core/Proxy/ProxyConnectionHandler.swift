@@ -70,6 +70,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             closing = true
             context.close(promise: nil)
         }
+        idleSince = .now()
+        ensureClientTimer()
         context.fireChannelActive()
     }
 
@@ -98,6 +100,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         closing = true
         readTimer?.cancel()  // it holds this handler
         readTimer = nil
+        clientTimer?.cancel()
+        clientTimer = nil
         services.connections.unregister(context.channel)
         if let exchange {
             abandon(exchange)
@@ -144,6 +148,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }  // what follows a last response is never served
         if let exchange, exchange.state == .tunneling { return tunnelToUpstream(unwrapInboundIn(data), exchange: exchange) }
+        lastClientRead = .now()
+        if exchange == nil, headStartedAt == nil { headStartedAt = lastClientRead }
+        ensureClientTimer()
         parser.append(unwrapInboundIn(data))
         parseRequests()
     }
@@ -253,6 +260,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                           isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.requestHeadBytes = parser.lastHeadSize
+        headStartedAt = nil
+        servedRequests = true
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
         self.exchange = exchange
         // Never to an HTTP/1.0 client (RFC 9110 §15.2).
@@ -549,6 +558,72 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             endTunnel(exchange, flushing: false)  // idle both ways for read_timeout, as nginx's upgraded connections
         } else {
             upstreamTimedOut(exchange)
+        }
+    }
+
+    // MARK: Client timeouts (nginx's client_header_timeout, client_body_timeout, keepalive_timeout)
+
+    /// When the connection last had nothing to do: opened, or its last response completed.
+    private var idleSince = NIODeadline.uptimeNanoseconds(0)
+    /// When the first byte of the request head being read arrived (nil: none is being read).
+    private var headStartedAt: NIODeadline?
+    private var lastClientRead = NIODeadline.uptimeNanoseconds(0)
+    /// A request was read on this connection (the wait for the next one is keep-alive's).
+    private var servedRequests = false
+    private var clientTimer: Scheduled<Void>?
+
+    /// When the wait on the client now in progress times out; nil when the gateway is not waiting
+    /// on the client (the upstream is, or a plugin, or reading was paused by backpressure).
+    private var clientDeadline: NIODeadline? {
+        let timeouts = services.options.clientTimeouts
+        if let exchange {
+            guard !exchange.clientBodyDone, exchange.state != .tunneling, !clientReadingPaused else { return nil }
+            return lastClientRead + timeouts.body
+        }
+        if let headStartedAt { return headStartedAt + timeouts.header }
+        return idleSince + (servedRequests ? timeouts.keepalive : timeouts.header)
+    }
+
+    /// One timer per connection, scheduled at most once per shortest timeout: every deadline lies
+    /// at least that far after the moment it starts counting, so a timer set that far ahead of
+    /// when it was armed never fires late; when it fires it acts or re-arms for what is due. The
+    /// request path only reads the clock and checks that a timer exists.
+    private func ensureClientTimer() {
+        guard clientTimer == nil else { return }
+        scheduleClientTimer(at: .now() + services.options.clientTimeouts.shortest)
+    }
+
+    private func scheduleClientTimer(at deadline: NIODeadline) {
+        guard !closing, let loop = context?.eventLoop else { return }
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        clientTimer = loop.scheduleTask(deadline: deadline) { bound.value.clientTimerFired() }
+    }
+
+    private func clientTimerFired() {
+        clientTimer = nil
+        guard !closing, context != nil, let deadline = clientDeadline else { return }  // re-armed by the next wait
+        let now = NIODeadline.now()
+        guard now >= deadline else {
+            return scheduleClientTimer(at: min(deadline, now + services.options.clientTimeouts.shortest))
+        }
+        if let exchange { return clientBodyTimedOut(exchange) }
+        // An idle keep-alive connection, or a head that did not arrive in time: nginx closes
+        // without an answer.
+        closeFlushingFirst()
+    }
+
+    /// nginx's `client_body_timeout`: a body the gateway waits for stopped arriving. Before any
+    /// answer, `408 Request timeout` and the connection closes (an upstream that got part of the
+    /// body is dropped); once an answer started, or while a plugin works on the request, the
+    /// connection closes.
+    private func clientBodyTimedOut(_ exchange: Exchange) {
+        switch exchange.state {
+        case .connecting, .proxying where !exchange.responseStarted:
+            detachUpstream(exchange)
+            exchange.clientKeepsAlive = false
+            respond(.error(408, ProxyErrorText.requestTimeout), exchange: exchange, nginxLevel: true)
+        default:
+            closeFlushingFirst()
         }
     }
 
@@ -936,6 +1011,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let context else { return }
         self.exchange = nil
         exchange.writeTimer?.cancel()
+        idleSince = .now()
+        // Bytes of the next request already read start its head's time now.
+        headStartedAt = parser.bufferedBytes > 0 ? idleSince : nil
+        ensureClientTimer()
         let draining = services.connections.requestEnded()
         if let last = encoder.end() {
             exchange.responseBytes += last.readableBytes

@@ -1,3 +1,4 @@
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,8 +20,26 @@ public struct ProxyOptions: Sendable, Equatable {
     /// The host port each listening port is published as (Kong's `port_maps`, `host:container`):
     /// `X-Forwarded-Port` names the port the client connected to, as seen from outside.
     public var portMaps: [Int: Int] = [:]
+    /// How long the gateway waits on a client (nginx's defaults, which Kong keeps).
+    public var clientTimeouts = ClientTimeouts()
 
     public init() {}
+}
+
+/// nginx's `client_header_timeout`, `client_body_timeout` and `keepalive_timeout`, set with Kong's
+/// `nginx_http_*` directive injection.
+public struct ClientTimeouts: Sendable, Equatable {
+    /// A request head must arrive whole within this (from its first byte, or from the connection's
+    /// opening for its first request); otherwise the connection closes without an answer.
+    public var header = TimeAmount.seconds(60)
+    /// The longest gap between two reads of a request body the gateway is waiting for; then 408.
+    public var body = TimeAmount.seconds(60)
+    /// How long a connection may sit idle between requests before it is closed.
+    public var keepalive = TimeAmount.seconds(75)
+
+    public init() {}
+
+    var shortest: TimeAmount { min(header, body, keepalive) }
 }
 
 /// Kong's `headers` tokens, resolved to the individual headers they enable.

@@ -1,3 +1,4 @@
+import NIOCore
 import Foundation
 
 /// Node settings, read as Kong reads them: defaults, then a kong.conf-style file (`-c`), then
@@ -31,6 +32,7 @@ public struct Settings: Sendable, Equatable {
         "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
+        "nginx_http_client_header_timeout", "nginx_http_client_body_timeout", "nginx_http_keepalive_timeout",
     ]
 
     /// Applies `name = value` pairs; unknown names and malformed values are errors.
@@ -91,9 +93,35 @@ public struct Settings: Sendable, Equatable {
             }
         case "port_maps":
             proxy.portMaps = try Self.portMaps(value, source: source)
+        case "nginx_http_client_header_timeout":
+            proxy.clientTimeouts.header = try Self.nginxTime(value, name: name, source: source)
+        case "nginx_http_client_body_timeout":
+            proxy.clientTimeouts.body = try Self.nginxTime(value, name: name, source: source)
+        case "nginx_http_keepalive_timeout":
+            // nginx's optional second value (the `Keep-Alive: timeout=` header) is not sent.
+            let first = value.split(separator: " ").first.map(String.init) ?? value
+            proxy.clientTimeouts.keepalive = try Self.nginxTime(first, name: name, source: source)
         default:
             throw SettingsError("\(source): unknown property '\(name)'")
         }
+    }
+
+    /// nginx's time syntax: a number with an optional unit (`ms`, `s`, `m`, `h`, `d`; seconds
+    /// without one), or several (`1m30s`). Zero is refused: the gateway would close at once.
+    static func nginxTime(_ value: String, name: String, source: String) throws(SettingsError) -> TimeAmount {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        var rest = Substring(value)
+        var total: Int64 = 0
+        while !rest.isEmpty {
+            let digits = rest.prefix(while: \.isASCII).prefix(while: \.isNumber)
+            guard let number = Int64(digits), number < 1_000_000_000 else { total = 0; break }
+            rest = rest.dropFirst(digits.count)
+            let unit = units.first { rest.hasPrefix($0.0) }  // `ms` is tried before `m`
+            if let unit { rest = rest.dropFirst(unit.0.count) }
+            total += number * (unit?.1 ?? 1000)
+        }
+        guard total > 0 else { throw SettingsError("\(source): \(name) is not a valid time: '\(value)' (e.g. 60s, 1m)") }
+        return .milliseconds(total)
     }
 
     /// `port_maps = 80:8000, 443:8443`: host port, then the port this node listens on.
