@@ -265,6 +265,27 @@ struct ProxyTests {
         #expect(body.received.lowercased().contains("connection: close"))
     }
 
+    /// Request lines as nginx reads them: an absolute-form target is routed on its path and host
+    /// (a client using the gateway as an HTTP proxy); a lower-case method, a path with a broken
+    /// escape or an HTTP/1.1 request without Host get `400 Bad request`, never the upstream.
+    @Test func requestLinesAreReadAsNginxReadsThem() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, hosts: [example.com], paths: ["/api"]}]}
+        """)
+        defer { Task { await h.stop() } }
+        let absolute = try await h.rawExchange("GET http://example.com/api/x?q=1 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
+        #expect(absolute.hasPrefix("HTTP/1.1 200"), "\(absolute)")
+        #expect(absolute.contains(#""uri":"\/x?q=1""#) || absolute.contains(#""uri":"/x?q=1""#), "\(absolute)")
+        for refused in ["get /api/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                        "GET /api/%zz HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                        "GET /api/x HTTP/1.1\r\nConnection: close\r\n\r\n"] {
+            let answer = try await h.rawExchange(refused)
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(refused): \(answer)")
+        }
+        #expect(h.upstream.acceptedConnections == 1, "only the absolute-form request reached the upstream")
+    }
+
     @Test func http10ClientsKeepTheirConnectionWhenTheyAskForIt() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -337,6 +337,9 @@ private struct ParsedHead {
     /// `Connection` tokens `close` and `keep-alive`.
     var connectionClose = false
     var connectionKeepAlive = false
+    /// The host of an absolute-form request target (`GET http://host/path`), which names the
+    /// request's host instead of the Host header (RFC 9112 §3.2.2, as nginx reads it).
+    var targetAuthority: String?
 
     /// nil when the head is well formed; otherwise why not.
     mutating func parse(_ bytes: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind) -> String? {
@@ -354,7 +357,7 @@ private struct ParsedHead {
                 if let problem = kind == .request ? parseRequestLine(line) : parseStatusLine(line) { return problem }
                 continue
             }
-            if line.isEmpty { return nil }
+            if line.isEmpty { return kind == .request ? checkRequestHost() : nil }
             if let problem = parseField(line) { return problem }
         }
         return "unterminated head"
@@ -366,16 +369,85 @@ private struct ParsedHead {
             return "invalid request line"
         }
         let methodBytes = UnsafeRawBufferPointer(rebasing: line[..<firstSpace])
-        guard methodBytes.allSatisfy(HTTPBytes.isTokenByte) else { return "invalid method" }
-        let targetBytes = UnsafeRawBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
+        // nginx takes upper-case letters, `_` and `-` only (`get` is refused, not routed).
+        guard methodBytes.allSatisfy({ ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 == UInt8(ascii: "_")
+                                           || $0 == UInt8(ascii: "-") }) else { return "invalid method" }
+        var targetBytes = UnsafeRawBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
         guard targetBytes.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return "invalid request target" }
         guard let version = Self.version(UnsafeRawBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
             return "invalid HTTP version"
         }
+        if targetBytes.first != UInt8(ascii: "/") {
+            guard let (authority, rest) = Self.absoluteForm(targetBytes) else { return "invalid request target" }
+            targetAuthority = authority
+            targetBytes = rest
+        }
+        guard Self.pathEscapesAreWhole(targetBytes) else { return "invalid escape in the request path" }
         self.version = version
         method = HTTPMethod(rawValue: String(decoding: methodBytes, as: UTF8.self))
-        target = String(decoding: targetBytes, as: UTF8.self)
+        // An absolute URL without a path (`http://h`, `http://h?q`) asks for `/`.
+        let path = String(decoding: targetBytes, as: UTF8.self)
+        target = targetBytes.first == UInt8(ascii: "/") ? path : "/" + path
         return nil
+    }
+
+    /// `http://host[:port][/path][?query]` (scheme case-insensitive): the authority, and what
+    /// follows it as an origin-form target (empty for `/`). nil for any other form.
+    private static func absoluteForm(_ target: UnsafeRawBufferPointer) -> (String, UnsafeRawBufferPointer)? {
+        var index = 0
+        for byte in "http".utf8 {
+            guard index < target.count, target[index] | 0x20 == byte else { return nil }
+            index += 1
+        }
+        if index < target.count, target[index] | 0x20 == UInt8(ascii: "s") { index += 1 }
+        for byte in "://".utf8 {
+            guard index < target.count, target[index] == byte else { return nil }
+            index += 1
+        }
+        let authorityStart = index
+        while index < target.count, target[index] != UInt8(ascii: "/"), target[index] != UInt8(ascii: "?") { index += 1 }
+        guard index > authorityStart else { return nil }
+        let authority = String(decoding: UnsafeRawBufferPointer(rebasing: target[authorityStart..<index]), as: UTF8.self)
+        guard !authority.contains("@") else { return nil }  // no user information in a request target
+        return (authority, UnsafeRawBufferPointer(rebasing: target[index...]))
+    }
+
+    /// Every `%` of the path (the query is not decoded) starts two hex digits, as nginx requires
+    /// of a path it normalises.
+    private static func pathEscapesAreWhole(_ target: UnsafeRawBufferPointer) -> Bool {
+        func isHex(_ byte: UInt8) -> Bool {
+            (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
+        }
+        var index = 0
+        while index < target.count, target[index] != UInt8(ascii: "?") {
+            if target[index] == UInt8(ascii: "%") {
+                guard index + 2 < target.count, isHex(target[index + 1]), isHex(target[index + 2]) else { return false }
+                index += 3
+            } else {
+                index += 1
+            }
+        }
+        return true
+    }
+
+    /// nginx's checks of the request's host: an HTTP/1.1 request names one; two Host lines, or a
+    /// host with a `/`, a `\` or `..` in it, are refused (`ngx_http_validate_host`). An
+    /// absolute-form target's host replaces the Host lines.
+    private mutating func checkRequestHost() -> String? {
+        if let targetAuthority {
+            fields.removeAll { ProxyHeaders.equalsIgnoringCase($0.0, "host") }
+            fields.append(("Host", targetAuthority))
+        }
+        var host: String?
+        for (name, value) in fields where name.utf8.count == 4 && ProxyHeaders.equalsIgnoringCase(name, "host") {
+            guard host == nil else { return "duplicate Host header" }
+            host = value
+        }
+        guard let host else { return version.minor >= 1 ? "HTTP/1.1 request without Host" : nil }
+        let invalid = host.isEmpty
+            ? version.minor >= 1
+            : host.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }) || host.contains("..")
+        return invalid ? "invalid Host header" : nil
     }
 
     private mutating func parseStatusLine(_ line: UnsafeRawBufferPointer) -> String? {
