@@ -100,3 +100,11 @@ struct ProxyHeadersTests {
         }
     }
 }
+
+/// RFC 9110's IMF-fixdate, as nginx writes `Date`.
+@Test func httpDatesAreIMFFixdates() {
+    #expect(HTTPDate.format(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+    #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+    let now = HTTPDate().now
+    #expect(now.count == 29 && now.hasSuffix(" GMT"), "\(now)")
+}

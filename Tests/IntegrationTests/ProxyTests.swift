@@ -286,6 +286,24 @@ struct ProxyTests {
         #expect(h.upstream.acceptedConnections == 1, "only the absolute-form request reached the upstream")
     }
 
+    /// nginx dates every answer: the gateway's own (a 404) and an upstream's that has no `Date`.
+    @Test func everyAnswerHasADate() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """)
+        defer { Task { await h.stop() } }
+        let missing = try await h.send("/nowhere")
+        #expect(missing.status == 404)
+        let proxied = try await h.send("/api/x")
+        #expect(proxied.status == 200)
+        for response in [missing, proxied] {
+            let date = try #require(response.headers.first(name: "date"))
+            #expect(date.count == 29 && date.hasSuffix(" GMT"), "\(date)")
+            #expect(response.headers["date"].count == 1)
+        }
+    }
+
     @Test func http10ClientsKeepTheirConnectionWhenTheyAskForIt() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -934,6 +934,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var headers = headers
         for handler in exchange.handlers { handler.headerFilter(exchange.request, status: status, headers: &headers) }
         if services.options.allowDebugHeader { addDebugHeaders(exchange, to: &headers) }
+        // nginx dates every answer; an upstream's own `Date` is kept (Kong's `proxy_pass_header Date`).
+        if let pool, !headers.contains(name: "date") { headers.add(name: "Date", value: pool.date.now) }
         if switchesProtocols {
             // The connection belongs to the new protocol now; it closes when the tunnel does.
             headers.replaceOrAdd(name: "Connection", value: "upgrade")

@@ -192,6 +192,8 @@ final class UpstreamPool {
     let taskExecutor: EventLoopTaskExecutor
     /// The flushes of this loop's exchanges, issued together once per loop tick.
     let flushBatch: LoopFlushBatch
+    /// The `Date` of this loop's answers that have none.
+    let date = HTTPDate()
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
