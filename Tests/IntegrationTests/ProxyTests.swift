@@ -659,9 +659,19 @@ struct ProxyTests {
         let refused = try await h.send("/refused", headers: [("Accept", "application/json")])
         #expect(refused.status == 502)
         #expect(refused.json?["message"] == "An invalid response was received from the upstream server")
+        // A request that went to the upstream and failed there is a proxied one in Kong (marked
+        // before its balancer runs): its answer has Via and the upstream and proxy latencies.
+        for failed in [timeout, refused] {
+            #expect(failed.headers.first(name: "Via") == "1.1 kong/3.10.0")
+            #expect(failed.headers.first(name: "X-Kong-Upstream-Latency") != nil)
+            #expect(failed.headers.first(name: "X-Kong-Proxy-Latency") != nil)
+            #expect(failed.headers.first(name: "X-Kong-Response-Latency") == nil)
+            #expect(failed.headers.first(name: "Server") == "kong/3.10.0")
+        }
         let dns = try await h.send("/dns", headers: [("Accept", "application/json")])
         #expect(dns.status == 503)
         #expect(dns.json?["message"] == "name resolution failed")
+        #expect(dns.headers.first(name: "X-Kong-Response-Latency") != nil, "no upstream was tried")
         let passthrough = try await h.send("/status/502")
         #expect(passthrough.status == 502)
         #expect(passthrough.body == "upstream 502", "upstream error responses are never rewritten")

@@ -490,7 +490,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                         // Name resolution failures are gateway errors in Kong (JSON by default);
                         // connect failures and timeouts are NGINX-level (Accept, else text).
                         self.respond(.error(failure.status, failure.message), exchange: exchange,
-                                     nginxLevel: failure.kind != .nameResolution)
+                                     nginxLevel: failure.kind != .nameResolution,
+                                     afterProxying: failure.kind != .nameResolution)
                     }
                 }
             }
@@ -691,7 +692,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         // A request body still arriving would be cut mid-message by the switch.
         guard asked, !exchange.responseStarted, exchange.clientBodyDone else {
             detachUpstream(exchange)
-            return respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true)
+            return respond(.error(502, ProxyErrorText.invalidUpstreamResponse), exchange: exchange, nginxLevel: true,
+                           afterProxying: true)
         }
         exchange.responseReceived(status: 101)
         exchange.state = .tunneling
@@ -880,7 +882,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.requestSent = false
             connect(exchange)
         } else {
-            respond(.error(status, message), exchange: exchange, nginxLevel: true)
+            respond(.error(status, message), exchange: exchange, nginxLevel: true, afterProxying: true)
         }
     }
 
@@ -913,12 +915,19 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
 
     // MARK: Responses
 
-    private func respond(_ exit: PluginExit, exchange: Exchange, nginxLevel: Bool) {
+    /// `afterProxying`: the request went to the upstream and failed there (see
+    /// `generatedResponse`'s `proxied`).
+    private func respond(_ exit: PluginExit, exchange: Exchange, nginxLevel: Bool, afterProxying: Bool = false) {
         guard let context else { return }
         exchange.state = .responded
+        let proxied = afterProxying
+            ? RequestPhases.ProxiedLatencies(upstream: RequestPhases.milliseconds(since: exchange.upstreamStarted),
+                                             proxy: exchange.proxyLatency)
+            : nil
         let (status, generated, body) = RequestPhases.generatedResponse(exit, context: exchange.request, head: exchange.head,
                                                                         headerSet: services.options.responseHeaders,
-                                                                        started: exchange.started, nginxLevel: nginxLevel)
+                                                                        started: exchange.started, nginxLevel: nginxLevel,
+                                                                        proxied: proxied)
         writeHead(exchange, status: status, headers: generated, context: context)
         if !body.isEmpty { writeBody(ByteBuffer(string: body), exchange: exchange, context: context) }
         failBodyWaiters(exchange, ChannelError.ioOnClosedChannel)

@@ -220,9 +220,20 @@ enum RequestPhases {
         return HTTPRequestHead(version: .http1_1, method: context.method, uri: target, headers: headers)
     }
 
+    /// How long a request that went to the upstream waited, for the answer to a failed try.
+    struct ProxiedLatencies {
+        let upstream: Int64
+        let proxy: Int64
+    }
+
     /// A gateway-generated response (error template, plugin JSON, empty), with Kong's headers.
+    /// `proxied`: the answer to a request that went to the upstream and failed there (a refused
+    /// connection, a timeout, an invalid answer). Kong marks such a request proxied before its
+    /// balancer runs, so it gets a proxied answer's headers (`Via`, the upstream and proxy
+    /// latencies, `X-Kong-Upstream-Status`), not `X-Kong-Response-Latency`.
     static func generatedResponse(_ exit: PluginExit, context: ProxyRequestContext, head: HTTPRequestHead,
-                                  headerSet: ResponseHeaderSet, started: NIODeadline, nginxLevel: Bool) -> (status: Int, headers: HTTPHeaders, body: String) {
+                                  headerSet: ResponseHeaderSet, started: NIODeadline, nginxLevel: Bool,
+                                  proxied: ProxiedLatencies? = nil) -> (status: Int, headers: HTTPHeaders, body: String) {
         var headers = HTTPHeaders()
         var body = ""
         var status = exit.status
@@ -257,7 +268,12 @@ enum RequestPhases {
         }
         headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
         if headerSet.server { headers.replaceOrAdd(name: "Server", value: ProxyHeaders.serverToken) }
-        if headerSet.responseLatency {
+        if let proxied {
+            if headerSet.upstreamLatency { headers.replaceOrAdd(name: "X-Kong-Upstream-Latency", value: String(proxied.upstream)) }
+            if headerSet.proxyLatency { headers.replaceOrAdd(name: "X-Kong-Proxy-Latency", value: String(proxied.proxy)) }
+            if headerSet.via { headers.replaceOrAdd(name: "Via", value: ProxyHeaders.viaValue(.http1_1)) }
+            if headerSet.upstreamStatus { headers.replaceOrAdd(name: "X-Kong-Upstream-Status", value: String(status)) }
+        } else if headerSet.responseLatency {
             headers.replaceOrAdd(name: "X-Kong-Response-Latency", value: String(milliseconds(since: started)))
         }
         if headerSet.requestID { headers.replaceOrAdd(name: "X-Kong-Request-Id", value: context.requestID) }
