@@ -184,6 +184,28 @@ struct AdminAPIDatabaseTests {
         #expect(await call("GET", "/plugins/schema/nope").json == ["message": "No plugin named 'nope'"])
     }
 
+    /// Spec §2.5 (DB mode): a plugin's explicit protocols must share one with its route's, or with
+    /// one of its service's routes; a plugin without explicit protocols is not checked (Kong
+    /// checks before the defaults are filled), nor one on a service without routes.
+    @Test func pluginProtocolsMustMatchTheirRoutes() async throws {
+        _ = try await seed()
+        let onRoute = await form("POST", "/routes/example_route/plugins", "name=request-termination&protocols[]=grpc")
+        #expect(onRoute.status == 400)
+        #expect(onRoute.json?["fields"] == ["protocols": "must match the associated route's protocols"], "\(onRoute.text)")
+        #expect(onRoute.json?["message"] == "schema violation (protocols: must match the associated route's protocols)")
+        let onService = await form("POST", "/services/example_service/plugins", "name=request-termination&protocols[]=grpc")
+        #expect(onService.json?["fields"]
+                == ["protocols": "must match the protocols of at least one route pointing to this Plugin's service"])
+        let shared = await form("POST", "/routes/example_route/plugins", "name=request-termination&protocols[]=grpc&protocols[]=https")
+        #expect(shared.status == 201, "\(shared.text)")
+        _ = try await createdID("/services", "name=lonely&url=http://lonely.test")
+        let noRoutes = await form("POST", "/services/lonely/plugins", "name=request-termination&protocols[]=grpc")
+        #expect(noRoutes.status == 201, "\(noRoutes.text)")
+        let pluginID = try #require(shared.json?["id"]?.stringValue)
+        let narrowed = await json("PATCH", "/plugins/\(pluginID)", ["protocols": ["grpcs"]])
+        #expect(narrowed.status == 400, "an update is checked too: \(narrowed.text)")
+    }
+
     // MARK: Reads
 
     @Test func readsReflectWrites() async throws {

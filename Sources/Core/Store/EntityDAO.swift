@@ -89,6 +89,7 @@ public struct EntityDAO: Sendable {
         var ttl: JSONValue?
         if schema.ttl { ttl = input.removeValue(forKey: "ttl") }
         if case .failure(let error) = resolveReferences(schema, &input, in: current) { return .failure(error) }
+        if schema.name == "plugins", let error = protocolsMismatch(input, in: current) { return .failure(error) }
 
         var row: [String: JSONValue]
         switch schema.process(input, context: context, auto: auto) {
@@ -130,6 +131,32 @@ public struct EntityDAO: Sendable {
             }
         }
         return .success(())
+    }
+
+    /// Kong's `check_protocols_match` (DB mode, before the schema runs): a plugin's explicit
+    /// `protocols` must share one with its route's, or, scoped to a service, with one of that
+    /// service's routes (a service without routes passes). A route that does not exist is left to
+    /// the reference check.
+    private func protocolsMismatch(_ plugin: [String: JSONValue], in current: DeclarativeConfig) -> KongError? {
+        guard let protocols = plugin["protocols"]?.arrayValue?.compactMap(\.stringValue) else { return nil }
+        func shares(_ route: JSONValue) -> Bool {
+            let routeProtocols = route["protocols"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            return protocols.contains(where: routeProtocols.contains)
+        }
+        func mismatch(_ message: String) -> KongError {
+            .schemaViolation(ErrorRecord(fields: ["protocols": .message(message)]))
+        }
+        if let routeID = plugin["route"]?["id"]?.stringValue {
+            guard let route = current.rows("routes").first(where: { $0["id"]?.stringValue == routeID }),
+                  !shares(route) else { return nil }
+            return mismatch("must match the associated route's protocols")
+        }
+        if let serviceID = plugin["service"]?["id"]?.stringValue {
+            let routes = current.rows("routes").filter { $0["service"]?["id"]?.stringValue == serviceID }
+            guard !routes.isEmpty, !routes.contains(where: shares) else { return nil }
+            return mismatch("must match the protocols of at least one route pointing to this Plugin's service")
+        }
+        return nil
     }
 
     /// What the database would refuse, in Kong's words: primary key, unique fields, the
