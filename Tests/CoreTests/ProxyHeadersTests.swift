@@ -108,3 +108,18 @@ struct ProxyHeadersTests {
     let now = HTTPDate().now
     #expect(now.count == 29 && now.hasSuffix(" GMT"), "\(now)")
 }
+
+/// An upstream's answer loses what Kong 3.10 and nginx drop: `Proxy-Authenticate` passes, and
+/// `Trailer` stays only for a client that asked for trailers.
+@Test(arguments: [false, true])
+func answerHopByHopHeadersAreKongs(clientAcceptsTrailers: Bool) {
+    let upstream = HTTPHeaders([("Proxy-Authenticate", "Basic"), ("Trailer", "X-Checksum"), ("Keep-Alive", "timeout=5"),
+                                ("Connection", "X-Private"), ("X-Private", "secret"), ("X-Kept", "1")])
+    let sent = ProxyHeaders.downstreamHeaders(upstream, requestID: "r", status: 200, headerSet: .none, upstreamLatency: 0,
+                                              proxyLatency: 0, keepContentLength: true,
+                                              clientAcceptsTrailers: clientAcceptsTrailers)
+    #expect(sent["Proxy-Authenticate"] == ["Basic"])
+    #expect(sent["Trailer"] == (clientAcceptsTrailers ? ["X-Checksum"] : []))
+    #expect(sent["Keep-Alive"].isEmpty && sent["Connection"].isEmpty && sent["X-Private"].isEmpty)
+    #expect(sent["X-Kept"] == ["1"])
+}

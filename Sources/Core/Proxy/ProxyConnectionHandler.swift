@@ -836,7 +836,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             response.headers, requestID: exchange.request.requestID,
             status: Int(response.status.code), headerSet: services.options.responseHeaders,
             upstreamLatency: RequestPhases.milliseconds(since: exchange.upstreamStarted),
-            proxyLatency: exchange.proxyLatency, keepContentLength: keepContentLength)
+            proxyLatency: exchange.proxyLatency, keepContentLength: keepContentLength,
+            clientAcceptsTrailers: exchange.upstreamHead?.headers.contains(name: "te") ?? false)  // only `TE: trailers` goes up
     }
 
     /// The body filters' last call (an empty chunk, `last: true`); what they appended, if any.

@@ -8,6 +8,10 @@ enum ProxyHeaders {
     /// Always hop-by-hop (RFC 9110 §7.6.1, plus nginx's `Proxy-Connection`/`Proxy`).
     static let hopByHop: [String] = ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding",
                                      "upgrade", "proxy-authenticate", "te", "trailer"]
+    /// What Kong 3.10 and nginx drop from an upstream's answer: `Proxy-Authenticate` passes, and
+    /// `Trailer` is dropped only when the client did not ask for trailers (`TE: trailers`).
+    static let responseHopByHop: [String] = ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding",
+                                             "upgrade", "te"]
 
     /// Headers the gateway sets itself on the upstream request; client values are read, not copied.
     static let gatewaySet: [String] = ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
@@ -114,7 +118,8 @@ enum ProxyHeaders {
     /// own `Via` entry is `1.1 kong/…` whatever the client spoke (`2` only for gRPC).
     static func downstreamHeaders(_ upstream: HTTPHeaders, requestID: String,
                                   status: Int, headerSet: ResponseHeaderSet,
-                                  upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool) -> HTTPHeaders {
+                                  upstreamLatency: Int64, proxyLatency: Int64, keepContentLength: Bool,
+                                  clientAcceptsTrailers: Bool = false) -> HTTPHeaders {
         let listed = connectionTokens(upstream)
         var upstreamVia: String?
         var hasServer = false
@@ -123,7 +128,8 @@ enum ProxyHeaders {
         out.reserveCapacity(upstream.count + 6)
         for (name, value) in upstream {
             if equalsIgnoringCase(name, "via") { upstreamVia = joined(upstreamVia, value); continue }
-            if isListed(name, in: hopByHop) || isListed(name, in: listed) { continue }
+            if isListed(name, in: responseHopByHop) || isListed(name, in: listed) { continue }
+            if !clientAcceptsTrailers && equalsIgnoringCase(name, "trailer") { continue }
             if !keepContentLength && equalsIgnoringCase(name, "content-length") { continue }
             if equalsIgnoringCase(name, "server") { hasServer = true }
             out.append((name, value))
