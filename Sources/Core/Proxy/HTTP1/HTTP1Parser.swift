@@ -444,10 +444,16 @@ private struct ParsedHead {
             host = value
         }
         guard let host else { return version.minor >= 1 ? "HTTP/1.1 request without Host" : nil }
-        let invalid = host.isEmpty
-            ? version.minor >= 1
-            : host.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }) || host.contains("..")
-        return invalid ? "invalid Host header" : nil
+        guard !host.isEmpty else { return version.minor >= 1 ? "invalid Host header" : nil }
+        // Bytes, not `String.contains`: Foundation's substring search allocates, on every request.
+        var previous: UInt8 = 0
+        for byte in host.utf8 {
+            if byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\\") || (byte == UInt8(ascii: ".") && previous == byte) {
+                return "invalid Host header"
+            }
+            previous = byte
+        }
+        return nil
     }
 
     private mutating func parseStatusLine(_ line: UnsafeRawBufferPointer) -> String? {
