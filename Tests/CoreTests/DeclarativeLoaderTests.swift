@@ -282,6 +282,7 @@ struct SettingsTests {
         ("nginx_http_client_body_timeout = 0", "kong.conf:1: nginx_http_client_body_timeout is not a valid time: '0' (e.g. 60s, 1m)"),
         ("nginx_http_keepalive_timeout = soon", "kong.conf:1: nginx_http_keepalive_timeout is not a valid time: 'soon' (e.g. 60s, 1m)"),
         ("nginx_http_client_header_timeout = 5x", "kong.conf:1: nginx_http_client_header_timeout is not a valid time: '5x' (e.g. 60s, 1m)"),
+        ("nginx_http_client_header_timeout = 999999999d", "kong.conf:1: nginx_http_client_header_timeout is not a valid time: '999999999d' (e.g. 60s, 1m)"),
     ])
     func malformedSettings(line: String, message: String) {
         #expect(throws: SettingsError(message)) {
@@ -299,6 +300,8 @@ struct SettingsTests {
         #expect(set.body == .seconds(90))
         #expect(set.keepalive == .seconds(15))
         #expect(set.header == .milliseconds(500))
+        let off = try Settings.load(confText: "nginx_http_keepalive_timeout = 0", confPath: nil, environment: [:])
+        #expect(off.proxy.clientTimeouts.keepalive == .zero, "keep-alive off, as nginx's `keepalive_timeout 0`")
     }
 
     @Test func proxyHeaderSettings() throws {

@@ -10,10 +10,12 @@ import NIOSSL
 /// - `/sse`: an event stream whose last event waits for `releaseStream()`;
 /// - `/slow`: answers after `slowDelay`;
 /// - `/status/<n>`: that status;
+/// - `/dated`: an answer with its own `Date` (`fixedDate`);
 /// - `/drop…`: closes the connection after reading the request, without answering;
 /// - `/flaky…`: every other request (the first, third…) dropped like `/drop`, the others echoed;
 /// - `/cut`: announces a 100-byte body, sends 50 bytes of it and closes the connection.
 final class MockUpstream: Sendable {
+    static let fixedDate = "Tue, 01 Jan 2030 00:00:00 GMT"
     let port: Int
     private let channel: any Channel
     private let accepted = NIOLockedValueBox(0)
@@ -113,8 +115,9 @@ final class MockUpstream: Sendable {
 
     private func respond(to head: HTTPRequestHead, bodyLength: Int,
                          outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
-        func send(_ status: Int, _ body: String, contentType: String = "application/json") async throws {
-            var headers = HTTPHeaders()
+        func send(_ status: Int, _ body: String, contentType: String = "application/json",
+                  extra: [(String, String)] = []) async throws {
+            var headers = HTTPHeaders(extra)
             headers.add(name: "Content-Type", value: contentType)
             headers.add(name: "Content-Length", value: String(body.utf8.count))
             headers.add(name: "Server", value: "mock-upstream")
@@ -150,6 +153,10 @@ final class MockUpstream: Sendable {
         if head.uri == "/slow" {
             try await Task.sleep(nanoseconds: UInt64(slowDelay.nanoseconds))
             try await send(200, "{\"slow\":true}")
+            return
+        }
+        if head.uri == "/dated" {
+            try await send(200, "dated", contentType: "text/plain", extra: [("Date", Self.fixedDate)])
             return
         }
         if head.uri.hasPrefix("/status/"), let code = Int(head.uri.dropFirst("/status/".count)) {

@@ -212,10 +212,10 @@ struct ProxyTests {
         #expect(h.upstream.droppedRequests == 1 + 4, "a GET is tried once and retried 3 times")
     }
 
-    /// HTTP/1.0 keep-alive: kept (and said so) when the client asks and the body has a length.
     /// nginx's client timeouts (short here, 60/60/75 s by default): an idle keep-alive connection
     /// and a head that never ends are closed without an answer; a body that stops arriving gets
-    /// `408 Request timeout` and the connection closes, the upstream that had part of it dropped.
+    /// `408 Request timeout` and the connection closes, the upstream that had part of it dropped;
+    /// a whole request waiting longer than that on a slow upstream is not the client's wait.
     @Test func clientsThatStallAreTimedOut() async throws {
         var options = ProxyOptions()
         options.clientTimeouts.header = .milliseconds(300)
@@ -224,7 +224,7 @@ struct ProxyTests {
         let h = try await ProxyHarness.start("""
         services:
         - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
-        """, options: options)
+        """, slowDelay: .seconds(1), options: options)
         defer { Task { await h.stop() } }
 
         /// Sends `bytes`, then reads until the gateway closes the connection (or, as a safety net
@@ -263,6 +263,9 @@ struct ProxyTests {
         #expect(body.received.hasPrefix("HTTP/1.1 408"), "\(body.received)")
         #expect(body.received.contains("Request timeout"))
         #expect(body.received.lowercased().contains("connection: close"))
+
+        let slow = try await stall(after: "POST /api/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+        #expect(slow.received.hasPrefix("HTTP/1.1 200"), "the upstream's turn is not timed as the client's: \(slow.received)")
     }
 
     /// Request lines as nginx reads them: an absolute-form target is routed on its path and host
@@ -302,8 +305,26 @@ struct ProxyTests {
             #expect(date.count == 29 && date.hasSuffix(" GMT"), "\(date)")
             #expect(response.headers["date"].count == 1)
         }
+        // The upstream's own Date is kept (Kong's `proxy_pass_header Date`).
+        let dated = try await h.send("/api/dated")
+        #expect(dated.headers["date"] == [MockUpstream.fixedDate])
     }
 
+    /// `nginx_http_keepalive_timeout = 0` turns keep-alive off: every answer closes its connection.
+    @Test func aZeroKeepaliveTimeoutClosesEveryConnection() async throws {
+        var options = ProxyOptions()
+        options.clientTimeouts.keepalive = .zero
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+        let answer = try await h.rawExchange("GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "answered, then closed (else this read never ends): \(answer)")
+        #expect(answer.lowercased().contains("connection: close"))
+    }
+
+    /// HTTP/1.0 keep-alive: kept (and said so) when the client asks and the body has a length.
     @Test func http10ClientsKeepTheirConnectionWhenTheyAskForIt() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -149,7 +149,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard !closing else { return }  // what follows a last response is never served
         if let exchange, exchange.state == .tunneling { return tunnelToUpstream(unwrapInboundIn(data), exchange: exchange) }
         lastClientRead = .now()
-        if exchange == nil, headStartedAt == nil { headStartedAt = lastClientRead }
+        // nginx times a first request's head from the accept, a later one's from its first byte.
+        if exchange == nil, headStartedAt == nil { headStartedAt = servedRequests ? lastClientRead : idleSince }
         ensureClientTimer()
         parser.append(unwrapInboundIn(data))
         parseRequests()
@@ -236,6 +237,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         headers.add(name: "Content-Type", value: rendered.contentType)
         headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
         if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
+        if let pool { headers.add(name: "Date", value: pool.date.now) }
         // Spec §8.2: the request id goes with every answer (the one the body names).
         if services.options.responseHeaders.requestID { headers.add(name: "X-Kong-Request-Id", value: requestID) }
         headers.add(name: "Connection", value: "close")
@@ -269,9 +271,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
            head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
             // The gateway reads the body itself (as nginx does): the client may send it now.
             if let context {
-                context.writeAndFlush(wrapOutboundOut(HTTP1Encoder.continueHead(version: head.version,
-                                                                                allocator: context.channel.allocator)),
-                                      promise: nil)
+                let interim = HTTP1Encoder.continueHead(version: head.version, allocator: context.channel.allocator)
+                exchange.responseBytes += interim.readableBytes  // nginx's bytes_sent counts it
+                context.writeAndFlush(wrapOutboundOut(interim), promise: nil)
             }
         }
         var phases = RequestPhaseWalk(request, head: head, configuration: configuration, localPort: localPort)
@@ -450,6 +452,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard clientReadingPaused == on, let channel = context?.channel else { return }
         clientReadingPaused = !on
         try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
+        if on {
+            // The wait on the client starts again now (a paused client was not waiting on itself),
+            // and a timer that fired while paused did not re-arm.
+            lastClientRead = .now()
+            ensureClientTimer()
+        }
     }
 
     // MARK: Upstream exchange
@@ -574,7 +582,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     private var clientTimer: Scheduled<Void>?
 
     /// When the wait on the client now in progress times out; nil when the gateway is not waiting
-    /// on the client (the upstream is, or a plugin, or reading was paused by backpressure).
+    /// on the client: the request body is whole (the upstream or a plugin has the turn), or
+    /// reading was paused by backpressure. A plugin waiting for a body that stalls is timed.
     private var clientDeadline: NIODeadline? {
         let timeouts = services.options.clientTimeouts
         if let exchange {
@@ -736,7 +745,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// unread, is closed rather than reused.
     private func endResponseEarly(_ exchange: Exchange, context: ChannelHandlerContext) {
         if let tail = bodyFiltersTail(exchange) { writeBody(tail, exchange: exchange, context: context) }
-        exchange.writeTimer?.cancel()
         detachUpstream(exchange)
         complete(exchange)
     }
@@ -955,6 +963,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // (there is no chunked encoding in 1.0: the end of such a body is the connection's end).
             let http10 = exchange.head.version == .http1_0
             let keepAlive = exchange.clientKeepsAlive && !services.connections.isDraining
+                && services.options.clientTimeouts.keepalive > .zero
                 && (!http10 || headers.contains(name: "content-length"))
             if !keepAlive {
                 headers.replaceOrAdd(name: "Connection", value: "close")
@@ -972,7 +981,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         sendUnsent(context)
         let encoded = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
         exchange.request.exchangeLog.chunked = encoder.framesChunked
-        exchange.responseBytes = encoded.readableBytes
+        exchange.responseBytes += encoded.readableBytes  // after a `100 Continue`, if one was sent
         unsent = encoded
     }
 

@@ -10,8 +10,7 @@ enum ProxyHeaders {
                                      "upgrade", "proxy-authenticate", "te", "trailer"]
     /// What Kong 3.10 and nginx drop from an upstream's answer: `Proxy-Authenticate` passes, and
     /// `Trailer` is dropped only when the client did not ask for trailers (`TE: trailers`).
-    static let responseHopByHop: [String] = ["connection", "keep-alive", "proxy-connection", "proxy", "transfer-encoding",
-                                             "upgrade", "te"]
+    static let responseHopByHop: [String] = hopByHop.filter { $0 != "proxy-authenticate" && $0 != "trailer" }
 
     /// Headers the gateway sets itself on the upstream request; client values are read, not copied.
     static let gatewaySet: [String] = ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",

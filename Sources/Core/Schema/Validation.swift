@@ -161,7 +161,8 @@ extension JSONValue {
 }
 
 extension Field.Kind {
-    /// Whether a present value has this kind's JSON type (what `validate` checks before anything else).
+    /// Whether a present value has this kind's JSON type (what `validate` and a `conditional`
+    /// match check before anything else).
     func admits(_ value: JSONValue) -> Bool {
         switch (self, value) {
         case (.array, .array), (.set, .array), (.map, .object), (.record, .object), (.foreign, .object),
@@ -185,12 +186,13 @@ extension Field {
         }
         if let eq = validators.eq, eq.isNull { return .message(err ?? "value must be null") }
         if let deprecation { ErrorLog.report(deprecation.warning) }
+        guard kind.admits(value) else { return .message(SchemaMessages.typeMismatch(kind)) }
 
         switch kind {
         case .abstractRecord:
             return .message("error in schema definition: abstract field was not specialized")
         case .array(let element), .set(let element):
-            guard case .array(let items) = value else { return .message(SchemaMessages.typeMismatch(kind)) }
+            guard case .array(let items) = value else { break }
             var elementErrors: [Int: FieldError] = [:]
             let elementField = element.required()
             for (i, item) in items.enumerated() {
@@ -198,32 +200,27 @@ extension Field {
             }
             if !elementErrors.isEmpty { return .list(elementErrors) }
         case .map(let keys, let values):
-            guard case .object(let members) = value else { return .message(SchemaMessages.typeMismatch(kind)) }
+            guard case .object(let members) = value else { break }
             let keyField = keys.required(), valueField = values.required()
             for key in members.keys.sorted() {
                 if let e = keyField.validate(.string(key)) { return e }
                 if let e = valueField.validate(members[key]!) { return e }
             }
         case .record(let schema):
-            guard case .object(let members) = value else { return .message(SchemaMessages.typeMismatch(kind)) }
+            guard case .object(let members) = value else { break }
             if let errors = schema.validate(schema.processAutoFields(members, context: .insert)) {
                 return .record(errors)
             }
         case .foreign:
-            guard case .object(let members) = value else { return .message(SchemaMessages.typeMismatch(kind)) }
+            guard case .object(let members) = value else { break }
             guard let id = members["id"] else {
                 return .record(ErrorRecord(fields: ["id": .message(SchemaMessages.missingPrimaryKey)]))
             }
             if let e = Field.string.uuid().required().validate(id) { return .record(ErrorRecord(fields: ["id": e])) }
-        case .integer:
-            guard value.intValue != nil else { return .message(SchemaMessages.typeMismatch(kind)) }
-        case .number:
-            guard case .number(let n) = value, n.isFinite else { return .message(SchemaMessages.typeMismatch(kind)) }
-        case .boolean:
-            guard case .bool = value else { return .message(SchemaMessages.typeMismatch(kind)) }
         case .string:
-            guard case .string(let s) = value else { return .message(SchemaMessages.typeMismatch(kind)) }
-            if referenceable && VaultReference.isReference(s) { return nil }
+            if case .string(let s) = value, referenceable && VaultReference.isReference(s) { return nil }
+        case .integer, .number, .boolean:
+            break  // the type is all `admits` checks
         }
         return checkValidators(value).map(FieldError.message)
     }

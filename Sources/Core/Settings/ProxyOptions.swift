@@ -34,12 +34,14 @@ public struct ClientTimeouts: Sendable, Equatable {
     public var header = TimeAmount.seconds(60)
     /// The longest gap between two reads of a request body the gateway is waiting for; then 408.
     public var body = TimeAmount.seconds(60)
-    /// How long a connection may sit idle between requests before it is closed.
+    /// How long a connection may sit idle between requests before it is closed; zero turns
+    /// keep-alive off (every answer closes its connection), as `keepalive_timeout 0` does.
     public var keepalive = TimeAmount.seconds(75)
 
     public init() {}
 
-    var shortest: TimeAmount { min(header, body, keepalive) }
+    /// The shortest wait that is timed (a zero keep-alive is no wait: the connection closes).
+    var shortest: TimeAmount { keepalive > .zero ? min(header, body, keepalive) : min(header, body) }
 }
 
 /// Kong's `headers` tokens, resolved to the individual headers they enable.

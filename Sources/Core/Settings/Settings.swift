@@ -100,27 +100,30 @@ public struct Settings: Sendable, Equatable {
         case "nginx_http_keepalive_timeout":
             // nginx's optional second value (the `Keep-Alive: timeout=` header) is not sent.
             let first = value.split(separator: " ").first.map(String.init) ?? value
-            proxy.clientTimeouts.keepalive = try Self.nginxTime(first, name: name, source: source)
+            proxy.clientTimeouts.keepalive = try Self.nginxTime(first, name: name, source: source, zeroAllowed: true)
         default:
             throw SettingsError("\(source): unknown property '\(name)'")
         }
     }
 
     /// nginx's time syntax: a number with an optional unit (`ms`, `s`, `m`, `h`, `d`; seconds
-    /// without one), or several (`1m30s`). Zero is refused: the gateway would close at once.
-    static func nginxTime(_ value: String, name: String, source: String) throws(SettingsError) -> TimeAmount {
+    /// without one), or several (`1m30s`), at most nginx's limit (2^31 - 1 ms, about 24 days).
+    /// Zero only where nginx gives it a meaning (`keepalive_timeout 0` turns keep-alive off).
+    static func nginxTime(_ value: String, name: String, source: String,
+                          zeroAllowed: Bool = false) throws(SettingsError) -> TimeAmount {
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        let invalid = SettingsError("\(source): \(name) is not a valid time: '\(value)' (e.g. 60s, 1m)")
         var rest = Substring(value)
         var total: Int64 = 0
         while !rest.isEmpty {
             let digits = rest.prefix(while: \.isASCII).prefix(while: \.isNumber)
-            guard let number = Int64(digits), number < 1_000_000_000 else { total = 0; break }
+            guard let number = Int64(digits), number < 1_000_000_000 else { throw invalid }
             rest = rest.dropFirst(digits.count)
             let unit = units.first { rest.hasPrefix($0.0) }  // `ms` is tried before `m`
             if let unit { rest = rest.dropFirst(unit.0.count) }
             total += number * (unit?.1 ?? 1000)
         }
-        guard total > 0 else { throw SettingsError("\(source): \(name) is not a valid time: '\(value)' (e.g. 60s, 1m)") }
+        guard !value.isEmpty, total > 0 || zeroAllowed, total <= Int64(Int32.max) else { throw invalid }
         return .milliseconds(total)
     }
 

@@ -430,8 +430,8 @@ private struct ParsedHead {
         return true
     }
 
-    /// nginx's checks of the request's host: an HTTP/1.1 request names one; two Host lines, or a
-    /// host with a `/`, a `\` or `..` in it, are refused (`ngx_http_validate_host`). An
+    /// nginx's checks of the request's host: an HTTP/1.1 request names one; two Host lines, or an
+    /// empty host or one with a `/`, a `\` or `..` in it, are refused (`ngx_http_validate_host`). An
     /// absolute-form target's host replaces the Host lines.
     private mutating func checkRequestHost() -> String? {
         if let targetAuthority {
@@ -444,7 +444,7 @@ private struct ParsedHead {
             host = value
         }
         guard let host else { return version.minor >= 1 ? "HTTP/1.1 request without Host" : nil }
-        guard !host.isEmpty else { return version.minor >= 1 ? "invalid Host header" : nil }
+        guard !host.isEmpty else { return "invalid Host header" }
         // Bytes, not `String.contains`: Foundation's substring search allocates, on every request.
         var previous: UInt8 = 0
         for byte in host.utf8 {

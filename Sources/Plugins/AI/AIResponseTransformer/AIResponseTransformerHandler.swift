@@ -46,8 +46,8 @@ struct AIResponseTransformerHandler: WithoutRewritePhase {
 
         // §4.3-4: the LLM's transformation of it.
         let text: String
-        switch await introspection.run(input: String(buffer: upstreamBody), clientInput: body.map { String(buffer: $0) } ?? "",
-                                       context: context) {
+        let logged = config.logPayloads ? body.map { String(buffer: $0) } ?? "" : nil
+        switch await introspection.run(input: String(buffer: upstreamBody), clientInput: logged, context: context) {
         case .success(let answer): text = answer
         case .failure(let failure): return failure.verdict
         }
