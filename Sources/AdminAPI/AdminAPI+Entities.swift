@@ -61,6 +61,25 @@ extension AdminAPI {
         if entity == "consumers", parent == nil, request.query.contains(where: { $0.name == "custom_id" }) {
             return consumer(byCustomID: request)
         }
+        var rows = readableRows(entity)
+        if let parent { rows = rows.filter { $0[parent.field]?["id"] == parent.id } }
+        if let raw = request.queryValue("tags") {
+            switch TagFilter.parse(raw) {
+            case .failure(let error):
+                return .error(KongError(code: .invalidOptions, message: "invalid option (tags: \(error.description))",
+                                        extra: ["options": ["tags": .string(error.description)]]))
+            case .success(let filter):
+                rows = rows.filter { filter.matches($0["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) }
+            }
+        }
+        return paged(rows, request: request, path: path, shown: output)
+    }
+
+    /// One page of `items` (Kong's `size`, default 100 and at most 1,000, and `offset`), each as
+    /// `shown` writes it, with `next` and `offset` when more follow; `next` repeats the request's
+    /// `size` and `tags`.
+    func paged(_ items: [JSONValue], request: AdminRequest, path: String,
+               shown: (JSONValue) -> JSONValue = { $0 }) -> AdminResponse {
         var size = 100
         if let raw = request.queryValue("size") {
             guard let number = Double(raw) else {
@@ -79,20 +98,9 @@ extension AdminAPI {
             }
             start = index
         }
-        var rows = readableRows(entity)
-        if let parent { rows = rows.filter { $0[parent.field]?["id"] == parent.id } }
-        if let raw = request.queryValue("tags") {
-            switch TagFilter.parse(raw) {
-            case .failure(let error):
-                return .error(KongError(code: .invalidOptions, message: "invalid option (tags: \(error.description))",
-                                        extra: ["options": ["tags": .string(error.description)]]))
-            case .success(let filter):
-                rows = rows.filter { filter.matches($0["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []) }
-            }
-        }
-        let page = Array(rows.dropFirst(start).prefix(size))
-        var body: [String: JSONValue] = ["data": .array(page.map(output)), "next": .null]
-        if start + size < rows.count {
+        let page = Array(items.dropFirst(start).prefix(size))
+        var body: [String: JSONValue] = ["data": .array(page.map(shown)), "next": .null]
+        if start + size < items.count {
             let token = Data(String(start + size).utf8).base64EncodedString()
             var next = "\(path)?offset=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token)"
             if let size = request.queryValue("size") { next += "&size=\(size)" }

@@ -38,7 +38,8 @@ extension AdminAPI {
             : ["consumer": output(owner), "consumer_groups": .array(others)])
     }
 
-    /// Every tagged entity as `{tag, entity_name, entity_id}`, optionally for one tag.
+    /// Every tagged entity as `{tag, entity_name, entity_id}`, optionally for one tag, paged as
+    /// the entity lists are (spec §3.4).
     func tags(_ request: AdminRequest, only: String?) -> AdminResponse {
         var data: [JSONValue] = []
         for entity in registry.orderedEntityNames {
@@ -49,7 +50,7 @@ extension AdminAPI {
                 }
             }
         }
-        return .json(200, ["data": .array(data), "next": .null])
+        return paged(data, request: request, path: only.map { "/tags/\($0)" } ?? "/tags")
     }
 }
 

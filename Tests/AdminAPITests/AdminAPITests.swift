@@ -192,6 +192,16 @@ struct AdminAPITests {
         let tags = await call("GET", "/tags")
         #expect(tags.json?["data"]?.arrayValue?.count == 3, "svc:blue, r2:blue, r2:green")
         #expect(await call("GET", "/tags/green").json?["data"]?.arrayValue?.first?["entity_name"] == "routes")
+        // Paged as the entity lists are (spec §3.4).
+        let first = await call("GET", "/tags", query: [("size", "2")])
+        #expect(first.json?["data"]?.arrayValue?.count == 2)
+        let offset = first.json?["offset"]?.stringValue ?? ""
+        #expect(first.json?["next"]?.stringValue == "/tags?offset=Mg%3D%3D&size=2", "the offset percent-encoded, as for entity lists")
+        let rest = await call("GET", "/tags", query: [("size", "2"), ("offset", offset)])
+        #expect(rest.json?["data"]?.arrayValue?.count == 1)
+        #expect(rest.json?["next"] == .null)
+        let blue = await call("GET", "/tags/blue", query: [("size", "1")])
+        #expect(blue.json?["next"]?.stringValue?.hasPrefix("/tags/blue?offset=") == true)
         let members = await call("GET", "/consumer_groups/gold/consumers")
         #expect(members.json?["consumer_group"]?["name"] == "gold")
         #expect(members.json?["consumers"]?.arrayValue?.first?["username"] == "alice")
