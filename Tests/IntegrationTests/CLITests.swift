@@ -115,6 +115,26 @@ struct CLITests {
         #expect(second.status == 1)
         #expect(second.stderr.contains("already exists"))
     }
+    /// A deprecated field (ai-proxy's `model.options.upstream_path`, spec §0.5) still loads, and
+    /// the node says so once, as Kong's `kong.deprecation` does.
+    @Test func aDeprecatedFieldIsLoggedOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-deprecated-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("kong.yml").path
+        try """
+        _format_version: "3.0"
+        plugins:
+        - name: ai-proxy
+          config: {route_type: llm/v1/chat, model: {provider: openai, name: gpt-4o, options: {upstream_path: /v1/other}}}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let parsed = try run(["config", "parse", file])
+        #expect(parsed.status == 0, "\(parsed.stderr)")
+        let warning = "[deprecation] llm: config.model.options.upstream_path is deprecated, please use "
+            + "config.model.options.upstream_url instead (scheduled for removal in 4.0)"
+        #expect(parsed.stderr.components(separatedBy: warning).count - 1 == 1, "\(parsed.stderr)")
+    }
+
 
     /// `config parse` builds the plugins as `start` does: a configuration the node would refuse to
     /// run (here an `error_code` no HTTP response can carry, which the schema's `gt 0` lets
