@@ -1168,8 +1168,14 @@ struct ProxyTests {
         let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0).get()
         defer { taken.close(promise: nil) }
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
+        // A free port below the kernel's ephemeral range (32768+ here): the other tests bind port 0
+        // concurrently, and one of them could be handed a port from that range between the
+        // probe's close and the gateway's bind (seen once on CI).
+        var probed: (any Channel)?
+        for port in (21_000..<32_000).shuffled().prefix(50) where probed == nil {
+            probed = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).get()
+        }
+        let probe = try #require(probed, "no free port below the ephemeral range")
         let free = probe.localAddress!.port!
         try await probe.close()
         let gateway = Gateway(loader: DeclarativeLoader(registry: EntityRegistry(plugins: ProxyHarness.definitions)),
