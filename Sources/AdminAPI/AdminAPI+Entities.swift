@@ -77,8 +77,10 @@ extension AdminAPI {
 
     /// One page of `items` (Kong's `size`, default 100 and at most 1,000, and `offset`), each as
     /// `shown` writes it, with `next` and `offset` when more follow; `next` repeats the request's
-    /// `size` and `tags`.
+    /// `size` and `tags`. Items come in the order of their `sortKey` (Kong's primary key order),
+    /// and a page starts after the offset's key (`PageCursor`).
     func paged(_ items: [JSONValue], request: AdminRequest, path: String,
+               sortKey: (JSONValue) -> [JSONValue] = { [$0["id"] ?? .null] },
                shown: (JSONValue) -> JSONValue = { $0 }) -> AdminResponse {
         var size = 100
         if let raw = request.queryValue("size") {
@@ -90,18 +92,20 @@ extension AdminAPI {
             }
             size = Int(number)
         }
+        var keyed = items.map { (key: sortKey($0), item: $0) }
+        keyed.sort { PageCursor.precedes($0.key, $1.key) }
         var start = 0
         if let token = request.queryValue("offset") {
-            guard let decoded = Data(base64Encoded: token).flatMap({ String(data: $0, encoding: .utf8) }),
-                  let index = Int(decoded), index >= 0, index <= 1_000_000_000 else {
-                return .error(KongError(code: .invalidOffset, message: "'\(token)' is not a valid offset: bad base64 encoding"))
+            switch PageCursor.decode(token) {
+            case .failure(let error): return .error(error)
+            case .success(let cursor):
+                start = keyed.firstIndex { PageCursor.precedes(cursor.key, $0.key) } ?? keyed.count
             }
-            start = index
         }
-        let page = Array(items.dropFirst(start).prefix(size))
-        var body: [String: JSONValue] = ["data": .array(page.map(shown)), "next": .null]
-        if start + size < items.count {
-            let token = Data(String(start + size).utf8).base64EncodedString()
+        let end = min(keyed.count, start + size)
+        var body: [String: JSONValue] = ["data": .array(keyed[start..<end].map { shown($0.item) }), "next": .null]
+        if end < keyed.count {
+            let token = PageCursor(key: keyed[end - 1].key).token
             var next = "\(path)?offset=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token)"
             if let size = request.queryValue("size") { next += "&size=\(size)" }
             if let tags = request.queryValue("tags") {

@@ -45,12 +45,23 @@ extension AdminAPI {
         for entity in registry.orderedEntityNames {
             for row in readableRows(entity) {
                 guard let id = row["id"]?.stringValue else { continue }
-                for tag in row["tags"]?.arrayValue?.compactMap(\.stringValue) ?? [] where only == nil || tag == only {
-                    data.append(["tag": .string(tag), "entity_name": .string(entity), "entity_id": .string(id)])
+                let tags = row["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                for (position, tag) in tags.enumerated() where only == nil || tag == only {
+                    data.append(["tag": .string(tag), "entity_name": .string(entity), "entity_id": .string(id),
+                                 "ordinality": .number(Double(position + 1))])
                 }
             }
         }
-        return paged(data, request: request, path: only.map { "/tags/\($0)" } ?? "/tags")
+        // Kong's order: by entity id, then (all tags) by the tag's position in the entity's list;
+        // the position is the offset's second part and is not shown.
+        return paged(data, request: request, path: only.map { "/tags/\($0)" } ?? "/tags",
+                     sortKey: { row in only == nil ? [row["entity_id"] ?? .null, row["ordinality"] ?? .null]
+                                                   : [row["entity_id"] ?? .null] },
+                     shown: { row in
+                         guard case .object(var fields) = row else { return row }
+                         fields["ordinality"] = nil
+                         return .object(fields)
+                     })
     }
 }
 

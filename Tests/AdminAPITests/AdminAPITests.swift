@@ -85,6 +85,29 @@ struct AdminAPITests {
         #expect(await call("GET", "/plugins").json?["data"]?.arrayValue?.first?["name"] == "key-auth")
     }
 
+    /// An offset's JSON (Kong's tokens are unpadded base64).
+    static func decodedOffset(_ token: String) -> JSONValue? {
+        let padded = token + String(repeating: "=", count: (4 - token.utf8.count % 4) % 4)
+        return Data(base64Encoded: padded).flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) }
+    }
+
+    @Test func pagesAreInIDOrderAndOffsetsNameTheLastID() async throws {
+        let all = try #require(await call("GET", "/routes").json?["data"]?.arrayValue).compactMap { $0["id"]?.stringValue }
+        #expect(all.count == 2)
+        #expect(all == all.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }, "Kong lists by primary key")
+        let first = await call("GET", "/routes", query: [("size", "1")])
+        let offset = try #require(first.json?["offset"]?.stringValue)
+        #expect(!offset.contains("="), "unpadded, as Kong's encode_base64(offset, true)")
+        #expect(Self.decodedOffset(offset) == .array([.string(all[0])]))
+        // A hand-made offset past the first id starts after it, padded or not.
+        let token = Data(#"["\#(all[0])"]"#.utf8).base64EncodedString()
+        #expect(await call("GET", "/routes", query: [("offset", token)]).json?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == [all[1]])
+        #expect(await call("GET", "/routes", query: [("offset", "bm90IGpzb24")]).json ==
+                ["code": 7, "name": "invalid offset", "message": "'bm90IGpzb24' is not a valid offset: bad json encoding"])
+        #expect(await call("GET", "/routes", query: [("offset", "!!")]).json?["message"] ==
+                "'!!' is not a valid offset: bad base64 encoding")
+    }
+
     @Test func paginationAndTags() async throws {
         let first = await call("GET", "/routes", query: [("size", "1")])
         #expect(first.json?["data"]?.arrayValue?.count == 1)
@@ -188,7 +211,7 @@ struct AdminAPITests {
         #expect(reloaded.rows("consumers").first?["username"] == "bob", "the export loads back")
     }
 
-    @Test func tagsAndMemberships() async {
+    @Test func tagsAndMemberships() async throws {
         let tags = await call("GET", "/tags")
         #expect(tags.json?["data"]?.arrayValue?.count == 3, "svc:blue, r2:blue, r2:green")
         #expect(await call("GET", "/tags/green").json?["data"]?.arrayValue?.first?["entity_name"] == "routes")
@@ -196,7 +219,16 @@ struct AdminAPITests {
         let first = await call("GET", "/tags", query: [("size", "2")])
         #expect(first.json?["data"]?.arrayValue?.count == 2)
         let offset = first.json?["offset"]?.stringValue ?? ""
-        #expect(first.json?["next"]?.stringValue == "/tags?offset=Mg%3D%3D&size=2", "the offset percent-encoded, as for entity lists")
+        let escaped = offset.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? offset
+        #expect(first.json?["next"]?.stringValue == "/tags?offset=\(escaped)&size=2", "the offset percent-encoded, as for entity lists")
+        // Kong's tags offset: [entity_id, the tag's position in the entity's tags], unpadded base64.
+        let shown = first.json?["data"]?.arrayValue ?? []
+        let lastShown = try #require(shown.last)
+        let position = (lastShown["entity_id"] == shown.first?["entity_id"] ? 2 : 1)
+        #expect(Self.decodedOffset(offset) == .array([lastShown["entity_id"] ?? .null, .number(Double(position))]))
+        #expect(shown.allSatisfy { $0["ordinality"] == nil }, "the position is not shown")
+        let ids = (shown + (await call("GET", "/tags").json?["data"]?.arrayValue?.dropFirst(2) ?? [])).compactMap { $0["entity_id"]?.stringValue }
+        #expect(ids == ids.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }, "ordered by entity id")
         let rest = await call("GET", "/tags", query: [("size", "2"), ("offset", offset)])
         #expect(rest.json?["data"]?.arrayValue?.count == 1)
         #expect(rest.json?["next"] == .null)
