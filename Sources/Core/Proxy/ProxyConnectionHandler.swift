@@ -340,12 +340,47 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.handlers = handlers
             exchange.bodyFilters = handlers.filter(\.filtersBody)
             exchange.service = service
+            if Self.buffersChunkedBody(exchange, route: match.route) {
+                return bufferChunkedBody(exchange, then: decision)
+            }
             exchange.upstreamHead = RequestPhases.upstreamHead(exchange.request, match: match, service: service, options: services.options,
                                                                head: exchange.head, localPort: localPort)
             exchange.proxyLatency = RequestPhases.milliseconds(since: exchange.started)
             exchange.upstreamStarted = .now()
             exchange.state = .connecting
             connect(exchange)
+        }
+    }
+
+    /// Kong's `request_buffering` (on by default): nginx reads the whole body before it connects
+    /// to the upstream, and sends it with a `Content-Length` — a chunked request reaches the
+    /// upstream unchunked (many application servers mishandle chunked request bodies). A body
+    /// with a `Content-Length` already has its length and streams as it arrives; only a chunked
+    /// one is held, up to `ProxyOptions.requestBufferingLimit` in memory (nginx spills to a
+    /// temporary file past that; a larger body here streams on, chunked, as with
+    /// `request_buffering = false`).
+
+    private static func buffersChunkedBody(_ exchange: Exchange, route: Route) -> Bool {
+        route.requestBuffering && !exchange.request.bodyWasBuffered && !exchange.chunkedBodyOverLimit
+            && !exchange.head.headers.contains(name: "content-length")
+            && exchange.head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" })
+    }
+
+    /// Holds the proxying `decision` until the chunked body is whole (or over the limit), then
+    /// proceeds with it: the body, now buffered, goes out with its length.
+    ///
+    /// Meanwhile the exchange is `connecting`: the client's body timeout answers 408, and a client
+    /// that leaves is logged at once (no plugin task is left to do it).
+    private func bufferChunkedBody(_ exchange: Exchange, then decision: ProxyDecision) {
+        exchange.state = .connecting
+        collectBody(exchange, limit: services.options.requestBufferingLimit).assumeIsolated().whenComplete { result in
+            // Answered meanwhile (a 408: `respond` fails the waiters) or abandoned: nothing to send.
+            guard self.exchange === exchange, exchange.state == .connecting else { return }
+            switch result {
+            case .success(let body): exchange.request.setRequestBody(body ?? ByteBuffer())
+            case .failure: exchange.chunkedBodyOverLimit = true
+            }
+            self.proceed(decision, exchange: exchange)
         }
     }
 

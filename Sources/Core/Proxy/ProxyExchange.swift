@@ -55,6 +55,9 @@ extension ProxyConnectionHandler {
         var requestSent = false
         /// Client body went to the upstream as it arrived: such a request cannot be replayed.
         var bodyStreamed = false
+        /// A chunked body outgrew `ProxyOptions.requestBufferingLimit` while held for `request_buffering`: it
+        /// streams on, chunked.
+        var chunkedBodyOverLimit = false
         // Response.
         var responseStarted = false
         /// Decided with the response head: the connection closes after this response.

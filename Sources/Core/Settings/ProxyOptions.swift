@@ -22,6 +22,9 @@ public struct ProxyOptions: Sendable, Equatable {
     public var portMaps: [Int: Int] = [:]
     /// How long the gateway waits on a client (nginx's defaults, which Kong keeps).
     public var clientTimeouts = ClientTimeouts()
+    /// The most of a chunked request body held in memory for a route's `request_buffering`
+    /// (nginx spills to a temporary file past its buffer; a larger body here streams on, chunked).
+    public var requestBufferingLimit = 8 << 20
 
     public init() {}
 }
