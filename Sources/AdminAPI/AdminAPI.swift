@@ -198,8 +198,14 @@ public final class AdminAPI: Sendable {
     }
 
     private func status(_ request: AdminRequest) async -> AdminResponse {
+        let memory: JSONValue
+        switch MemoryReport.units(unit: request.queryValue("unit"), scale: request.queryValue("scale")) {
+        case .failure(let error): return .message(400, error.message)
+        case .success(let units): memory = MemoryReport.current(in: units)
+        }
         let stats = gateway.statistics
         var body: [String: JSONValue] = [
+            "memory": memory,
             "server": [
                 "total_requests": .number(Double(stats.requests)),
                 "connections_active": .number(Double(stats.active)),
@@ -210,8 +216,10 @@ public final class AdminAPI: Sendable {
                 "connections_waiting": .number(Double(stats.active - stats.busy)),
             ],
         ]
+        // Kong always reports `database`; DB-less, it is the configuration in memory (reachable).
         if settings.database == .off {
             body["configuration_hash"] = .string(configurationHash)
+            body["database"] = ["reachable": true]
         } else {
             body["database"] = ["reachable": .bool(await databaseIsReachable())]
         }

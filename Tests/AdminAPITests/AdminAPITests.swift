@@ -66,6 +66,27 @@ struct AdminAPITests {
         #expect(await call("GET", "/plugins/enabled").json == ["enabled_plugins": ["key-auth"]])
     }
 
+    /// Kong's `/status`: `memory` in `unit` (default MiB) with `scale` digits, Kong's 400s for a
+    /// bad unit or scale, and `database.reachable` in DB-less mode too.
+    @Test func statusReportsMemoryInTheAskedUnit() async throws {
+        let status = try #require(await call("GET", "/status").json)
+        let worker = try #require(status["memory"]?["workers_lua_vms"]?.arrayValue?.first)
+        let megabytes = try #require(worker["http_allocated_gc"]?.stringValue)
+        #expect(megabytes.range(of: #"^[0-9]+\.[0-9]{2} MiB$"#, options: .regularExpression) != nil, "\(megabytes)")
+        #expect(Double(megabytes.dropLast(4))! > 1, "the process holds more than a MiB")
+        #expect(worker["pid"] == .number(Double(getpid())))
+        #expect(status["memory"]?["lua_shared_dicts"] == .object([:]))
+        #expect(status["database"] == ["reachable": true])
+        let kilobytes = await call("GET", "/status", query: [("unit", "k"), ("scale", "3")])
+        #expect(kilobytes.json?["memory"]?["workers_lua_vms"]?.arrayValue?.first?["http_allocated_gc"]?.stringValue?
+            .range(of: #"^[0-9]+\.[0-9]{3} KiB$"#, options: .regularExpression) != nil)
+        let bytes = await call("GET", "/status", query: [("unit", "b")])
+        #expect(bytes.json?["memory"]?["workers_lua_vms"]?.arrayValue?.first?["http_allocated_gc"]?.numberValue ?? 0 > 1_048_576)
+        #expect(await call("GET", "/status", query: [("unit", "V")]).json ==
+                ["message": "invalid unit 'V' (expected 'k/K', 'm/M', or 'g/G')"])
+        #expect(await call("GET", "/status", query: [("scale", "-1")]).json == ["message": "scale must be equal or greater than 0"])
+    }
+
     @Test func listsGetsAndNestedReads() async throws {
         let services = await call("GET", "/services")
         #expect(services.status == 200)
