@@ -1088,6 +1088,42 @@ struct ProxyTests {
         #expect(echoed?["headers"]?["x-consumer-username"] == ["alice"])
     }
 
+    /// Kong's key-auth: wherever the key was found, `hide_credentials` clears the name from the
+    /// headers, the query and (with `key_in_body`) the body; a body value counts only as a string
+    /// (a table is a duplicate, a number or boolean no key).
+    @Test func hideCredentialsClearsEveryCopyAndBodyKeysMustBeStrings() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: everywhere
+            paths: ["/everywhere"]
+            plugins:
+            - name: key-auth
+              config: {key_in_body: true, hide_credentials: true}
+        consumers:
+        - username: alice
+          keyauth_credentials: [{key: alice-key}, {key: "123"}]
+        """)
+        defer { Task { await h.stop() } }
+        let all = try await h.send("/everywhere?apikey=alice-key&x=1", method: .POST,
+                                   headers: [("apikey", "alice-key"), ("Content-Type", "application/json")],
+                                   body: #"{"apikey":"other","a":1}"#)
+        #expect(all.status == 200)
+        #expect(all.json?["uri"] == "/?x=1", "the query copy is gone: \(all.body)")
+        #expect(all.json?["headers"]?["apikey"] == nil)
+        #expect(all.json?["body_length"] == .number(Double(#"{"a":1}"#.utf8.count)), "the body copy is gone")
+        func message(_ body: String) async throws -> JSONValue? {
+            try await h.send("/everywhere", method: .POST, headers: [("Content-Type", "application/json")], body: body).json?["message"]
+        }
+        #expect(try await message(#"{"apikey":123}"#) == "No API key found in request", "a number is no key")
+        #expect(try await message(#"{"apikey":true}"#) == "No API key found in request")
+        #expect(try await message(#"{"apikey":["alice-key"]}"#) == "Duplicate API key found", "any array is a table")
+        #expect(try await message(#"{"apikey":[]}"#) == "Duplicate API key found")
+        #expect(try await message(#"{"apikey":{"k":"alice-key"}}"#) == "Duplicate API key found")
+    }
+
     @Test func bodyFilterAndRewritePhases() async throws {
         let h = try await ProxyHarness.start("""
         services:

@@ -51,9 +51,13 @@ public final class ProxyServer: Sendable {
                 .bind(host: address.host, port: address.port)
             let channel: any Channel
             do { channel = try await bound.get() } catch {
-                // The start fails whole: the addresses already bound are let go too.
-                for listener in listeners.withLockedValue({ $0 }) { listener.close(promise: nil) }
-                listeners.withLockedValue { $0 = [] }
+                // The start fails whole: the addresses already bound are let go too, and are free
+                // again when this throws (a caller may bind them right away).
+                let bound = listeners.withLockedValue { listeners in
+                    defer { listeners = [] }
+                    return listeners
+                }
+                for listener in bound { try? await listener.close() }
                 throw ListenError(host: address.host, port: address.port, cause: error)
             }
             listeners.withLockedValue { $0.append(channel) }

@@ -86,6 +86,38 @@ public struct RequestBodyFields: Sendable {
         }
     }
 
+    /// What Kong's `kong.request.get_body()[name]` holds, as an authentication plugin reads it.
+    public enum FieldValue: Sendable, Equatable {
+        case absent
+        case string(String)
+        /// A Lua table: a repeated form field or part, a JSON array or object (even empty).
+        case several
+        /// Present but not a string (a JSON number, boolean or null; a form field without `=`):
+        /// no key, and no other place is looked at for this name.
+        case other
+    }
+
+    public func value(of name: String) -> FieldValue {
+        switch kind {
+        case .json:
+            switch json?[name] {
+            case nil: return .absent
+            case .string(let text)?: return .string(text)
+            case .array?, .object?: return .several
+            default: return .other
+            }
+        case .form:
+            let pairs = formPairs.filter { $0.name == name }
+            guard let pair = pairs.first else { return .absent }
+            if pairs.count > 1 { return .several }
+            // `a` alone is `true` in `get_post_args`; `a=` is the empty string.
+            return pair.raw.contains("=") ? .string(values[name]?.first ?? "") : .other
+        case .multipart:
+            guard let found = values[name], let first = found.first else { return .absent }
+            return found.count > 1 ? .several : .string(first)
+        }
+    }
+
     /// The body again, without the named field.
     public func removing(_ name: String) -> ByteBuffer {
         switch kind {

@@ -90,10 +90,8 @@ struct KeyAuthHandler: WithoutRewritePhase {
 
     enum Outcome { case success, failure(Failure) }
 
-    enum KeyLocation { case header, query, body(RequestBodyFields) }
-
     private func authenticate(_ context: ProxyRequestContext, body: ByteBuffer?) -> Outcome {
-        var found: (key: String, name: String, location: KeyLocation)?
+        var found: (key: String, name: String)?
         let bodyFields = body.flatMap {
             RequestBodyFields(contentType: context.headers.first(name: "content-type"), body: $0)
         }
@@ -104,7 +102,7 @@ struct KeyAuthHandler: WithoutRewritePhase {
                 // As Kong's `get_headers()[name]`: case-insensitive, `-` and `_` alike.
                 let values = context.headerValues(name)
                 if values.count > 1 { return .failure(.duplicate) }
-                if let value = values.first { found = (value, name, .header); break }
+                if let value = values.first { found = (value, name); break }
             }
             if keyInQuery {
                 if queryArguments == nil { queryArguments = context.queryArguments }
@@ -114,13 +112,19 @@ struct KeyAuthHandler: WithoutRewritePhase {
                     // A bare `?apikey` is not a string in Kong: this name yields no key, and the
                     // next key name is tried (the body is not looked at for this one).
                     guard let value = argument.value else { continue }
-                    found = (value, name, .query)
+                    found = (value, name)
                     break
                 }
             }
-            if let bodyFields, let values = bodyFields.values[name] {
-                if values.count > 1 { return .failure(.duplicate) }
-                if let value = values.first { found = (value, name, .body(bodyFields)); break }
+            // Kong's `type(v)`: a string is the key, a table a duplicate; a number, boolean or
+            // null is no key (the next name is tried).
+            if let bodyFields {
+                switch bodyFields.value(of: name) {
+                case .string(let value): found = (value, name)
+                case .several: return .failure(.duplicate)
+                case .absent, .other: continue
+                }
+                break
             }
         }
         guard let found, !found.key.isEmpty else { return .failure(.noKey) }
@@ -129,10 +133,13 @@ struct KeyAuthHandler: WithoutRewritePhase {
         }
         guard let consumer = directory.consumer(id: credential.consumerID) else { return .failure(.unauthorized) }
         if hideCredentials {
-            switch found.location {
-            case .header: context.removeHeaders(matching: found.name)
-            case .query: context.removeQueryArgument(found.name)
-            case .body(let fields): context.setRequestBody(fields.removing(found.name))
+            // Wherever the key was found, Kong clears the name from the headers, the query and
+            // (with `key_in_body`) the body: a copy of the key sent in a second place is not
+            // passed on either.
+            context.removeHeaders(matching: found.name)
+            if context.hasQueryArgument(found.name) { context.removeQueryArgument(found.name) }
+            if let bodyFields, bodyFields.value(of: found.name) != .absent {
+                context.setRequestBody(bodyFields.removing(found.name))
             }
         }
         setConsumerHeaders(context, consumer: consumer)
