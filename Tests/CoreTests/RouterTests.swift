@@ -88,6 +88,30 @@ struct RouterTests {
         #expect(matched(r, request("/x/v2/items")) == nil, "anchored at the start")
     }
 
+    /// Rust's `$` is the end of the text: a path that only adds a line break does not match
+    /// (ICU alone would have routed `/v1/echo%0A`); inside a class or escaped, `$` is a literal;
+    /// a `(?m)` pattern keeps its line-end meaning.
+    @Test func regexEndAnchorsMeanTheEndOfThePath() throws {
+        let r = try router("""
+        services:
+        - name: s
+          host: up
+          routes:
+          - {name: anchored, paths: ["~/v\\\\d+/echo$"]}
+          - {name: dollar, paths: ["~/cost/[$]\\\\$\\\\d+$"]}
+        """)
+        #expect(matched(r, request("/v1/echo")) == "anchored")
+        #expect(matched(r, request("/v1/echo%0A")) == nil, "a trailing line break is not the end")
+        #expect(matched(r, request("/v1/echo%0D%0A")) == nil)
+        #expect(matched(r, request("/v1/echo/more")) == nil)
+        #expect(matched(r, request("/cost/$$5")) == "dollar")
+        #expect(matched(r, request("/cost/$$5%0A")) == nil)
+        #expect(RustRegexSyntax.icuPattern("^/a$") == #"^/a\z"#)
+        #expect(RustRegexSyntax.icuPattern(#"[]$]\$(?P<x>a)$"#) == #"[]$]\$(?<x>a)\z"#)
+        #expect(RustRegexSyntax.icuPattern("(?m)^a$") == "(?m)^a$", "multi-line: `$` ends a line in both")
+        #expect(RustRegexSyntax.icuPattern("(?i-m)a$") == #"(?i-m)a\z"#)
+    }
+
     @Test func headerNamesNormaliseAndRegexValues() throws {
         let r = try router("""
         services:

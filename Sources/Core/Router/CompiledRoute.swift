@@ -171,8 +171,7 @@ struct PathRegex: Sendable {
     let names: [String]
 
     init?(_ pattern: String) {
-        // Rust's `(?P<name>` spelling is accepted; ICU knows `(?<name>`.
-        let icu = pattern.replacingOccurrences(of: "(?P<", with: "(?<")
+        let icu = RustRegexSyntax.icuPattern(pattern)
         guard let regex = CompiledRegex(icu, caseInsensitive: false) else { return nil }
         self.regex = regex
         self.names = PathRegex.groupNames(in: icu)
@@ -204,6 +203,65 @@ struct PathRegex: Sendable {
             rest = rest[close...]
         }
         return names
+    }
+}
+
+/// Kong's router compiles paths with Rust's `regex` crate; Silverback with ICU. Where the two
+/// read the same text differently, the pattern is rewritten to mean what Rust means.
+enum RustRegexSyntax {
+    static func icuPattern(_ rust: String) -> String {
+        // Rust's `(?P<name>` spelling is accepted; ICU knows `(?<name>`.
+        let named = rust.replacingOccurrences(of: "(?P<", with: "(?<")
+        return hasMultiLineFlag(named) ? named : endAnchorsAtEndOfText(named)
+    }
+
+    /// Rust's `$` (without the `m` flag) matches at the end of the text only; ICU's also before a
+    /// final line terminator, so `/v1/echo$` would route `/v1/echo%0A`. Every `$` outside a class
+    /// and not escaped becomes `\z`.
+    static func endAnchorsAtEndOfText(_ pattern: String) -> String {
+        var out = ""
+        out.reserveCapacity(pattern.utf8.count + 4)
+        var escaped = false
+        var classDepth = 0
+        var previous: [Character] = []  // the class's opening, to read a leading `]` as literal
+        for character in pattern {
+            defer { previous = Array((previous + [character]).suffix(2)) }
+            if escaped {
+                escaped = false
+                out.append(character)
+                continue
+            }
+            switch character {
+            case "\\":
+                escaped = true
+            case "[":
+                classDepth += 1
+            case "]" where classDepth > 0:
+                // `[]…]` and `[^]…]`: a `]` first in a class is a literal.
+                let opensClass = previous.last == "[" || (previous.last == "^" && previous.first == "[")
+                if !opensClass { classDepth -= 1 }
+            case "$" where classDepth == 0:
+                out.append("\\z")
+                continue
+            default:
+                break
+            }
+            out.append(character)
+        }
+        return out
+    }
+
+    /// Whether a flag group turns on `m` (`(?m)`, `(?im:…)`): `$` then means end of line in both.
+    static func hasMultiLineFlag(_ pattern: String) -> Bool {
+        var rest = Substring(pattern)
+        while let open = rest.range(of: "(?") {
+            rest = rest[open.upperBound...]
+            for character in rest {
+                if character == "m" { return true }
+                if !character.isLetter { break }  // `-` (flags off), `:`, `)`, `<`…
+            }
+        }
+        return false
     }
 }
 
