@@ -113,7 +113,8 @@ struct DeclarativeLoaderTests {
           paths: ["/x"]
           service: nope
         """))
-        #expect(e.kongError.fields == ["routes": ["r1": "invalid reference 'service: nope' (no such entry in 'services')"]])
+        // A list, as Kong's `validate_references` inserts each message (uniqueness: a string).
+        #expect(e.kongError.fields == ["routes": ["r1": ["invalid reference 'service: nope' (no such entry in 'services')"]]])
         let flat = e.flattenedKongError.json
         #expect(flat["flattened_errors"] == [[
             "entity_type": "route", "entity_name": "r1",
@@ -431,6 +432,37 @@ struct DeclarativeEntityRulesTests {
         let id = try #require(config.rows("services")[0]["id"]?.stringValue)
         #expect(UUIDText.isValid(id))
         #expect(config.rows("routes")[0]["service"] == ["id": .string(id)])
+    }
+
+    /// Unresolved references are reported as such, never also as a scope declared twice (both
+    /// stood in for by the same placeholder id); a membership, which has no name or id to be keyed
+    /// by, is reported where it was written, each of them.
+    @Test func unresolvedReferencesAreNotDuplicatesAndMembershipsKeepTheirPlace() throws {
+        let e = try #require(failure("""
+        plugins:
+        - {name: key-auth, service: svc-one}
+        - {name: key-auth, service: svc-two}
+        consumers:
+        - username: alice
+          groups: [{name: silver}, {name: bronze}]
+        - username: bob
+        consumer_group_consumers:
+        - {consumer: bob, consumer_group: silver}
+        - {consumer: carol, consumer_group: gold}
+        """))
+        let text = e.kongError.json.serialized()
+        #expect(!text.contains("uniqueness"), "\(text)")
+        let plugins = try #require(e.kongError.fields?["plugins"]?.objectValue)
+        #expect(plugins.count == 2 && plugins.values.allSatisfy { $0.arrayValue?.count == 1 }, "keyed by each plugin's id")
+        #expect(e.kongError.fields?["consumers"]?.arrayValue?.first?["groups"]?.arrayValue?.count == 2,
+                "both of alice's memberships, at their places")
+        let top = try #require(e.kongError.fields?["consumer_group_consumers"]?.arrayValue)
+        #expect(top.count == 2)
+        #expect(top.last?["@entity"] == [
+            "invalid reference 'consumer_group: gold' (no such entry in 'consumer_groups')",
+            "invalid reference 'consumer: carol' (no such entry in 'consumers')",
+        ])
+        #expect(e.flattenedKongError.json["flattened_errors"]?.arrayValue?.count == 6, "every entity with an error has its item")
     }
 
     @Test func everyReferenceErrorOfAnEntityIsKept() throws {

@@ -81,7 +81,7 @@ struct CLITests {
     @Test(arguments: [
         ("bad-ai-proxy.yml", "in 'temperature': value should be between 0 and 5"),
         ("bad-ai-proxy.yml", "must set 'model.options.azure_instance' for azure provider"),
-        ("bad-reference.yml", "in 'orphan': invalid reference 'service: missing-service' (no such entry in 'services')"),
+        ("bad-reference.yml", "in 'orphan':\n    - in entry 1 of 'orphan': invalid reference 'service: missing-service' (no such entry in 'services')"),
         ("unknown-plugin.yml", "in 'name': plugin 'rate-limiting' not enabled; add it to the 'plugins' configuration property"),
     ])
     func invalidFilesAreRefusedWithKongMessages(file: String, message: String) throws {

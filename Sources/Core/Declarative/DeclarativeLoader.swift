@@ -94,6 +94,9 @@ private struct LoadRun {
     var positionalMessages: [Int: String] = [:]
     /// Keyed messages (references, other unique fields) per input index.
     var keyedMessages: [Int: [String]] = [:]
+    /// The entities among `keyedMessages` with a reference error: Kong lists those (`insert`),
+    /// where a lone uniqueness message is a string.
+    var hasReferenceErrors: Set<Int> = []
 
     init(loader: DeclarativeLoader) { self.loader = loader }
 
@@ -312,10 +315,11 @@ private struct LoadRun {
 
     // MARK: Uniqueness and references (spec §5.3)
 
-    /// The key under which Kong reports keyed errors: endpoint key value, else id.
-    func displayKey(_ input: EntityInput) -> String {
+    /// The key under which Kong reports keyed errors: endpoint key value, else id. Nil for an
+    /// entity with neither (a membership): its errors are reported at its place in the input.
+    func displayKey(_ input: EntityInput) -> String? {
         if let ek = registry[input.type]?.endpointKey, let v = input.fields[ek]?.stringValue { return v }
-        return input.id ?? "?"
+        return input.id
     }
 
     mutating func checkUniqueness() {
@@ -340,6 +344,9 @@ private struct LoadRun {
                     for name in (schema.cacheKey ?? []) + (foreignNames.contains("consumer_group") ? ["consumer_group"] : []) {
                         parts[name] = input.fields[name] ?? .null
                     }
+                    // A reference that did not resolve is reported as such; two of them must not
+                    // also read as one scope declared twice.
+                    guard !parts.values.contains(where: { $0["id"]?.stringValue == Self.unresolvedID }) else { continue }
                     value = LuaLiteral.render(.object(parts))
                 } else if field == "@pk" {
                     // Composite keys are foreign keys, compared once resolved to ids.
@@ -394,6 +401,7 @@ private struct LoadRun {
                     let shown = value.stringValue ?? value.serialized()
                     keyedMessages[index, default: []].append(
                         "invalid reference '\(field): \(shown)' (no such entry in '\(reference)')")
+                    hasReferenceErrors.insert(index)
                     // A well-formed placeholder keeps the schema from reporting the same problem twice.
                     inputs[index].fields[field] = ["id": .string(Self.unresolvedID)]
                 }
@@ -476,9 +484,13 @@ private struct LoadRun {
                 tree = Self.place(.record(schemaErrors[index]!), at: input.path[...], in: tree)
             }
             if let messages = keyedMessages[index], !messages.isEmpty {
-                keyedByType[input.type, default: [:]][displayKey(input)] = messages.count == 1
-                    ? .message(messages[0])
-                    : .list(Dictionary(uniqueKeysWithValues: messages.enumerated().map { ($0.offset, .message($0.element)) }))
+                if let key = displayKey(input) {
+                    keyedByType[input.type, default: [:]][key] = messages.count == 1 && !hasReferenceErrors.contains(index)
+                        ? .message(messages[0])
+                        : .list(Dictionary(uniqueKeysWithValues: messages.enumerated().map { ($0.offset, .message($0.element)) }))
+                } else {
+                    tree = Self.place(.record(ErrorRecord(entity: messages)), at: input.path[...], in: tree)
+                }
                 own.entity += messages
             }
             if !own.isEmpty {
