@@ -26,7 +26,14 @@ extension AdminAPI {
         var fields: [String: JSONValue] = [:]
         if mediaType.hasPrefix("application/json") || mediaType.hasPrefix("application/x-www-form-urlencoded")
             || mediaType.hasPrefix("multipart/form-data") {
-            fields = (try? RequestBodyDecoder.decode(request, schema: nil)) ?? [:]
+            do {
+                fields = try RequestBodyDecoder.decode(request, schema: nil)
+            } catch .invalidJSON {
+                // Kong's Admin API refuses a JSON body that does not parse before any endpoint runs.
+                return bodyFailure(.invalidJSON)
+            } catch {
+                fields = [:]
+            }
         }
         if fields["_format_version"] != nil {
             document = .object(fields)
@@ -40,9 +47,14 @@ extension AdminAPI {
             if request.queryValue("check_hash") == "1", DeclarativeConfig.hash(of: text) == configurationHash {
                 return AdminResponse(status: 304)
             }
-            let format = DocumentFormat.sniff(text)
             do {
-                document = try DocumentReader.read(text, format: format)
+                // Kong's `parse_string` without a file name: JSON first, then YAML (a YAML flow
+                // mapping starts with `{` too); a text neither reads gets YAML's error.
+                if DocumentFormat.sniff(text) == .json, let json = try? DocumentReader.read(text, format: .json) {
+                    document = json
+                } else {
+                    document = try DocumentReader.read(text, format: .yaml)
+                }
             } catch {
                 return .error(KongError(code: .invalidDeclarativeConfiguration,
                                         message: "declarative config is invalid: {error=\"\(error.message)\"}",

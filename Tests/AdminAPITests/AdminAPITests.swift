@@ -225,6 +225,17 @@ struct AdminAPITests {
         #expect(flattened.json?["flattened_errors"]?.arrayValue?.first?["entity_type"] == "consumer")
         #expect(await call("POST", "/config").json == ["message": "expected a declarative configuration"])
         #expect(await call("POST", "/config", body: "x", contentType: "text/csv").status == 415)
+        // A JSON body that does not parse: the Admin API's own 400, before /config reads it.
+        #expect(await call("POST", "/config", body: #"{"_format_version":"3.0","#, contentType: "application/json").json ==
+                ["message": "Cannot parse JSON body"])
+        // Text is read as JSON first, then YAML: a YAML flow mapping starts with `{` too.
+        let flow = await call("POST", "/config", body: #"{_format_version: "3.0", consumers: [{username: flow}]}"#,
+                              contentType: "application/yaml")
+        #expect(flow.status == 201, "\(String(decoding: flow.body, as: UTF8.self))")
+        #expect(await call("GET", "/consumers/flow").status == 200)
+        let object2 = await call("POST", "/config", body: #"{"_format_version":"3.0","consumers":[{"username":"bob"}]}"#,
+                                 contentType: "application/json")
+        #expect(object2.status == 201)
         let export = await call("GET", "/config")
         let text = try #require(export.json?["config"]?.stringValue)
         #expect(text.contains("_transform: false") && text.contains("username: bob"))
