@@ -48,13 +48,7 @@ extension AdminAPI {
                 return AdminResponse(status: 304)
             }
             do {
-                // Kong's `parse_string` without a file name: JSON first, then YAML (a YAML flow
-                // mapping starts with `{` too); a text neither reads gets YAML's error.
-                if DocumentFormat.sniff(text) == .json, let json = try? DocumentReader.read(text, format: .json) {
-                    document = json
-                } else {
-                    document = try DocumentReader.read(text, format: .yaml)
-                }
+                document = try DocumentReader.read(unnamed: text)
             } catch {
                 return .error(KongError(code: .invalidDeclarativeConfiguration,
                                         message: "declarative config is invalid: {error=\"\(error.message)\"}",

@@ -108,10 +108,21 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             }
             initialHash = (try? String(contentsOfFile: path, encoding: .utf8))
                 .map { gateway.holder.current.config.configurationHash(text: $0) }
+        } else if let text = settings.declarativeConfigString {
+            // Kong's `has_declarative_config`: a file first, else the string.
+            let config: DeclarativeConfig
+            do throws(DeclarativeLoadError) { config = try loader.load(unnamed: text) } catch {
+                switch error {
+                case .unreadable(let message): throw CLIError("error parsing declarative string:\n\(message)")
+                case .invalid(let invalid): throw CLIError("error parsing declarative string:\n\(invalid.text)")
+                }
+            }
+            do { try gateway.apply(config) } catch { throw CLIError("error parsing declarative string:\n\(error)") }
+            initialHash = config.configurationHash(text: text)
         } else if let text = try? String(contentsOfFile: persisted, encoding: .utf8) {
             // The configuration last accepted by `POST /config`, as Kong keeps it across restarts.
             do {
-                let config = try loader.load(text: text, format: DocumentFormat.sniff(text))
+                let config = try loader.load(unnamed: text)
                 try gateway.apply(config)
                 initialHash = config.configurationHash(text: text)
             } catch {

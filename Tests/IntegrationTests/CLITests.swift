@@ -1,3 +1,4 @@
+import Core
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -214,6 +215,27 @@ struct CLITests {
 
         #expect(node.stop() == 0)  // SIGTERM
         #expect(FileManager.default.fileExists(atPath: prefix.appendingPathComponent("silverback-config.json").path))
+    }
+
+    /// Kong's `declarative_config_string` (containers set `KONG_DECLARATIVE_CONFIG_STRING`): the
+    /// configuration is the text itself, JSON or YAML, hashed as `POST /config` text; a bad one
+    /// stops the start with Kong's kind of message.
+    @Test func startLoadsTheDeclarativeConfigString() async throws {
+        let text = #"{"_format_version":"3.0","services":[{"name":"inline","url":"http://127.0.0.1:9","routes":[{"name":"r","paths":["/inline"]}]}]}"#
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
+        let node = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_DECLARATIVE_CONFIG_STRING": text,
+                                                    "KONG_PREFIX": prefix.path])
+        let (services, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(node.adminPort)/services/inline")!)
+        #expect(String(decoding: services, as: UTF8.self).contains(#""name":"inline""#))
+        let (status, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(node.adminPort)/status")!)
+        #expect(String(decoding: status, as: UTF8.self).contains(DeclarativeConfig.hash(of: text)))
+        #expect(node.stop() == 0)
+
+        let bad = try run(["start"], environment: ["KONG_DATABASE": "off",
+                                                    "KONG_DECLARATIVE_CONFIG_STRING": "_format_version: \"3.0\"\nservices:\n- port: 70000\n"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("error parsing declarative string:"), "\(bad.stderr)")
+        #expect(bad.stderr.contains("in 'port': value should be between 0 and 65535"))
     }
 
     @Test func version() throws {

@@ -44,6 +44,16 @@ public struct DeclarativeLoader: Sendable {
         }
     }
 
+    /// Text without a file name (`DocumentReader.read(unnamed:)`).
+    public func load(unnamed text: String) throws(DeclarativeLoadError) -> DeclarativeConfig {
+        let document: JSONValue
+        do { document = try DocumentReader.read(unnamed: text) } catch { throw .unreadable(error.message) }
+        switch load(document) {
+        case .success(let config): return config
+        case .failure(let error): throw .invalid(error)
+        }
+    }
+
     public func load(_ document: JSONValue) -> Result<DeclarativeConfig, DeclarativeError> {
         var run = LoadRun(loader: self)
         return run.execute(document)

@@ -25,6 +25,14 @@ public struct DocumentReadError: Error, Sendable, Equatable, CustomStringConvert
 }
 
 public enum DocumentReader {
+    /// Text without a file name (a `POST /config` body, `declarative_config_string`, the kept
+    /// configuration), as Kong's `parse_string` reads it: JSON first, then YAML (a YAML flow
+    /// mapping starts with `{` too); text neither reads gets YAML's error.
+    public static func read(unnamed text: String) throws(DocumentReadError) -> JSONValue {
+        if DocumentFormat.sniff(text) == .json, let json = try? read(text, format: .json) { return json }
+        return try read(text, format: .yaml)
+    }
+
     public static func read(_ text: String, format: DocumentFormat) throws(DocumentReadError) -> JSONValue {
         switch format {
         case .json:

@@ -8,6 +8,9 @@ public struct Settings: Sendable, Equatable {
 
     public var database: Database = .off
     public var declarativeConfig: String?
+    /// The configuration itself (Kong's `declarative_config_string`, set as
+    /// `KONG_DECLARATIVE_CONFIG_STRING` in containers); a `declarative_config` file wins over it.
+    public var declarativeConfigString: String?
     public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 8000)]
     public var adminListen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8001)]
     public var prefix = "/usr/local/kong"
@@ -29,7 +32,7 @@ public struct Settings: Sendable, Equatable {
 
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
-        "database", "declarative_config", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
+        "database", "declarative_config", "declarative_config_string", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
         "nginx_http_client_header_timeout", "nginx_http_client_body_timeout", "nginx_http_keepalive_timeout",
@@ -46,6 +49,8 @@ public struct Settings: Sendable, Equatable {
             database = db
         case "declarative_config":
             declarativeConfig = value.isEmpty ? nil : value
+        case "declarative_config_string":
+            declarativeConfigString = value.isEmpty ? nil : value
         case "proxy_listen":
             proxyListen = try ListenAddress.parseList(value, property: name, source: source)
         case "admin_listen":
