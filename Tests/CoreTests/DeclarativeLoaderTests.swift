@@ -1,5 +1,6 @@
 import Testing
 @testable import Core
+import NIOHTTP1
 
 /// The declarative loader against spec §5 (format, nesting, ids, references, error forms).
 struct DeclarativeLoaderTests {
@@ -322,6 +323,28 @@ struct SettingsTests {
                                       environment: ["KONG_PORT_MAPS": "80:8000, 443:8443"])
         #expect(debug.proxy.allowDebugHeader)
         #expect(debug.proxy.portMaps == [8000: 80, 8443: 443], "keyed by the port this node listens on")
+    }
+
+    /// `real_ip_header` (default `X-Real-IP`) and `real_ip_recursive` (default off); the PROXY
+    /// protocol is refused by name (no listener reads its preamble); the header's entries are read
+    /// from the right, skipping trusted proxies only when recursive.
+    @Test func realIPSettingsAndTheAddressTheyName() throws {
+        let defaults = try Settings.load(confText: nil, confPath: nil, environment: [:]).proxy
+        #expect(defaults.realIPHeader == "x-real-ip" && !defaults.realIPRecursive)
+        let set = try Settings.load(confText: "real_ip_header = X-Forwarded-For\nreal_ip_recursive = on",
+                                    confPath: nil, environment: ["KONG_TRUSTED_IPS": "10.0.0.0/8"]).proxy
+        #expect(set.realIPHeader == "x-forwarded-for" && set.realIPRecursive)
+        #expect(throws: SettingsError.self) {
+            try Settings.load(confText: nil, confPath: nil, environment: ["KONG_REAL_IP_HEADER": "proxy_protocol"])
+        }
+        let list = HTTPHeaders([("X-Forwarded-For", "1.1.1.1, 2.2.2.2"), ("X-Forwarded-For", "10.0.0.1:8080")])
+        #expect(RealIP.forwardedAddress(list, options: set) == "2.2.2.2", "10.0.0.1 is a trusted proxy: skipped")
+        var flat = set
+        flat.realIPRecursive = false
+        #expect(RealIP.forwardedAddress(list, options: flat) == "10.0.0.1", "not recursive: the last entry, its port dropped")
+        #expect(RealIP.forwardedAddress(HTTPHeaders([("X-Forwarded-For", "[2001:db8::1]:443")]), options: flat) == "2001:db8::1")
+        #expect(RealIP.forwardedAddress(HTTPHeaders([("X-Forwarded-For", "unknown")]), options: flat) == nil)
+        #expect(RealIP.forwardedAddress(HTTPHeaders(), options: flat) == nil)
     }
 
     @Test func trustedIPsMatchAddressesAndBlocks() throws {

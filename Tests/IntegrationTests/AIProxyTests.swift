@@ -15,12 +15,12 @@ struct AIHarness {
     let provider: MockLLMProvider
 
     /// `environment` (given the provider) is laid over the process's for the gateway's plugins.
-    static func start(_ yaml: String,
+    static func start(_ yaml: String, options: ProxyOptions = ProxyOptions(),
                       environment: (MockLLMProvider) -> [String: String] = { _ in [:] }) async throws -> AIHarness {
         let provider = try await MockLLMProvider.start()
         do {
             let gateway = try await ProxyHarness.start(yaml.replacingOccurrences(of: "PROVIDER", with: provider.baseURL),
-                                                       environment: environment(provider))
+                                                       options: options, environment: environment(provider))
             return AIHarness(gateway: gateway, provider: provider)
         } catch {
             await provider.stop()

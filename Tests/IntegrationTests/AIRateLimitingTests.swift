@@ -142,6 +142,23 @@ struct AIRateLimitingTests {
         #expect(try await h.post("/chat", Self.chat, headers: [("x-team", "b")]).status == 200, "team b is counted apart")
     }
 
+    /// Behind a trusted load balancer, `ip` is the client the balancer names in `X-Real-IP`
+    /// (Kong's forwarded IP), not the balancer: clients are counted apart.
+    @Test func theIPIdentifierIsTheClientATrustedProxyNames() async throws {
+        var options = ProxyOptions()
+        options.trustedIPs = try TrustedIPs.parse("127.0.0.0/8").get()
+        let h = try await AIHarness.start(Self.document(limiter: """
+            llm_providers: [{name: openai, limit: [40], window_size: [60]}], identifier: ip
+            """), options: options)
+        defer { Task { await h.stop() } }
+        Self.answer(h)
+        #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "1.1.1.1")]).status == 200)
+        #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "1.1.1.1")]).status == 429)
+        #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "2.2.2.2")]).status == 200, "another client")
+        #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "not an address")]).status == 200,
+                "no address named: the peer's own counter")
+    }
+
     @Test func aFixedWindowAdmitsAgainOnceItPasses() async throws {
         let h = try await AIHarness.start(Self.document(limiter: """
             llm_providers: [{name: openai, limit: [40], window_size: [1]}], window_type: fixed

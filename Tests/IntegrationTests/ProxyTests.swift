@@ -562,6 +562,46 @@ struct ProxyTests {
         #expect(replaced["x-forwarded-prefix"] == ["/api"])
     }
 
+    /// nginx's realip as Kong sets it up: a trusted peer names the client in `real_ip_header`
+    /// (`X-Real-IP` by default); the upstream's `X-Real-IP` is that client, and so is
+    /// `X-Forwarded-For` when the peer sent none (else the list and the peer). With
+    /// `X-Forwarded-For` and `real_ip_recursive`, trusted proxies in the list are skipped.
+    @Test func aTrustedPeerNamesTheRealClient() async throws {
+        var options = ProxyOptions()
+        options.trustedIPs = try TrustedIPs.parse("127.0.0.0/8, 10.0.0.0/8").get()
+        let h = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await h.stop() } }
+        let named = try #require(try await h.send("/api/x", headers: [("X-Real-IP", "203.0.113.7")]).json?["headers"])
+        #expect(named["x-real-ip"] == ["203.0.113.7"])
+        #expect(named["x-forwarded-for"] == ["203.0.113.7"])
+        let listed = try #require(try await h.send("/api/x", headers: [("X-Real-IP", "203.0.113.7"),
+                                                                    ("X-Forwarded-For", "198.51.100.1")]).json?["headers"])
+        #expect(listed["x-forwarded-for"] == ["198.51.100.1, 127.0.0.1"], "the client's list, then the peer")
+        #expect(listed["x-real-ip"] == ["203.0.113.7"])
+
+        options.realIPHeader = "x-forwarded-for"
+        options.realIPRecursive = true
+        let recursive = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await recursive.stop() } }
+        let skipped = try #require(try await recursive.send("/api/x", headers: [("X-Forwarded-For", "198.51.100.1, 10.1.2.3")]).json?["headers"])
+        #expect(skipped["x-real-ip"] == ["198.51.100.1"], "the trusted 10.1.2.3 is skipped")
+
+        options.trustedIPs = TrustedIPs()
+        let nobody = try await ProxyHarness.start("""
+        services:
+        - {name: echo, url: UPSTREAM, routes: [{name: r, paths: ["/api"]}]}
+        """, options: options)
+        defer { Task { await nobody.stop() } }
+        let ignored = try #require(try await nobody.send("/api/x", headers: [("X-Real-IP", "203.0.113.7")]).json?["headers"])
+        #expect(ignored["x-real-ip"] == ["127.0.0.1"], "an untrusted peer names nobody")
+    }
+
     /// `allow_debug_header`: a `Kong-Debug` request learns its route and service (ids, and names
     /// when they have one), on proxied and generated answers; never without the setting.
     @Test(arguments: [true, false])

@@ -258,6 +258,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let (path, query) = RequestPhases.splitTarget(head.uri)
         let request = ProxyRequestContext(requestID: requestIDs.make(), method: head.method, rawPath: path,
                                           rawQuery: query, headers: head.headers, clientAddress: clientAddress,
+                                          forwardedClientAddress: clientIsTrusted
+                                              ? RealIP.forwardedAddress(head.headers, options: services.options) : nil,
                                           clientIsTrusted: clientIsTrusted,
                                           isTLS: isTLS, serverName: serverName)
         let exchange = Exchange(head: head, request: request, configuration: configuration)

@@ -52,7 +52,9 @@ enum ProxyHeaders {
                                                          clientHost: clientHost)))
         }
         if trailers { out.append(("TE", "trailers")) }
-        out.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.clientAddress))
+        // Kong's `upstream_x_forwarded_for`: the client's list and the peer, else the client as
+        // a trusted peer named it.
+        out.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(context.clientAddress)" } ?? context.forwardedClientAddress))
         // A peer in `trusted_ips` (a load balancer in front) keeps its X-Forwarded-* values; the
         // gateway's own view fills what it did not send, and is all an untrusted peer gets.
         out.append(("X-Forwarded-Proto", forwarded.proto ?? (context.isTLS ? "https" : "http")))
@@ -67,7 +69,7 @@ enum ProxyHeaders {
         else if !context.rawPath.isEmpty { out.append(("X-Forwarded-Path", String(context.rawPath))) }
         if let prefix = forwarded.prefix { out.append(("X-Forwarded-Prefix", prefix)) }
         else if let prefix = match.strippedPrefix, prefix != "/", !prefix.isEmpty { out.append(("X-Forwarded-Prefix", prefix)) }
-        out.append(("X-Real-IP", context.clientAddress))
+        out.append(("X-Real-IP", context.forwardedClientAddress))
         let via = viaValue(httpVersion)
         out.append(("Via", clientVia.map { "\($0), \(via)" } ?? via))
         if options.requestIDUpstream { out.append(("X-Kong-Request-Id", context.requestID)) }

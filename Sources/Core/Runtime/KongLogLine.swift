@@ -55,7 +55,7 @@ struct KongLogLine {
             close()
         }
         writePluginFields(before: "client_ip")
-        member("client_ip"); string(context.clientAddress)
+        member("client_ip"); string(context.forwardedClientAddress)
         writePluginFields(before: "consumer")
         if let consumer = context.consumer {
             member("consumer")

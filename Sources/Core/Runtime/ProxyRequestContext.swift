@@ -15,7 +15,12 @@ public final class ProxyRequestContext: @unchecked Sendable {
     public var rawQuery: Substring?
     /// The request headers; plugins' changes are what the upstream receives.
     public var headers: HTTPHeaders
+    /// The connection's peer (Kong's `kong.client.get_ip()`, nginx's `$realip_remote_addr`).
     public let clientAddress: String
+    /// The client as a trusted peer names it in `real_ip_header`, else the peer (Kong's
+    /// `kong.client.get_forwarded_ip()`, nginx's `$remote_addr`): the log's `client_ip`,
+    /// `X-Real-IP`, the rate limiter's `ip`.
+    public let forwardedClientAddress: String
     /// Whether the peer is in `trusted_ips` (its X-Forwarded-* headers are believed).
     public let clientIsTrusted: Bool
     public let isTLS: Bool
@@ -154,7 +159,8 @@ public final class ProxyRequestContext: @unchecked Sendable {
     }
 
     public init(requestID: String, method: HTTPMethod, rawPath: Substring, rawQuery: Substring?,
-                headers: HTTPHeaders, clientAddress: String, clientIsTrusted: Bool = false, isTLS: Bool,
+                headers: HTTPHeaders, clientAddress: String, forwardedClientAddress: String? = nil,
+                clientIsTrusted: Bool = false, isTLS: Bool,
                 serverName: String? = nil) {
         self.clientIsTrusted = clientIsTrusted
         self.requestID = requestID
@@ -163,6 +169,7 @@ public final class ProxyRequestContext: @unchecked Sendable {
         self.rawQuery = rawQuery
         self.headers = headers
         self.clientAddress = clientAddress
+        self.forwardedClientAddress = forwardedClientAddress ?? clientAddress
         self.isTLS = isTLS
         self.serverName = serverName
     }

@@ -6,7 +6,8 @@ import Darwin
 #endif
 
 /// The node settings the proxy path reads on every request, parsed once: Kong's `trusted_ips`,
-/// `headers`, `headers_upstream`, `allow_debug_header` and `port_maps`.
+/// `real_ip_header`, `real_ip_recursive`, `headers`, `headers_upstream`, `allow_debug_header` and
+/// `port_maps`.
 public struct ProxyOptions: Sendable, Equatable {
     /// Peers whose `X-Forwarded-*` headers are believed (Kong's `trusted_ips`; default none).
     public var trustedIPs = TrustedIPs()
@@ -25,9 +26,15 @@ public struct ProxyOptions: Sendable, Equatable {
     /// The most of a chunked request body held in memory for a route's `request_buffering`
     /// (nginx spills to a temporary file past its buffer; a larger body here streams on, chunked).
     public var requestBufferingLimit = 8 << 20
+    /// Where a trusted peer names the client (nginx's `real_ip_header`, Kong's default
+    /// `X-Real-IP`), lower-cased, and whether addresses of trusted proxies are skipped in it
+    /// (`real_ip_recursive`).
+    public var realIPHeader = "x-real-ip"
+    public var realIPRecursive = false
 
     public init() {}
 }
+
 
 /// nginx's `client_header_timeout`, `client_body_timeout` and `keepalive_timeout`, set with Kong's
 /// `nginx_http_*` directive injection.

@@ -33,7 +33,8 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "declarative_config_string", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
-        "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "headers", "headers_upstream",
+        "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "real_ip_header", "real_ip_recursive",
+        "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
         "nginx_http_client_header_timeout", "nginx_http_client_body_timeout", "nginx_http_keepalive_timeout",
     ]
@@ -77,6 +78,19 @@ public struct Settings: Sendable, Equatable {
             switch TrustedIPs.parse(value) {
             case .success(let ips): proxy.trustedIPs = ips
             case .failure(let error): throw SettingsError("\(source): trusted_ips: \(error.message)")
+            }
+        case "real_ip_header":
+            guard !value.isEmpty else { throw SettingsError("\(source): real_ip_header must not be empty") }
+            // The PROXY protocol needs listeners that read its preamble, which Silverback's do not.
+            guard value.lowercased() != "proxy_protocol" else {
+                throw SettingsError("\(source): real_ip_header = proxy_protocol is not supported (no PROXY protocol listeners)")
+            }
+            proxy.realIPHeader = value.lowercased()
+        case "real_ip_recursive":
+            switch value {
+            case "on", "true": proxy.realIPRecursive = true
+            case "off", "false": proxy.realIPRecursive = false
+            default: throw SettingsError("\(source): real_ip_recursive is not a boolean: '\(value)' (on, off)")
             }
         case "headers":
             switch ResponseHeaderSet.parse(value) {

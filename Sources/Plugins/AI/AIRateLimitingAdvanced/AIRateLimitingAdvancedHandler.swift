@@ -176,7 +176,8 @@ struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
     /// The largest body `kong.request.get_raw_body()` hands the function; a larger one reads as none.
     static let requestPromptBodyLimit = 1 << 20
 
-    /// §5.3: the identifier's value; a missing one falls back to the client's address.
+    /// §5.3: the identifier's value; a missing one falls back to the client's forwarded address
+    /// (Kong's `kong.client.get_forwarded_ip()`).
     private func identifierValue(_ context: ProxyRequestContext) -> String {
         let value: String?
         switch config.identifier {
@@ -188,7 +189,7 @@ struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
         case .path: value = config.path.flatMap { $0 == context.match?.path ? $0 : nil }
         case .consumerGroup: value = context.consumer == nil ? nil : config.consumerGroupID
         }
-        return value ?? context.clientAddress
+        return value ?? context.forwardedClientAddress
     }
 
     /// `max(limit − rate, 0)`, an integer except for the `cost` strategy.
