@@ -562,6 +562,55 @@ struct ProxyTests {
         #expect(replaced["x-forwarded-prefix"] == ["/api"])
     }
 
+    /// [EE] Dynamic plugin ordering: `ordering.before/after.access` reorders the access phase of
+    /// the routes the configuration applies to; header_filter (and log) keep priority order; a
+    /// rate limiter or guard placed before key-auth answers an unauthenticated request itself.
+    @Test func orderingReordersOnlyTheAccessPhase() async throws {
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: reordered
+            paths: ["/reordered"]
+            plugins:
+            - {name: tracer-high, config: {tag: h}}
+            - {name: tracer-low, config: {tag: l}, ordering: {before: {access: [tracer-high]}}}
+          - name: after
+            paths: ["/after"]
+            plugins:
+            - {name: tracer-high, config: {tag: h}, ordering: {after: {access: [tracer-low, tracer-last]}}}
+            - {name: tracer-low, config: {tag: l}}
+            - {name: tracer-last, config: {tag: z}}
+          - name: plain
+            paths: ["/plain"]
+            plugins:
+            - {name: tracer-high, config: {tag: h}}
+            - {name: tracer-low, config: {tag: l}}
+          - name: guarded
+            paths: ["/guarded"]
+            plugins:
+            - {name: key-auth}
+            - name: ai-prompt-guard
+              config: {deny_patterns: [".*evil.*"]}
+              ordering: {before: {access: [key-auth]}}
+        """)
+        defer { Task { await h.stop() } }
+        let reordered = try await h.send("/reordered/x")
+        #expect(reordered.json?["headers"]?["x-trace"] == ["tracer-low:l,tracer-high:h"], "\(reordered.body)")
+        #expect(reordered.headers[canonicalForm: "X-Header-Filter"].map(String.init) == ["tracer-high", "tracer-low"],
+                "header_filter keeps priority order")
+        let after = try await h.send("/after/x")
+        #expect(after.json?["headers"]?["x-trace"] == ["tracer-low:l,tracer-last:z,tracer-high:h"])
+        #expect(try await h.send("/plain/x").json?["headers"]?["x-trace"] == ["tracer-high:h,tracer-low:l"])
+        let guarded = try await h.send("/guarded", method: .POST, headers: [("Content-Type", "application/json")],
+                                       body: #"{"messages":[{"role":"user","content":"something evil"}]}"#)
+        #expect(guarded.status == 400, "the guard ran before key-auth: \(guarded.body)")
+        let innocent = try await h.send("/guarded", method: .POST, headers: [("Content-Type", "application/json")],
+                                        body: #"{"messages":[{"role":"user","content":"hello"}]}"#)
+        #expect(innocent.status == 401, "then key-auth")
+    }
+
     /// nginx's realip as Kong sets it up: a trusted peer names the client in `real_ip_header`
     /// (`X-Real-IP` by default); the upstream's `X-Real-IP` is that client, and so is
     /// `X-Forwarded-For` when the peer sent none (else the list and the peer). With
@@ -1443,6 +1492,13 @@ struct ProxyTests {
         #expect(received.hasPrefix("HTTP/1.1 408 "), "\(received)")
         // A request answered while its body was held must not go on to the upstream afterwards
         // (it once did, as the answer released the wait for the body): give it the time to.
+        // Nor when the client leaves mid-body, or sends a chunk size that does not parse.
+        let leaving = try await h.rawConnection()
+        try await leaving.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"))
+        }
+        let refused = try await h.rawExchange("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ-not-a-size\r\n\r\n")
+        #expect(refused.hasPrefix("HTTP/1.1 400 "), "\(refused)")
         try await Task.sleep(nanoseconds: 300_000_000)
         #expect(h.upstream.acceptedConnections == 0, "nothing reached the upstream")
     }

@@ -24,6 +24,9 @@ public final class GatewayConfiguration: Sendable {
     /// throughout. Resolved once per configuration: per request, the scope precedence walk
     /// hashed a scope key of entity ids several times per plugin.
     let handlersWithoutConsumer: [ObjectIdentifier: [(any PluginHandler)?]]
+    /// [EE] Per route whose plugins carry `ordering`: the access phase's order, as positions in
+    /// `pluginOrder`. Routes without are absent (priority order).
+    let accessOrders: [ObjectIdentifier: [Int]]
 
     public init(_ config: DeclarativeConfig, factories: [PluginFactory]) throws(ConfigurationBuildError) {
         self.config = config
@@ -53,14 +56,24 @@ public final class GatewayConfiguration: Sendable {
 
         globalHandlers = pluginOrder.compactMap { plugins.global($0).flatMap { handlers[$0.id] } }
         var withoutConsumer: [ObjectIdentifier: [(any PluginHandler)?]] = [:]
+        var accessOrders: [ObjectIdentifier: [Int]] = [:]
         withoutConsumer.reserveCapacity(snapshot.routes.count)
         for route in snapshot.routes {
-            withoutConsumer[ObjectIdentifier(route)] = pluginOrder.map { name in
+            let instances = pluginOrder.map { name in
                 plugins.resolve(name, routeID: route.id, serviceID: route.serviceID, consumerID: nil, consumerGroups: [])
-                    .flatMap { handlers[$0.id] }
+                    .flatMap { handlers[$0.id] != nil ? $0 : nil }
+            }
+            withoutConsumer[ObjectIdentifier(route)] = instances.map { $0.flatMap { handlers[$0.id] } }
+            switch AccessOrdering.order(pluginOrder, instances: instances) {
+            case .priority: break
+            case .reordered(let order): accessOrders[ObjectIdentifier(route)] = order
+            case .cycle(let names):
+                ErrorLog.report("[ordering] the plugins of route \(route.name ?? route.id) order each other in a cycle "
+                                + "(\(names.joined(separator: ", "))): their access phase runs in priority order")
             }
         }
         handlersWithoutConsumer = withoutConsumer
+        self.accessOrders = accessOrders
 
         let groupNames = Dictionary(snapshot.consumerGroups.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         var groups: [String: [String]] = [:]
@@ -120,4 +133,49 @@ public final class ConfigurationHolder: Sendable {
     public var current: GatewayConfiguration { box.withLockedValue { $0 } }
 
     public func replace(with configuration: GatewayConfiguration) { box.withLockedValue { $0 = configuration } }
+}
+
+/// [EE] Dynamic plugin ordering (`ordering.before/after.access`): the access phase's order on one
+/// route, from the orderings of the plugin configurations that apply there before any consumer is
+/// known (a consumer-scoped configuration's own ordering is not read; it is still placed by the
+/// others'). Other phases keep priority order.
+enum AccessOrdering {
+    enum Outcome: Equatable {
+        case priority
+        case reordered([Int])
+        case cycle([String])
+    }
+
+    /// A topological order of the positions of `names` (priority order) under the constraints,
+    /// taking the highest-priority plugin whenever several may go next (so unconstrained plugins
+    /// keep their priority order).
+    static func order(_ names: [String], instances: [PluginInstance?]) -> Outcome {
+        guard instances.contains(where: { ($0?.accessBefore.isEmpty == false) || ($0?.accessAfter.isEmpty == false) }) else {
+            return .priority
+        }
+        let position = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        var successors = Array(repeating: [Int](), count: names.count)
+        var waitingOn = Array(repeating: 0, count: names.count)
+        func edge(_ from: Int, _ to: Int) {
+            guard from != to, !successors[from].contains(to) else { return }
+            successors[from].append(to)
+            waitingOn[to] += 1
+        }
+        for (index, instance) in instances.enumerated() {
+            guard let instance else { continue }
+            for other in instance.accessBefore { if let target = position[other] { edge(index, target) } }
+            for other in instance.accessAfter { if let target = position[other] { edge(target, index) } }
+        }
+        var order: [Int] = []
+        var done = Array(repeating: false, count: names.count)
+        while order.count < names.count {
+            guard let next = names.indices.first(where: { !done[$0] && waitingOn[$0] == 0 }) else {
+                return .cycle(names.indices.filter { !done[$0] }.map { names[$0] })
+            }
+            done[next] = true
+            order.append(next)
+            for successor in successors[next] { waitingOn[successor] -= 1 }
+        }
+        return order == Array(names.indices) ? .priority : .reordered(order)
+    }
 }

@@ -141,8 +141,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         detachUpstream(exchange)
         exchange.inspection?.cancel()
-        failBodyWaiters(exchange, ChannelError.eof)
+        // No longer the current exchange before its body waiters learn the body will not come:
+        // a waiter that goes on (a chunked body held for `request_buffering`) must see it ended.
         self.exchange = nil
+        failBodyWaiters(exchange, ChannelError.eof)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -40,6 +40,10 @@ struct RequestPhaseWalk: Sendable {
     private var stage: Stage = .rewrite(0)
     private var match: RouteMatch?
     private var selected: [any PluginHandler] = []
+    /// [EE] The route's access order (positions in `pluginOrder`) when its plugins reorder it;
+    /// nil: priority order. `selectedAt` then keeps each selected handler's priority position.
+    private var accessOrder: [Int]?
+    private var selectedAt: [Int] = []
 
     init(_ context: ProxyRequestContext, head: HTTPRequestHead, configuration: GatewayConfiguration, localPort: Int) {
         self.context = context
@@ -63,14 +67,15 @@ struct RequestPhaseWalk: Sendable {
                     return .decided(.respond(answer.exit, handlers: configuration.globalHandlers))
                 case .success(let found):
                     match = found
+                    accessOrder = configuration.accessOrders.isEmpty ? nil : configuration.accessOrders[ObjectIdentifier(found.route)]
                     // At most one handler per configured plugin name: one allocation, not one per growth.
                     selected.reserveCapacity(configuration.pluginOrder.count)
                     stage = .access(0)
                 }
             case .access(var position):
-                let order = configuration.pluginOrder
-                while position < order.count {
-                    if let handler = configuration.handler(at: position, match: match!,
+                let count = configuration.pluginOrder.count
+                while position < count {
+                    if let handler = configuration.handler(at: accessOrder?[position] ?? position, match: match!,
                                                            consumerID: context.consumer?.id) {
                         stage = .access(position)
                         return .call(handler, .access)
@@ -79,11 +84,17 @@ struct RequestPhaseWalk: Sendable {
                 }
                 stage = .access(position)
                 guard let service = match!.service else {
-                    return .decided(.respond(.error(503, ProxyErrorText.noService), handlers: selected))
+                    return .decided(.respond(.error(503, ProxyErrorText.noService), handlers: selectedInPriorityOrder()))
                 }
-                return .decided(.proxy(match!, service, handlers: selected))
+                return .decided(.proxy(match!, service, handlers: selectedInPriorityOrder()))
             }
         }
+    }
+
+    /// The handlers the later phases run: in priority order, whatever order access ran them in.
+    private func selectedInPriorityOrder() -> [any PluginHandler] {
+        guard accessOrder != nil else { return selected }
+        return zip(selectedAt, selected).sorted { $0.0 < $1.0 }.map(\.1)
     }
 
     /// The verdict of the call `next()` gave; a decision when it ends the phases.
@@ -94,15 +105,18 @@ struct RequestPhaseWalk: Sendable {
             stage = .rewrite(index + 1)
         case .access(let position):
             selected.append(handler)
+            if let accessOrder { selectedAt.append(accessOrder[position]) }
             if case .exit(let exit) = verdict {
                 // Plugins whose configuration applies still see the response and the log, even
                 // though their access handler did not run (Kong's behaviour, spec §7.1).
                 for later in configuration.pluginOrder.indices.dropFirst(position + 1) {
-                    if let handler = configuration.handler(at: later, match: match!, consumerID: context.consumer?.id) {
+                    let at = accessOrder?[later] ?? later
+                    if let handler = configuration.handler(at: at, match: match!, consumerID: context.consumer?.id) {
                         selected.append(handler)
+                        if accessOrder != nil { selectedAt.append(at) }
                     }
                 }
-                return .respond(exit, handlers: selected)
+                return .respond(exit, handlers: selectedInPriorityOrder())
             }
             stage = .access(position + 1)
         case .routing:

@@ -202,6 +202,10 @@ public struct PluginInstance: Sendable, Equatable {
     public let consumerID: String?
     public let consumerGroupID: String?
     public let tags: [String]
+    /// [EE] `ordering.before.access` / `ordering.after.access`: plugin names this one's access
+    /// handler runs before / after on the routes it applies to.
+    public let accessBefore: [String]
+    public let accessAfter: [String]
 
     init?(_ row: JSONValue) {
         guard let id = row["id"]?.stringValue, let name = row["name"]?.stringValue else { return nil }
@@ -216,6 +220,8 @@ public struct PluginInstance: Sendable, Equatable {
         self.consumerID = row["consumer"]?["id"]?.stringValue
         self.consumerGroupID = row["consumer_group"]?["id"]?.stringValue
         self.tags = row.stringList("tags") ?? []
+        self.accessBefore = row["ordering"]?["before"]?.stringList("access") ?? []
+        self.accessAfter = row["ordering"]?["after"]?.stringList("access") ?? []
     }
 }
 
