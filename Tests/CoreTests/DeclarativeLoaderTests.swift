@@ -488,6 +488,42 @@ struct DeclarativeEntityRulesTests {
         #expect(e.flattenedKongError.json["flattened_errors"]?.arrayValue?.count == 6, "every entity with an error has its item")
     }
 
+    /// A duplicate name does not hide the entity's schema errors: both are reported, the message
+    /// under `@entity`; a lone duplicate is still the entry itself (Kong's example).
+    @Test func aDuplicateKeepsItsSchemaErrors() throws {
+        let e = try #require(failure("""
+        services:
+        - {name: foo, host: a}
+        - {name: foo, host: b, port: 70000}
+        - {name: foo, host: c}
+        """))
+        let duplicate = "uniqueness violation: 'services' entity with name set to 'foo' already declared"
+        #expect(e.kongError.fields == ["services": [.null,
+                                                    ["@entity": [.string(duplicate)], "port": "value should be between 0 and 65535"],
+                                                    .string(duplicate)]])
+    }
+
+    /// A nested child list, decK membership list or `_comment`/`_ignore` of the wrong type is an
+    /// error of its entity: in the nested tree at the entity, and as a field error of its item
+    /// with `flatten_errors` (it was only in `fields` before).
+    @Test func mistypedListsAndMetaFieldsAreErrorsOfTheirEntity() throws {
+        let e = try #require(failure("""
+        services:
+        - {name: a, host: a, routes: x, _comment: 5}
+        consumers:
+        - {username: bob, groups: foo, _ignore: notalist}
+        """))
+        #expect(e.kongError.fields?["services"]?.arrayValue?.first == ["routes": "expected an array", "_comment": "expected a string"])
+        let flat = e.flattenedKongError.json
+        #expect(flat["fields"] == [:])
+        let items = flat["flattened_errors"]?.arrayValue ?? []
+        #expect(items.count == 2)
+        let service = try #require(items.first { $0["entity_type"] == "service" })
+        #expect(Set(service["errors"]?.arrayValue?.compactMap { $0["field"]?.stringValue } ?? []) == ["routes", "_comment"])
+        let consumer = try #require(items.first { $0["entity_type"] == "consumer" })
+        #expect(Set(consumer["errors"]?.arrayValue?.compactMap { $0["field"]?.stringValue } ?? []) == ["groups", "_ignore"])
+    }
+
     @Test func everyReferenceErrorOfAnEntityIsKept() throws {
         let e = try #require(failure("""
         consumers:

@@ -90,6 +90,9 @@ private struct EntityInput {
     let linkField: String?
     var id: String?
     var ttl: JSONValue?
+    /// Field errors found while the entity was collected (a nested child list that is not a
+    /// list, a mistyped `_comment`): its own errors, beside the schema's.
+    var collectErrors: [String: FieldError] = [:]
 }
 
 private struct LoadRun {
@@ -218,14 +221,20 @@ private struct LoadRun {
                 placeMessage("expected a record", at: itemPath)
                 continue
             }
-            fields["_comment"] = nil
-            fields["_ignore"] = nil
+            var collectErrors: [String: FieldError] = [:]
+            // Kong's metaschema types them on every entity, as at the top level.
+            if let comment = fields.removeValue(forKey: "_comment"), !comment.isNull, comment.stringValue == nil {
+                collectErrors["_comment"] = .message("expected a string")
+            }
+            if let ignore = fields.removeValue(forKey: "_ignore"), !ignore.isNull, ignore.arrayValue == nil {
+                collectErrors["_ignore"] = .message("expected an array")
+            }
             if fields["id"] == .null { fields["id"] = nil }  // an explicit null id asks for a generated one
             var nested: [(type: String, link: String, items: [JSONValue])] = []
             for (child, link) in children {
                 guard let value = fields.removeValue(forKey: child) else { continue }
                 guard case .array(let childItems) = value else {
-                    if !value.isNull { placeMessage("expected an array", at: itemPath + [.key(child)]) }
+                    if !value.isNull { collectErrors[child] = .message("expected an array") }
                     continue
                 }
                 nested.append((child, link, childItems))
@@ -233,14 +242,14 @@ private struct LoadRun {
             // decK's spellings of consumer-group membership.
             var memberships: [JSONValue] = []
             if type == "consumers", let groups = fields.removeValue(forKey: "groups"), !groups.isNull {
-                if groups.arrayValue == nil { placeMessage("expected an array", at: itemPath + [.key("groups")]) }
+                if groups.arrayValue == nil { collectErrors["groups"] = .message("expected an array") }
                 for group in groups.arrayValue ?? [] {
                     let ref = group.stringValue.map(JSONValue.string) ?? group["name"] ?? group["id"] ?? .null
                     memberships.append(["consumer_group": ref])
                 }
             }
             if type == "consumer_groups", let consumers = fields.removeValue(forKey: "consumers"), !consumers.isNull {
-                if consumers.arrayValue == nil { placeMessage("expected an array", at: itemPath + [.key("consumers")]) }
+                if consumers.arrayValue == nil { collectErrors["consumers"] = .message("expected an array") }
                 for consumer in consumers.arrayValue ?? [] {
                     let ref = consumer.stringValue.map(JSONValue.string) ?? consumer["username"] ?? consumer["id"] ?? .null
                     memberships.append(["consumer": ref])
@@ -255,7 +264,7 @@ private struct LoadRun {
             let index = inputs.count
             inputs.append(EntityInput(type: type, fields: fields, original: original, path: itemPath,
                                       parent: parent, linkField: linkField,
-                                      id: fields["id"]?.stringValue, ttl: ttl))
+                                      id: fields["id"]?.stringValue, ttl: ttl, collectErrors: collectErrors))
             assignID(index)
             for (child, link, childItems) in nested {
                 collect(type: child, items: childItems, path: itemPath + [.key(child)], parent: index, linkField: link)
@@ -434,6 +443,7 @@ private struct LoadRun {
                 inputs[index].fields = stored
             case .failure(let errors): schemaErrors[index] = errors
             }
+            for (field, error) in inputs[index].collectErrors { schemaErrors[index, default: ErrorRecord()][field] = error }
             if let ttl = inputs[index].ttl, !ttl.isNull {
                 if let seconds = ttl.intValue, KeyAuthCredentialSchema.ttlRange.contains(seconds) { continue }
                 schemaErrors[index, default: ErrorRecord()]["ttl"] = .message(KeyAuthCredentialSchema.ttlError)
@@ -488,8 +498,11 @@ private struct LoadRun {
         for (index, input) in inputs.enumerated() {
             var own = schemaErrors[index] ?? ErrorRecord()
             if let message = positionalMessages[index] {
-                tree = Self.place(.message(message), at: input.path[...], in: tree)
                 own.entity.append(message)
+                // Alone, the message is the entry (Kong's `[2]="uniqueness violation…"`); with the
+                // entity's schema errors it joins them under `@entity`, so neither hides the other.
+                tree = Self.place(own.fields.isEmpty && own.entity.count == 1 ? .message(message) : .record(own),
+                                  at: input.path[...], in: tree)
             } else if !(schemaErrors[index]?.isEmpty ?? true) {
                 tree = Self.place(.record(schemaErrors[index]!), at: input.path[...], in: tree)
             }
