@@ -10,6 +10,8 @@
 #include <lua5.1/lua.h>
 #include <lua5.1/lualib.h>
 #include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -584,6 +586,208 @@ static int noop(lua_State *L) {
     return 0;
 }
 
+// MARK: kong.client, kong.router, the rest of kong.request, ngx, bit
+
+static void set_function(lua_State *L, const char *name, lua_CFunction f);
+static void make_readonly(lua_State *L, const char *name, int callable);
+
+static const sb_lua_pair *find_fact(const sb_lua_request *r, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < r->fact_count; i++)
+        if (r->facts[i].name_len == len && memcmp(r->facts[i].name, name, len) == 0) return &r->facts[i];
+    return NULL;
+}
+
+// Pushes the fact (a string), or nil; returns whether it was there.
+static int push_fact(lua_State *L, const char *name) {
+    const sb_lua_pair *f = find_fact(request_of(L), name);
+    if (f) push_bytes(L, f->value, f->value_len);
+    else lua_pushnil(L);
+    return f != NULL;
+}
+
+static int push_fact_number(lua_State *L, const char *name) {
+    const sb_lua_pair *f = find_fact(request_of(L), name);
+    if (!f) {
+        lua_pushnil(L);
+        return 0;
+    }
+    char digits[32];
+    copy_detail(digits, sizeof digits, f->value, f->value_len);
+    lua_pushnumber(L, strtod(digits, NULL));
+    return 1;
+}
+
+// The fact named by upvalue 1 (a string, or a number when upvalue 2 is true).
+static int fact_getter(lua_State *L) {
+    const char *name = lua_tostring(L, lua_upvalueindex(1));
+    if (lua_toboolean(L, lua_upvalueindex(2))) push_fact_number(L, name);
+    else push_fact(L, name);
+    return 1;
+}
+
+static void set_fact_getter(lua_State *L, const char *function, const char *fact, int number) {
+    lua_pushstring(L, fact);
+    lua_pushboolean(L, number);
+    lua_pushcclosure(L, fact_getter, 2);
+    lua_setfield(L, -2, function);
+}
+
+// A table of the facts `<prefix>.<field>` for `fields`, or nil when `<prefix>.id` is absent.
+static int push_entity(lua_State *L, const char *prefix, const char *const *fields) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.id", prefix);
+    if (!find_fact(request_of(L), name)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_newtable(L);
+    for (; *fields; fields++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, *fields);
+        if (push_fact(L, name)) lua_setfield(L, -2, *fields);
+        else lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int client_get_consumer(lua_State *L) {
+    static const char *const fields[] = {"id", "username", "custom_id", NULL};
+    return push_entity(L, "consumer", fields);
+}
+
+static int client_get_credential(lua_State *L) {
+    static const char *const fields[] = {"id", NULL};
+    push_entity(L, "credential", fields);
+    if (lua_istable(L, -1) && push_fact(L, "consumer.id")) {
+        lua_createtable(L, 0, 1);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "id");
+        lua_setfield(L, -2, "consumer");
+    } else if (lua_istable(L, -1)) {
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int router_get_route(lua_State *L) {
+    static const char *const fields[] = {"id", "name", NULL};
+    return push_entity(L, "route", fields);
+}
+
+static int router_get_service(lua_State *L) {
+    static const char *const fields[] = {"id", "name", NULL};
+    return push_entity(L, "service", fields);
+}
+
+static int ngx_now(lua_State *L) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    // ngx.now() has millisecond resolution.
+    lua_pushnumber(L, (double)t.tv_sec + (double)(t.tv_nsec / 1000000) / 1000.0);
+    return 1;
+}
+
+static int ngx_time(lua_State *L) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    lua_pushnumber(L, (double)t.tv_sec);
+    return 1;
+}
+
+// ngx.req.get_body_data(): the raw body, nil without one.
+static int ngx_get_body_data(lua_State *L) {
+    const sb_lua_request *r = request_of(L);
+    if (r->has_body && r->body_len > 0) push_bytes(L, r->body, r->body_len);
+    else lua_pushnil(L);
+    return 1;
+}
+
+// LuaJIT's BitOp: numbers taken modulo 2^32 as signed 32-bit integers.
+static int32_t tobit(lua_State *L, int index) {
+    lua_Number n = luaL_checknumber(L, index);
+    // LuaJIT adds 2^52 + 2^51 and keeps the low word; for any finite n within 2^63 this is it.
+    if (!(n == n) || n >= 9.2e18 || n <= -9.2e18) return 0;
+    return (int32_t)(uint32_t)(int64_t)n;
+}
+
+static int bit_tobit(lua_State *L) { lua_pushnumber(L, tobit(L, 1)); return 1; }
+static int bit_bnot(lua_State *L) { lua_pushnumber(L, (int32_t)~(uint32_t)tobit(L, 1)); return 1; }
+
+static int bit_fold(lua_State *L, int op) {
+    int n = lua_gettop(L);
+    uint32_t acc = (uint32_t)tobit(L, 1);
+    for (int i = 2; i <= n; i++) {
+        uint32_t v = (uint32_t)tobit(L, i);
+        acc = op == 0 ? (acc & v) : op == 1 ? (acc | v) : (acc ^ v);
+    }
+    lua_pushnumber(L, (int32_t)acc);
+    return 1;
+}
+static int bit_band(lua_State *L) { return bit_fold(L, 0); }
+static int bit_bor(lua_State *L) { return bit_fold(L, 1); }
+static int bit_bxor(lua_State *L) { return bit_fold(L, 2); }
+
+static int bit_shift(lua_State *L, int kind) {
+    uint32_t x = (uint32_t)tobit(L, 1);
+    unsigned s = (unsigned)tobit(L, 2) & 31;
+    uint32_t r = kind == 0 ? x << s : kind == 1 ? x >> s : (uint32_t)((int32_t)x >> s);
+    lua_pushnumber(L, (int32_t)r);
+    return 1;
+}
+static int bit_lshift(lua_State *L) { return bit_shift(L, 0); }
+static int bit_rshift(lua_State *L) { return bit_shift(L, 1); }
+static int bit_arshift(lua_State *L) { return bit_shift(L, 2); }
+
+static int bit_rol(lua_State *L) {
+    uint32_t x = (uint32_t)tobit(L, 1);
+    unsigned s = (unsigned)tobit(L, 2) & 31;
+    lua_pushnumber(L, (int32_t)(s ? (x << s) | (x >> (32 - s)) : x));
+    return 1;
+}
+
+static int bit_ror(lua_State *L) {
+    uint32_t x = (uint32_t)tobit(L, 1);
+    unsigned s = (unsigned)tobit(L, 2) & 31;
+    lua_pushnumber(L, (int32_t)(s ? (x >> s) | (x << (32 - s)) : x));
+    return 1;
+}
+
+static int bit_bswap(lua_State *L) {
+    uint32_t x = (uint32_t)tobit(L, 1);
+    x = (x >> 24) | ((x >> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24);
+    lua_pushnumber(L, (int32_t)x);
+    return 1;
+}
+
+// bit.tohex(x [, n]): the low |n| nibbles (default 8), upper-case when n < 0.
+static int bit_tohex(lua_State *L) {
+    uint32_t x = (uint32_t)tobit(L, 1);
+    int n = lua_isnoneornil(L, 2) ? 8 : (int)tobit(L, 2);
+    const char *digits = "0123456789abcdef";
+    if (n < 0) {
+        n = -n;
+        digits = "0123456789ABCDEF";
+    }
+    if (n > 8) n = 8;
+    char out[8];
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = digits[x & 15];
+        x >>= 4;
+    }
+    lua_pushlstring(L, out, (size_t)n);
+    return 1;
+}
+
+static void push_bit(lua_State *L) {
+    static const luaL_Reg functions[] = {
+        {"tobit", bit_tobit}, {"bnot", bit_bnot}, {"band", bit_band}, {"bor", bit_bor}, {"bxor", bit_bxor},
+        {"lshift", bit_lshift}, {"rshift", bit_rshift}, {"arshift", bit_arshift}, {"rol", bit_rol},
+        {"ror", bit_ror}, {"bswap", bit_bswap}, {"tohex", bit_tohex}, {NULL, NULL}};
+    lua_createtable(L, 0, 12);
+    for (const luaL_Reg *f = functions; f->name; f++) set_function(L, f->name, f->func);
+    make_readonly(L, "bit", 0);
+}
+
 // MARK: The environment
 
 static int readonly_newindex(lua_State *L) {
@@ -617,8 +821,16 @@ static void set_function(lua_State *L, const char *name, lua_CFunction f) {
     lua_setfield(L, -2, name);
 }
 
+// kong.request.get_headers / ngx.req.get_headers: a closure over the case-insensitive metatable.
+static void push_headers_getter(lua_State *L) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, headers_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcclosure(L, req_get_headers, 1);
+}
+
 static void push_kong(lua_State *L) {
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
 
     lua_createtable(L, 0, 12);
     set_function(L, "get_method", req_get_method);
@@ -630,13 +842,31 @@ static void push_kong(lua_State *L) {
     set_function(L, "get_header", req_get_header);
     set_function(L, "get_query", req_get_query);
     set_function(L, "get_query_arg", req_get_query_arg);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, headers_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcclosure(L, req_get_headers, 1);
+    set_fact_getter(L, "get_host", "host", 0);
+    set_fact_getter(L, "get_scheme", "scheme", 0);
+    set_fact_getter(L, "get_port", "port", 1);
+    set_fact_getter(L, "get_forwarded_host", "forwarded_host", 0);
+    set_fact_getter(L, "get_forwarded_scheme", "forwarded_scheme", 0);
+    set_fact_getter(L, "get_forwarded_port", "forwarded_port", 1);
+    push_headers_getter(L);
     lua_setfield(L, -2, "get_headers");
     make_readonly(L, "kong.request", 0);
     lua_setfield(L, -2, "request");
+
+    lua_createtable(L, 0, 6);
+    set_fact_getter(L, "get_ip", "client_ip", 0);
+    set_fact_getter(L, "get_forwarded_ip", "forwarded_ip", 0);
+    set_fact_getter(L, "get_protocol", "scheme", 0);
+    set_function(L, "get_consumer", client_get_consumer);
+    set_function(L, "get_credential", client_get_credential);
+    make_readonly(L, "kong.client", 0);
+    lua_setfield(L, -2, "client");
+
+    lua_createtable(L, 0, 2);
+    set_function(L, "get_route", router_get_route);
+    set_function(L, "get_service", router_get_service);
+    make_readonly(L, "kong.router", 0);
+    lua_setfield(L, -2, "router");
 
     static const char *const levels[] = {"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", NULL};
     lua_createtable(L, 0, 8);
@@ -726,11 +956,23 @@ static void build_sandbox(lua_State *L) {
     }
     push_kong(L);
     lua_setfield(L, env, "kong");
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 4);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+    set_function(L, "now", ngx_now);
+    set_function(L, "time", ngx_time);
+    lua_createtable(L, 0, 4);
+    push_headers_getter(L);
+    lua_setfield(L, -2, "get_headers");
+    set_function(L, "get_uri_args", req_get_query);
+    set_function(L, "get_method", req_get_method);
+    set_function(L, "get_body_data", ngx_get_body_data);
+    make_readonly(L, "ngx.req", 0);
+    lua_setfield(L, -2, "req");
     make_readonly(L, "ngx", 0);
     lua_setfield(L, env, "ngx");
+    push_bit(L);
+    lua_setfield(L, env, "bit");
 
     // Empty the real globals: library functions run with them as environment, and nothing
     // (load, setfenv, rawset, ...) should be left there to find.

@@ -38,6 +38,19 @@ struct AIRateLimitingRequestPromptTests {
         #expect(h.provider.requests.isEmpty, "the LLM was not called")
     }
 
+    /// The gateway hands the function the request's own facts: host, port, route, client.
+    @Test func theFunctionSeesTheRouteTheHostAndTheClient() async throws {
+        let h = try await Self.start(limit: 1000, function: """
+            local route = kong.router.get_route()
+            if route.name ~= 'limited' or kong.request.get_host() ~= 'api.example.test' then return 1 end
+            if kong.client.get_ip() ~= '127.0.0.1' or kong.client.get_consumer() ~= nil then return 2 end
+            return bit.band(kong.request.get_port(), 0) + 42
+            """)
+        defer { Task { await h.stop() } }
+        let response = try await h.post("/chat", Self.chat, headers: [("Host", "API.example.test:1234")])
+        #expect(response.headers.first(name: "X-AI-RateLimit-Query-Cost-hour-requestPrompt") == "42")
+    }
+
     @Test func theFunctionReadsTheRequestThroughTheKongAPI() async throws {
         let h = try await Self.start(limit: 1000, function: """
             local body = kong.request.get_body()

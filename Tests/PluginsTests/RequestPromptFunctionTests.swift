@@ -32,6 +32,38 @@ struct RequestPromptFunctionTests {
         }
     }
 
+    // MARK: The rest of the PDK a cost function may read
+
+    /// `kong.client`, `kong.router`, `kong.request`'s host/scheme/port, `ngx.now/time`, `ngx.req`
+    /// and LuaJIT's `bit`, as Kong's handler sandbox offers them.
+    @Test func theSandboxOffersTheClientTheRouterNgxAndBit() {
+        var request = Self.request
+        request.facts = [("host", "api.example.com"), ("scheme", "https"), ("port", "8443"),
+                         ("forwarded_host", "public.example"), ("forwarded_scheme", "https"), ("forwarded_port", "443"),
+                         ("client_ip", "10.0.0.2"), ("forwarded_ip", "203.0.113.9"),
+                         ("consumer.id", "c-1"), ("consumer.username", "alice"), ("credential.id", "k-1"),
+                         ("route.id", "r-1"), ("route.name", "chat"), ("service.id", "s-1")]
+        func value(_ expression: String) -> Double? { try? cost("return \(expression)", request).get() }
+        #expect(value("kong.request.get_host() == 'api.example.com' and kong.request.get_port()") == 8443)
+        #expect(value("kong.request.get_forwarded_port()") == 443)
+        #expect(value("(kong.request.get_scheme() == 'https' and kong.client.get_protocol() == 'https') and 1 or 0") == 1)
+        #expect(value("(kong.client.get_ip() == '10.0.0.2' and kong.client.get_forwarded_ip() == '203.0.113.9') and 1 or 0") == 1)
+        #expect(value("(kong.client.get_consumer().username == 'alice' and kong.client.get_consumer().custom_id == nil) and 1 or 0") == 1)
+        #expect(value("(kong.client.get_credential().id == 'k-1' and kong.client.get_credential().consumer.id == 'c-1') and 1 or 0") == 1)
+        #expect(value("(kong.router.get_route().name == 'chat' and kong.router.get_service().name == nil) and 1 or 0") == 1)
+        #expect(value("ngx.now() - ngx.time() < 1 and ngx.time() > 1700000000 and 1 or 0") == 1)
+        #expect(value("#ngx.req.get_headers().accept + (ngx.req.get_method() == 'POST' and 10 or 0)") == 13)
+        #expect(value("ngx.req.get_uri_args().b == 'x y' and #ngx.req.get_body_data() or 0") == Double(Self.chatBody.utf8.count))
+        #expect(value("bit.band(0xff, 0x0f) + bit.bor(1, 2) + bit.bxor(3, 1)") == 20, "15 + 3 + 2")
+        #expect(value("bit.lshift(1, 31)") == -2147483648, "32-bit signed, as LuaJIT")
+        #expect(value("bit.rshift(-1, 28) + bit.arshift(-16, 2) + bit.bnot(0) + bit.tobit(2^32 + 5)") == 15, "15 - 4 - 1 + 5")
+        #expect(value("bit.tohex(255) == '000000ff' and bit.tohex(-1, -4) == 'FFFF' and 1 or 0") == 1)
+        // Without a consumer or route: nil, as Kong's.
+        #expect((try? cost("return (kong.client.get_consumer() == nil and kong.router.get_route() == nil) and 1 or 0").get()) == 1)
+        #expect(failureMessage(cost("kong.client.x = 1 return 1", request))?.contains("Cannot modify kong.client.x") == true)
+        #expect(failureMessage(cost("bit.band = nil return 1", request))?.contains("Cannot modify bit.band") == true)
+    }
+
     // MARK: Compiling
 
     @Test func aSyntaxErrorIsLuasMessage() {

@@ -264,6 +264,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                               ? RealIP.forwardedAddress(head.headers, options: services.options) : nil,
                                           clientIsTrusted: clientIsTrusted,
                                           isTLS: isTLS, serverName: serverName)
+        request.exchangeLog.localPort = localPort
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.requestHeadBytes = parser.lastHeadSize
         headStartedAt = nil
@@ -1118,7 +1119,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         var log = exchange.request.exchangeLog
         log.startedAt = WallClock.milliseconds() - total
         log.requestLatency = total
-        log.localPort = localPort
         log.requestSize = exchange.requestHeadBytes + exchange.requestBodyBytes
         log.responseSize = exchange.responseBytes
         log.upstreamURI = exchange.upstreamHead?.uri ?? ""

@@ -487,3 +487,39 @@ public struct PluginSharedState: Sendable {
         }
     }
 }
+
+extension ProxyRequestContext {
+    /// What Kong's PDK tells a sandboxed function beyond the request itself (`kong.request`'s
+    /// host, scheme and port and their forwarded forms, `kong.client`, `kong.router`), by the
+    /// names the Lua sandbox reads (`sb_lua_request.facts`).
+    public var pdkFacts: [(String, String)] {
+        let hostHeader = headers.first(name: "host")
+        let host = hostHeader.flatMap { HostAndPort($0, defaultPort: 0).name }?.lowercased() ?? ""
+        let scheme = isTLS ? "https" : "http"
+        let port = String(exchangeLog.localPort)
+        // Kong's forwarded forms believe a trusted peer's X-Forwarded-* values.
+        let forwarded = { (name: String) in self.clientIsTrusted ? self.headers.first(name: name).flatMap { $0.isEmpty ? nil : $0 } : nil }
+        var facts: [(String, String)] = [
+            ("host", host), ("scheme", scheme), ("port", port),
+            ("forwarded_host", forwarded("x-forwarded-host").map { $0.lowercased() } ?? host),
+            ("forwarded_scheme", forwarded("x-forwarded-proto").map { $0.lowercased() } ?? scheme),
+            ("forwarded_port", forwarded("x-forwarded-port").flatMap { Int($0) }.map(String.init) ?? port),
+            ("client_ip", clientAddress), ("forwarded_ip", forwardedClientAddress),
+        ]
+        if let consumer {
+            facts.append(("consumer.id", consumer.id))
+            if let username = consumer.username { facts.append(("consumer.username", username)) }
+            if let customID = consumer.customID { facts.append(("consumer.custom_id", customID)) }
+        }
+        if let credentialID { facts.append(("credential.id", credentialID)) }
+        if let route = match?.route {
+            facts.append(("route.id", route.id))
+            if let name = route.name { facts.append(("route.name", name)) }
+        }
+        if let service = match?.service {
+            facts.append(("service.id", service.id))
+            if let name = service.name { facts.append(("service.name", name)) }
+        }
+        return facts
+    }
+}

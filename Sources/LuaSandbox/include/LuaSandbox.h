@@ -34,6 +34,12 @@ typedef struct {
     const char *body;
     size_t body_len;
     int has_body;
+    /// What the rest of the PDK reads, by name: `host`, `scheme`, `port`, `forwarded_host`,
+    /// `forwarded_scheme`, `forwarded_port`, `client_ip`, `forwarded_ip`, `consumer.id`,
+    /// `consumer.username`, `consumer.custom_id`, `credential.id`, `route.id`, `route.name`,
+    /// `service.id`, `service.name`. An absent name reads as nil.
+    const sb_lua_pair *facts;
+    size_t fact_count;
 } sb_lua_request;
 
 // `sb_lua_result.status` values (macros, so Swift sees them as Int32 like `status`).

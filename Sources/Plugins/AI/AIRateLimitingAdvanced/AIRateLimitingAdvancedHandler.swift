@@ -150,7 +150,7 @@ struct AIRateLimitingAdvancedHandler: WithoutRewritePhase {
             method: context.method.rawValue, path: String(context.rawPath), rawQuery: context.rawQuery.map(String.init) ?? "",
             headers: context.headers.map { ($0.name.lowercased(), $0.value) },
             query: context.queryArguments.map { ($0.name, $0.value ?? "") },
-            body: body.map { Array($0.readableBytesView) })
+            body: body.map { Array($0.readableBytesView) }, facts: context.pdkFacts)
         let failure: String
         switch await function.costOffTheEventLoops(of: request) {
         case .success(let cost) where cost.isFinite:

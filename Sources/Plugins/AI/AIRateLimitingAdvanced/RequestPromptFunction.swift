@@ -16,6 +16,8 @@ struct RequestPromptFunction: Sendable {
         /// Percent-decoded arguments in request order; repeated names repeat.
         var query: [(String, String)]
         var body: [UInt8]?
+        /// `ProxyRequestContext.pdkFacts`: `kong.client`, `kong.router`, host, scheme, port.
+        var facts: [(String, String)] = []
     }
 
     enum Failure: Error, Equatable {
@@ -71,6 +73,7 @@ struct RequestPromptFunction: Sendable {
         let method = add(request.method), path = add(request.path), rawQuery = add(request.rawQuery)
         let headers = request.headers.map { (add($0.0), add($0.1)) }
         let query = request.query.map { (add($0.0), add($0.1)) }
+        let facts = request.facts.map { (add($0.0), add($0.1)) }
         let memory = memoryLimit > 0 ? memoryLimit + Self.memoryPerBodyByte * (request.body?.count ?? 0) : 0
 
         var result = sb_lua_result()
@@ -80,21 +83,24 @@ struct RequestPromptFunction: Sendable {
                 func pairs(_ list: [(Range<Int>, Range<Int>)]) -> [sb_lua_pair] {
                     list.map { sb_lua_pair(name: at($0.0), name_len: $0.0.count, value: at($0.1), value_len: $0.1.count) }
                 }
-                let headerPairs = pairs(headers), queryPairs = pairs(query)
+                let headerPairs = pairs(headers), queryPairs = pairs(query), factPairs = pairs(facts)
                 headerPairs.withUnsafeBufferPointer { headerBuffer in
                     queryPairs.withUnsafeBufferPointer { queryBuffer in
-                        withBody(request.body) { body, bodyCount in
-                            var input = sb_lua_request(
-                                method: at(method), method_len: method.count,
-                                path: at(path), path_len: path.count,
-                                raw_query: at(rawQuery), raw_query_len: rawQuery.count,
-                                headers: headerBuffer.baseAddress, header_count: headerBuffer.count,
-                                query: queryBuffer.baseAddress, query_count: queryBuffer.count,
-                                body: body, body_len: bodyCount, has_body: request.body == nil ? 0 : 1)
-                            source.withUnsafeBufferPointer { sourceBytes in
-                                sourceBytes.withMemoryRebound(to: CChar.self) { sourceChars in
-                                    sb_lua_run(sourceChars.baseAddress, sourceChars.count, &input, instructionLimit,
-                                               timeLimitMilliseconds, memory, &result)
+                        factPairs.withUnsafeBufferPointer { factBuffer in
+                            withBody(request.body) { body, bodyCount in
+                                var input = sb_lua_request(
+                                    method: at(method), method_len: method.count,
+                                    path: at(path), path_len: path.count,
+                                    raw_query: at(rawQuery), raw_query_len: rawQuery.count,
+                                    headers: headerBuffer.baseAddress, header_count: headerBuffer.count,
+                                    query: queryBuffer.baseAddress, query_count: queryBuffer.count,
+                                    body: body, body_len: bodyCount, has_body: request.body == nil ? 0 : 1,
+                                    facts: factBuffer.baseAddress, fact_count: factBuffer.count)
+                                source.withUnsafeBufferPointer { sourceBytes in
+                                    sourceBytes.withMemoryRebound(to: CChar.self) { sourceChars in
+                                        sb_lua_run(sourceChars.baseAddress, sourceChars.count, &input, instructionLimit,
+                                                   timeLimitMilliseconds, memory, &result)
+                                    }
                                 }
                             }
                         }
