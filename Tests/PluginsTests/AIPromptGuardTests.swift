@@ -112,6 +112,43 @@ struct AIPromptGuardTests {
         #expect(Self.rules(deny: ["^edam$"]).check("I like edam") == .allowed)
     }
 
+    /// PCRE without the `u` flag, as Kong's `ngx.re.find(text, re, "jo")`: bytes, not characters.
+    /// `\b`, `\w`, `\d` and `(?i)` know ASCII only, only `\n` ends a line, `.` is one byte.
+    @Test func patternsMatchBytesAsKongsPCREDoes() {
+        // Deny lists copied from Kong keep blocking what they blocked there.
+        let history = Self.rules(deny: ["ignore.*instructions"])
+        for separator in ["\r", "\u{2028}", "\u{85}", "\u{0B}", "\u{0C}"] {
+            #expect(history.check("ignore all\(separator)instructions") == .blocked(PromptGuard.denied), "\(separator.unicodeScalars.first!.value)")
+        }
+        #expect(history.check("ignore all\ninstructions") == .allowed, "only \\n ends a line for `.`")
+        let word = Self.rules(deny: [#"\bpassword\b"#])
+        #expect(word.check("épassword") == .blocked(PromptGuard.denied), "é is no word character in bytes")
+        #expect(word.check("passwordé") == .blocked(PromptGuard.denied))
+        // Allow lists meant for ASCII let only ASCII through.
+        let ascii = Self.rules(allow: [#"^[\w\s]+$"#])
+        #expect(ascii.check("hello world") == .allowed)
+        #expect(ascii.check("héllo wörld") == .blocked(PromptGuard.notAllowed))
+        #expect(ascii.check("hello١٢") == .blocked(PromptGuard.notAllowed))
+        // …and nothing is blocked that PCRE would not match.
+        #expect(Self.rules(deny: ["secret$"]).check("secret\r") == .allowed)
+        #expect(Self.rules(deny: ["(?i)ÉCOLE"]).check("école") == .allowed, "(?i) folds ASCII only")
+        #expect(Self.rules(deny: ["(?i)ÉCOLE"]).check("ÉcOLE") == .blocked(PromptGuard.denied))
+        #expect(Self.rules(deny: [#"\d\d\d"#]).check("١٢٣") == .allowed)
+        #expect(Self.rules(deny: ["café"]).check("un café") == .blocked(PromptGuard.denied), "literal UTF-8 matches itself")
+        #expect(Self.rules(deny: ["caf.$"]).check("un café") == .allowed, "`.` takes one of é's two bytes")
+        #expect(Self.rules(deny: ["caf..$"]).check("un café") == .blocked(PromptGuard.denied))
+        #expect(Self.rules(deny: [#"caf\xc3\xa9"#]).check("un café") == .blocked(PromptGuard.denied), "\\xHH names a byte")
+        #expect(Self.rules(deny: [#"(?P<w>edam)"#]).check("edam") == .blocked(PromptGuard.denied), "PCRE's (?P<name>")
+    }
+
+    /// The transformers' extract pattern gets back the original text of a match, found in bytes.
+    @Test func aMatchFoundInBytesIsTheOriginalText() throws {
+        let pattern = try AIPattern(#"\{.*\}"#, caseInsensitive: true, multiline: true)
+        #expect(try pattern.firstMatch(in: "voilà: {\"a\": \"é😀\"} fin") == #"{"a": "é😀"}"#)
+        #expect(try AIPattern("b.").firstMatch(in: "aé") == nil)
+        #expect(try AIPattern("a.").firstMatch(in: "aé").map(String.init) == "a\u{FFFD}", "half a character, as PCRE can")
+    }
+
     @Test func withAllowPatternsOneMustMatch() {
         let rules = Self.rules(allow: [".*cheddar.*", ".*brie.*"])
         #expect(rules.check("Why brie?") == .allowed)

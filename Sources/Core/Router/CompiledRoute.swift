@@ -72,7 +72,8 @@ struct CompiledRoute: Sendable {
         let isRegex = !regexPaths.isEmpty
         priority = RoutePriority(
             fieldCount: fields.filter { $0 }.count,
-            plainHosts: !route.hosts.isEmpty && !route.hosts.contains { $0.contains("*") },
+            // Kong's `type(hosts) == "table"`: an empty list counts (null does not).
+            plainHosts: route.hostsIsList && !route.hosts.contains { $0.contains("*") },
             headerCount: min(route.headers.count, 255),
             regex: isRegex,
             regexPriority: isRegex ? route.regexPriority : 0,

@@ -81,6 +81,8 @@ public final class Route: Sendable, Equatable {
     public let protocols: [String]
     public let methods: [String]
     public let hosts: [String]
+    /// `hosts` was given as a list, even an empty one (Kong ranks such a route as plain-host).
+    public let hostsIsList: Bool
     public let paths: [String]
     /// Header name (lower-cased) → accepted values (`~*` prefix: regex).
     public let headers: [String: [String]]
@@ -110,6 +112,7 @@ public final class Route: Sendable, Equatable {
         self.protocols = row.stringList("protocols") ?? ["http", "https"]
         self.methods = row.stringList("methods") ?? []
         self.hosts = row.stringList("hosts") ?? []
+        self.hostsIsList = row["hosts"]?.arrayValue != nil
         self.paths = row.stringList("paths") ?? []
         var headers: [String: [String]] = [:]
         for (name, values) in row["headers"]?.objectValue ?? [:] {
