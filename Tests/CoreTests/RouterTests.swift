@@ -112,6 +112,21 @@ struct RouterTests {
         #expect(RustRegexSyntax.icuPattern("(?i-m)a$") == #"(?i-m)a\z"#)
     }
 
+    /// Kong's PLAIN bit is `type(hosts) == "table"`: an empty `hosts` list ranks as plain hosts,
+    /// above a route without `hosts` (which the larger id would otherwise win).
+    @Test func anEmptyHostsListRanksAsPlainHosts() throws {
+        let r = try router("""
+        services:
+        - name: s
+          host: up
+          routes:
+          - {name: emptyhosts, id: 00000000-0000-4000-8000-000000000001, paths: ["/eh"], hosts: []}
+          - {name: nullhosts, id: ffffffff-ffff-4fff-bfff-ffffffffffff, paths: ["/eh"]}
+        """)
+        #expect(matched(r, request("/eh")) == "emptyhosts")
+        #expect(matched(r, request("/eh", host: "any.example")) == "emptyhosts", "an empty list constrains no host")
+    }
+
     @Test func headerNamesNormaliseAndRegexValues() throws {
         let r = try router("""
         services:
