@@ -404,7 +404,7 @@ struct AIPromptPluginsTests {
             - name: ai-prompt-template
               config:
                 templates:
-                - {name: bad, template: "{\\"prompt\\": \\"{{ upper .x }}\\"}"}
+                - {name: bad, template: "{\\"prompt\\": \\"{{ jsonify (upper .x) }}\\"}"}
             """
         var refusal: String?
         do {
@@ -414,7 +414,7 @@ struct AIPromptPluginsTests {
         }
         let text = try #require(refusal)
         #expect(text.contains("template error: unknown function 'upper'"), "\(text)")
-        #expect(text.contains("{{ upper .x }}"), "\(text)")
+        #expect(text.contains("{{ jsonify (upper .x) }}"), "\(text)")
     }
 
     // MARK: - Together with ai-proxy

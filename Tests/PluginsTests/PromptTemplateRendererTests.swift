@@ -152,10 +152,14 @@ struct PromptTemplateRendererTests {
         #expect(try Self.failure("{{ len .n }} {{ len .gone }}", ["n": 1]) == "missing template parameters: [gone]")
     }
 
-    @Test func syntaxErrorsNameTheReasonAndTheExpression() {
+    @Test func syntaxErrorsNameTheReasonAndTheExpression() throws {
         #expect(PromptTemplate.validationMessage(for: "{{ len .a }} {{b}}") == nil)
-        #expect(PromptTemplate.validationMessage(for: "x {{ lenn .a }} y")
-                == "template error: unknown function 'lenn' (functions: len, jsonify, make_json_object, slice_to_index_map) in {{ lenn .a }}")
+        #expect(PromptTemplate.validationMessage(for: "x {{ jsonify (lenn .a) }} y")
+                == "template error: unknown function 'lenn' (functions: len, jsonify, make_json_object, slice_to_index_map) in {{ jsonify (lenn .a) }}")
+        // Not a function's name: Kong's text, rendered as written (its `{{b}}` still substituted).
+        #expect(PromptTemplate.validationMessage(for: "x {{ lenn .a }} y") == nil)
+        #expect(try String(decoding: PromptTemplate("{{ if .x }}{{b}}{{ end }}").render(properties: ["b": "B"]), as: UTF8.self)
+                == "{{ if .x }}B{{ end }}")
         #expect(throws: PromptTemplateSyntaxError(reason: "missing ')'", expression: "{{ len (jsonify .a }}")) {
             try PromptTemplate("{{ len (jsonify .a }}")
         }

@@ -6,7 +6,7 @@ import Core
 /// Kong's templater replaces every `{{name}}` (name = ASCII letters, digits, `_`) with the
 /// property's value JSON-string-escaped, then reports the placeholders left in the result. This
 /// keeps that exactly and adds expressions (beyond Kong, docs/decisions.md): a `{{ … }}` whose
-/// content starts with `.`, `(` or a name is an expression — `{{ .x }}`, `{{ len .x }}`,
+/// content starts with `.`, `(` or a function's name is an expression — `{{ .x }}`, `{{ len .x }}`,
 /// `{{ jsonify (slice_to_index_map .replies 1) }}` — with the functions of `TemplateFunction`.
 /// Any other `{{` is plain text, as it is for Kong.
 struct PromptTemplate: Sendable {
@@ -365,13 +365,19 @@ private struct TemplateScanner {
         return (String(decoding: bytes[(index + 2)..<end], as: UTF8.self), end + 2)
     }
 
-    /// An expression starts, after optional blanks, with a property, a parenthesis or a name.
+    /// An expression starts, after optional blanks, with a property, a parenthesis or the name
+    /// of one of the functions. Any other `{{` is Kong's text: `{{ name }}`, `{{user-name}}`,
+    /// `{{ if .x }}` (a Go, Jinja or Mustache example in a prompt) reach the LLM as written.
     private func startsExpression(after index: Int) -> Bool {
         var i = index
         while i < bytes.count, isBlank(bytes[i]) { i += 1 }
         guard i < bytes.count else { return false }
         let byte = bytes[i]
-        return byte == UInt8(ascii: ".") || byte == UInt8(ascii: "(") || isNameStart(byte)
+        if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "(") { return true }
+        guard isNameStart(byte) else { return false }
+        var end = i
+        while end < bytes.count, isWordByte(bytes[end]) { end += 1 }
+        return TemplateFunction(rawValue: String(decoding: bytes[i..<end], as: UTF8.self)) != nil
     }
 }
 
