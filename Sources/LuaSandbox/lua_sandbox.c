@@ -10,6 +10,7 @@
 #include <lua5.1/lua.h>
 #include <lua5.1/lualib.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -658,13 +659,14 @@ static int client_get_consumer(lua_State *L) {
 static int client_get_credential(lua_State *L) {
     static const char *const fields[] = {"id", NULL};
     push_entity(L, "credential", fields);
-    if (lua_istable(L, -1) && push_fact(L, "consumer.id")) {
+    if (!lua_istable(L, -1)) return 1;
+    if (push_fact(L, "consumer.id")) {  // credential, consumer id
         lua_createtable(L, 0, 1);
         lua_insert(L, -2);
         lua_setfield(L, -2, "id");
         lua_setfield(L, -2, "consumer");
-    } else if (lua_istable(L, -1)) {
-        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);  // the nil: the credential stays on top
     }
     return 1;
 }
@@ -705,9 +707,10 @@ static int ngx_get_body_data(lua_State *L) {
 // LuaJIT's BitOp: numbers taken modulo 2^32 as signed 32-bit integers.
 static int32_t tobit(lua_State *L, int index) {
     lua_Number n = luaL_checknumber(L, index);
-    // LuaJIT adds 2^52 + 2^51 and keeps the low word; for any finite n within 2^63 this is it.
+    // LuaJIT adds 2^52 + 2^51 and keeps the low word: a fraction rounds to nearest, ties to even
+    // (the FPU's mode), then the value is taken modulo 2^32.
     if (!(n == n) || n >= 9.2e18 || n <= -9.2e18) return 0;
-    return (int32_t)(uint32_t)(int64_t)n;
+    return (int32_t)(uint32_t)(int64_t)nearbyint(n);
 }
 
 static int bit_tobit(lua_State *L) { lua_pushnumber(L, tobit(L, 1)); return 1; }
@@ -762,13 +765,15 @@ static int bit_bswap(lua_State *L) {
 // bit.tohex(x [, n]): the low |n| nibbles (default 8), upper-case when n < 0.
 static int bit_tohex(lua_State *L) {
     uint32_t x = (uint32_t)tobit(L, 1);
-    int n = lua_isnoneornil(L, 2) ? 8 : (int)tobit(L, 2);
+    int32_t requested = lua_isnoneornil(L, 2) ? 8 : tobit(L, 2);
     const char *digits = "0123456789abcdef";
-    if (n < 0) {
-        n = -n;
+    // Negated as unsigned: -INT32_MIN would overflow (LuaJIT does the same).
+    uint32_t magnitude = (uint32_t)requested;
+    if (requested < 0) {
+        magnitude = 0u - magnitude;
         digits = "0123456789ABCDEF";
     }
-    if (n > 8) n = 8;
+    int n = magnitude > 8 ? 8 : (int)magnitude;
     char out[8];
     for (int i = n - 1; i >= 0; i--) {
         out[i] = digits[x & 15];

@@ -110,6 +110,8 @@ struct RouterTests {
         #expect(RustRegexSyntax.icuPattern(#"[]$]\$(?P<x>a)$"#) == #"[]$]\$(?<x>a)\z"#)
         #expect(RustRegexSyntax.icuPattern("(?m)^a$") == "(?m)^a$", "multi-line: `$` ends a line in both")
         #expect(RustRegexSyntax.icuPattern("(?i-m)a$") == #"(?i-m)a\z"#)
+        #expect(RustRegexSyntax.icuPattern(#"/api\(?mobile\)?$"#) == #"/api\(?mobile\)?\z"#, "an escaped ( is no flag group")
+        #expect(RustRegexSyntax.icuPattern("/a[(?m]$") == #"/a[(?m]\z"#, "nor one inside a class")
     }
 
     /// Kong's PLAIN bit is `type(hosts) == "table"`: an empty `hosts` list ranks as plain hosts,

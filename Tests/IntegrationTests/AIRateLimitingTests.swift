@@ -157,6 +157,8 @@ struct AIRateLimitingTests {
         #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "2.2.2.2")]).status == 200, "another client")
         #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "not an address")]).status == 200,
                 "no address named: the peer's own counter")
+        #expect(try await h.post("/chat", Self.chat, headers: [("X-Real-IP", "another non-address")]).status == 429,
+                "the same peer's counter again, not one per header text")
     }
 
     @Test func aFixedWindowAdmitsAgainOnceItPasses() async throws {

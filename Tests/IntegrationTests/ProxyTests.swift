@@ -587,6 +587,12 @@ struct ProxyTests {
             plugins:
             - {name: tracer-high, config: {tag: h}}
             - {name: tracer-low, config: {tag: l}}
+          - name: chain
+            paths: ["/chain"]
+            plugins:
+            - {name: tracer-high, config: {tag: h}}
+            - {name: tracer-low, config: {tag: l}}
+            - {name: tracer-last, config: {tag: z}, ordering: {before: {access: [tracer-high, key-auth]}}}
           - name: guarded
             paths: ["/guarded"]
             plugins:
@@ -603,6 +609,11 @@ struct ProxyTests {
         let after = try await h.send("/after/x")
         #expect(after.json?["headers"]?["x-trace"] == ["tracer-low:l,tracer-last:z,tracer-high:h"])
         #expect(try await h.send("/plain/x").json?["headers"]?["x-trace"] == ["tracer-high:h,tracer-low:l"])
+        // Kong's `legacy` algorithm places what a plugin depends on right before it: the last
+        // tracer is pulled ahead of the high one, and the low one keeps its place after them
+        // (taking the highest-priority plugin free to run would have run the low one first).
+        // key-auth is not configured on the route: the rule naming it is ignored.
+        #expect(try await h.send("/chain/x").json?["headers"]?["x-trace"] == ["tracer-last:z,tracer-high:h,tracer-low:l"])
         let guarded = try await h.send("/guarded", method: .POST, headers: [("Content-Type", "application/json")],
                                        body: #"{"messages":[{"role":"user","content":"something evil"}]}"#)
         #expect(guarded.status == 400, "the guard ran before key-auth: \(guarded.body)")

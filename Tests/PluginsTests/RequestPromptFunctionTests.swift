@@ -58,6 +58,12 @@ struct RequestPromptFunctionTests {
         #expect(value("bit.lshift(1, 31)") == -2147483648, "32-bit signed, as LuaJIT")
         #expect(value("bit.rshift(-1, 28) + bit.arshift(-16, 2) + bit.bnot(0) + bit.tobit(2^32 + 5)") == 15, "15 - 4 - 1 + 5")
         #expect(value("bit.tohex(255) == '000000ff' and bit.tohex(-1, -4) == 'FFFF' and 1 or 0") == 1)
+        #expect(value("#bit.tohex(1, -2^31) + #bit.tohex(1, 2^31) + #bit.tohex(1, 100)") == 24, "at most 8 digits, never past the buffer")
+        #expect(value("bit.tobit(1.5) + bit.tobit(2.5) + bit.tobit(-1.5)") == 2, "nearest, ties to even: 2 + 2 - 2")
+        var noConsumer = request
+        noConsumer.facts.removeAll { $0.0.hasPrefix("consumer.") }
+        #expect((try? cost("return kong.client.get_credential().id == 'k-1' and kong.client.get_credential().consumer == nil and 1 or 0",
+                           noConsumer).get()) == 1, "a credential without a consumer is still a credential")
         // Without a consumer or route: nil, as Kong's.
         #expect((try? cost("return (kong.client.get_consumer() == nil and kong.router.get_route() == nil) and 1 or 0").get()) == 1)
         #expect(failureMessage(cost("kong.client.x = 1 return 1", request))?.contains("Cannot modify kong.client.x") == true)

@@ -136,9 +136,14 @@ public final class ConfigurationHolder: Sendable {
 }
 
 /// [EE] Dynamic plugin ordering (`ordering.before/after.access`): the access phase's order on one
-/// route, from the orderings of the plugin configurations that apply there before any consumer is
+/// route, from the orderings of the plugin configurations that apply to it before any consumer is
 /// known (a consumer-scoped configuration's own ordering is not read; it is still placed by the
 /// others'). Other phases keep priority order.
+///
+/// Kong's default (`legacy`) algorithm: `A before B` and `B after A` both make B depend on A; the
+/// plugins are visited from the highest priority down, and a plugin is placed only after every
+/// plugin it depends on was placed (recursively, however low their priority). So a rule pulls the
+/// whole chain it names forward, next to the plugin that needs it.
 enum AccessOrdering {
     enum Outcome: Equatable {
         case priority
@@ -146,35 +151,46 @@ enum AccessOrdering {
         case cycle([String])
     }
 
-    /// A topological order of the positions of `names` (priority order) under the constraints,
-    /// taking the highest-priority plugin whenever several may go next (so unconstrained plugins
-    /// keep their priority order).
+    /// Positions of `names` (priority order) in the order the access phase runs them.
+    /// `instances[i]` is the configuration of `names[i]` on the route (nil: none applies there);
+    /// rules naming plugins that are not configured on the route are ignored.
     static func order(_ names: [String], instances: [PluginInstance?]) -> Outcome {
         guard instances.contains(where: { ($0?.accessBefore.isEmpty == false) || ($0?.accessAfter.isEmpty == false) }) else {
             return .priority
         }
         let position = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-        var successors = Array(repeating: [Int](), count: names.count)
-        var waitingOn = Array(repeating: 0, count: names.count)
-        func edge(_ from: Int, _ to: Int) {
-            guard from != to, !successors[from].contains(to) else { return }
-            successors[from].append(to)
-            waitingOn[to] += 1
+        // dependencies[i]: the plugins that must run before plugin i, highest priority first.
+        var dependencies = Array(repeating: [Int](), count: names.count)
+        func depend(_ plugin: Int, on other: Int) {
+            guard plugin != other, instances[other] != nil, !dependencies[plugin].contains(other) else { return }
+            dependencies[plugin].append(other)
         }
         for (index, instance) in instances.enumerated() {
             guard let instance else { continue }
-            for other in instance.accessBefore { if let target = position[other] { edge(index, target) } }
-            for other in instance.accessAfter { if let target = position[other] { edge(target, index) } }
+            for name in instance.accessBefore { if let later = position[name] { depend(later, on: index) } }
+            for name in instance.accessAfter { if let earlier = position[name] { depend(index, on: earlier) } }
         }
+        for index in dependencies.indices { dependencies[index].sort() }
+
+        enum Mark { case unvisited, visiting, placed }
+        var marks = Array(repeating: Mark.unvisited, count: names.count)
         var order: [Int] = []
-        var done = Array(repeating: false, count: names.count)
-        while order.count < names.count {
-            guard let next = names.indices.first(where: { !done[$0] && waitingOn[$0] == 0 }) else {
-                return .cycle(names.indices.filter { !done[$0] }.map { names[$0] })
+        order.reserveCapacity(names.count)
+        // Depth-first; false when a plugin is reached again while its own dependencies are placed.
+        func visit(_ plugin: Int) -> Bool {
+            switch marks[plugin] {
+            case .placed: return true
+            case .visiting: return false
+            case .unvisited: break
             }
-            done[next] = true
-            order.append(next)
-            for successor in successors[next] { waitingOn[successor] -= 1 }
+            marks[plugin] = .visiting
+            for dependency in dependencies[plugin] where !visit(dependency) { return false }
+            marks[plugin] = .placed
+            order.append(plugin)
+            return true
+        }
+        for plugin in names.indices where !visit(plugin) {
+            return .cycle(names.indices.filter { marks[$0] == .visiting }.map { names[$0] })
         }
         return order == Array(names.indices) ? .priority : .reordered(order)
     }

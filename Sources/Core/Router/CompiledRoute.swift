@@ -252,14 +252,25 @@ enum RustRegexSyntax {
         return out
     }
 
-    /// Whether a flag group turns on `m` (`(?m)`, `(?im:…)`): `$` then means end of line in both.
+    /// Whether a flag group turns on `m` (`(?m)`, `(?im:…)`): `$` then means end of line in both
+    /// (a scoped `(?m:…)` keeps the whole pattern as written). Only real groups count: not an
+    /// escaped `\(` nor a `(` inside a class.
     static func hasMultiLineFlag(_ pattern: String) -> Bool {
-        var rest = Substring(pattern)
-        while let open = rest.range(of: "(?") {
-            rest = rest[open.upperBound...]
-            for character in rest {
-                if character == "m" { return true }
-                if !character.isLetter { break }  // `-` (flags off), `:`, `)`, `<`…
+        let characters = Array(pattern)
+        var escaped = false
+        var classDepth = 0
+        for (index, character) in characters.enumerated() {
+            if escaped { escaped = false; continue }
+            switch character {
+            case "\\": escaped = true
+            case "[": classDepth += 1
+            case "]" where classDepth > 0: classDepth -= 1
+            case "(" where classDepth == 0 && index + 1 < characters.count && characters[index + 1] == "?":
+                for flag in characters[(index + 2)...] {
+                    if flag == "m" { return true }
+                    if !flag.isLetter { break }  // `-` (flags off), `:`, `)`, `<`…
+                }
+            default: break
             }
         }
         return false

@@ -114,6 +114,8 @@ struct PromptGuard: Sendable {
     /// match, when there are any). A pattern's compile failure shows only when it is reached, as
     /// in Kong; a match that exceeds its time limit blocks (docs/decisions.md).
     func check(_ text: String) -> Verdict {
+        // Prepared once for all the patterns (bytes as Kong's PCRE reads them).
+        let text = AIPattern.Subject(text)
         for pattern in deny {
             switch Self.run(pattern, on: text) {
             case .matched: return .blocked(Self.denied)
@@ -138,7 +140,7 @@ struct PromptGuard: Sendable {
         case stopped(Verdict)
     }
 
-    private static func run(_ pattern: GuardPattern, on text: String) -> Outcome {
+    private static func run(_ pattern: GuardPattern, on text: AIPattern.Subject) -> Outcome {
         switch pattern {
         case .invalid(let source, let reason):
             return .stopped(.failed("bad regex pattern '\(source)', failed to execute: \(reason)"))

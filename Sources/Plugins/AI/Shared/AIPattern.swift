@@ -43,17 +43,32 @@ struct AIPattern: @unchecked Sendable {
         source = pattern
     }
 
+    /// A text prepared once for every pattern run on it (`PCREBytes.text`).
+    struct Subject {
+        let original: String
+        let bytes: String
+        init(_ text: String) {
+            original = text
+            bytes = PCREBytes.text(text)
+        }
+    }
+
     /// The whole first match in `text`, nil when there is none.
     func firstMatch(in text: String, timeLimit: Duration = matchTimeLimit) throws(Failure) -> Substring? {
+        try firstMatch(in: Subject(text), timeLimit: timeLimit)
+    }
+
+    /// The whole first match in `subject`; the time limit counts the match only.
+    func firstMatch(in subject: Subject, timeLimit: Duration = matchTimeLimit) throws(Failure) -> Substring? {
+        let text = subject.original
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeLimit)
         var found: NSRange?
         var timedOut = false
-        let subject = PCREBytes.text(text)
         // NSRange counts UTF-16 units: measured without bridging the text to NSString.
-        let whole = NSRange(location: 0, length: subject.utf16.count)
+        let whole = NSRange(location: 0, length: subject.bytes.utf16.count)
         // `reportProgress` makes ICU call back during a long search, where the limit is checked.
-        expression.enumerateMatches(in: subject, options: [.reportProgress], range: whole) { match, _, stop in
+        expression.enumerateMatches(in: subject.bytes, options: [.reportProgress], range: whole) { match, _, stop in
             if let match {
                 found = match.range
                 stop.pointee = true
@@ -68,7 +83,11 @@ struct AIPattern: @unchecked Sendable {
     }
 
     func matches(_ text: String, timeLimit: Duration = matchTimeLimit) throws(Failure) -> Bool {
-        try firstMatch(in: text, timeLimit: timeLimit) != nil
+        try firstMatch(in: Subject(text), timeLimit: timeLimit) != nil
+    }
+
+    func matches(_ subject: Subject, timeLimit: Duration = matchTimeLimit) throws(Failure) -> Bool {
+        try firstMatch(in: subject, timeLimit: timeLimit) != nil
     }
 }
 
