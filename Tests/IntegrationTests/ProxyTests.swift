@@ -1454,12 +1454,15 @@ struct ProxyTests {
           routes:
           - {name: buffered, paths: ["/buffered"]}
           - {name: streamed, paths: ["/streamed"], request_buffering: false}
+          - name: plugged
+            paths: ["/plugged"]
+            plugins: [{name: tracer-low, config: {tag: slow}}]
         """, options: options)
         defer { Task { await h.stop() } }
-        func upload(_ path: String, pieces: [String], pause: Bool) async throws -> JSONValue {
+        func upload(_ path: String, pieces: [String], pause: Bool, method: String = "POST") async throws -> JSONValue {
             let channel = try await h.rawConnection()
             let text = try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: "POST \(path) HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
+                try await outbound.write(ByteBuffer(string: "\(method) \(path) HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
                 for piece in pieces {
                     if pause { try await Task.sleep(nanoseconds: 30_000_000) }  // pieces arrive apart
                     try await outbound.write(ByteBuffer(string: String(piece.utf8.count, radix: 16) + "\r\n" + piece + "\r\n"))
@@ -1478,6 +1481,16 @@ struct ProxyTests {
             #expect(buffered["headers"]?["transfer-encoding"] == nil)
             #expect(buffered["body_length"] == 19)
         }
+        // Held whole, the body is sent again when the first try fails (an idempotent PUT).
+        let retried = try await upload("/buffered/flaky", pieces: ["hello ", "chunked ", "world"], pause: true, method: "PUT")
+        #expect(retried["uri"] == "/flaky", "\(retried)")
+        #expect(retried["body_length"] == 19 && retried["headers"]?["content-length"] == ["19"])
+        // Behind a plugin whose access phase waits (the body keeps arriving meanwhile).
+        for pause in [false, true] {
+            let plugged = try await upload("/plugged", pieces: ["hello ", "chunked ", "world"], pause: pause)
+            #expect(plugged["headers"]?["content-length"] == ["19"], "\(plugged)")
+            #expect(plugged["headers"]?["x-trace"] == ["tracer-low:slow"])
+        }
         let streamed = try await upload("/streamed", pieces: ["hello ", "chunked ", "world"], pause: true)
         #expect(streamed["headers"]?["transfer-encoding"] == ["chunked"], "\(streamed)")
         #expect(streamed["headers"]?["content-length"] == nil)
@@ -1485,9 +1498,11 @@ struct ProxyTests {
         // Past the limit the body is not held: it streams on, chunked, nothing lost.
         let piece = String(repeating: "x", count: 16 << 10)
         let count = options.requestBufferingLimit / piece.utf8.count + 2
-        let large = try await upload("/buffered", pieces: Array(repeating: piece, count: count), pause: false)
-        #expect(large["headers"]?["transfer-encoding"] == ["chunked"])
-        #expect(large["body_length"] == JSONValue.number(Double(count * piece.utf8.count)))
+        for pause in [false, true] {
+            let large = try await upload("/buffered", pieces: Array(repeating: piece, count: count), pause: pause)
+            #expect(large["headers"]?["transfer-encoding"] == ["chunked"])
+            #expect(large["body_length"] == JSONValue.number(Double(count * piece.utf8.count)))
+        }
     }
 
     /// A chunked body held for `request_buffering` that stops arriving gets nginx's 408.
