@@ -104,7 +104,8 @@ public final class AdminAPI: Sendable {
             if segments[0] == "config" { return ["GET", "POST"] }
             if entity(forAdminName: segments[0]) != nil { return ["GET", "POST"] }
         case 2:
-            if segments == ["plugins", "enabled"] || segments[0] == "schemas" || segments[0] == "tags" { return ["GET"] }
+            if segments == ["plugins", "enabled"] || segments == ["status", "ready"] || segments[0] == "schemas"
+                || segments[0] == "tags" { return ["GET"] }
             if entity(forAdminName: segments[0]) != nil { return ["GET", "PUT", "PATCH", "DELETE"] }
         case 3:
             if Self.isMembership(segments) { return ["GET", "POST", "DELETE"] }
@@ -144,6 +145,7 @@ public final class AdminAPI: Sendable {
         switch segments.count {
         case 0: return root()
         case 1 where segments[0] == "status": return await status(request)
+        case 2 where segments == ["status", "ready"]: return await readiness()
         case 1 where segments[0] == "endpoints": return endpoints()
         case 1 where segments[0] == "tags": return tags(request, only: nil)
         case 2 where segments[0] == "tags": return tags(request, only: segments[1])
@@ -224,6 +226,20 @@ public final class AdminAPI: Sendable {
             body["database"] = ["reachable": .bool(await databaseIsReachable())]
         }
         return .json(200, .object(body))
+    }
+
+    /// Kong's `/status/ready` (3.3+, the Helm chart's readiness probe): 200 `ready` once the node
+    /// can serve its configuration; 503 while a DB-less node has none or the database does not
+    /// answer.
+    private func readiness() async -> AdminResponse {
+        if settings.database == .off {
+            if configurationHash == DeclarativeConfig.emptyHash {
+                return .message(503, "no configuration available (empty configuration present)")
+            }
+        } else if !(await databaseIsReachable()) {
+            return .message(503, "failed to connect to database")
+        }
+        return .message(200, "ready")
     }
 
     /// Kong's `/status` asks the database (`kong.db:connect()`) and, when that fails, still

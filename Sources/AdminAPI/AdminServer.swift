@@ -6,16 +6,30 @@ import NIOCore
 /// Serves the Admin API over HTTP/1.1 with Hummingbird on `admin_listen`.
 public struct AdminServer: Sendable {
     public let api: AdminAPI
+    /// Kong's `status_listen`: only `GET /status` and `/status/ready` are served (health probes,
+    /// monitoring), everything else is `404`.
+    public let statusOnly: Bool
     /// Kong's limit on Admin API request bodies (`nginx_admin_client_max_body_size`, 10m).
     static let maxBodySize = 10 << 20
+    static let statusPaths: Set<String> = ["/status", "/status/", "/status/ready", "/status/ready/"]
 
-    public init(api: AdminAPI) { self.api = api }
+    public init(api: AdminAPI, statusOnly: Bool = false) {
+        self.api = api
+        self.statusOnly = statusOnly
+    }
 
     /// Runs until the surrounding task is cancelled; `onRunning` receives the bound port.
     public func run(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let api = self.api
+        let statusOnly = self.statusOnly
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
-            try await Self.response(for: request, api: api)
+            if statusOnly && !Self.statusPaths.contains(request.uri.path) {
+                var fields = HTTPFields()
+                fields.append(HTTPField(name: .contentType, value: "application/json; charset=utf-8"))
+                return Response(status: .notFound, headers: fields,
+                                body: .init(byteBuffer: ByteBuffer(string: #"{"message":"Not found"}"#)))
+            }
+            return try await Self.response(for: request, api: api)
         }
         let app = Application(
             responder: responder,

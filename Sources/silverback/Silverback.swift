@@ -25,11 +25,14 @@ struct NodeOptions: ParsableArguments {
                 throw CLIError("could not read configuration file \(conf): \(error.localizedDescription)")
             }
         }
+        let settings: Settings
         do {
-            return try Settings.load(confText: text, confPath: conf, environment: ProcessInfo.processInfo.environment)
+            settings = try Settings.load(confText: text, confPath: conf, environment: ProcessInfo.processInfo.environment)
         } catch {
             throw CLIError(error.message)
         }
+        for warning in settings.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        return settings
     }
 
     /// The node's entity schemas; `dbless` turns on the plugin checks of DB-less mode (a running
@@ -146,20 +149,34 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: database == nil ? settings.declarativeConfig : nil,
                                      admin: adminAPI)
         let admin = AdminServer(api: adminAPI)
+        let status = AdminServer(api: adminAPI, statusOnly: true)
+        // TLS is not served on the Admin API or the status listener: an `ssl` address is not
+        // opened at all, rather than answering in cleartext where TLS is expected.
+        var servedListeners: [(address: ListenAddress, server: AdminServer, property: String)] = []
+        for (addresses, server, property) in [(settings.adminListen, admin, "admin_listen"), (settings.statusListen, status, "status_listen")] {
+            for address in addresses {
+                if address.ssl {
+                    FileHandle.standardError.write(Data(("warning: \(property) \(address.host):\(address.port) has the ssl flag; "
+                        + "TLS is not supported there yet, so this address is not served\n").utf8))
+                } else {
+                    servedListeners.append((address, server, property))
+                }
+            }
+        }
         // Kong refuses to start when any listener cannot be bound; a node serving traffic without
         // its Admin API would look healthy to a supervisor while nobody can configure it.
         let (reports, report) = AsyncStream.makeStream(of: AdminListenerReport.self)
         var refused: String?
         await withTaskGroup(of: Void.self) { group in
-            for address in settings.adminListen {
+            for (address, server, property) in servedListeners {
                 group.addTask {
                     let running = NIOLockedValueBox(false)
                     var failure: (any Error)?
                     do {
-                        try await admin.run(host: address.host, port: address.port) { port in
+                        try await server.run(host: address.host, port: address.port) { port in
                             running.withLockedValue { $0 = true }
                             report.yield(.running)
-                            say("Admin API listening on \(address.host):\(port)")
+                            say("\(property == "admin_listen" ? "Admin API" : "Status API") listening on \(address.host):\(port)")
                         }
                     } catch {
                         failure = error
@@ -171,12 +188,12 @@ struct Start: AsyncParsableCommand, AsyncEntry {
                     } else {
                         // Never up: the start, waiting for this listener's report, fails.
                         report.yield(.refused(failure.map {
-                            "could not listen on admin_listen " + ListenError(host: address.host, port: address.port, cause: $0).description
-                        } ?? "the Admin API on \(address.host):\(address.port) ended before listening"))
+                            "could not listen on \(property) " + ListenError(host: address.host, port: address.port, cause: $0).description
+                        } ?? "the \(property) address \(address.host):\(address.port) ended before listening"))
                     }
                 }
             }
-            var pending = settings.adminListen.count
+            var pending = servedListeners.count
             if pending > 0 {
                 for await outcome in reports {
                     if case .refused(let message) = outcome { refused = message; break }
@@ -211,14 +228,15 @@ struct Start: AsyncParsableCommand, AsyncEntry {
     }
 }
 
-/// SIGTERM/SIGINT drain and stop; SIGHUP re-reads the declarative file (a bad file keeps the
+/// SIGTERM/SIGINT/SIGQUIT drain and stop; SIGHUP re-reads the declarative file (a bad file keeps the
 /// running configuration).
 final class SignalHandlers {
     let sources: [any DispatchSourceSignal]
 
     init(gateway: Gateway, declarativeConfig: String?, admin: AdminAPI) {
         var sources: [any DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
+        // SIGQUIT is nginx's graceful stop (Kong's images stop with it, `kong quit` sends it).
+        for number in [SIGTERM, SIGINT, SIGQUIT] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { gateway.shutdown() }

@@ -514,6 +514,7 @@ struct AdminAPIDatabaseTests {
         #expect(status.status == 200)
         #expect(status.json?["database"] == ["reachable": true])
         #expect(status.json?["configuration_hash"] == nil)
+        #expect(await call("GET", "/status/ready").json == ["message": "ready"], "a DB-mode node is ready while its database answers")
     }
 
     @Test func statusReportsAnUnreachableDatabaseWithoutFailing() async throws {
@@ -523,6 +524,8 @@ struct AdminAPIDatabaseTests {
         #expect(status.status == 200, "Kong still answers /status")
         #expect(status.json?["database"] == ["reachable": false])
         #expect(status.json?["server"]?["total_requests"] != nil)
+        let ready = await call("GET", "/status/ready", on: api)
+        #expect(ready.status == 503 && ready.json == ["message": "failed to connect to database"], "Kong's readiness answer")
     }
 
     @Test func configEndpointIsOnlyForDBLess() async {

@@ -261,8 +261,24 @@ struct SettingsTests {
                                          ListenAddress(host: "127.0.0.1", port: 9443, flags: ["ssl"])])
     }
 
+    /// Kong drops properties it does not know; Silverback says which ones it ignores and starts.
+    /// Files with Windows line endings read as any other; `status_listen` and `role` are read.
+    @Test func unusedPropertiesWarnAndCRLFFilesRead() throws {
+        let conf = "# kong.conf from Windows\r\nproxy_listen = 127.0.0.1:9000\r\nproxy_access_log = /dev/stdout\r\n"
+            + "status_listen = 0.0.0.0:8100\r\nrole = traditional\r\n"
+        let s = try Settings.load(confText: conf, confPath: "kong.conf", environment: [:])
+        #expect(s.proxyListen == [ListenAddress(host: "127.0.0.1", port: 9000)])
+        #expect(s.statusListen == [ListenAddress(host: "0.0.0.0", port: 8100)])
+        #expect(s.warnings == ["kong.conf:3: property 'proxy_access_log' is not used by Silverback; ignored"])
+        #expect(throws: SettingsError.self) {
+            try Settings.load(confText: nil, confPath: nil, environment: ["KONG_ROLE": "data_plane"])
+        }
+    }
+
     @Test(arguments: [
-        ("nope = 1", "kong.conf:1: unknown property 'nope'"),
+        ("proxy_listen = 0.0.0.0:8000 proxy_protocol",
+         "kong.conf:1: proxy_listen: the proxy_protocol flag is not supported (listeners do not read the PROXY protocol preamble)"),
+        ("role = data_plane", "kong.conf:1: role = data_plane is not supported: Silverback runs in traditional mode only (no hybrid mode)"),
         ("database = mysql", "kong.conf:1: database has an invalid value: 'mysql' (off, sqlite, postgres)"),
         ("proxy_listen = 0.0.0.0", "kong.conf:1: proxy_listen has an invalid address: '0.0.0.0' (expected host:port)"),
         ("proxy_listen = 0.0.0.0:99999", "kong.conf:1: proxy_listen has an invalid address: '0.0.0.0:99999'"),

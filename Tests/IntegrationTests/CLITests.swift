@@ -238,6 +238,37 @@ struct CLITests {
         #expect(bad.stderr.contains("in 'port': value should be between 0 and 65535"))
     }
 
+    /// Kong's `status_listen` serves `/status` and `/status/ready` (the Helm chart's probes) and
+    /// nothing else; an `ssl` Admin API address is not served in cleartext; SIGQUIT (Kong's
+    /// images' stop signal) drains and exits like SIGTERM.
+    @Test func theStatusListenerServesProbesAndSIGQUITStops() async throws {
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
+        let node = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": prefix.path,
+                                                    "KONG_STATUS_LISTEN": "127.0.0.1:0",
+                                                    "KONG_ADMIN_LISTEN": "127.0.0.1:0, 127.0.0.1:0 http2 ssl"])
+        let line = try #require(node.startupOutput.split(separator: "\n").first { $0.contains("Status API listening on") })
+        let statusPort = try #require(line.split(separator: ":").last.flatMap { Int($0) })
+        #expect(node.startupOutput.components(separatedBy: "Admin API listening on").count == 2, "the ssl address is not served")
+        func get(_ port: Int, _ path: String) async throws -> (Int, String) {
+            let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: body, as: UTF8.self))
+        }
+        let empty = try await get(statusPort, "/status/ready")
+        #expect(empty.0 == 503 && empty.1.contains("no configuration available (empty configuration present)"), "\(empty)")
+        #expect(try await get(statusPort, "/status").0 == 200)
+        #expect(try await get(statusPort, "/services").0 == 404, "the status listener is not the Admin API")
+        var post = URLRequest(url: URL(string: "http://127.0.0.1:\(node.adminPort)/config")!)
+        post.httpMethod = "POST"
+        post.setValue("application/yaml", forHTTPHeaderField: "Content-Type")
+        post.httpBody = Data("_format_version: \"3.0\"\nservices:\n- {name: s, url: \"http://127.0.0.1:9\"}\n".utf8)
+        _ = try await URLSession.shared.data(for: post)
+        #expect(try await get(statusPort, "/status/ready") == (200, #"{"message":"ready"}"#))
+        #expect(node.stop(with: SIGQUIT) == 0, "SIGQUIT drains and stops, no crash report")
+        let stderr = String(decoding: node.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("admin_listen 127.0.0.1:0 has the ssl flag"), "\(stderr)")
+        #expect(!stderr.contains("Backtracing"))
+    }
+
     @Test func version() throws {
         let result = try run(["version"])
         #expect(result.status == 0)

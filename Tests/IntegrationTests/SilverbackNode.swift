@@ -11,6 +11,8 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
     let adminPort: Int
     private let output: Pipe
     let errors = Pipe()
+    /// What the node printed while starting (one line per listener, then the start line).
+    let startupOutput: String
 
     /// Starts the node with `environment` (KONG_* settings) and waits until both listeners are up.
     init(environment: [String: String]) throws {
@@ -45,6 +47,14 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
         }
         proxyPort = proxy
         adminPort = admin
+        startupOutput = text
+    }
+
+    /// Sends `signal` and waits for the node to exit.
+    func stop(with signal: Int32) -> Int32 {
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }

@@ -13,6 +13,11 @@ public struct Settings: Sendable, Equatable {
     public var declarativeConfigString: String?
     public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 8000)]
     public var adminListen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8001)]
+    /// Kong's `status_listen` (default off): `/status` and `/status/ready` only, for probes.
+    public var statusListen: [ListenAddress] = []
+    /// What the settings were read with that this node does not use: said at start, not fatal
+    /// (Kong drops unknown properties without a word).
+    public var warnings: [String] = []
     public var prefix = "/usr/local/kong"
     public var logLevel = "notice"
     /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
@@ -32,7 +37,7 @@ public struct Settings: Sendable, Equatable {
 
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
-        "database", "declarative_config", "declarative_config_string", "proxy_listen", "admin_listen", "prefix", "log_level", "plugins",
+        "database", "declarative_config", "declarative_config_string", "proxy_listen", "status_listen", "role", "admin_listen", "prefix", "log_level", "plugins",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "real_ip_header", "real_ip_recursive",
         "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
@@ -56,6 +61,14 @@ public struct Settings: Sendable, Equatable {
             proxyListen = try ListenAddress.parseList(value, property: name, source: source)
         case "admin_listen":
             adminListen = try ListenAddress.parseList(value, property: name, source: source)
+        case "status_listen":
+            statusListen = value == "off" ? [] : try ListenAddress.parseList(value, property: name, source: source)
+        case "role":
+            // Hybrid mode needs a control plane connection; a data plane started without one would
+            // come up empty and answer 404 to everything.
+            guard value == "traditional" else {
+                throw SettingsError("\(source): role = \(value) is not supported: Silverback runs in traditional mode only (no hybrid mode)")
+            }
         case "prefix":
             guard !value.isEmpty else { throw SettingsError("\(source): prefix must not be empty") }
             prefix = value
@@ -121,7 +134,7 @@ public struct Settings: Sendable, Equatable {
             let first = value.split(separator: " ").first.map(String.init) ?? value
             proxy.clientTimeouts.keepalive = try Self.nginxTime(first, name: name, source: source, zeroAllowed: true)
         default:
-            throw SettingsError("\(source): unknown property '\(name)'")
+            warnings.append("\(source): property '\(name)' is not used by Silverback; ignored")
         }
     }
 
@@ -165,7 +178,8 @@ public struct Settings: Sendable, Equatable {
         var settings = Settings()
         if let confText {
             let source = confPath ?? "configuration file"
-            for (lineNumber, line) in confText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            // Any line ending: `\r\n` is a single Character to Swift, never equal to `\n`.
+            for (lineNumber, line) in confText.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
                 guard let (name, value) = try parseLine(String(line), source: "\(source):\(lineNumber + 1)") else { continue }
                 try settings.apply(name, value, source: "\(source):\(lineNumber + 1)")
             }
@@ -252,6 +266,10 @@ public struct ListenAddress: Sendable, Equatable {
             let flags = Array(words.dropFirst())
             for flag in flags where !knownFlags.contains(flag.split(separator: "=").first.map(String.init) ?? flag) {
                 throw SettingsError("\(source): \(property) has an invalid flag: '\(flag)'")
+            }
+            // Accepted, it would make every request fail: no listener reads the PROXY preamble.
+            if flags.contains("proxy_protocol") {
+                throw SettingsError("\(source): \(property): the proxy_protocol flag is not supported (listeners do not read the PROXY protocol preamble)")
             }
             out.append(ListenAddress(host: hostPort.0, port: port, flags: flags))
         }
