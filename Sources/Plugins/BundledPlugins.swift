@@ -108,7 +108,24 @@ public struct PluginConfigurationError: Error, Sendable, CustomStringConvertible
 public struct PluginsSettingError: Error, Equatable, Sendable, CustomStringConvertible {
     public let name: String
     public init(name: String) { self.name = name }
-    public var description: String { "unknown plugin in 'plugins' setting: '\(name)'" }
+    public var description: String {
+        Self.kongBundled.contains(name)
+            ? "plugin '\(name)' in the 'plugins' setting is bundled with Kong but not provided by Silverback; remove it from the setting"
+            : "unknown plugin in 'plugins' setting: '\(name)'"
+    }
+
+    /// The other plugins Kong 3.10 bundles (`kong/constants.lua`), so a list copied from a Kong
+    /// node is told apart from a typo.
+    static let kongBundled: Set<String> = [
+        "jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "http-log", "file-log",
+        "syslog", "loggly", "datadog", "ldap-auth", "statsd", "bot-detection", "aws-lambda",
+        "request-termination", "prometheus", "proxy-cache", "session", "acme", "grpc-gateway", "grpc-web",
+        "pre-function", "post-function", "azure-functions", "zipkin", "opentelemetry", "ai-proxy",
+        "ai-prompt-decorator", "ai-prompt-template", "ai-prompt-guard", "ai-request-transformer",
+        "ai-response-transformer", "standard-webhooks", "redirect", "basic-auth", "hmac-auth",
+        "ip-restriction", "request-size-limiting", "rate-limiting", "response-ratelimiting",
+        "request-transformer", "response-transformer", "key-auth",
+    ]
 }
 
 extension String {

@@ -84,4 +84,7 @@ func pluginsSettingResolution(_ testCase: PluginsSettingCase) throws {
     } catch {
         #expect(String(describing: error) == "unknown plugin in 'plugins' setting: 'foo'")
     }
+    // A Kong plugin this build does not have is named as such, not as a typo.
+    #expect(PluginsSettingError(name: "prometheus").description
+            == "plugin 'prometheus' in the 'plugins' setting is bundled with Kong but not provided by Silverback; remove it from the setting")
 }
