@@ -9,7 +9,7 @@ struct Silverback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "silverback",
         abstract: "A Kong-compatible AI gateway.",
-        subcommands: [Start.self, Config.self, Version.self]
+        subcommands: [Start.self, Quit.self, Stop.self, Health.self, Config.self, Version.self]
     )
 }
 
@@ -17,6 +17,8 @@ struct Silverback: AsyncParsableCommand {
 struct NodeOptions: ParsableArguments {
     @Option(name: [.customShort("c"), .customLong("conf")], help: "Configuration file (kong.conf format).")
     var conf: String?
+    @Option(name: [.customShort("p"), .customLong("prefix")], help: "Prefix directory (overrides the prefix setting).")
+    var prefix: String?
 
     func settings() throws -> Settings {
         var text: String?
@@ -32,7 +34,9 @@ struct NodeOptions: ParsableArguments {
             throw CLIError(error.message)
         }
         for warning in settings.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-        return settings
+        var result = settings
+        if let prefix { result.prefix = prefix }
+        return result
     }
 
     /// The node's entity schemas; `dbless` turns on the plugin checks of DB-less mode (a running
@@ -204,11 +208,13 @@ struct Start: AsyncParsableCommand, AsyncEntry {
             if refused != nil {
                 gateway.shutdown()
             } else {
+                NodePIDFile.write(prefix: settings.prefix)
                 say("Silverback started: proxy listening on \(listening)")
             }
             await gateway.run()
             group.cancelAll()
         }
+        NodePIDFile.remove(prefix: settings.prefix)
         withExtendedLifetime(signals) {}
         if let refused { throw CLIError(refused) }
         say("Silverback stopped")
@@ -301,6 +307,70 @@ struct Config: ParsableCommand {
             print("Created \(file)")
         }
     }
+}
+
+/// `<prefix>/pids/silverback.pid`, as Kong keeps nginx's: what `health`, `quit` and `stop` act on.
+enum NodePIDFile {
+    static func path(prefix: String) -> String { prefix + "/pids/silverback.pid" }
+
+    static func write(prefix: String) {
+        do {
+            try FileManager.default.createDirectory(atPath: prefix + "/pids", withIntermediateDirectories: true)
+            try "\(getpid())\n".write(toFile: path(prefix: prefix), atomically: true, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("warning: could not write \(path(prefix: prefix)): \(error.localizedDescription)\n".utf8))
+        }
+    }
+
+    static func remove(prefix: String) { try? FileManager.default.removeItem(atPath: path(prefix: prefix)) }
+
+    /// The running node's pid, nil when there is none (no file, or its process is gone).
+    static func running(prefix: String) -> pid_t? {
+        guard let text = try? String(contentsOfFile: path(prefix: prefix), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+              kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
+    }
+}
+
+/// Kong's `kong health`: whether the node of this prefix runs.
+struct Health: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check whether the node runs.")
+    @OptionGroup var node: NodeOptions
+
+    func run() throws {
+        let prefix = try node.settings().prefix
+        guard NodePIDFile.running(prefix: prefix) != nil else { throw CLIError("Silverback is not running at \(prefix)") }
+        print("silverback.......running\n\nSilverback is healthy at \(prefix)")
+    }
+}
+
+/// Sends `signal` to the node of the prefix and waits up to `wait` seconds for it to stop.
+private func signalNode(_ node: NodeOptions, _ signal: Int32, wait: Int) throws {
+    let prefix = try node.settings().prefix
+    guard let pid = NodePIDFile.running(prefix: prefix) else { throw CLIError("Silverback is not running at \(prefix)") }
+    kill(pid, signal)
+    let deadline = Date().addingTimeInterval(TimeInterval(max(0, wait)))
+    while kill(pid, 0) == 0 {
+        guard Date() < deadline else { throw CLIError("Silverback at \(prefix) did not stop within \(wait) s") }
+        usleep(50_000)
+    }
+    print("Silverback stopped")
+}
+
+/// Kong's `kong quit`: a graceful stop (SIGQUIT: requests in flight complete).
+struct Quit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the node gracefully.")
+    @OptionGroup var node: NodeOptions
+    @Option(help: "Seconds to wait for the node to stop.") var wait: Int = 30
+    func run() throws { try signalNode(node, SIGQUIT, wait: wait) }
+}
+
+/// Kong's `kong stop` (SIGTERM; Silverback drains on it too).
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the node.")
+    @OptionGroup var node: NodeOptions
+    func run() throws { try signalNode(node, SIGTERM, wait: 30) }
 }
 
 struct Version: ParsableCommand {
