@@ -138,8 +138,14 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         }
         warnAboutPluginsWithoutRuntime(gateway)
         let ports: [Int]
-        let certificate = settings.sslCert.flatMap { cert in
+        var certificate = settings.sslCert.flatMap { cert in
             settings.sslCertKey.map { TLSCertificateFiles(certificatePath: cert, keyPath: $0) }
+        }
+        if certificate == nil, settings.sslCert == nil, settings.sslCertKey == nil, settings.proxyListen.contains(where: \.ssl) {
+            let made = try DefaultCertificate.files(prefix: settings.prefix)
+            FileHandle.standardError.write(Data(("notice: no ssl_cert configured: the ssl listeners serve the self-signed "
+                + "default certificate \(made.certificatePath), as Kong does\n").utf8))
+            certificate = made
         }
         do { ports = try await gateway.bind(settings.proxyListen, certificate: certificate) } catch let error as ListenError {
             throw CLIError("could not listen on proxy_listen \(error)")

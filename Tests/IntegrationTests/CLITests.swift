@@ -1,9 +1,11 @@
+import AsyncHTTPClient
 import Core
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 import NIOPosix
+import NIOSSL
 import Testing
 
 /// Runs the real `silverback` binary, as a user would, against the files in kong-compat/.
@@ -275,6 +277,29 @@ struct CLITests {
         let stderr = String(decoding: node.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(stderr.contains("admin_listen 127.0.0.1:0 has the ssl flag"), "\(stderr)")
         #expect(!stderr.contains("Backtracing"))
+    }
+
+    /// An `ssl` proxy listener without `ssl_cert` serves a self-signed default certificate made
+    /// under the prefix (Kong's default `8443 ssl`, the Helm chart's), the same one after a restart.
+    @Test func sslListenersWithoutACertificateServeTheDefaultOne() async throws {
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
+        let environment = ["KONG_DATABASE": "off", "KONG_PREFIX": prefix.path, "KONG_PROXY_LISTEN": "127.0.0.1:0 ssl"]
+        let node = try SilverbackNode(environment: environment)
+        let certificate = prefix.appendingPathComponent("ssl/silverback-default.crt").path
+        let first = try String(contentsOfFile: certificate, encoding: .utf8)
+        #expect(first.hasPrefix("-----BEGIN CERTIFICATE-----"))
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(node.proxyPort)/nothing"), timeout: .seconds(10))
+        #expect(response.status == .notFound, "served over TLS")
+        try await client.shutdown()
+        #expect(node.stop() == 0)
+        let again = try SilverbackNode(environment: environment)
+        #expect(try String(contentsOfFile: certificate, encoding: .utf8) == first, "kept across restarts")
+        #expect(again.stop() == 0)
     }
 
     @Test func version() throws {
