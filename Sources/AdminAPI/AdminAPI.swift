@@ -42,10 +42,13 @@ public final class AdminAPI: Sendable {
 
     // MARK: Entry point
 
-    public func respond(to request: AdminRequest) async -> AdminResponse {
+    /// `checkingToken` false: the status listener's `/status` and `/status/ready`, which Kong
+    /// serves without authentication (probes carry no token).
+    public func respond(to request: AdminRequest, checkingToken: Bool = true) async -> AdminResponse {
         let started = ContinuousClock.now
         var response: AdminResponse
-        if let token = settings.adminToken, !Self.constantTimeEquals(request.header("kong-admin-token") ?? "", token) {
+        if checkingToken, let token = settings.adminToken,
+           !Self.constantTimeEquals(request.header("kong-admin-token") ?? "", token) {
             response = .message(401, "Invalid credentials. Token or User credentials required")
         } else if request.method == "OPTIONS" {
             response = options(request)

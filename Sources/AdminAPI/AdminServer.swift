@@ -29,7 +29,7 @@ public struct AdminServer: Sendable {
                 return Response(status: .notFound, headers: fields,
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"message":"Not found"}"#)))
             }
-            return try await Self.response(for: request, api: api)
+            return try await Self.response(for: request, api: api, checkingToken: !statusOnly)
         }
         let app = Application(
             responder: responder,
@@ -39,7 +39,7 @@ public struct AdminServer: Sendable {
         try await app.run()
     }
 
-    static func response(for request: Request, api: AdminAPI) async throws -> Response {
+    static func response(for request: Request, api: AdminAPI, checkingToken: Bool = true) async throws -> Response {
         var headers: [String: [String]] = [:]
         for field in request.headers { headers[field.name.canonicalName, default: []].append(field.value) }
         let body = try await request.body.collect(upTo: maxBodySize)
@@ -47,7 +47,7 @@ public struct AdminServer: Sendable {
         for (name, value) in request.uri.queryParameters { query.append((String(name), String(value))) }
         let adminRequest = AdminRequest(method: request.method.rawValue, path: request.uri.path, query: query,
                                         headers: headers, body: Array(buffer: body))
-        let answer = await api.respond(to: adminRequest)
+        let answer = await api.respond(to: adminRequest, checkingToken: checkingToken)
         var fields = HTTPFields()
         for (name, value) in answer.headers {
             if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }

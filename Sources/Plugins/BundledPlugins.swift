@@ -114,8 +114,8 @@ public struct PluginsSettingError: Error, Equatable, Sendable, CustomStringConve
             : "unknown plugin in 'plugins' setting: '\(name)'"
     }
 
-    /// The other plugins Kong 3.10 bundles (`kong/constants.lua`), so a list copied from a Kong
-    /// node is told apart from a typo.
+    /// The plugins Kong 3.10 bundles (`kong/constants.lua`), so a list copied from a Kong OSS node
+    /// is told apart from a typo (Enterprise-only names still read as unknown).
     static let kongBundled: Set<String> = [
         "jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "http-log", "file-log",
         "syslog", "loggly", "datadog", "ldap-auth", "statsd", "bot-detection", "aws-lambda",

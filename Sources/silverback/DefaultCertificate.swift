@@ -2,6 +2,9 @@ import Core
 import Crypto
 import Foundation
 import X509
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Kong's default certificate: a node with `ssl` proxy listeners and no `ssl_cert` serves a
 /// self-signed certificate it made itself (Kong's `kong-default.crt`, CN `localhost`), kept under
@@ -13,8 +16,14 @@ enum DefaultCertificate {
         let files = TLSCertificateFiles(certificatePath: folder + "/silverback-default.crt",
                                         keyPath: folder + "/silverback-default.key")
         let manager = FileManager.default
-        if manager.fileExists(atPath: files.certificatePath) && manager.fileExists(atPath: files.keyPath) { return files }
         try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // Two nodes starting on one prefix make the pair once between them.
+        let lock = open(folder + "/.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw CLIError("could not open \(folder)/.lock: \(String(cString: strerror(errno)))") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        if manager.fileExists(atPath: files.certificatePath) && manager.fileExists(atPath: files.keyPath) { return files }
+
         let key = P256.Signing.PrivateKey()
         let name = try DistinguishedName {
             CommonName("localhost")
@@ -27,12 +36,26 @@ enum DefaultCertificate {
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions { SubjectAlternativeNames([.dnsName("localhost")]) },
             issuerPrivateKey: .init(key))
-        // The key first, readable by the node's user only.
-        guard manager.createFile(atPath: files.keyPath, contents: Data(key.pemRepresentation.utf8),
-                                 attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("could not write the default certificate's key to \(files.keyPath)")
-        }
-        try certificate.serializeAsPEM().pemString.write(toFile: files.certificatePath, atomically: true, encoding: .utf8)
+        // Each file whole under a temporary name, then renamed: the key created `0600` (never
+        // readable by others, even for a moment), the certificate last, so a pair on disk is
+        // always complete and matching.
+        try write(key.pemRepresentation, to: files.keyPath, mode: 0o600)
+        try write(try certificate.serializeAsPEM().pemString, to: files.certificatePath, mode: 0o644)
         return files
+    }
+
+    private static func write(_ text: String, to path: String, mode: mode_t) throws {
+        let temporary = path + ".tmp"
+        unlink(temporary)
+        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode)
+        guard descriptor >= 0 else { throw CLIError("could not write \(temporary): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor) == 0
+        close(descriptor)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw CLIError("could not write \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

@@ -86,6 +86,10 @@ struct Start: AsyncParsableCommand, AsyncEntry {
     /// ArgumentParser's sync and async `run()` can never pick the help-printing one.
     func serve() async throws {
         let settings = try node.settings()
+        // As Kong's `kong start` ("Kong is already running in <prefix>"): one node per prefix.
+        if let other = NodePIDFile.running(prefix: settings.prefix), other != getpid() {
+            throw CLIError("Silverback is already running in \(settings.prefix) (pid \(other))")
+        }
         guard settings.database != .postgres else {
             throw CLIError("database = postgres is not implemented yet; use database = sqlite (DB mode) or database = off")
         }
@@ -328,13 +332,27 @@ enum NodePIDFile {
         }
     }
 
-    static func remove(prefix: String) { try? FileManager.default.removeItem(atPath: path(prefix: prefix)) }
+    /// Removes the file only when it is this process's: another node's stays.
+    static func remove(prefix: String) {
+        guard recorded(prefix: prefix) == getpid() else { return }
+        try? FileManager.default.removeItem(atPath: path(prefix: prefix))
+    }
 
-    /// The running node's pid, nil when there is none (no file, or its process is gone).
-    static func running(prefix: String) -> pid_t? {
+    static func recorded(prefix: String) -> pid_t? {
         guard let text = try? String(contentsOfFile: path(prefix: prefix), encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
-              kill(pid, 0) == 0 || errno == EPERM else { return nil }
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        return pid
+    }
+
+    /// The running node's pid, nil when there is none: no file, its process gone, or the pid now
+    /// another program's (a stale file after a crash, the number reused).
+    static func running(prefix: String) -> pid_t? {
+        guard let pid = recorded(prefix: prefix), kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"),
+           let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+           URL(fileURLWithPath: executable).lastPathComponent != URL(fileURLWithPath: own).lastPathComponent {
+            return nil
+        }
         return pid
     }
 }
@@ -351,32 +369,58 @@ struct Health: ParsableCommand {
     }
 }
 
-/// Sends `signal` to the node of the prefix and waits up to `wait` seconds for it to stop.
-private func signalNode(_ node: NodeOptions, _ signal: Int32, wait: Int) throws {
-    let prefix = try node.settings().prefix
-    guard let pid = NodePIDFile.running(prefix: prefix) else { throw CLIError("Silverback is not running at \(prefix)") }
-    kill(pid, signal)
-    let deadline = Date().addingTimeInterval(TimeInterval(max(0, wait)))
-    while kill(pid, 0) == 0 {
-        guard Date() < deadline else { throw CLIError("Silverback at \(prefix) did not stop within \(wait) s") }
+/// Sends `signal` to the node of `prefix`; true once it is gone within `timeout` seconds.
+private func signalNode(prefix: String, pid: pid_t, _ signal: Int32, timeout: Int) throws -> Bool {
+    if kill(pid, signal) != 0 {
+        if errno == ESRCH { return true }
+        throw CLIError("could not signal Silverback at \(prefix) (pid \(pid)): \(String(cString: strerror(errno)))")
+    }
+    let deadline = Date().addingTimeInterval(TimeInterval(max(0, timeout)))
+    // Gone only when the process is (ESRCH); EPERM is a process that still runs.
+    while kill(pid, 0) == 0 || errno != ESRCH {
+        guard Date() < deadline else { return false }
         usleep(50_000)
     }
-    print("Silverback stopped")
+    return true
 }
 
-/// Kong's `kong quit`: a graceful stop (SIGQUIT: requests in flight complete).
+private func runningNode(_ node: NodeOptions) throws -> (prefix: String, pid: pid_t) {
+    let prefix = try node.settings().prefix
+    guard let pid = NodePIDFile.running(prefix: prefix) else { throw CLIError("Silverback is not running at \(prefix)") }
+    return (prefix, pid)
+}
+
+/// Kong's `kong quit`: keeps serving `--wait` seconds (time for a load balancer to stop sending),
+/// then SIGQUIT (requests in flight complete); after `--timeout` seconds, SIGTERM.
 struct Quit: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop the node gracefully.")
     @OptionGroup var node: NodeOptions
-    @Option(help: "Seconds to wait for the node to stop.") var wait: Int = 30
-    func run() throws { try signalNode(node, SIGQUIT, wait: wait) }
+    @Option(help: "Seconds to keep serving before the stop begins.") var wait: Int = 0
+    @Option(help: "Seconds to wait for the graceful stop before forcing it.") var timeout: Int = 10
+    func run() throws {
+        let (prefix, pid) = try runningNode(node)
+        if wait > 0 { sleep(UInt32(wait)) }
+        if try !signalNode(prefix: prefix, pid: pid, SIGQUIT, timeout: timeout) {
+            FileHandle.standardError.write(Data("Silverback at \(prefix) did not stop within \(timeout) s; sending SIGTERM\n".utf8))
+            guard try signalNode(prefix: prefix, pid: pid, SIGTERM, timeout: 30) else {
+                throw CLIError("Silverback at \(prefix) did not stop")
+            }
+        }
+        print("Silverback stopped")
+    }
 }
 
 /// Kong's `kong stop` (SIGTERM; Silverback drains on it too).
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop the node.")
     @OptionGroup var node: NodeOptions
-    func run() throws { try signalNode(node, SIGTERM, wait: 30) }
+    func run() throws {
+        let (prefix, pid) = try runningNode(node)
+        guard try signalNode(prefix: prefix, pid: pid, SIGTERM, timeout: 30) else {
+            throw CLIError("Silverback at \(prefix) did not stop within 30 s")
+        }
+        print("Silverback stopped")
+    }
 }
 
 struct Version: ParsableCommand {

@@ -112,6 +112,7 @@ struct RouterTests {
         #expect(RustRegexSyntax.icuPattern("(?i-m)a$") == #"(?i-m)a\z"#)
         #expect(RustRegexSyntax.icuPattern(#"/api\(?mobile\)?$"#) == #"/api\(?mobile\)?\z"#, "an escaped ( is no flag group")
         #expect(RustRegexSyntax.icuPattern("/a[(?m]$") == #"/a[(?m]\z"#, "nor one inside a class")
+        #expect(RustRegexSyntax.icuPattern("/a[](?m)]$") == #"/a[](?m)]\z"#, "a class opening with ] holds the (")
     }
 
     /// Kong's PLAIN bit is `type(hosts) == "table"`: an empty `hosts` list ranks as plain hosts,

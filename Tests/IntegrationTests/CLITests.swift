@@ -246,7 +246,7 @@ struct CLITests {
     @Test func theStatusListenerServesProbesAndSIGQUITStops() async throws {
         let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
         let node = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": prefix.path,
-                                                    "KONG_STATUS_LISTEN": "127.0.0.1:0",
+                                                    "KONG_STATUS_LISTEN": "127.0.0.1:0", "KONG_ADMIN_TOKEN": "s3cret",
                                                     "KONG_ADMIN_LISTEN": "127.0.0.1:0, 127.0.0.1:0 http2 ssl"])
         let line = try #require(node.startupOutput.split(separator: "\n").first { $0.contains("Status API listening on") })
         let statusPort = try #require(line.split(separator: ":").last.flatMap { Int($0) })
@@ -255,6 +255,7 @@ struct CLITests {
             let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
             return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: body, as: UTF8.self))
         }
+        // Probes carry no admin token: the status listener does not ask for one.
         let empty = try await get(statusPort, "/status/ready")
         #expect(empty.0 == 503 && empty.1.contains("no configuration available (empty configuration present)"), "\(empty)")
         #expect(try await get(statusPort, "/status").0 == 200)
@@ -262,13 +263,18 @@ struct CLITests {
         var post = URLRequest(url: URL(string: "http://127.0.0.1:\(node.adminPort)/config")!)
         post.httpMethod = "POST"
         post.setValue("application/yaml", forHTTPHeaderField: "Content-Type")
+        post.setValue("s3cret", forHTTPHeaderField: "Kong-Admin-Token")
         post.httpBody = Data("_format_version: \"3.0\"\nservices:\n- {name: s, url: \"http://127.0.0.1:9\"}\n".utf8)
         _ = try await URLSession.shared.data(for: post)
+        #expect(try await get(node.adminPort, "/status").0 == 401, "the Admin API itself still does")
         #expect(try await get(statusPort, "/status/ready") == (200, #"{"message":"ready"}"#))
         // Kong's `health` and `quit` act on the node of a prefix (its pid file); quit sends SIGQUIT.
         let health = try run(["health", "-p", prefix.path])
         #expect(health.status == 0 && health.stdout.contains("Silverback is healthy at \(prefix.path)"), "\(health.stderr)")
-        let quit = try run(["quit", "-p", prefix.path], limit: 40)
+        let second = try run(["start", "-p", prefix.path], environment: ["KONG_DATABASE": "off", "KONG_PROXY_LISTEN": "127.0.0.1:0",
+                                                                          "KONG_ADMIN_LISTEN": "127.0.0.1:0"], limit: 20)
+        #expect(second.status == 1 && second.stderr.contains("Silverback is already running in \(prefix.path)"), "\(second.stderr)")
+        let quit = try run(["quit", "-p", prefix.path, "--wait", "1"], limit: 40)
         #expect(quit.status == 0 && quit.stdout.contains("Silverback stopped"), "\(quit.stderr)")
         node.process.waitUntilExit()
         #expect(node.process.terminationStatus == 0, "SIGQUIT drains and stops, no crash report")
@@ -288,6 +294,8 @@ struct CLITests {
         let certificate = prefix.appendingPathComponent("ssl/silverback-default.crt").path
         let first = try String(contentsOfFile: certificate, encoding: .utf8)
         #expect(first.hasPrefix("-----BEGIN CERTIFICATE-----"))
+        let keyMode = try FileManager.default.attributesOfItem(atPath: prefix.appendingPathComponent("ssl/silverback-default.key").path)[.posixPermissions] as? Int
+        #expect(keyMode == 0o600, "the key is readable by the node's user only")
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)

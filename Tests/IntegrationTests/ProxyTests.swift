@@ -593,6 +593,11 @@ struct ProxyTests {
             - {name: tracer-high, config: {tag: h}}
             - {name: tracer-low, config: {tag: l}}
             - {name: tracer-last, config: {tag: z}, ordering: {before: {access: [tracer-high, key-auth]}}}
+          - name: elsewhere
+            paths: ["/elsewhere"]
+            plugins:
+            - {name: tracer-high, config: {tag: h}}
+            - {name: tracer-last, config: {tag: z}, ordering: {before: {access: [key-auth]}}}
           - name: guarded
             paths: ["/guarded"]
             plugins:
@@ -614,6 +619,8 @@ struct ProxyTests {
         // (taking the highest-priority plugin free to run would have run the low one first).
         // key-auth is not configured on the route: the rule naming it is ignored.
         #expect(try await h.send("/chain/x").json?["headers"]?["x-trace"] == ["tracer-last:z,tracer-high:h,tracer-low:l"])
+        // key-auth runs on another route only: the rule naming it moves nothing here.
+        #expect(try await h.send("/elsewhere/x").json?["headers"]?["x-trace"] == ["tracer-high:h,tracer-last:z"])
         let guarded = try await h.send("/guarded", method: .POST, headers: [("Content-Type", "application/json")],
                                        body: #"{"messages":[{"role":"user","content":"something evil"}]}"#)
         #expect(guarded.status == 400, "the guard ran before key-auth: \(guarded.body)")

@@ -50,12 +50,6 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
         startupOutput = text
     }
 
-    /// Sends `signal` and waits for the node to exit.
-    func stop(with signal: Int32) -> Int32 {
-        kill(process.processIdentifier, signal)
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 

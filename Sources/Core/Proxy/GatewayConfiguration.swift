@@ -137,8 +137,8 @@ public final class ConfigurationHolder: Sendable {
 
 /// [EE] Dynamic plugin ordering (`ordering.before/after.access`): the access phase's order on one
 /// route, from the orderings of the plugin configurations that apply to it before any consumer is
-/// known (a consumer-scoped configuration's own ordering is not read; it is still placed by the
-/// others'). Other phases keep priority order.
+/// known; rules naming other plugins (of other routes, or consumer-scoped) are ignored. Other
+/// phases keep priority order.
 ///
 /// Kong's default (`legacy`) algorithm: `A before B` and `B after A` both make B depend on A; the
 /// plugins are visited from the highest priority down, and a plugin is placed only after every
@@ -161,8 +161,12 @@ enum AccessOrdering {
         let position = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         // dependencies[i]: the plugins that must run before plugin i, highest priority first.
         var dependencies = Array(repeating: [Int](), count: names.count)
+        // A rule counts only between plugins that both apply to the route (`pluginOrder` lists
+        // every plugin configured anywhere): one naming a plugin of another route, or one only
+        // known after authentication, must not move the plugins of this one.
         func depend(_ plugin: Int, on other: Int) {
-            guard plugin != other, instances[other] != nil, !dependencies[plugin].contains(other) else { return }
+            guard plugin != other, instances[plugin] != nil, instances[other] != nil,
+                  !dependencies[plugin].contains(other) else { return }
             dependencies[plugin].append(other)
         }
         for (index, instance) in instances.enumerated() {

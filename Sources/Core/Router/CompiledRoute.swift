@@ -218,62 +218,58 @@ enum RustRegexSyntax {
 
     /// Rust's `$` (without the `m` flag) matches at the end of the text only; ICU's also before a
     /// final line terminator, so `/v1/echo$` would route `/v1/echo%0A`. Every `$` outside a class
-    /// and not escaped becomes `\z`.
+    /// and not escaped becomes `\\z`.
     static func endAnchorsAtEndOfText(_ pattern: String) -> String {
         var out = ""
         out.reserveCapacity(pattern.utf8.count + 4)
-        var escaped = false
-        var classDepth = 0
-        var previous: [Character] = []  // the class's opening, to read a leading `]` as literal
-        for character in pattern {
-            defer { previous = Array((previous + [character]).suffix(2)) }
-            if escaped {
-                escaped = false
-                out.append(character)
-                continue
-            }
-            switch character {
-            case "\\":
-                escaped = true
-            case "[":
-                classDepth += 1
-            case "]" where classDepth > 0:
-                // `[]…]` and `[^]…]`: a `]` first in a class is a literal.
-                let opensClass = previous.last == "[" || (previous.last == "^" && previous.first == "[")
-                if !opensClass { classDepth -= 1 }
-            case "$" where classDepth == 0:
-                out.append("\\z")
-                continue
-            default:
-                break
-            }
-            out.append(character)
+        forEachSyntaxCharacter(of: pattern) { character, _, plain in
+            if plain && character == "$" { out.append("\\z") } else { out.append(character) }
         }
         return out
     }
 
     /// Whether a flag group turns on `m` (`(?m)`, `(?im:…)`): `$` then means end of line in both
     /// (a scoped `(?m:…)` keeps the whole pattern as written). Only real groups count: not an
-    /// escaped `\(` nor a `(` inside a class.
+    /// escaped `\\(` nor a `(` inside a class.
     static func hasMultiLineFlag(_ pattern: String) -> Bool {
-        let characters = Array(pattern)
-        var escaped = false
-        var classDepth = 0
-        for (index, character) in characters.enumerated() {
-            if escaped { escaped = false; continue }
-            switch character {
-            case "\\": escaped = true
-            case "[": classDepth += 1
-            case "]" where classDepth > 0: classDepth -= 1
-            case "(" where classDepth == 0 && index + 1 < characters.count && characters[index + 1] == "?":
-                for flag in characters[(index + 2)...] {
-                    if flag == "m" { return true }
-                    if !flag.isLetter { break }  // `-` (flags off), `:`, `)`, `<`…
-                }
-            default: break
+        var found = false
+        forEachSyntaxCharacter(of: pattern) { character, rest, plain in
+            guard !found, plain, character == "(", rest.first == "?" else { return }
+            for flag in rest.dropFirst() {
+                if flag == "m" { found = true; return }
+                if !flag.isLetter { return }  // `-` (flags off), `:`, `)`, `<`…
             }
         }
-        return false
+        return found
+    }
+
+    /// Calls `body` with each character, what follows it, and whether it is syntax: neither
+    /// escaped nor inside a character class (`[]…]` and `[^]…]` open with a literal `]`).
+    private static func forEachSyntaxCharacter(of pattern: String, _ body: (Character, Substring, Bool) -> Void) {
+        var escaped = false
+        var classDepth = 0
+        var previous: (Character?, Character?) = (nil, nil)  // the two characters before
+        var index = pattern.startIndex
+        while index < pattern.endIndex {
+            let character = pattern[index]
+            let next = pattern.index(after: index)
+            var plain = false
+            if escaped {
+                escaped = false
+            } else {
+                switch character {
+                case "\\": escaped = true
+                case "[": classDepth += 1
+                case "]" where classDepth > 0:
+                    let opensClass = previous.1 == "[" || (previous.1 == "^" && previous.0 == "[")
+                    if !opensClass { classDepth -= 1 }
+                default: plain = classDepth == 0
+                }
+            }
+            body(character, pattern[next...], plain)
+            previous = (previous.1, character)
+            index = next
+        }
     }
 }
 
