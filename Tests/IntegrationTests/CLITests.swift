@@ -35,6 +35,8 @@ struct CLITests {
         process.arguments = arguments
         process.currentDirectoryURL = cwd ?? Self.packageRoot
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
+        // A prefix of its own, as `SilverbackNode`'s: one node runs per prefix.
+        env["KONG_PREFIX"] = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-run-\(UUID().uuidString)").path
         for (k, v) in environment { env[k] = v }
         process.environment = env
         let out = Pipe(), err = Pipe()

@@ -22,6 +22,10 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
         env["KONG_PROXY_LISTEN"] = "127.0.0.1:0"
         env["KONG_ADMIN_LISTEN"] = "127.0.0.1:0"
+        // A prefix of its own unless the test shares one on purpose: one node runs per prefix,
+        // and what a node keeps there (its pid, the last POST /config) must not leak between tests.
+        env["KONG_PREFIX"] = FileManager.default.temporaryDirectory
+            .appendingPathComponent("silverback-node-\(UUID().uuidString)").path
         for (k, v) in environment { env[k] = v }
         process.environment = env
         output = Pipe()
