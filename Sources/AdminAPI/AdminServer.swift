@@ -1,6 +1,7 @@
 import Core
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 
 /// Serves the Admin API over HTTP/1.1 with Hummingbird on `admin_listen`.
@@ -31,10 +32,21 @@ public struct AdminServer: Sendable {
             }
             return try await Self.response(for: request, api: api, checkingToken: !statusOnly)
         }
+        // Hummingbird's own lines follow the node's `log_level` (its start line is `info`).
+        var logger = Logger(label: "silverback.admin")
+        logger.logLevel = switch ErrorLog.level {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warn: .warning
+        case .error: .error
+        case .crit, .alert, .emerg: .critical
+        }
         let app = Application(
             responder: responder,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
         )
         try await app.run()
     }

@@ -33,6 +33,8 @@ struct NodeOptions: ParsableArguments {
         } catch {
             throw CLIError(error.message)
         }
+        // Kong's `log_level`: what the error log (stderr) shows from here on.
+        ErrorLog.setLevel(ErrorLog.Level(name: settings.logLevel) ?? .notice)
         for warning in settings.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         var result = settings
         if let prefix { result.prefix = prefix }

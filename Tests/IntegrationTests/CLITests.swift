@@ -138,6 +138,9 @@ struct CLITests {
         let warning = "[deprecation] llm: config.model.options.upstream_path is deprecated, please use "
             + "config.model.options.upstream_url instead (scheduled for removal in 4.0)"
         #expect(parsed.stderr.components(separatedBy: warning).count - 1 == 1, "\(parsed.stderr)")
+        // Kong's `log_level`: a warning is below `error`, and the node keeps it to itself then.
+        let quiet = try run(["config", "parse", file], environment: ["KONG_LOG_LEVEL": "error"])
+        #expect(quiet.status == 0 && !quiet.stderr.contains("[deprecation]"), "\(quiet.stderr)")
     }
 
 
@@ -285,6 +288,7 @@ struct CLITests {
         let stderr = String(decoding: node.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(stderr.contains("admin_listen 127.0.0.1:0 has the ssl flag"), "\(stderr)")
         #expect(!stderr.contains("Backtracing"))
+        #expect(!stderr.contains("Server started"), "the Admin server's info line is below the default `notice`")
     }
 
     /// An `ssl` proxy listener without `ssl_cert` serves a self-signed default certificate made

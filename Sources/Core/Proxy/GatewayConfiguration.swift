@@ -69,7 +69,7 @@ public final class GatewayConfiguration: Sendable {
             case .reordered(let order): accessOrders[ObjectIdentifier(route)] = order
             case .cycle(let names):
                 ErrorLog.report("[ordering] the plugins of route \(route.name ?? route.id) order each other in a cycle "
-                                + "(\(names.joined(separator: ", "))): their access phase runs in priority order")
+                                + "(\(names.joined(separator: ", "))): their access phase runs in priority order", level: .warn)
             }
         }
         handlersWithoutConsumer = withoutConsumer

@@ -235,7 +235,7 @@ public final class LogSink: @unchecked Sendable {
         let last = lastReport.load(ordering: .relaxed)
         guard now - last >= 10_000,
               lastReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
-        ErrorLog.report("log phase behind the request rate: \(total) log entries dropped so far")
+        ErrorLog.report("log phase behind the request rate: \(total) log entries dropped so far", level: .warn)
     }
 
     /// Runs queued log work, in order, on a dedicated thread until `finish()` and the queue is empty.

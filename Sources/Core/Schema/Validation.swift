@@ -185,7 +185,7 @@ extension Field {
             return nil
         }
         if let eq = validators.eq, eq.isNull { return .message(err ?? "value must be null") }
-        if let deprecation { ErrorLog.report(deprecation.warning) }
+        if let deprecation { ErrorLog.report(deprecation.warning, level: .warn) }
         guard kind.admits(value) else { return .message(SchemaMessages.typeMismatch(kind)) }
 
         switch kind {

@@ -169,7 +169,7 @@ struct AIPromptGuardHandler: WithoutRewritePhase {
             // The reason stays unlogged: Kong logs it at debug level only.
             return Self.badRequest
         case .timedOut(let pattern):
-            ErrorLog.report("ai-prompt-guard: pattern '\(pattern)' took longer than its time limit to match; request blocked")
+            ErrorLog.report("ai-prompt-guard: pattern '\(pattern)' took longer than its time limit to match; request blocked", level: .warn)
             return Self.badRequest
         case .failed(let reason):
             ErrorLog.report("ai-prompt-guard: \(reason)")

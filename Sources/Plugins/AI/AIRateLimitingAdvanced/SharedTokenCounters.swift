@@ -214,7 +214,7 @@ final class FailureLog: Sendable {
             last = now
             return true
         }
-        if due { ErrorLog.report(message) }
+        if due { ErrorLog.report(message, level: .warn) }
     }
 
     /// The store answers again: the next failure is reported at once.
