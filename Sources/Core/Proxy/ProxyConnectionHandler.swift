@@ -267,6 +267,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         request.exchangeLog.localPort = localPort
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.requestHeadBytes = parser.lastHeadSize
+        exchange.clientBodyChunked = parser.lastHeadChunked
         headStartedAt = nil
         servedRequests = true
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
@@ -363,12 +364,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// with a `Content-Length` already has its length and streams as it arrives; only a chunked
     /// one is held, up to `ProxyOptions.requestBufferingLimit` in memory (nginx spills to a
     /// temporary file past that; a larger body here streams on, chunked, as with
-    /// `request_buffering = false`).
-
+    /// `request_buffering = false`). The parser's framing says which, with no header scan.
     private static func buffersChunkedBody(_ exchange: Exchange, route: Route) -> Bool {
-        route.requestBuffering && !exchange.request.bodyWasBuffered && !exchange.chunkedBodyOverLimit
-            && !exchange.head.headers.contains(name: "content-length")
-            && exchange.head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" })
+        exchange.clientBodyChunked && route.requestBuffering && !exchange.request.bodyWasBuffered
+            && !exchange.chunkedBodyOverLimit
     }
 
     /// Holds the proxying `decision` until the chunked body is whole (or over the limit), then

@@ -55,6 +55,8 @@ extension ProxyConnectionHandler {
         var requestSent = false
         /// Client body went to the upstream as it arrived: such a request cannot be replayed.
         var bodyStreamed = false
+        /// The client's body is chunked (the parser's framing of the request).
+        var clientBodyChunked = false
         /// A chunked body outgrew `ProxyOptions.requestBufferingLimit` while held for `request_buffering`: it
         /// streams on, chunked.
         var chunkedBodyOverLimit = false

@@ -77,6 +77,9 @@ struct HTTP1Parser {
     var bufferedBytes: Int { buffer.readableBytes }
     /// The byte size of the last head parsed: start line, fields and the empty line.
     private(set) var lastHeadSize = 0
+    /// The last head's body is chunked (`Transfer-Encoding` ending in `chunked`; a request then
+    /// has no `Content-Length`, the parser refuses both).
+    private(set) var lastHeadChunked = false
 
     /// The current response's body ends only with the connection (it cannot be reused).
     var bodyEndsWithConnection: Bool {
@@ -272,6 +275,7 @@ struct HTTP1Parser {
             if let problem { throw fail(problem) }
             buffer.moveReaderIndex(forwardBy: end)
             lastHeadSize = end
+            lastHeadChunked = parsed.transferEncodingIsChunked == true
             lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose
                 // An HTTP/1.0 message with Transfer-Encoding closes after it (RFC 9112 §6.1).
                 : parsed.connectionKeepAlive && parsed.transferEncodingIsChunked == nil
