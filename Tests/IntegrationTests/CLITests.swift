@@ -53,6 +53,14 @@ struct CLITests {
                    stderr: String(decoding: stderr, as: UTF8.self))
     }
 
+    /// `yaml` as `kong.yml` in a fresh temporary folder (the caller removes the folder).
+    static func declarativeFile(_ yaml: String) throws -> (folder: URL, path: String) {
+        let folder = try TemporaryDirectory.make("cli")
+        let path = folder.appendingPathComponent("kong.yml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return (folder, path)
+    }
+
     static func files(_ folder: String) -> [String] {
         let dir = packageRoot.appendingPathComponent("kong-compat/declarative/\(folder)")
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
@@ -123,16 +131,13 @@ struct CLITests {
     /// A deprecated field (ai-proxy's `model.options.upstream_path`, spec §0.5) still loads, and
     /// the node says so once, as Kong's `kong.deprecation` does.
     @Test func aDeprecatedFieldIsLoggedOnce() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-deprecated-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("kong.yml").path
-        try """
+        let (dir, file) = try Self.declarativeFile("""
         _format_version: "3.0"
         plugins:
         - name: ai-proxy
           config: {route_type: llm/v1/chat, model: {provider: openai, name: gpt-4o, options: {upstream_path: /v1/other}}}
-        """.write(toFile: file, atomically: true, encoding: .utf8)
+        """)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let parsed = try run(["config", "parse", file])
         #expect(parsed.status == 0, "\(parsed.stderr)")
         let warning = "[deprecation] llm: config.model.options.upstream_path is deprecated, please use "
@@ -148,16 +153,13 @@ struct CLITests {
     /// run (here an `error_code` no HTTP response can carry, which the schema's `gt 0` lets
     /// through) fails the parse too, with the same reason.
     @Test func parseRefusesWhatStartWouldRefuse() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-parse-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("kong.yml").path
-        try """
+        let (dir, file) = try Self.declarativeFile("""
         _format_version: "3.0"
         plugins:
         - name: ai-rate-limiting-advanced
           config: {llm_providers: [{name: openai, limit: [100], window_size: [60]}], error_code: 600}
-        """.write(toFile: file, atomically: true, encoding: .utf8)
+        """)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let parsed = try run(["config", "parse", file])
         #expect(parsed.status == 1)
         #expect(parsed.stderr.contains("Failed parsing:"), "\(parsed.stderr)")
