@@ -22,14 +22,23 @@ struct NodeOptions: ParsableArguments {
 
     func settings() throws -> Settings {
         var text: String?
-        if let conf {
-            do { text = try String(contentsOfFile: conf, encoding: .utf8) } catch {
-                throw CLIError("could not read configuration file \(conf): \(error.localizedDescription)")
+        let path: String?
+        do {
+            path = try Settings.confPath(named: conf) { candidate in
+                var isDirectory: ObjCBool = false
+                return FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory) && !isDirectory.boolValue
+            }
+        } catch {
+            throw CLIError(error.message)
+        }
+        if let path {
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw CLIError("could not read configuration file \(path): \(error.localizedDescription)")
             }
         }
         let settings: Settings
         do {
-            settings = try Settings.load(confText: text, confPath: conf, environment: ProcessInfo.processInfo.environment)
+            settings = try Settings.load(confText: text, confPath: path, environment: ProcessInfo.processInfo.environment)
         } catch {
             throw CLIError(error.message)
         }

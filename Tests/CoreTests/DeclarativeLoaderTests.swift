@@ -261,6 +261,20 @@ struct SettingsTests {
                                          ListenAddress(host: "127.0.0.1", port: 9443, flags: ["ssl"])])
     }
 
+    /// Without `-c`, Kong reads `/etc/kong/kong.conf`, else `/etc/kong.conf`, else nothing; a file
+    /// named with `-c` must exist (`no file at: <path>`), and a default path never hides it.
+    @Test func theConfigurationFileIsTheNamedOneOrKongsDefaultPaths() throws {
+        #expect(Settings.defaultConfPaths == ["/etc/kong/kong.conf", "/etc/kong.conf"])
+        let files: Set<String> = ["/etc/kong.conf", "/srv/kong.conf", "/etc/kong/kong.conf"]
+        #expect(try Settings.confPath(named: nil, isFile: files.contains) == "/etc/kong/kong.conf")
+        #expect(try Settings.confPath(named: nil, isFile: { $0 == "/etc/kong.conf" }) == "/etc/kong.conf")
+        #expect(try Settings.confPath(named: nil, isFile: { _ in false }) == nil)
+        #expect(try Settings.confPath(named: "/srv/kong.conf", isFile: files.contains) == "/srv/kong.conf")
+        #expect(throws: SettingsError("no file at: /srv/missing.conf")) {
+            try Settings.confPath(named: "/srv/missing.conf", isFile: files.contains)
+        }
+    }
+
     /// Kong drops properties it does not know; Silverback says which ones it ignores and starts.
     /// Files with Windows line endings read as any other; `status_listen` and `role` are read.
     @Test func unusedPropertiesWarnAndCRLFFilesRead() throws {

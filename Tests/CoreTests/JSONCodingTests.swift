@@ -8,7 +8,8 @@ struct JSONCodingTests {
     /// Bytes the writer escapes or the reader stops at, and bytes that pass through as they are.
     static let specials: [String] = ["\"", "\\", "/", "\n", "\u{01}", "\u{1F}", "\u{08}", "\u{0C}", "\t", "\r", "é", "€", " ", "\u{7F}"]
 
-    /// What Kong's encoder writes for `text`, one character at a time, the plain way.
+    /// What Kong's encoder writes for `text`, one character at a time, the plain way (lua-cjson's
+    /// `char2escape` table: `/` and DEL escaped; without `escapeSlashes`, neither).
     static func reference(_ text: String, escapeSlashes: Bool) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
@@ -16,6 +17,7 @@ struct JSONCodingTests {
             case 0x22: out += "\\\""
             case 0x5C: out += "\\\\"
             case 0x2F where escapeSlashes: out += "\\/"
+            case 0x7F where escapeSlashes: out += "\\u007f"
             case 0x0A: out += "\\n"
             case 0x0D: out += "\\r"
             case 0x09: out += "\\t"

@@ -173,6 +173,21 @@ public struct Settings: Sendable, Equatable {
         return maps
     }
 
+    /// Where Kong looks for its configuration file when `-c` names none, in this order
+    /// (`kong/conf_loader`'s `DEFAULT_PATHS`); with none there, the defaults apply.
+    public static let defaultConfPaths = ["/etc/kong/kong.conf", "/etc/kong.conf"]
+
+    /// The configuration file to read: the one named (which must then exist: Kong's
+    /// `no file at: <path>`), else the first default path holding a file, else none.
+    public static func confPath(named: String?, defaults: [String] = defaultConfPaths,
+                                isFile: (String) -> Bool) throws(SettingsError) -> String? {
+        if let named {
+            guard isFile(named) else { throw SettingsError("no file at: \(named)") }
+            return named
+        }
+        return defaults.first(where: isFile)
+    }
+
     /// Defaults ← file ← environment. `environment` is the process environment.
     public static func load(confText: String?, confPath: String?, environment: [String: String]) throws(SettingsError) -> Settings {
         var settings = Settings()

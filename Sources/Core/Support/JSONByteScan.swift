@@ -13,6 +13,8 @@ enum JSONByteScan {
     private static let quote = UInt8(ascii: "\"")
     private static let backslash = UInt8(ascii: "\\")
     private static let slash = UInt8(ascii: "/")
+    /// DEL: lua-cjson's `char2escape` writes it as `\u007f`, so Kong's encoder mode escapes it.
+    private static let delete: UInt8 = 0x7F
 
     private static let ones: UInt64 = 0x0101_0101_0101_0101
     private static let highBits: UInt64 = 0x8080_8080_8080_8080
@@ -101,21 +103,22 @@ enum JSONByteScan {
     }
 
     /// The index of the first byte a JSON string must escape at or after `start`, or
-    /// `bytes.count`: `"`, `\`, control characters, and `/` when `escapeSlashes`.
+    /// `bytes.count`: `"`, `\`, control characters, and `/` and DEL when `escapeSlashes`.
     static func escapeNeeded(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, escapeSlashes: Bool) -> Int {
         var index = start
         if let base = bytes.baseAddress {
-            // When slashes pass unescaped, this test repeats the quote test.
+            // When slashes and DEL pass unescaped, these tests repeat the quote test.
             let slashes = escapeSlashes ? slash : quote
+            let delete = escapeSlashes ? Self.delete : quote
             while index + 8 <= bytes.count {
                 let w = word(base, index)
-                if hasControl(w) || has(w, quote) || has(w, backslash) || has(w, slashes) { break }
+                if hasControl(w) || has(w, quote) || has(w, backslash) || has(w, slashes) || has(w, delete) { break }
                 index += 8
             }
         }
         while index < bytes.count {
             let byte = bytes[index]
-            if byte < 0x20 || byte == quote || byte == backslash || (escapeSlashes && byte == slash) { break }
+            if byte < 0x20 || byte == quote || byte == backslash || (escapeSlashes && (byte == slash || byte == Self.delete)) { break }
             index += 1
         }
         return index

@@ -407,7 +407,7 @@ private struct JSONReader {
 public struct JSONWriteOptions: Sendable {
     /// Sort object keys: deterministic output for tests, hashes and exports.
     public var sortedKeys = true
-    /// Kong's encoder escapes `/` as `\/`.
+    /// Kong's encoder (lua-cjson) escapes `/` as `\/` and DEL as `\u007f`.
     public var escapeSlashes = false
     public var pretty = false
     public init(sortedKeys: Bool = true, escapeSlashes: Bool = false, pretty: Bool = false) {
