@@ -91,6 +91,23 @@ struct Start: AsyncParsableCommand, AsyncEntry {
     static let configuration = CommandConfiguration(abstract: "Start the gateway.")
     @OptionGroup var node: NodeOptions
 
+    /// `proxy_access_log`, opened before anything listens: as nginx, a node whose configured log
+    /// cannot be opened does not start. `<prefix>/logs` is made as Kong prepares its prefix. Only
+    /// Kong's default (`logs/access.log`) in a prefix this user cannot write is a warning, as the
+    /// pid file there is: the node runs without an access log rather than not at all.
+    static func openAccessLog(_ settings: Settings) throws -> AccessLog? {
+        guard let path = settings.proxyAccessLogPath else { return nil }
+        let logs = settings.prefix + "/logs"
+        if path.hasPrefix(logs + "/") {
+            try? FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        }
+        do { return try AccessLog(path: path) } catch {
+            guard settings.proxyAccessLog == Settings.defaultProxyAccessLog else { throw CLIError(error.message) }
+            FileHandle.standardError.write(Data("warning: \(error.message); running without an access log\n".utf8))
+            return nil
+        }
+    }
+
     func run() async throws { try await serve() }
 
     /// Named apart from `run()`: the entry point calls it directly, so overload resolution between
@@ -118,7 +135,8 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         }
         let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment },
                                                  counterDatabase: counters)
-        let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy)
+        let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy,
+                              accessLog: try Self.openAccessLog(settings))
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
         var database: EntityDatabase?

@@ -275,15 +275,30 @@ struct SettingsTests {
         }
     }
 
+    /// `proxy_access_log`: Kong's default `logs/access.log` under the prefix, an absolute path as
+    /// given, `off`; nginx's further access_log arguments are named in a warning.
+    @Test func proxyAccessLogPaths() throws {
+        var s = try Settings.load(confText: "prefix = /srv/kong\n", confPath: "kong.conf", environment: [:])
+        #expect(s.proxyAccessLogPath == "/srv/kong/logs/access.log")
+        s = try Settings.load(confText: nil, confPath: nil, environment: ["KONG_PROXY_ACCESS_LOG": "/dev/stdout"])
+        #expect(s.proxyAccessLogPath == "/dev/stdout")
+        #expect(s.warnings.isEmpty)
+        s = try Settings.load(confText: "proxy_access_log = off\n", confPath: "kong.conf", environment: [:])
+        #expect(s.proxyAccessLogPath == nil)
+        s = try Settings.load(confText: "proxy_access_log = logs/a.log custom buffer=16k\n", confPath: "kong.conf", environment: [:])
+        #expect(s.proxyAccessLogPath == "/usr/local/kong/logs/a.log")
+        #expect(s.warnings == ["kong.conf:1: proxy_access_log: 'custom buffer=16k' is not used by Silverback; lines are written in kong_log_format"])
+    }
+
     /// Kong drops properties it does not know; Silverback says which ones it ignores and starts.
     /// Files with Windows line endings read as any other; `status_listen` and `role` are read.
     @Test func unusedPropertiesWarnAndCRLFFilesRead() throws {
-        let conf = "# kong.conf from Windows\r\nproxy_listen = 127.0.0.1:9000\r\nproxy_access_log = /dev/stdout\r\n"
+        let conf = "# kong.conf from Windows\r\nproxy_listen = 127.0.0.1:9000\r\nadmin_access_log = /dev/stdout\r\n"
             + "status_listen = 0.0.0.0:8100\r\nrole = traditional\r\n"
         let s = try Settings.load(confText: conf, confPath: "kong.conf", environment: [:])
         #expect(s.proxyListen == [ListenAddress(host: "127.0.0.1", port: 9000)])
         #expect(s.statusListen == [ListenAddress(host: "0.0.0.0", port: 8100)])
-        #expect(s.warnings == ["kong.conf:3: property 'proxy_access_log' is not used by Silverback; ignored"])
+        #expect(s.warnings == ["kong.conf:3: property 'admin_access_log' is not used by Silverback; ignored"])
         #expect(throws: SettingsError.self) {
             try Settings.load(confText: nil, confPath: nil, environment: ["KONG_ROLE": "data_plane"])
         }

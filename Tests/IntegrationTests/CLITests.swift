@@ -178,6 +178,19 @@ struct CLITests {
         let badSetting = try run(["start"], environment: ["KONG_DATABASE": "mysql"])
         #expect(badSetting.status == 1)
         #expect(badSetting.stderr.contains("database has an invalid value: 'mysql'"))
+        let unopenable = try run(["start"], environment: ["KONG_DATABASE": "off", "KONG_PROXY_ACCESS_LOG": "/no-such-directory/access.log"])
+        #expect(unopenable.status == 1)
+        #expect(unopenable.stderr.contains("could not open the access log /no-such-directory/access.log: No such file or directory"),
+                "\(unopenable.stderr)")
+        // Kong's default path in a prefix that cannot hold it: a warning, and the node starts.
+        let blocked = try TemporaryDirectory.make("blocked-prefix")
+        defer { try? FileManager.default.removeItem(at: blocked) }
+        try Data().write(to: blocked.appendingPathComponent("logs"))  // a file where the directory would go
+        let withoutLog = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": blocked.path])
+        #expect(withoutLog.stop() == 0)
+        let warned = String(decoding: withoutLog.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(warned.contains("warning: could not open the access log \(blocked.path)/logs/access.log: Not a directory; running without an access log"),
+                "\(warned)")
         let missingConf = try run(["start", "-c", "kong-compat/no-such.conf"])
         #expect(missingConf.status == 1)
         #expect(missingConf.stderr.contains("no file at: kong-compat/no-such.conf"), "\(missingConf.stderr)")
@@ -227,6 +240,12 @@ struct CLITests {
 
         #expect(node.stop() == 0)  // SIGTERM
         #expect(FileManager.default.fileExists(atPath: prefix.appendingPathComponent("silverback-config.json").path))
+        // Kong's default proxy_access_log, under the prefix: one kong_log_format line per request.
+        let accessLog = try String(contentsOf: prefix.appendingPathComponent("logs/access.log"), encoding: .utf8)
+        let lines = accessLog.split(separator: "\n")
+        #expect(lines.count == 2, "\(accessLog)")
+        #expect(lines.first?.contains(#""GET /nothing-here HTTP/1.1" 404 "#) == true, "\(accessLog)")
+        #expect(lines.last?.contains(#""GET /lonely HTTP/1.1" 503 "#) == true, "\(accessLog)")
     }
 
     /// Kong's `declarative_config_string` (containers set `KONG_DECLARATIVE_CONFIG_STRING`): the

@@ -109,10 +109,11 @@ final class ProxyHarness: Sendable {
     static func start(_ yaml: String, slowDelay: TimeAmount = .seconds(3), listeners: Int = 1,
                       tlsUpstream: Bool = false, tlsListener: Bool = false,
                       options: ProxyOptions = ProxyOptions(),
-                      environment: [String: String] = [:]) async throws -> ProxyHarness {
+                      environment: [String: String] = [:], accessLog: AccessLog? = nil) async throws -> ProxyHarness {
         let upstream = try await MockUpstream.start(slowDelay: slowDelay, tls: tlsUpstream)
         let loader = DeclarativeLoader(registry: EntityRegistry(plugins: definitions))
-        let gateway = Gateway(loader: loader, factories: factories(environment: environment), threads: 2, options: options)
+        let gateway = Gateway(loader: loader, factories: factories(environment: environment), threads: 2, options: options,
+                              accessLog: accessLog)
         var addresses = Array(repeating: ListenAddress(host: "127.0.0.1", port: 0), count: listeners)
         var certificate: TLSCertificateFiles?
         if tlsListener {

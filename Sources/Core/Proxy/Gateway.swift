@@ -17,8 +17,9 @@ public final class Gateway: Sendable {
 
     /// `threads` nil: NIO's process-wide event loops (which the CLI also makes the Swift
     /// concurrency executor, so request tasks never hop threads).
+    /// `accessLog`: where each proxied request's `kong_log_format` line goes (none when nil).
     public init(loader: DeclarativeLoader, factories: [PluginFactory], threads: Int? = nil,
-                options: ProxyOptions = ProxyOptions()) {
+                options: ProxyOptions = ProxyOptions(), accessLog: AccessLog? = nil) {
         self.loader = loader
         self.factories = factories
         if let threads {
@@ -30,7 +31,7 @@ public final class Gateway: Sendable {
         }
         holder = ConfigurationHolder(.empty(factories: factories))
         let services = ProxyServices(holder: holder, pools: UpstreamPools(), logSink: logSink,
-                                     connections: ConnectionRegistry(), options: options)
+                                     connections: ConnectionRegistry(), options: options, accessLog: accessLog)
         server = ProxyServer(services: services, group: group)
     }
 

@@ -279,6 +279,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             if let context {
                 let interim = HTTP1Encoder.continueHead(version: head.version, allocator: context.channel.allocator)
                 exchange.responseBytes += interim.readableBytes  // nginx's bytes_sent counts it
+                exchange.responseHeadBytes += interim.readableBytes
                 context.writeAndFlush(wrapOutboundOut(interim), promise: nil)
             }
         }
@@ -1021,6 +1022,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let encoded = encoder.responseHead(head, answering: exchange.head.method, allocator: context.channel.allocator)
         exchange.request.exchangeLog.chunked = encoder.framesChunked
         exchange.responseBytes += encoded.readableBytes  // after a `100 Continue`, if one was sent
+        exchange.responseHeadBytes += encoded.readableBytes
         unsent = encoded
     }
 
@@ -1099,8 +1101,10 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         parseBufferedRequests()
     }
 
-    /// Queues the log phase of the plugins that want it, off the event loop.
+    /// Writes the access log line, then queues the log phase of the plugins that want it, off
+    /// the event loop.
     private func submitLogPhase(_ exchange: Exchange) {
+        if let accessLog = services.accessLog, let pool { writeAccessLine(exchange, log: accessLog, pool: pool) }
         let loggers = exchange.handlers.filter { $0.logs && $0.needsLog(exchange.request) }
         guard !loggers.isEmpty else { return }
         recordExchangeLog(exchange)
@@ -1109,6 +1113,22 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         services.logSink.submit(releasingOn: context?.eventLoop, loggers: loggers) {
             for handler in loggers { handler.log(request) }
         }
+    }
+
+    private func writeAccessLine(_ exchange: Exchange, log: AccessLog, pool: UpstreamPool) {
+        let batch: AccessLogBatch
+        if let existing = pool.accessLines {
+            batch = existing
+        } else {
+            batch = AccessLogBatch(log: log, eventLoop: pool.eventLoop)
+            pool.accessLines = batch
+        }
+        let request = exchange.request
+        batch.append(AccessLogEntry(remoteAddress: request.forwardedClientAddress, method: exchange.head.method,
+                                    target: exchange.head.uri, version: exchange.head.version,
+                                    status: request.exchangeLog.status,
+                                    bodyBytesSent: exchange.responseBytes - exchange.responseHeadBytes,
+                                    headers: exchange.head.headers, requestID: request.requestID))
     }
 
     /// The serializer's facts, gathered only when a plugin will read them (the log phase runs).

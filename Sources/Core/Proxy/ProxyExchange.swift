@@ -9,10 +9,13 @@ final class ProxyServices: Sendable {
     let logSink: LogSink
     let connections: ConnectionRegistry
     let options: ProxyOptions
+    /// The proxy's access log (`proxy_access_log`); nil when off.
+    let accessLog: AccessLog?
 
     init(holder: ConfigurationHolder, pools: UpstreamPools, logSink: LogSink, connections: ConnectionRegistry,
-         options: ProxyOptions) {
+         options: ProxyOptions, accessLog: AccessLog? = nil) {
         self.options = options
+        self.accessLog = accessLog
         self.holder = holder
         self.pools = pools
         self.logSink = logSink
@@ -75,6 +78,9 @@ extension ProxyConnectionHandler {
         var requestHeadBytes = 0
         var requestBodyBytes = 0
         var responseBytes = 0
+        /// Of `responseBytes`, the heads (a `100 Continue`'s and the answer's): the rest is
+        /// nginx's `body_bytes_sent`.
+        var responseHeadBytes = 0
         var proxyLatency: Int64 = 0
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)

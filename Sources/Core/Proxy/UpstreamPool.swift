@@ -194,6 +194,8 @@ final class UpstreamPool {
     let flushBatch: LoopFlushBatch
     /// The `Date` of this loop's answers that have none.
     let date = HTTPDate()
+    /// This loop's access log lines, made with the first one.
+    var accessLines: AccessLogBatch?
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop

@@ -19,6 +19,10 @@ public struct Settings: Sendable, Equatable {
     /// (Kong drops unknown properties without a word).
     public var warnings: [String] = []
     public var prefix = "/usr/local/kong"
+    /// Kong's `proxy_access_log`: the access log's path (relative paths are under `prefix`), nil
+    /// when `off`.
+    public var proxyAccessLog: String? = Settings.defaultProxyAccessLog
+    public static let defaultProxyAccessLog = "logs/access.log"
     public var logLevel = "notice"
     /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
     public var plugins = ["bundled"]
@@ -38,6 +42,7 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "declarative_config_string", "proxy_listen", "status_listen", "role", "admin_listen", "prefix", "log_level", "plugins",
+        "proxy_access_log",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "real_ip_header", "real_ip_recursive",
         "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
@@ -72,6 +77,15 @@ public struct Settings: Sendable, Equatable {
         case "prefix":
             guard !value.isEmpty else { throw SettingsError("\(source): prefix must not be empty") }
             prefix = value
+        case "proxy_access_log":
+            // `path [format] [buffer=…]…`: nginx's access_log arguments after the path (a format
+            // of the user's, buffering) are not read; the line is always `kong_log_format`.
+            let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let path = words.first else { throw SettingsError("\(source): proxy_access_log must not be empty") }
+            proxyAccessLog = path == "off" ? nil : String(path)
+            if words.count > 1 {
+                warnings.append("\(source): proxy_access_log: '\(words.dropFirst().joined(separator: " "))' is not used by Silverback; lines are written in kong_log_format")
+            }
         case "log_level":
             guard Self.logLevels.contains(value) else {
                 throw SettingsError("\(source): log_level has an invalid value: '\(value)' (\(Self.logLevels.joined(separator: ", ")))")
@@ -171,6 +185,13 @@ public struct Settings: Sendable, Equatable {
             maps[container] = host
         }
         return maps
+    }
+
+    /// The access log's file: `proxy_access_log` as nginx reads it, relative to the prefix
+    /// unless absolute; nil when off.
+    public var proxyAccessLogPath: String? {
+        guard let path = proxyAccessLog else { return nil }
+        return path.hasPrefix("/") ? path : prefix + "/" + path
     }
 
     /// Where Kong looks for its configuration file when `-c` names none, in this order

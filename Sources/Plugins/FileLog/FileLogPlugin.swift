@@ -79,11 +79,8 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
         guard !held.isEmpty else { return }
         if openIfNeeded() {
             held.withUnsafeBytes { bytes in
-                if writesWholeBatches { return write(bytes) }
-                var lineStart = 0
-                while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
-                    write(UnsafeRawBufferPointer(rebasing: bytes[lineStart...newline]))
-                    lineStart = newline + 1
+                LogLineWriter.write(lines: bytes, to: descriptor, wholeBatches: writesWholeBatches) { error in
+                    ErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(error))) \(path)")
                 }
             }
         }
@@ -99,23 +96,8 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
             ErrorLog.report("[file-log] failed to open the file: \(String(cString: strerror(errno))) \(path)")
             return false
         }
-        var status = stat()
-        writesWholeBatches = fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
+        writesWholeBatches = LogLineWriter.takesWholeBatches(descriptor)
         return true
     }
-
-    /// Writes all of `bytes` (retrying short writes); an error is reported and the bytes dropped.
-    private func write(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(descriptor, base + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                ErrorLog.report("[file-log] failed to write to the file: \(String(cString: strerror(errno))) \(path)")
-                return
-            }
-            offset += written
-        }
-    }
 }
+

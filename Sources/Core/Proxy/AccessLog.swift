@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The proxy's access log, as Kong configures nginx's (`proxy_access_log`, default
+/// `logs/access.log` under the prefix; `off` turns it off): one line per request in Kong's
+/// `kong_log_format`, appended to a file or a stream (`/dev/stdout` in containers).
+///
+/// nginx writes these lines from the worker that served the request; here each event loop
+/// gathers its lines (`AccessLogBatch`) and writes them at the end of its turn (`LogLineWriter`:
+/// one `write(2)` to a regular file, a line per write to a pipe).
+public final class AccessLog: Sendable {
+    public let path: String
+    private let descriptor: Int32
+    private let writesWholeBatches: Bool
+
+    /// Opens (creating) the file for appending; an error says why, as nginx's `open() failed`.
+    public init(path: String) throws(AccessLogError) {
+        self.path = path
+        let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard opened >= 0 else {
+            throw AccessLogError("could not open the access log \(path): \(String(cString: strerror(errno)))")
+        }
+        descriptor = opened
+        writesWholeBatches = LogLineWriter.takesWholeBatches(opened)
+    }
+
+    deinit { close(descriptor) }
+
+    /// Writes whole lines (`bytes` ends with a line's end). A failed write is reported and its
+    /// lines dropped: a full disk must not stop the proxy, as it does not stop nginx.
+    func write(lines bytes: UnsafeRawBufferPointer) {
+        LogLineWriter.write(lines: bytes, to: descriptor, wholeBatches: writesWholeBatches) { error in
+            ErrorLog.report("[access log] write to \(path) failed: \(String(cString: strerror(error)))")
+        }
+    }
+}
+
+public struct AccessLogError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One event loop's access log lines not written yet: written together once the loop's current
+/// turn ends. Used on that loop only.
+final class AccessLogBatch {
+    private let log: AccessLog
+    private let eventLoop: any EventLoop
+    private var lines: [UInt8] = []
+    private var scheduled = false
+    private let clock = AccessLogClock()
+    /// What a burst may hold before it is written at once.
+    static let heldLimit = 64 * 1024
+
+    init(log: AccessLog, eventLoop: any EventLoop) {
+        self.log = log
+        self.eventLoop = eventLoop
+        lines.reserveCapacity(4096)
+    }
+
+    func append(_ entry: AccessLogEntry) {
+        assert(eventLoop.inEventLoop, "a loop's access log batch is used on that loop only")
+        entry.write(to: &lines, timeLocal: clock.now)
+        if lines.count >= Self.heldLimit { return writeLines() }
+        guard !scheduled else { return }
+        scheduled = true
+        eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.writeLines() }
+    }
+
+    private func writeLines() {
+        scheduled = false
+        guard !lines.isEmpty else { return }
+        lines.withUnsafeBytes { log.write(lines: $0) }
+        if lines.capacity > 4 * Self.heldLimit { lines = [] } else { lines.removeAll(keepingCapacity: true) }
+    }
+}
+
+/// What `kong_log_format` prints of one request:
+///
+///     $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+///     "$http_referer" "$http_user_agent" kong_request_id: "$kong_request_id"
+///
+/// (one line). Values are escaped as nginx's `escape=default` does: `"`, `\`, control bytes and
+/// bytes from 0x7F as `\xHH`; a missing or empty value is `-`.
+struct AccessLogEntry {
+    /// `$remote_addr`: the client, or the address a trusted proxy named (`real_ip_header`).
+    var remoteAddress: String
+    var method: HTTPMethod
+    var target: String
+    var version: HTTPVersion
+    var status: Int
+    var bodyBytesSent: Int
+    var headers: HTTPHeaders
+    var requestID: String
+
+    func write(to out: inout [UInt8], timeLocal: [UInt8]) {
+        Self.escaped(remoteAddress, to: &out)
+        out.append(contentsOf: " - ".utf8)
+        Self.escaped(Self.remoteUser(headers), to: &out)
+        out.append(contentsOf: " [".utf8)
+        out.append(contentsOf: timeLocal)
+        out.append(contentsOf: "] \"".utf8)
+        Self.escaped(method.rawValue, to: &out)
+        out.append(UInt8(ascii: " "))
+        Self.escaped(target, to: &out)
+        out.append(contentsOf: " HTTP/".utf8)
+        Self.decimal(version.major, to: &out)
+        out.append(UInt8(ascii: "."))
+        Self.decimal(version.minor, to: &out)
+        out.append(contentsOf: "\" ".utf8)
+        Self.decimal(status, to: &out)
+        out.append(UInt8(ascii: " "))
+        Self.decimal(bodyBytesSent, to: &out)
+        out.append(contentsOf: " \"".utf8)
+        Self.escaped(headers.first(name: "referer"), to: &out)
+        out.append(contentsOf: "\" \"".utf8)
+        Self.escaped(headers.first(name: "user-agent"), to: &out)
+        out.append(contentsOf: "\" kong_request_id: \"".utf8)
+        Self.escaped(requestID, to: &out)
+        out.append(contentsOf: "\"\n".utf8)
+    }
+
+    /// `$remote_user`: the user name of a `Basic` `Authorization` header (nginx decodes it for
+    /// the variable whether or not anything checks the password).
+    static func remoteUser(_ headers: HTTPHeaders) -> String? {
+        guard let value = headers.first(name: "authorization") else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "basic",
+              let decoded = Data(base64Encoded: String(parts[1].trimmingSpaces())) else { return nil }
+        let user = decoded.prefix(while: { $0 != UInt8(ascii: ":") })
+        return String(decoding: user, as: UTF8.self)
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    static func escaped(_ value: String?, to out: inout [UInt8]) {
+        guard let value, !value.isEmpty else { return out.append(UInt8(ascii: "-")) }
+        for byte in value.utf8 {
+            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                out.append(contentsOf: "\\x".utf8)
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
+            } else {
+                out.append(byte)
+            }
+        }
+    }
+
+    static func decimal(_ value: Int, to out: inout [UInt8]) {
+        guard value > 0 else {
+            if value == 0 { return out.append(UInt8(ascii: "0")) }
+            out.append(UInt8(ascii: "-"))
+            return decimal(-value, to: &out)
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while rest > 0 {
+                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
+        }
+    }
+}
+
+private extension Substring {
+    func trimmingSpaces() -> Substring {
+        var text = self
+        while text.last == " " || text.last == "\t" { text.removeLast() }
+        return text
+    }
+}
+
+/// nginx's `$time_local`, `23/Nov/2026:11:39:35 +0000`: local time with its offset, formatted
+/// at most once per second.
+final class AccessLogClock {
+    private var second = -1
+    private(set) var text: [UInt8] = []
+
+    var now: [UInt8] {
+        let current = time(nil)
+        if current != second {
+            second = current
+            text = Self.format(current)
+        }
+        return text
+    }
+
+    static func format(_ seconds: time_t) -> [UInt8] {
+        var t = seconds
+        var parts = tm()
+        localtime_r(&t, &parts)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let offset = parts.tm_gmtoff / 60
+        let sign = offset < 0 ? "-" : "+"
+        let text = "\(two(Int(parts.tm_mday)))/\(months[Int(parts.tm_mon)])/\(parts.tm_year + 1900):"
+            + "\(two(Int(parts.tm_hour))):\(two(Int(parts.tm_min))):\(two(Int(parts.tm_sec))) "
+            + "\(sign)\(two(abs(offset) / 60))\(two(abs(offset) % 60))"
+        return Array(text.utf8)
+    }
+}

@@ -1,0 +1,114 @@
+import Core
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// `proxy_access_log` end to end: what nginx writes with Kong's `kong_log_format`, one line per
+/// request, for answers from the upstream, from the gateway and for clients that left.
+@Suite(.serialized)
+struct AccessLogTests {
+    /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+    /// "$http_referer" "$http_user_agent" kong_request_id: "$kong_request_id"`
+    nonisolated(unsafe) static let line = try! Regex(
+        #"^(\S+) - (\S+) \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "([^"]*)" (\d{3}) (\d+) "([^"]*)" "([^"]*)" kong_request_id: "([^"]*)"$"#)
+
+    struct Line {
+        let remoteAddress, remoteUser, time, request: String
+        let status, bodyBytes: Int
+        let referer, userAgent, requestID: String
+    }
+
+    static func parse(_ text: Substring) throws -> Line {
+        let match = try #require(try line.wholeMatch(in: String(text)), "not kong_log_format: \(text)")
+        let parts = match.output.dropFirst().map { $0.substring.map(String.init) ?? "" }
+        return Line(remoteAddress: parts[0], remoteUser: parts[1], time: parts[2], request: parts[3],
+                    status: Int(parts[4])!, bodyBytes: Int(parts[5])!, referer: parts[6], userAgent: parts[7],
+                    requestID: parts[8])
+    }
+
+    /// The file's lines once it holds `count` (lines are written when the loop's turn ends).
+    static func lines(_ path: String, count: Int) async throws -> [Line] {
+        for _ in 0..<200 {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            let lines = text.split(separator: "\n")
+            if lines.count >= count { return try lines.map(parse) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("fewer than \(count) lines in \(path)")
+        return []
+    }
+
+    /// A gateway with one route to the mock upstream at `path`, logging to a fresh file.
+    static func harness(routePath: String) async throws -> (harness: ProxyHarness, log: String, directory: URL) {
+        let directory = try TemporaryDirectory.make("access-log")
+        let log = directory.appendingPathComponent("access.log").path
+        let h = try await ProxyHarness.start("""
+        services:
+        - name: echo
+          url: UPSTREAM
+          routes:
+          - name: echo
+            paths: ["\(routePath)"]
+        """, accessLog: try AccessLog(path: log))
+        return (h, log, directory)
+    }
+
+    @Test func eachRequestGetsKongsLogFormatLine() async throws {
+        let (h, path, directory) = try await Self.harness(routePath: "/echo")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { Task { await h.stop() } }
+
+        let proxied = try await h.send("/echo/a?b=1", method: .POST,
+                                       headers: [("User-Agent", "tester \"quoted\" é"), ("Referer", "http://from/x"),
+                                                 ("Authorization", "Basic " + Data("ann:secret".utf8).base64EncodedString())],
+                                       body: "hello")
+        #expect(proxied.status == 200)
+        let unrouted = try await h.send("/nowhere")
+        #expect(unrouted.status == 404)
+        let lines = try await Self.lines(path, count: 2)
+        try #require(lines.count == 2)
+
+        let first = lines[0]
+        #expect(first.remoteAddress == "127.0.0.1")
+        #expect(first.remoteUser == "ann", "the Basic user name, never the password")
+        #expect(first.request == "POST /echo/a?b=1 HTTP/1.1")
+        #expect(first.status == 200)
+        #expect(first.bodyBytes == proxied.bytes.readableBytes, "body bytes only, without the head")
+        #expect(first.referer == "http://from/x")
+        #expect(first.userAgent == #"tester \x22quoted\x22 \xC3\xA9"#, "nginx's escaping: quotes and bytes from 0x7F")
+        #expect(first.requestID == proxied.headers.first(name: "x-kong-request-id"))
+
+        let second = lines[1]
+        #expect(second.remoteUser == "-")
+        #expect(second.request == "GET /nowhere HTTP/1.1")
+        #expect(second.status == 404)
+        #expect(second.bodyBytes == unrouted.bytes.readableBytes)
+        #expect(second.referer == "-")
+        #expect(second.requestID == unrouted.headers.first(name: "x-kong-request-id"))
+        #expect(!(try String(contentsOfFile: path, encoding: .utf8)).contains("secret"))
+    }
+
+    /// A client that leaves before the answer is logged with nginx's 499 and no body bytes; an
+    /// HTTP/1.0 request line is logged as it came.
+    @Test func aClientThatLeftIsLoggedAs499() async throws {
+        let (h, path, directory) = try await Self.harness(routePath: "/")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { Task { await h.stop() } }
+
+        let answer = try await h.rawExchange("GET /echo/old HTTP/1.0\r\nHost: example\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.0 200"), "\(answer)")
+        let connection = try await h.rawConnection()
+        try await connection.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /slow HTTP/1.1\r\nHost: example\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let lines = try await Self.lines(path, count: 2)
+        try #require(lines.count == 2)
+        #expect(lines[0].request == "GET /echo/old HTTP/1.0")
+        #expect(lines[0].status == 200)
+        #expect(lines[1].request == "GET /slow HTTP/1.1")
+        #expect(lines[1].status == 499)
+        #expect(lines[1].bodyBytes == 0)
+    }
+}
