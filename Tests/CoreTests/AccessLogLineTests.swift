@@ -23,12 +23,13 @@ struct AccessLogLineTests {
         var headers = HTTPHeaders()
         headers.add(name: "User-Agent", value: "")
         headers.add(name: "Authorization", value: "Basic !!not-base64")
+        headers.add(name: "Referer", value: "ref")
         let entry = AccessLogEntry(remoteAddress: "10.0.0.7", method: .DELETE, target: "/a b\\c", version: .http1_1,
                                    status: 204, bodyBytesSent: 1_234_567_890, headers: headers, requestID: "abc")
         var out: [UInt8] = []
         entry.write(to: &out, timeLocal: Array("01/Jan/2026:00:00:00 +0000".utf8))
         #expect(String(decoding: out, as: UTF8.self)
-            == #"10.0.0.7 - - [01/Jan/2026:00:00:00 +0000] "DELETE /a b\x5Cc HTTP/1.1" 204 1234567890 "-" "-" kong_request_id: "abc""# + "\n")
+            == #"10.0.0.7 - - [01/Jan/2026:00:00:00 +0000] "DELETE /a b\x5Cc HTTP/1.1" 204 1234567890 "ref" "" kong_request_id: "abc""# + "\n", "an empty User-Agent is empty, a missing one is -")
     }
 
     @Test func valuesAreEscapedAsNginxEscapesThem() {
@@ -37,15 +38,27 @@ struct AccessLogLineTests {
         #expect(String(decoding: out, as: UTF8.self) == #"a\x7F\x09\x22\x5C\xC3\xA9~ b"#)
     }
 
-    @Test func theRemoteUserIsTheBasicUserName() {
-        func user(_ value: String) -> String? {
+    /// nginx's `ngx_http_auth_basic_user`: `Basic ` in any case, spaces, base64 with optional
+    /// padding (nothing after `=` is read), `user:` with a user that is not empty; the bytes as
+    /// they are.
+    @Test func theRemoteUserIsReadAsNginxReadsIt() {
+        func user(_ value: String) -> [UInt8]? {
             var headers = HTTPHeaders()
             headers.add(name: "Authorization", value: value)
             return AccessLogEntry.remoteUser(headers)
         }
-        #expect(user("Basic " + Data("ann:pw:with:colons".utf8).base64EncodedString()) == "ann")
-        #expect(user("basic " + Data("bob".utf8).base64EncodedString()) == "bob")
-        #expect(user("Bearer " + Data("ann:pw".utf8).base64EncodedString()) == nil)
+        func b64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+        #expect(user("Basic " + b64(Array("ann:pw:with:colons".utf8))) == Array("ann".utf8))
+        #expect(user("bASIC    " + b64(Array("ann:".utf8))) == Array("ann".utf8), "an empty password is still a user")
+        #expect(user("Basic YW5uOnB3") == Array("ann".utf8), "ann:pw without padding")
+        #expect(user("Basic YW5uOnB3==garbage") == Array("ann".utf8), "nothing after = is read")
+        #expect(user("Basic " + b64([0xFF, 0x41, 0x3A, 0x78])) == [0xFF, 0x41], "bytes, not text")
+        #expect(user("Basic " + b64(Array("bob".utf8))) == nil, "no colon")
+        #expect(user("Basic " + b64(Array(":pw".utf8))) == nil, "an empty user")
+        #expect(user("Basic YW5uOnB3 ") == nil, "a trailing space is not base64")
+        #expect(user("Basic YW5uO") == nil, "4n + 1 characters")
+        #expect(user("Bearer " + b64(Array("ann:pw".utf8))) == nil)
         #expect(user("Basic") == nil)
+        #expect(user("Basic   ") == nil)
     }
 }

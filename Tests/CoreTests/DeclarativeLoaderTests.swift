@@ -288,6 +288,9 @@ struct SettingsTests {
         s = try Settings.load(confText: "proxy_access_log = logs/a.log custom buffer=16k\n", confPath: "kong.conf", environment: [:])
         #expect(s.proxyAccessLogPath == "/usr/local/kong/logs/a.log")
         #expect(s.warnings == ["kong.conf:1: proxy_access_log: 'custom buffer=16k' is not used by Silverback; lines are written in kong_log_format"])
+        s = try Settings.load(confText: nil, confPath: nil, environment: ["KONG_PROXY_ACCESS_LOG": "syslog:server=10.0.0.1:514"])
+        #expect(s.proxyAccessLogPath == nil)
+        #expect(s.warnings == ["KONG_PROXY_ACCESS_LOG: proxy_access_log: syslog destinations are not supported by Silverback; no access log is written"])
     }
 
     /// Kong drops properties it does not know; Silverback says which ones it ignores and starts.

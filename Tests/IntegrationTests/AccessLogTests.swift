@@ -90,8 +90,9 @@ struct AccessLogTests {
     }
 
     /// A client that leaves before the answer is logged with nginx's 499 and no body bytes; an
-    /// HTTP/1.0 request line is logged as it came.
-    @Test func aClientThatLeftIsLoggedAs499() async throws {
+    /// HTTP/1.0 request line and an absolute-form target are logged as they came; a request whose
+    /// body breaks off gets the 400 it was answered with.
+    @Test func requestsAreLoggedAsTheyCameAndEnded() async throws {
         let (h, path, directory) = try await Self.harness(routePath: "/")
         defer { try? FileManager.default.removeItem(at: directory) }
         defer { Task { await h.stop() } }
@@ -103,12 +104,23 @@ struct AccessLogTests {
             try await outbound.write(ByteBuffer(string: "GET /slow HTTP/1.1\r\nHost: example\r\n\r\n"))
             try await Task.sleep(for: .milliseconds(200))
         }
-        let lines = try await Self.lines(path, count: 2)
+        var lines = try await Self.lines(path, count: 2)
         try #require(lines.count == 2)
         #expect(lines[0].request == "GET /echo/old HTTP/1.0")
         #expect(lines[0].status == 200)
         #expect(lines[1].request == "GET /slow HTTP/1.1")
         #expect(lines[1].status == 499)
         #expect(lines[1].bodyBytes == 0)
+
+        let absolute = try await h.rawExchange("GET http://example.test/echo/abs?q=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+        #expect(absolute.hasPrefix("HTTP/1.1 200"), "\(absolute)")
+        let broken = try await h.rawExchange("POST /echo/broken HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        #expect(broken.hasPrefix("HTTP/1.1 400"), "\(broken)")
+        lines = try await Self.lines(path, count: 4)
+        try #require(lines.count == 4)
+        #expect(lines[2].request == "GET http://example.test/echo/abs?q=1 HTTP/1.1")
+        #expect(lines[3].request == "POST /echo/broken HTTP/1.1")
+        #expect(lines[3].status == 400)
+        #expect(lines[3].bodyBytes == Int(broken.split(separator: "\r\n\r\n", maxSplits: 1).last!.utf8.count))
     }
 }

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -73,6 +72,9 @@ final class AccessLogBatch {
         eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.writeLines() }
     }
 
+    /// Writes what is held now (at shutdown: no later turn may come).
+    func writeNow() { writeLines() }
+
     private func writeLines() {
         scheduled = false
         guard !lines.isEmpty else { return }
@@ -87,7 +89,7 @@ final class AccessLogBatch {
 ///     "$http_referer" "$http_user_agent" kong_request_id: "$kong_request_id"
 ///
 /// (one line). Values are escaped as nginx's `escape=default` does: `"`, `\`, control bytes and
-/// bytes from 0x7F as `\xHH`; a missing or empty value is `-`.
+/// bytes from 0x7F as `\xHH`; a missing value is `-`, an empty one stays empty.
 struct AccessLogEntry {
     /// `$remote_addr`: the client, or the address a trusted proxy named (`real_ip_header`).
     var remoteAddress: String
@@ -102,7 +104,7 @@ struct AccessLogEntry {
     func write(to out: inout [UInt8], timeLocal: [UInt8]) {
         Self.escaped(remoteAddress, to: &out)
         out.append(contentsOf: " - ".utf8)
-        Self.escaped(Self.remoteUser(headers), to: &out)
+        if let user = Self.remoteUser(headers) { Self.escaped(bytes: user, to: &out) } else { out.append(UInt8(ascii: "-")) }
         out.append(contentsOf: " [".utf8)
         out.append(contentsOf: timeLocal)
         out.append(contentsOf: "] \"".utf8)
@@ -126,22 +128,29 @@ struct AccessLogEntry {
         out.append(contentsOf: "\"\n".utf8)
     }
 
-    /// `$remote_user`: the user name of a `Basic` `Authorization` header (nginx decodes it for
-    /// the variable whether or not anything checks the password).
-    static func remoteUser(_ headers: HTTPHeaders) -> String? {
+    /// `$remote_user`: the user name of a `Basic` `Authorization` header, read as nginx's
+    /// `ngx_http_auth_basic_user` reads it (whether or not anything checks the password): nil
+    /// unless the value is `Basic ` (any case), spaces, base64 (padding optional) of `user:…`
+    /// with a user that is not empty.
+    static func remoteUser(_ headers: HTTPHeaders) -> [UInt8]? {
         guard let value = headers.first(name: "authorization") else { return nil }
-        let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "basic",
-              let decoded = Data(base64Encoded: String(parts[1].trimmingSpaces())) else { return nil }
-        let user = decoded.prefix(while: { $0 != UInt8(ascii: ":") })
-        return String(decoding: user, as: UTF8.self)
+        var encoded = Substring(value).utf8[...]
+        guard encoded.count >= 6, encoded.prefix(6).map({ $0 | 0x20 }).elementsEqual("basic ".utf8) else { return nil }
+        encoded = encoded.dropFirst(6).drop(while: { $0 == UInt8(ascii: " ") })
+        guard !encoded.isEmpty, let decoded = NginxBase64.decode(encoded),
+              let colon = decoded.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return nil }
+        return Array(decoded[..<colon])
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     static func escaped(_ value: String?, to out: inout [UInt8]) {
-        guard let value, !value.isEmpty else { return out.append(UInt8(ascii: "-")) }
-        for byte in value.utf8 {
+        guard let value else { return out.append(UInt8(ascii: "-")) }
+        escaped(bytes: value.utf8, to: &out)
+    }
+
+    static func escaped<Bytes: Sequence>(bytes: Bytes, to out: inout [UInt8]) where Bytes.Element == UInt8 {
+        for byte in bytes {
             if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 out.append(contentsOf: "\\x".utf8)
                 out.append(hexDigits[Int(byte >> 4)])
@@ -174,11 +183,41 @@ struct AccessLogEntry {
     }
 }
 
-private extension Substring {
-    func trimmingSpaces() -> Substring {
-        var text = self
-        while text.last == " " || text.last == "\t" { text.removeLast() }
-        return text
+/// nginx's `ngx_decode_base64`: the standard alphabet up to the first `=` (what follows is not
+/// read), no padding needed, any other byte or a length of 4n + 1 refused.
+enum NginxBase64 {
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
+            table[Int(byte)] = UInt8(index)
+        }
+        return table
+    }()
+
+    static func decode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        var sextets: [UInt8] = []
+        sextets.reserveCapacity(text.count)
+        for byte in text {
+            if byte == UInt8(ascii: "=") { break }
+            let value = values[Int(byte)]
+            guard value != 0xFF else { return nil }
+            sextets.append(value)
+        }
+        guard sextets.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(sextets.count * 3 / 4)
+        var index = 0
+        while index + 4 <= sextets.count {
+            let (a, b, c, d) = (sextets[index], sextets[index + 1], sextets[index + 2], sextets[index + 3])
+            out.append(a << 2 | b >> 4)
+            out.append(b << 4 | c >> 2)
+            out.append(c << 6 | d)
+            index += 4
+        }
+        let rest = sextets.count - index
+        if rest > 1 { out.append(sextets[index] << 2 | sextets[index + 1] >> 4) }
+        if rest > 2 { out.append(sextets[index + 1] << 4 | sextets[index + 2] >> 2) }
+        return out
     }
 }
 

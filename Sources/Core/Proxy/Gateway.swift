@@ -90,6 +90,8 @@ public final class Gateway: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.logSink.run() }
             await server.waitUntilStopped()
+            // The drain's last access lines wait for a loop turn that may never come.
+            await server.services.pools.writePendingAccessLines()
             logSink.finish()
         }
         if ownsGroup { try? await group.shutdownGracefully() }

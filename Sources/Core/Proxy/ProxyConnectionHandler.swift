@@ -102,11 +102,12 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         readTimer = nil
         clientTimer?.cancel()
         clientTimer = nil
-        services.connections.unregister(context.channel)
+        // Logged before the connection is let go: the last one let go ends a drain.
         if let exchange {
             abandon(exchange)
             logAbandoned(exchange)
         }
+        services.connections.unregister(context.channel)
         context.fireChannelInactive()
     }
 
@@ -227,7 +228,6 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let context else { return }
         closing = true
         guard exchange?.responseStarted != true else { return closeFlushingFirst() }
-        if let exchange { abandon(exchange) }
         let (status, message): (Int, String) = switch kind {
         case .malformed: (400, "Bad request")
         case .headTooLarge: (400, "Request header or cookie too large")
@@ -247,6 +247,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                          answering: .GET, allocator: context.channel.allocator)
         bytes.writeString(rendered.body)
         _ = encoder.end()
+        // A request under way (its body broke off) is refused with this answer: nginx logs it so.
+        if let exchange {
+            abandon(exchange)
+            exchange.request.exchangeLog.status = status
+            exchange.responseBytes = bytes.readableBytes
+            exchange.responseHeadBytes = bytes.readableBytes - rendered.body.utf8.count
+            if let accessLog = services.accessLog, let pool { writeAccessLine(exchange, log: accessLog, pool: pool) }
+        }
         context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
@@ -268,6 +276,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.requestHeadBytes = parser.lastHeadSize
         exchange.clientBodyChunked = parser.lastHeadChunked
+        exchange.receivedTarget = parser.lastAbsoluteTarget
         headStartedAt = nil
         servedRequests = true
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
@@ -278,8 +287,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             // The gateway reads the body itself (as nginx does): the client may send it now.
             if let context {
                 let interim = HTTP1Encoder.continueHead(version: head.version, allocator: context.channel.allocator)
-                exchange.responseBytes += interim.readableBytes  // nginx's bytes_sent counts it
-                exchange.responseHeadBytes += interim.readableBytes
+                // nginx's bytes_sent counts it, and so does its body_bytes_sent (`sent` minus the
+                // answer's own head).
+                exchange.responseBytes += interim.readableBytes
                 context.writeAndFlush(wrapOutboundOut(interim), promise: nil)
             }
         }
@@ -1125,7 +1135,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         let request = exchange.request
         batch.append(AccessLogEntry(remoteAddress: request.forwardedClientAddress, method: exchange.head.method,
-                                    target: exchange.head.uri, version: exchange.head.version,
+                                    target: exchange.receivedTarget ?? exchange.head.uri, version: exchange.head.version,
                                     status: request.exchangeLog.status,
                                     bodyBytesSent: exchange.responseBytes - exchange.responseHeadBytes,
                                     headers: exchange.head.headers, requestID: request.requestID))

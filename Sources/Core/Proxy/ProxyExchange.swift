@@ -78,9 +78,12 @@ extension ProxyConnectionHandler {
         var requestHeadBytes = 0
         var requestBodyBytes = 0
         var responseBytes = 0
-        /// Of `responseBytes`, the heads (a `100 Continue`'s and the answer's): the rest is
-        /// nginx's `body_bytes_sent`.
+        /// Of `responseBytes`, the answer's head: the rest (a `100 Continue` included, as nginx
+        /// counts it) is nginx's `body_bytes_sent`.
         var responseHeadBytes = 0
+        /// The request target as received when the parser rewrote it (an absolute-form
+        /// `http://host/path`), for the access log's `$request`.
+        var receivedTarget: String?
         var proxyLatency: Int64 = 0
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)

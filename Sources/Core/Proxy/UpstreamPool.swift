@@ -278,18 +278,33 @@ final class UpstreamPool {
 
 /// One pool per event loop, created on first use.
 final class UpstreamPools: Sendable {
-    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+    private let pools = NIOLoopBoundBoxes()
+
+    /// Writes every loop's access log lines not written yet (at shutdown, when no loop turn may
+    /// come to write them), on each pool's loop.
+    func writePendingAccessLines() async {
+        for bound in pools.all {
+            try? await bound.eventLoop.submit { bound.value.accessLines?.writeNow() }.get()
+        }
+    }
 
     /// Must be called on `eventLoop`.
     func pool(for eventLoop: any EventLoop) -> UpstreamPool {
         let key = ObjectIdentifier(eventLoop)
-        return pools.withLockedValue { pools in
+        return pools.boxes.withLockedValue { pools in
             if let existing = pools[key] { return existing.value }
             let pool = UpstreamPool(eventLoop: eventLoop)
             pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
             return pool
         }
     }
+}
+
+/// The pools by their loop (`UpstreamPools`), behind a lock: taken on each loop's first
+/// connection, read all at once at shutdown.
+private final class NIOLoopBoundBoxes: Sendable {
+    let boxes = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+    var all: [NIOLoopBound<UpstreamPool>] { boxes.withLockedValue { Array($0.values) } }
 }
 
 /// Why connecting upstream failed, mapped to Kong's status and text (spec §8.4).

@@ -82,6 +82,13 @@ public struct Settings: Sendable, Equatable {
             // of the user's, buffering) are not read; the line is always `kong_log_format`.
             let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard let path = words.first else { throw SettingsError("\(source): proxy_access_log must not be empty") }
+            // nginx's `syslog:server=…` destination is no file: nothing is written, and a start
+            // warning says so (rather than a file named `syslog:…` under the prefix).
+            if path.hasPrefix("syslog:") {
+                proxyAccessLog = nil
+                warnings.append("\(source): proxy_access_log: syslog destinations are not supported by Silverback; no access log is written")
+                break
+            }
             proxyAccessLog = path == "off" ? nil : String(path)
             if words.count > 1 {
                 warnings.append("\(source): proxy_access_log: '\(words.dropFirst().joined(separator: " "))' is not used by Silverback; lines are written in kong_log_format")

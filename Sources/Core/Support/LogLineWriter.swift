@@ -4,11 +4,11 @@ import Glibc
 import Darwin
 #endif
 
-/// Appends whole log lines to an open descriptor, as nginx's log writes do: a regular file
-/// opened `O_APPEND` takes a batch of lines in one `write(2)` (whole lines only, so another
-/// writer's lines never cut into them); a pipe, FIFO or terminal (`/dev/stdout` in a container)
-/// takes one write per line, atomic only up to `PIPE_BUF` bytes, which a line fits and a batch
-/// does not. The access log and file-log write through it.
+/// Appends whole log lines to an open descriptor. A regular file opened `O_APPEND` takes a
+/// batch of lines in one `write(2)` (whole lines only, so another writer's lines never cut into
+/// them; nginx without `buffer=` writes each line by itself); a pipe, FIFO or terminal
+/// (`/dev/stdout` in a container) takes one write per line, atomic only up to `PIPE_BUF` bytes,
+/// which a line fits and a batch does not. The access log and file-log write through it.
 public enum LogLineWriter {
     /// Whether batches may go out whole (the descriptor is a regular file).
     public static func takesWholeBatches(_ descriptor: Int32) -> Bool {
@@ -16,14 +16,14 @@ public enum LogLineWriter {
         return fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
     }
 
-    /// Writes `bytes` (ending with a line's end), retrying short writes; on an error, `failed`
-    /// gets `errno` and the rest of the bytes are dropped.
+    /// Writes `bytes` (ending with a line's end), retrying short writes. On an error `failed`
+    /// gets `errno`: a batch is dropped whole; line by line, only the line that failed is.
     public static func write(lines bytes: UnsafeRawBufferPointer, to descriptor: Int32, wholeBatches: Bool,
                              failed: (Int32) -> Void) {
         if wholeBatches { writeAll(bytes, to: descriptor, failed: failed); return }
         var lineStart = 0
         while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
-            guard writeAll(UnsafeRawBufferPointer(rebasing: bytes[lineStart...newline]), to: descriptor, failed: failed) else { return }
+            writeAll(UnsafeRawBufferPointer(rebasing: bytes[lineStart...newline]), to: descriptor, failed: failed)
             lineStart = newline + 1
         }
     }

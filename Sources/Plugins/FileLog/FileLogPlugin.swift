@@ -100,4 +100,3 @@ final class FileLogHandler: WithoutRequestPhases, @unchecked Sendable {
         return true
     }
 }
-

@@ -80,6 +80,9 @@ struct HTTP1Parser {
     /// The last head's body is chunked (`Transfer-Encoding` ending in `chunked`; a request then
     /// has no `Content-Length`, the parser refuses both).
     private(set) var lastHeadChunked = false
+    /// The last request's target as received when it was in absolute form (`http://host/path`,
+    /// which the head carries as `/path`); nil for the usual origin form.
+    private(set) var lastAbsoluteTarget: String?
 
     /// The current response's body ends only with the connection (it cannot be reused).
     var bodyEndsWithConnection: Bool {
@@ -276,6 +279,7 @@ struct HTTP1Parser {
             buffer.moveReaderIndex(forwardBy: end)
             lastHeadSize = end
             lastHeadChunked = parsed.transferEncodingIsChunked == true
+            lastAbsoluteTarget = parsed.absoluteTarget
             lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose
                 // An HTTP/1.0 message with Transfer-Encoding closes after it (RFC 9112 §6.1).
                 : parsed.connectionKeepAlive && parsed.transferEncodingIsChunked == nil
@@ -344,6 +348,8 @@ private struct ParsedHead {
     /// The host of an absolute-form request target (`GET http://host/path`), which names the
     /// request's host instead of the Host header (RFC 9112 §3.2.2, as nginx reads it).
     var targetAuthority: String?
+    /// An absolute-form target as it came (only then: the usual form allocates nothing more).
+    var absoluteTarget: String?
 
     /// nil when the head is well formed; otherwise why not.
     mutating func parse(_ bytes: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind) -> String? {
@@ -383,6 +389,7 @@ private struct ParsedHead {
         }
         if targetBytes.first != UInt8(ascii: "/") {
             guard let (authority, rest) = Self.absoluteForm(targetBytes) else { return "invalid request target" }
+            absoluteTarget = String(decoding: targetBytes, as: UTF8.self)
             targetAuthority = authority
             targetBytes = rest
         }
