@@ -10,27 +10,38 @@ public struct AdminServer: Sendable {
     /// Kong's `status_listen`: only `GET /status` and `/status/ready` are served (health probes,
     /// monitoring), everything else is `404`.
     public let statusOnly: Bool
+    /// Kong's `admin_access_log` / `status_access_log`: a `combined` line per request; nil: off.
+    public let accessLog: AccessLog?
     /// Kong's limit on Admin API request bodies (`nginx_admin_client_max_body_size`, 10m).
     static let maxBodySize = 10 << 20
     static let statusPaths: Set<String> = ["/status", "/status/", "/status/ready", "/status/ready/"]
 
-    public init(api: AdminAPI, statusOnly: Bool = false) {
+    public init(api: AdminAPI, statusOnly: Bool = false, accessLog: AccessLog? = nil) {
         self.api = api
         self.statusOnly = statusOnly
+        self.accessLog = accessLog
     }
 
     /// Runs until the surrounding task is cancelled; `onRunning` receives the bound port.
     public func run(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let api = self.api
         let statusOnly = self.statusOnly
-        let responder = CallbackResponder<BasicRequestContext> { request, _ in
+        let accessLog = self.accessLog
+        let responder = CallbackResponder<AdminRequestContext> { request, context in
+            let (response, bodyBytes): (Response, Int)
             if statusOnly && !Self.statusPaths.contains(request.uri.path) {
                 var fields = HTTPFields()
                 fields.append(HTTPField(name: .contentType, value: "application/json; charset=utf-8"))
-                return Response(status: .notFound, headers: fields,
-                                body: .init(byteBuffer: ByteBuffer(string: #"{"message":"Not found"}"#)))
+                let body = ByteBuffer(string: #"{"message":"Not found"}"#)
+                (response, bodyBytes) = (Response(status: .notFound, headers: fields, body: .init(byteBuffer: body)), body.readableBytes)
+            } else {
+                (response, bodyBytes) = try await Self.response(for: request, api: api, checkingToken: !statusOnly)
             }
-            return try await Self.response(for: request, api: api, checkingToken: !statusOnly)
+            accessLog?.writeCombinedLine(remoteAddress: context.remoteAddress?.ipAddress ?? "-", method: request.method.rawValue,
+                                         target: request.uri.description, status: response.status.code,
+                                         bodyBytesSent: bodyBytes, referer: request.headers[.referer],
+                                         userAgent: request.headers[.userAgent], authorization: request.headers[.authorization])
+            return response
         }
         // Hummingbird's own lines follow the node's `log_level` (its start line is `info`).
         var logger = Logger(label: "silverback.admin")
@@ -51,7 +62,8 @@ public struct AdminServer: Sendable {
         try await app.run()
     }
 
-    static func response(for request: Request, api: AdminAPI, checkingToken: Bool = true) async throws -> Response {
+    /// The answer, and its body's size (for the access log).
+    static func response(for request: Request, api: AdminAPI, checkingToken: Bool = true) async throws -> (Response, Int) {
         var headers: [String: [String]] = [:]
         for field in request.headers { headers[field.name.canonicalName, default: []].append(field.value) }
         let body = try await request.body.collect(upTo: maxBodySize)
@@ -64,7 +76,18 @@ public struct AdminServer: Sendable {
         for (name, value) in answer.headers {
             if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
         }
-        return Response(status: .init(code: answer.status), headers: fields,
-                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+        return (Response(status: .init(code: answer.status), headers: fields,
+                         body: .init(byteBuffer: ByteBuffer(bytes: answer.body))), answer.body.count)
+    }
+}
+
+/// Hummingbird's basic context, with the client's address (the access log's `$remote_addr`).
+struct AdminRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }

@@ -91,19 +91,20 @@ struct Start: AsyncParsableCommand, AsyncEntry {
     static let configuration = CommandConfiguration(abstract: "Start the gateway.")
     @OptionGroup var node: NodeOptions
 
-    /// `proxy_access_log`, opened before anything listens: as nginx, a node whose configured log
-    /// cannot be opened does not start. `<prefix>/logs` is made as Kong prepares its prefix. Only
-    /// Kong's default (`logs/access.log`) in a prefix this user cannot write is a warning, as the
-    /// pid file there is: the node runs without an access log rather than not at all.
-    static func openAccessLog(_ settings: Settings) throws -> AccessLog? {
-        guard let path = settings.proxyAccessLogPath else { return nil }
+    /// An `*_access_log` (`value` as set, `defaultValue` Kong's), opened before anything
+    /// listens: as nginx, a node whose configured log cannot be opened does not start.
+    /// `<prefix>/logs` is made as Kong prepares its prefix. Only Kong's default path in a prefix
+    /// this user cannot write is a warning, as the pid file there is: the node runs without that
+    /// log rather than not at all.
+    static func openAccessLog(_ value: String?, defaultValue: String?, _ settings: Settings) throws -> AccessLog? {
+        guard let path = settings.accessLogPath(value) else { return nil }
         let logs = settings.prefix + "/logs"
         if path.hasPrefix(logs + "/") {
             try? FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         }
         do { return try AccessLog(path: path) } catch {
-            guard settings.proxyAccessLog == Settings.defaultProxyAccessLog else { throw CLIError(error.message) }
-            FileHandle.standardError.write(Data("warning: \(error.message); running without an access log\n".utf8))
+            guard value == defaultValue else { throw CLIError(error.message) }
+            FileHandle.standardError.write(Data("warning: \(error.message); running without that access log\n".utf8))
             return nil
         }
     }
@@ -136,7 +137,8 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment },
                                                  counterDatabase: counters)
         let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy,
-                              accessLog: try Self.openAccessLog(settings))
+                              accessLog: try Self.openAccessLog(settings.proxyAccessLog,
+                                                                defaultValue: Settings.defaultProxyAccessLog, settings))
         let persisted = AdminAPI.persistedConfigPath(prefix: settings.prefix)
         var initialHash: String?
         var database: EntityDatabase?
@@ -191,8 +193,10 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         // SIGHUP re-reads the declarative file; a DB-mode node has none (its database is the source).
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: database == nil ? settings.declarativeConfig : nil,
                                      admin: adminAPI)
-        let admin = AdminServer(api: adminAPI)
-        let status = AdminServer(api: adminAPI, statusOnly: true)
+        let admin = AdminServer(api: adminAPI, accessLog: settings.adminListen.isEmpty ? nil
+            : try Self.openAccessLog(settings.adminAccessLog, defaultValue: Settings.defaultAdminAccessLog, settings))
+        let status = AdminServer(api: adminAPI, statusOnly: true, accessLog: settings.statusListen.isEmpty ? nil
+            : try Self.openAccessLog(settings.statusAccessLog, defaultValue: nil, settings))
         // TLS is not served on the Admin API or the status listener: an `ssl` address is not
         // opened at all, rather than answering in cleartext where TLS is expected.
         var servedListeners: [(address: ListenAddress, server: AdminServer, property: String)] = []

@@ -288,6 +288,11 @@ struct SettingsTests {
         s = try Settings.load(confText: "proxy_access_log = logs/a.log custom buffer=16k\n", confPath: "kong.conf", environment: [:])
         #expect(s.proxyAccessLogPath == "/usr/local/kong/logs/a.log")
         #expect(s.warnings == ["kong.conf:1: proxy_access_log: 'custom buffer=16k' is not used by Silverback; lines are written in kong_log_format"])
+        #expect(s.adminAccessLog == "logs/admin_access.log" && s.statusAccessLog == nil, "Kong's defaults")
+        s = try Settings.load(confText: "admin_access_log = /var/log/admin.log\nstatus_access_log = logs/status.log\n",
+                              confPath: "kong.conf", environment: [:])
+        #expect(s.accessLogPath(s.adminAccessLog) == "/var/log/admin.log")
+        #expect(s.accessLogPath(s.statusAccessLog) == "/usr/local/kong/logs/status.log")
         s = try Settings.load(confText: nil, confPath: nil, environment: ["KONG_PROXY_ACCESS_LOG": "syslog:server=10.0.0.1:514"])
         #expect(s.proxyAccessLogPath == nil)
         #expect(s.warnings == ["KONG_PROXY_ACCESS_LOG: proxy_access_log: syslog destinations are not supported by Silverback; no access log is written"])
@@ -296,12 +301,12 @@ struct SettingsTests {
     /// Kong drops properties it does not know; Silverback says which ones it ignores and starts.
     /// Files with Windows line endings read as any other; `status_listen` and `role` are read.
     @Test func unusedPropertiesWarnAndCRLFFilesRead() throws {
-        let conf = "# kong.conf from Windows\r\nproxy_listen = 127.0.0.1:9000\r\nadmin_access_log = /dev/stdout\r\n"
+        let conf = "# kong.conf from Windows\r\nproxy_listen = 127.0.0.1:9000\r\nnginx_worker_processes = auto\r\n"
             + "status_listen = 0.0.0.0:8100\r\nrole = traditional\r\n"
         let s = try Settings.load(confText: conf, confPath: "kong.conf", environment: [:])
         #expect(s.proxyListen == [ListenAddress(host: "127.0.0.1", port: 9000)])
         #expect(s.statusListen == [ListenAddress(host: "0.0.0.0", port: 8100)])
-        #expect(s.warnings == ["kong.conf:3: property 'admin_access_log' is not used by Silverback; ignored"])
+        #expect(s.warnings == ["kong.conf:3: property 'nginx_worker_processes' is not used by Silverback; ignored"])
         #expect(throws: SettingsError.self) {
             try Settings.load(confText: nil, confPath: nil, environment: ["KONG_ROLE": "data_plane"])
         }

@@ -189,7 +189,7 @@ struct CLITests {
         let withoutLog = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": blocked.path])
         #expect(withoutLog.stop() == 0)
         let warned = String(decoding: withoutLog.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(warned.contains("warning: could not open the access log \(blocked.path)/logs/access.log: Not a directory; running without an access log"),
+        #expect(warned.contains("warning: could not open the access log \(blocked.path)/logs/access.log: Not a directory; running without that access log"),
                 "\(warned)")
         let missingConf = try run(["start", "-c", "kong-compat/no-such.conf"])
         #expect(missingConf.status == 1)
@@ -246,6 +246,14 @@ struct CLITests {
         #expect(lines.count == 2, "\(accessLog)")
         #expect(lines.first?.contains(#""GET /nothing-here HTTP/1.1" 404 "#) == true, "\(accessLog)")
         #expect(lines.last?.contains(#""GET /lonely HTTP/1.1" 503 "#) == true, "\(accessLog)")
+        // admin_access_log: nginx's combined format (no request ID), under the prefix too.
+        let adminLog = try String(contentsOf: prefix.appendingPathComponent("logs/admin_access.log"), encoding: .utf8)
+        let adminLines = adminLog.split(separator: "\n")
+        #expect(adminLines.count == 2, "\(adminLog)")
+        #expect(adminLines.first?.hasPrefix("127.0.0.1 - - [") == true, "\(adminLog)")
+        #expect(adminLines.first?.contains(#""GET /status HTTP/1.1" 200 "#) == true, "\(adminLog)")
+        #expect(adminLines.last?.contains(#""POST /config HTTP/1.1" 201 "#) == true, "\(adminLog)")
+        #expect(adminLines.allSatisfy { !$0.contains("kong_request_id") && $0.hasSuffix("\"") }, "\(adminLog)")
     }
 
     /// Kong's `declarative_config_string` (containers set `KONG_DECLARATIVE_CONFIG_STRING`): the

@@ -40,6 +40,25 @@ public final class AccessLog: Sendable {
     }
 }
 
+extension AccessLog {
+    /// nginx's default `combined` format, which Kong's Admin API and status servers log in
+    /// (`admin_access_log`, `status_access_log`): `kong_log_format` without the request ID. One
+    /// write per line, from any thread: these servers answer a few requests, not a stream.
+    public func writeCombinedLine(remoteAddress: String, method: String, target: String, status: Int,
+                                  bodyBytesSent: Int, referer: String?, userAgent: String?, authorization: String?) {
+        var headers = HTTPHeaders()
+        if let referer { headers.add(name: "Referer", value: referer) }
+        if let userAgent { headers.add(name: "User-Agent", value: userAgent) }
+        if let authorization { headers.add(name: "Authorization", value: authorization) }
+        let entry = AccessLogEntry(remoteAddress: remoteAddress, method: HTTPMethod(rawValue: method), target: target,
+                                   version: .http1_1, status: status, bodyBytesSent: bodyBytesSent, headers: headers,
+                                   requestID: nil)
+        var line: [UInt8] = []
+        entry.write(to: &line, timeLocal: AccessLogClock.format(time(nil)))
+        line.withUnsafeBytes { write(lines: $0) }
+    }
+}
+
 public struct AccessLogError: Error, Sendable, CustomStringConvertible {
     public let message: String
     init(_ message: String) { self.message = message }
@@ -99,7 +118,8 @@ struct AccessLogEntry {
     var status: Int
     var bodyBytesSent: Int
     var headers: HTTPHeaders
-    var requestID: String
+    /// `$kong_request_id`; nil for nginx's `combined` format, which ends before it.
+    var requestID: String?
 
     func write(to out: inout [UInt8], timeLocal: [UInt8]) {
         Self.escaped(remoteAddress, to: &out)
@@ -123,8 +143,10 @@ struct AccessLogEntry {
         Self.escaped(headers.first(name: "referer"), to: &out)
         out.append(contentsOf: "\" \"".utf8)
         Self.escaped(headers.first(name: "user-agent"), to: &out)
-        out.append(contentsOf: "\" kong_request_id: \"".utf8)
-        Self.escaped(requestID, to: &out)
+        if let requestID {
+            out.append(contentsOf: "\" kong_request_id: \"".utf8)
+            Self.escaped(requestID, to: &out)
+        }
         out.append(contentsOf: "\"\n".utf8)
     }
 

@@ -23,6 +23,10 @@ public struct Settings: Sendable, Equatable {
     /// when `off`.
     public var proxyAccessLog: String? = Settings.defaultProxyAccessLog
     public static let defaultProxyAccessLog = "logs/access.log"
+    /// Kong's `admin_access_log` and `status_access_log` (nginx's `combined` lines).
+    public var adminAccessLog: String? = Settings.defaultAdminAccessLog
+    public static let defaultAdminAccessLog = "logs/admin_access.log"
+    public var statusAccessLog: String?
     public var logLevel = "notice"
     /// Kong's `plugins` property: `bundled`, `off`, or plugin names.
     public var plugins = ["bundled"]
@@ -42,7 +46,7 @@ public struct Settings: Sendable, Equatable {
     /// Property names this node understands.
     public static let knownProperties: Set<String> = [
         "database", "declarative_config", "declarative_config_string", "proxy_listen", "status_listen", "role", "admin_listen", "prefix", "log_level", "plugins",
-        "proxy_access_log",
+        "proxy_access_log", "admin_access_log", "status_access_log",
         "ssl_cert", "ssl_cert_key", "admin_token", "trusted_ips", "real_ip_header", "real_ip_recursive",
         "headers", "headers_upstream",
         "allow_debug_header", "port_maps",
@@ -78,21 +82,11 @@ public struct Settings: Sendable, Equatable {
             guard !value.isEmpty else { throw SettingsError("\(source): prefix must not be empty") }
             prefix = value
         case "proxy_access_log":
-            // `path [format] [buffer=…]…`: nginx's access_log arguments after the path (a format
-            // of the user's, buffering) are not read; the line is always `kong_log_format`.
-            let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard let path = words.first else { throw SettingsError("\(source): proxy_access_log must not be empty") }
-            // nginx's `syslog:server=…` destination is no file: nothing is written, and a start
-            // warning says so (rather than a file named `syslog:…` under the prefix).
-            if path.hasPrefix("syslog:") {
-                proxyAccessLog = nil
-                warnings.append("\(source): proxy_access_log: syslog destinations are not supported by Silverback; no access log is written")
-                break
-            }
-            proxyAccessLog = path == "off" ? nil : String(path)
-            if words.count > 1 {
-                warnings.append("\(source): proxy_access_log: '\(words.dropFirst().joined(separator: " "))' is not used by Silverback; lines are written in kong_log_format")
-            }
+            proxyAccessLog = try accessLogValue(name, value, source: source, format: "kong_log_format")
+        case "admin_access_log":
+            adminAccessLog = try accessLogValue(name, value, source: source, format: "nginx's combined format")
+        case "status_access_log":
+            statusAccessLog = try accessLogValue(name, value, source: source, format: "nginx's combined format")
         case "log_level":
             guard Self.logLevels.contains(value) else {
                 throw SettingsError("\(source): log_level has an invalid value: '\(value)' (\(Self.logLevels.joined(separator: ", ")))")
@@ -196,9 +190,30 @@ public struct Settings: Sendable, Equatable {
 
     /// The access log's file: `proxy_access_log` as nginx reads it, relative to the prefix
     /// unless absolute; nil when off.
-    public var proxyAccessLogPath: String? {
-        guard let path = proxyAccessLog else { return nil }
+    public var proxyAccessLogPath: String? { accessLogPath(proxyAccessLog) }
+
+    /// An `*_access_log` value's file, as nginx reads it: relative to the prefix unless absolute.
+    public func accessLogPath(_ value: String?) -> String? {
+        guard let path = value else { return nil }
         return path.hasPrefix("/") ? path : prefix + "/" + path
+    }
+
+    /// `path [format] [buffer=…]…` → the path, nil for `off`. nginx's arguments after the path
+    /// (a format of the user's, buffering) are not read: a warning says so. nginx's
+    /// `syslog:server=…` destination is no file: nothing is written, and a warning says so
+    /// (rather than a file named `syslog:…` under the prefix).
+    private mutating func accessLogValue(_ name: String, _ value: String, source: String,
+                                         format: String) throws(SettingsError) -> String? {
+        let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard let path = words.first else { throw SettingsError("\(source): \(name) must not be empty") }
+        if path.hasPrefix("syslog:") {
+            warnings.append("\(source): \(name): syslog destinations are not supported by Silverback; no access log is written")
+            return nil
+        }
+        if words.count > 1 {
+            warnings.append("\(source): \(name): '\(words.dropFirst().joined(separator: " "))' is not used by Silverback; lines are written in \(format)")
+        }
+        return path == "off" ? nil : String(path)
     }
 
     /// Where Kong looks for its configuration file when `-c` names none, in this order
