@@ -28,20 +28,28 @@ public struct AdminServer: Sendable {
         let statusOnly = self.statusOnly
         let accessLog = self.accessLog
         let responder = CallbackResponder<AdminRequestContext> { request, context in
-            let (response, bodyBytes): (Response, Int)
+            func log(status: Int, bodyBytes: Int) {
+                accessLog?.writeCombinedLine(remoteAddress: context.remoteAddress?.ipAddress ?? "-", method: request.method.rawValue,
+                                             target: request.uri.description, status: status, bodyBytesSent: bodyBytes,
+                                             referer: request.headers[.referer], userAgent: request.headers[.userAgent],
+                                             authorization: request.headers[.authorization])
+            }
             if statusOnly && !Self.statusPaths.contains(request.uri.path) {
                 var fields = HTTPFields()
                 fields.append(HTTPField(name: .contentType, value: "application/json; charset=utf-8"))
                 let body = ByteBuffer(string: #"{"message":"Not found"}"#)
-                (response, bodyBytes) = (Response(status: .notFound, headers: fields, body: .init(byteBuffer: body)), body.readableBytes)
-            } else {
-                (response, bodyBytes) = try await Self.response(for: request, api: api, checkingToken: !statusOnly)
+                log(status: 404, bodyBytes: body.readableBytes)
+                return Response(status: .notFound, headers: fields, body: .init(byteBuffer: body))
             }
-            accessLog?.writeCombinedLine(remoteAddress: context.remoteAddress?.ipAddress ?? "-", method: request.method.rawValue,
-                                         target: request.uri.description, status: response.status.code,
-                                         bodyBytesSent: bodyBytes, referer: request.headers[.referer],
-                                         userAgent: request.headers[.userAgent], authorization: request.headers[.authorization])
-            return response
+            do {
+                let (response, bodyBytes) = try await Self.response(for: request, api: api, checkingToken: !statusOnly)
+                log(status: response.status.code, bodyBytes: bodyBytes)
+                return response
+            } catch let error as HTTPResponseError {
+                // Hummingbird answers it (a body over the limit: 413): logged with that status.
+                log(status: error.status.code, bodyBytes: 0)
+                throw error
+            }
         }
         // Hummingbird's own lines follow the node's `log_level` (its start line is `info`).
         var logger = Logger(label: "silverback.admin")

@@ -136,6 +136,11 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         }
         let factories = BundledPlugins.factories(environment: { ProcessInfo.processInfo.environment },
                                                  counterDatabase: counters)
+        // The Admin API's and status listener's logs are opened with the proxy's, before anything listens.
+        let adminAccessLog = settings.adminListen.isEmpty ? nil
+            : try Self.openAccessLog(settings.adminAccessLog, defaultValue: Settings.defaultAdminAccessLog, settings)
+        let statusAccessLog = settings.statusListen.isEmpty ? nil
+            : try Self.openAccessLog(settings.statusAccessLog, defaultValue: nil, settings)
         let gateway = Gateway(loader: loader, factories: factories, options: settings.proxy,
                               accessLog: try Self.openAccessLog(settings.proxyAccessLog,
                                                                 defaultValue: Settings.defaultProxyAccessLog, settings))
@@ -193,10 +198,8 @@ struct Start: AsyncParsableCommand, AsyncEntry {
         // SIGHUP re-reads the declarative file; a DB-mode node has none (its database is the source).
         let signals = SignalHandlers(gateway: gateway, declarativeConfig: database == nil ? settings.declarativeConfig : nil,
                                      admin: adminAPI)
-        let admin = AdminServer(api: adminAPI, accessLog: settings.adminListen.isEmpty ? nil
-            : try Self.openAccessLog(settings.adminAccessLog, defaultValue: Settings.defaultAdminAccessLog, settings))
-        let status = AdminServer(api: adminAPI, statusOnly: true, accessLog: settings.statusListen.isEmpty ? nil
-            : try Self.openAccessLog(settings.statusAccessLog, defaultValue: nil, settings))
+        let admin = AdminServer(api: adminAPI, accessLog: adminAccessLog)
+        let status = AdminServer(api: adminAPI, statusOnly: true, accessLog: statusAccessLog)
         // TLS is not served on the Admin API or the status listener: an `ssl` address is not
         // opened at all, rather than answering in cleartext where TLS is expected.
         var servedListeners: [(address: ListenAddress, server: AdminServer, property: String)] = []

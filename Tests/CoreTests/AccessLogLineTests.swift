@@ -59,6 +59,7 @@ struct AccessLogLineTests {
         #expect(user("Basic YW5uO") == nil, "4n + 1 characters")
         #expect(user("Bearer " + b64(Array("ann:pw".utf8))) == nil)
         #expect(user("Basic") == nil)
+        #expect(user("Basic\u{0}YW5uOnB3") == nil, "the space after Basic is a space")
         #expect(user("Basic   ") == nil)
     }
 }

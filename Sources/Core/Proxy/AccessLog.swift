@@ -5,6 +5,7 @@ import Darwin
 #endif
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// The proxy's access log, as Kong configures nginx's (`proxy_access_log`, default
 /// `logs/access.log` under the prefix; `off` turns it off): one line per request in Kong's
@@ -17,6 +18,8 @@ public final class AccessLog: Sendable {
     public let path: String
     private let descriptor: Int32
     private let writesWholeBatches: Bool
+    /// When a failed write was last reported (seconds since the epoch).
+    private let lastFailureReport = Atomic<Int>(-60)
 
     /// Opens (creating) the file for appending; an error says why, as nginx's `open() failed`.
     public init(path: String) throws(AccessLogError) {
@@ -33,8 +36,14 @@ public final class AccessLog: Sendable {
 
     /// Writes whole lines (`bytes` ends with a line's end). A failed write is reported and its
     /// lines dropped: a full disk must not stop the proxy, as it does not stop nginx.
+    /// Reported at most once a minute, as nginx reports a log it cannot write: a closed
+    /// `/dev/stdout` fails every line.
     func write(lines bytes: UnsafeRawBufferPointer) {
         LogLineWriter.write(lines: bytes, to: descriptor, wholeBatches: writesWholeBatches) { error in
+            let now = Int(time(nil))
+            let last = lastFailureReport.load(ordering: .relaxed)
+            guard now - last >= 60, lastFailureReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+            else { return }
             ErrorLog.report("[access log] write to \(path) failed: \(String(cString: strerror(error)))")
         }
     }
@@ -157,7 +166,8 @@ struct AccessLogEntry {
     static func remoteUser(_ headers: HTTPHeaders) -> [UInt8]? {
         guard let value = headers.first(name: "authorization") else { return nil }
         var encoded = Substring(value).utf8[...]
-        guard encoded.count >= 6, encoded.prefix(6).map({ $0 | 0x20 }).elementsEqual("basic ".utf8) else { return nil }
+        guard encoded.count >= 6, encoded.prefix(5).map({ $0 | 0x20 }).elementsEqual("basic".utf8),
+              encoded.dropFirst(5).first == UInt8(ascii: " ") else { return nil }
         encoded = encoded.dropFirst(6).drop(while: { $0 == UInt8(ascii: " ") })
         guard !encoded.isEmpty, let decoded = NginxBase64.decode(encoded),
               let colon = decoded.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return nil }

@@ -90,7 +90,7 @@ public final class Gateway: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.logSink.run() }
             await server.waitUntilStopped()
-            // The drain's last access lines wait for a loop turn that may never come.
+            // The drain's last access lines are queued on the loops: waited for before the end.
             await server.services.pools.writePendingAccessLines()
             logSink.finish()
         }

@@ -117,14 +117,22 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// task (access, a response inspection) may still be working on the request, the log waits
     /// for it to finish (`logIfAbandoned`): the log phase must not read what the task changes.
     private func logAbandoned(_ exchange: Exchange) {
+        if exchange.responseStarted && exchange.state == .proxying { _ = bodyFiltersTail(exchange) }
+        logEnded(exchange, status: exchange.responseStarted ? nil : 499)
+    }
+
+    /// Runs the log phase of an exchange that ended before its answer did, with `status` when
+    /// the answer the client saw is not the one recorded (nil: it is). While a plugin task may
+    /// still be working on the request, the log waits for it (`logIfAbandoned`).
+    private func logEnded(_ exchange: Exchange, status: Int?) {
         switch exchange.state {
         case .deciding, .inspecting:
             exchange.logsWhenTaskEnds = true
+            exchange.endedStatus = status ?? 499
             return
         case .connecting, .proxying, .responded, .tunneling: break
         }
-        if exchange.responseStarted && exchange.state == .proxying { _ = bodyFiltersTail(exchange) }
-        if !exchange.responseStarted { exchange.request.exchangeLog.status = 499 }
+        if let status { exchange.request.exchangeLog.status = status }
         submitLogPhase(exchange)
     }
 
@@ -233,7 +241,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         case .headTooLarge: (400, "Request header or cookie too large")
         case .requestLineTooLong: (414, "URI too long")
         }
-        let requestID = requestIDs.make()
+        // A request under way keeps its ID: the answer, the log and the upstream name the same one.
+        let requestID = exchange?.request.requestID ?? requestIDs.make()
         let rendered = KongErrorResponse(status: status, message: message, requestID: requestID, format: .plain)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: rendered.contentType)
@@ -247,13 +256,13 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
                                          answering: .GET, allocator: context.channel.allocator)
         bytes.writeString(rendered.body)
         _ = encoder.end()
-        // A request under way (its body broke off) is refused with this answer: nginx logs it so.
+        // A request under way (its body broke off) ends with this answer, and is logged with it
+        // as nginx logs it (after a plugin task working on it, if one is).
         if let exchange {
             abandon(exchange)
-            exchange.request.exchangeLog.status = status
-            exchange.responseBytes = bytes.readableBytes
+            exchange.responseBytes += bytes.readableBytes
             exchange.responseHeadBytes = bytes.readableBytes - rendered.body.utf8.count
-            if let accessLog = services.accessLog, let pool { writeAccessLine(exchange, log: accessLog, pool: pool) }
+            logEnded(exchange, status: status)
         }
         context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
@@ -331,13 +340,14 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
     }
 
-    /// A plugin task finished for an exchange whose client went away meanwhile: its log phase
-    /// runs now, with Kong's 499, and the handlers the phases selected.
+    /// A plugin task finished for an exchange that ended meanwhile (its client went away, or its
+    /// body broke off): its log phase runs now, with the status it ended with (Kong's 499 for a
+    /// client that left), and the handlers the phases selected.
     private func logIfAbandoned(_ exchange: Exchange, handlers: [any PluginHandler]? = nil) {
         guard exchange.logsWhenTaskEnds else { return }
         exchange.logsWhenTaskEnds = false
         if let handlers { exchange.handlers = handlers }
-        exchange.request.exchangeLog.status = 499
+        exchange.request.exchangeLog.status = exchange.endedStatus
         submitLogPhase(exchange)
     }
 

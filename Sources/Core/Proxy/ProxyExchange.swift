@@ -41,6 +41,9 @@ extension ProxyConnectionHandler {
         /// The client left while a plugin task was working on the request: the task's end runs
         /// the log phase (status 499).
         var logsWhenTaskEnds = false
+        /// The status that log records: 499 for a client that left, the refusal's for a body
+        /// that broke off.
+        var endedStatus = 499
         /// The client's head lets the connection stay open (`HTTPRequestHead.isKeepAlive`, read
         /// off by the parser).
         var clientKeepsAlive = true

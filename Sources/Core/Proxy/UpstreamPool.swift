@@ -280,8 +280,9 @@ final class UpstreamPool {
 final class UpstreamPools: Sendable {
     private let pools = NIOLoopBoundBoxes()
 
-    /// Writes every loop's access log lines not written yet (at shutdown, when no loop turn may
-    /// come to write them), on each pool's loop.
+    /// At shutdown: waits on each loop for its queued access log writes (the task queue is in
+    /// order) and writes anything still held, so the process does not end before them. The
+    /// loops must still run (the gateway shuts its own group down only after this).
     func writePendingAccessLines() async {
         for bound in pools.all {
             try? await bound.eventLoop.submit { bound.value.accessLines?.writeNow() }.get()
