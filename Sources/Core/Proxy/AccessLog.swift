@@ -100,7 +100,7 @@ final class AccessLogBatch {
         eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.writeLines() }
     }
 
-    /// Writes what is held now (at shutdown: no later turn may come).
+    /// Writes what is held now (at shutdown, after the loop's queued writes).
     func writeNow() { writeLines() }
 
     private func writeLines() {
@@ -193,25 +193,15 @@ struct AccessLogEntry {
         }
     }
 
+    /// A count in decimal, its digits written backwards and then turned around in place.
     static func decimal(_ value: Int, to out: inout [UInt8]) {
-        guard value > 0 else {
-            if value == 0 { return out.append(UInt8(ascii: "0")) }
-            out.append(UInt8(ascii: "-"))
-            return decimal(-value, to: &out)
-        }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var rest = value
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while rest > 0 {
-                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            }
-            for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
-        }
+        let start = out.count
+        var rest = max(0, value)
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        out[start...].reverse()
     }
 }
 
