@@ -32,6 +32,24 @@ struct AccessLogLineTests {
             == #"10.0.0.7 - - [01/Jan/2026:00:00:00 +0000] "DELETE /a b\x5Cc HTTP/1.1" 204 1234567890 "ref" "" kong_request_id: "abc""# + "\n", "an empty User-Agent is empty, a missing one is -")
     }
 
+    /// `$request` is the request line as received: a target's own bytes when the head's target
+    /// does not show them, and the first line as read for a head never parsed.
+    @Test func theRequestIsLoggedAsReceived() {
+        func request(_ entry: AccessLogEntry) -> String {
+            var out: [UInt8] = []
+            entry.write(to: &out, timeLocal: Array("01/Jan/2026:00:00:00 +0000".utf8))
+            return String(decoding: out, as: UTF8.self).components(separatedBy: "\"")[1]
+        }
+        let received = AccessLogEntry(remoteAddress: "::1", method: .GET, target: "/caf\u{FFFD}", version: .http1_0,
+                                      receivedTarget: Array("/caf".utf8) + [0xE9], status: 200, bodyBytesSent: 0,
+                                      headers: HTTPHeaders(), requestID: "abc")
+        #expect(request(received) == #"GET /caf\xE9 HTTP/1.0"#, "the byte received, not U+FFFD's")
+        let unparsed = AccessLogEntry(remoteAddress: "::1", method: .GET, target: "", version: .http1_1,
+                                      unparsedRequestLine: [0x16, 0x03, 0x01, UInt8(ascii: "x")], status: 400,
+                                      bodyBytesSent: 0, headers: HTTPHeaders(), requestID: "abc")
+        #expect(request(unparsed) == #"\x16\x03\x01x"#, "a TLS hello to a plain port, as nginx logs it")
+    }
+
     @Test func valuesAreEscapedAsNginxEscapesThem() {
         var out: [UInt8] = []
         AccessLogEntry.escaped("a\u{7F}\t\"\\é~ b", to: &out)

@@ -40,7 +40,8 @@ struct AccessLogTests {
     }
 
     /// A gateway with one route to the mock upstream at `path`, logging to a fresh file.
-    static func harness(routePath: String) async throws -> (harness: ProxyHarness, log: String, directory: URL) {
+    static func harness(routePath: String, options: ProxyOptions = ProxyOptions()) async throws
+        -> (harness: ProxyHarness, log: String, directory: URL) {
         let directory = try TemporaryDirectory.make("access-log")
         let log = directory.appendingPathComponent("access.log").path
         let h = try await ProxyHarness.start("""
@@ -50,7 +51,7 @@ struct AccessLogTests {
           routes:
           - name: echo
             paths: ["\(routePath)"]
-        """, accessLog: try AccessLog(path: log))
+        """, options: options, accessLog: try AccessLog(path: log))
         return (h, log, directory)
     }
 
@@ -131,5 +132,76 @@ struct AccessLogTests {
                 "the refusal names the request's own ID: \(broken)")
         let continuedBody = continued.components(separatedBy: "\r\n\r\n").dropFirst(2).joined(separator: "\r\n\r\n")
         #expect(lines[4].bodyBytes == continuedBody.utf8.count + "HTTP/1.1 100 Continue\r\n\r\n".utf8.count)
+    }
+
+    /// nginx logs a request whose head it never parsed, with `$request` the first line as read
+    /// and the head's fields unknown: refused (400, 414: the answer's body bytes and request ID),
+    /// cut off by the client (400) or timed out (408), none with a body sent. A target that is
+    /// not UTF-8 is logged with its own bytes. A connection that sends nothing is not logged.
+    @Test func headsNeverParsedAreLoggedAsNginxLogsThem() async throws {
+        var options = ProxyOptions()
+        options.clientTimeouts.header = .milliseconds(300)
+        let (h, path, directory) = try await Self.harness(routePath: "/", options: options)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { Task { await h.stop() } }
+
+        /// Sends `bytes` and reads until the gateway closes (`close`: the client closes at once).
+        func send(_ bytes: [UInt8], close: Bool = false) async throws -> String {
+            try await h.rawConnection().executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(bytes: bytes))
+                if close { return "" }
+                var text = ""
+                for try await chunk in inbound { text += String(buffer: chunk) }
+                return text
+            }
+        }
+        func body(_ answer: String) -> String { answer.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n") }
+
+        let garbage = try await send([0x16, 0x03, 0x01] + Array("hello\r\nHost: x\r\n\r\n".utf8))
+        #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
+        var lines = try await Self.lines(path, count: 1)
+        try #require(lines.count == 1)
+        #expect(lines[0].request == #"\x16\x03\x01hello"#)
+        #expect(lines[0].status == 400)
+        #expect(lines[0].bodyBytes == body(garbage).utf8.count)
+        #expect(lines[0].remoteAddress == "127.0.0.1")
+        #expect(lines[0].userAgent == "-" && lines[0].referer == "-" && lines[0].remoteUser == "-")
+        #expect(garbage.lowercased().contains("x-kong-request-id: \(lines[0].requestID)"), "the answer names the logged ID")
+
+        let longTarget = "/" + String(repeating: "a", count: 9000)
+        let tooLong = try await send(Array("GET \(longTarget) HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(tooLong.hasPrefix("HTTP/1.1 414"), "\(tooLong.prefix(200))")
+        lines = try await Self.lines(path, count: 2)
+        try #require(lines.count == 2)
+        #expect(lines[1].status == 414)
+        #expect(lines[1].request == String("GET \(longTarget)".prefix(8 * 1024)), "up to nginx's 8k buffer")
+
+        _ = try await send(Array("GET /half HTTP/1.1\r\nHost: x\r\n".utf8), close: true)
+        lines = try await Self.lines(path, count: 3)
+        try #require(lines.count == 3)
+        #expect(lines[2].request == "GET /half HTTP/1.1")
+        #expect(lines[2].status == 400, "nginx: client prematurely closed connection")
+        #expect(lines[2].bodyBytes == 0)
+
+        let silent = try await send(Array("GET /stalled HTTP/1.1\r\nHost".utf8))
+        #expect(silent.isEmpty, "a head timeout closes without an answer: \(silent)")
+        lines = try await Self.lines(path, count: 4)
+        try #require(lines.count == 4)
+        _ = try await send([], close: true)  // a connection that sends nothing: no line
+        _ = try await send(Array("\r\n".utf8), close: true)  // nor one that sends only empty lines
+
+        var notUTF8 = Array("GET /echo/caf".utf8) + [0xE9]
+        notUTF8 += Array(" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+        let proxied = try await send(notUTF8)
+        #expect(proxied.hasPrefix("HTTP/1.1 200"), "\(proxied)")
+        lines = try await Self.lines(path, count: 5)
+        try #require(lines.count == 5)
+        #expect(lines[3].request == "GET /stalled HTTP/1.1")
+        #expect(lines[3].status == 408)
+        #expect(lines[3].bodyBytes == 0)
+        #expect(lines[4].request == #"GET /echo/caf\xE9 HTTP/1.1"#, "the byte received, as nginx logs it")
+        try await Task.sleep(for: .milliseconds(100))
+        let total = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").count
+        #expect(total == 5, "no line for connections that sent no head")
     }
 }

@@ -124,6 +124,11 @@ struct AccessLogEntry {
     var method: HTTPMethod
     var target: String
     var version: HTTPVersion
+    /// The target's bytes as received, when `target` does not show them (see `HTTP1Parser`).
+    var receivedTarget: [UInt8]? = nil
+    /// `$request` of a head that was never parsed (refused, cut off, timed out): the bytes of
+    /// its first line as read, in place of method, target and version.
+    var unparsedRequestLine: [UInt8]? = nil
     var status: Int
     var bodyBytesSent: Int
     var headers: HTTPHeaders
@@ -137,13 +142,17 @@ struct AccessLogEntry {
         out.append(contentsOf: " [".utf8)
         out.append(contentsOf: timeLocal)
         out.append(contentsOf: "] \"".utf8)
-        Self.escaped(method.rawValue, to: &out)
-        out.append(UInt8(ascii: " "))
-        Self.escaped(target, to: &out)
-        out.append(contentsOf: " HTTP/".utf8)
-        Self.decimal(version.major, to: &out)
-        out.append(UInt8(ascii: "."))
-        Self.decimal(version.minor, to: &out)
+        if let unparsedRequestLine {
+            Self.escaped(bytes: unparsedRequestLine, to: &out)
+        } else {
+            Self.escaped(method.rawValue, to: &out)
+            out.append(UInt8(ascii: " "))
+            if let receivedTarget { Self.escaped(bytes: receivedTarget, to: &out) } else { Self.escaped(target, to: &out) }
+            out.append(contentsOf: " HTTP/".utf8)
+            Self.decimal(version.major, to: &out)
+            out.append(UInt8(ascii: "."))
+            Self.decimal(version.minor, to: &out)
+        }
         out.append(contentsOf: "\" ".utf8)
         Self.decimal(status, to: &out)
         out.append(UInt8(ascii: " "))

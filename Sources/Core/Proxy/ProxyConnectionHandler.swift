@@ -97,6 +97,9 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // A client that left with part of a head sent: nginx's "client prematurely closed
+        // connection", logged as 400 (a close of the gateway's own was logged when decided).
+        if !closing, exchange == nil { logUnparsedHead(status: 400, bodyBytesSent: 0, requestID: requestIDs.make()) }
         closing = true
         readTimer?.cancel()  // it holds this handler
         readTimer = nil
@@ -263,6 +266,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
             exchange.responseBytes += bytes.readableBytes
             exchange.responseHeadBytes = bytes.readableBytes - rendered.body.utf8.count
             logEnded(exchange, status: status)
+        } else {
+            logUnparsedHead(status: status, bodyBytesSent: rendered.body.utf8.count, requestID: requestID)
         }
         context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
@@ -285,7 +290,7 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         let exchange = Exchange(head: head, request: request, configuration: configuration)
         exchange.requestHeadBytes = parser.lastHeadSize
         exchange.clientBodyChunked = parser.lastHeadChunked
-        exchange.receivedTarget = parser.lastAbsoluteTarget
+        exchange.receivedTarget = parser.lastReceivedTarget
         headStartedAt = nil
         servedRequests = true
         exchange.clientKeepsAlive = parser.lastHeadKeepsAlive
@@ -678,7 +683,8 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         if let exchange { return clientBodyTimedOut(exchange) }
         // An idle keep-alive connection, or a head that did not arrive in time: nginx closes
-        // without an answer.
+        // without an answer, and logs the head's 408.
+        logUnparsedHead(status: 408, bodyBytesSent: 0, requestID: requestIDs.make())
         closeFlushingFirst()
     }
 
@@ -1136,19 +1142,33 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     private func writeAccessLine(_ exchange: Exchange, log: AccessLog, pool: UpstreamPool) {
-        let batch: AccessLogBatch
-        if let existing = pool.accessLines {
-            batch = existing
-        } else {
-            batch = AccessLogBatch(log: log, eventLoop: pool.eventLoop)
-            pool.accessLines = batch
-        }
         let request = exchange.request
-        batch.append(AccessLogEntry(remoteAddress: request.forwardedClientAddress, method: exchange.head.method,
-                                    target: exchange.receivedTarget ?? exchange.head.uri, version: exchange.head.version,
-                                    status: request.exchangeLog.status,
-                                    bodyBytesSent: exchange.responseBytes - exchange.responseHeadBytes,
-                                    headers: exchange.head.headers, requestID: request.requestID))
+        accessLines(log, pool).append(
+            AccessLogEntry(remoteAddress: request.forwardedClientAddress, method: exchange.head.method,
+                           target: exchange.head.uri, version: exchange.head.version, receivedTarget: exchange.receivedTarget,
+                           status: request.exchangeLog.status,
+                           bodyBytesSent: exchange.responseBytes - exchange.responseHeadBytes,
+                           headers: exchange.head.headers, requestID: request.requestID))
+    }
+
+    /// nginx logs a request whose head it never parsed once it ends: refused (400, 414), cut off
+    /// by the client (400) or timed out (408). `$request` is its first line as read; the head's
+    /// fields are not known (`-`), nor is a forwarded address. Nothing is logged when no byte of
+    /// a head was read (an idle connection closing).
+    private func logUnparsedHead(status: Int, bodyBytesSent: Int, requestID: String) {
+        guard let accessLog = services.accessLog, let pool, let line = parser.unparsedRequestLine() else { return }
+        accessLines(accessLog, pool).append(
+            AccessLogEntry(remoteAddress: clientAddress, method: .GET, target: "", version: .http1_1,
+                           unparsedRequestLine: line, status: status, bodyBytesSent: bodyBytesSent,
+                           headers: HTTPHeaders(), requestID: requestID))
+    }
+
+    /// This loop's access log lines not written yet.
+    private func accessLines(_ log: AccessLog, _ pool: UpstreamPool) -> AccessLogBatch {
+        if let existing = pool.accessLines { return existing }
+        let batch = AccessLogBatch(log: log, eventLoop: pool.eventLoop)
+        pool.accessLines = batch
+        return batch
     }
 
     /// The serializer's facts, gathered only when a plugin will read them (the log phase runs).

@@ -84,9 +84,9 @@ extension ProxyConnectionHandler {
         /// Of `responseBytes`, the answer's head: the rest (a `100 Continue` included, as nginx
         /// counts it) is nginx's `body_bytes_sent`.
         var responseHeadBytes = 0
-        /// The request target as received when the parser rewrote it (an absolute-form
-        /// `http://host/path`), for the access log's `$request`.
-        var receivedTarget: String?
+        /// The request target as received when the head's does not show it (an absolute-form
+        /// `http://host/path`, bytes that are not UTF-8), for the access log's `$request`.
+        var receivedTarget: [UInt8]?
         var proxyLatency: Int64 = 0
         // Both set before they are read (when proxying starts): no clock read per field here.
         var upstreamStarted = NIODeadline.uptimeNanoseconds(0)

@@ -80,15 +80,28 @@ struct HTTP1Parser {
     /// The last head's body is chunked (`Transfer-Encoding` ending in `chunked`; a request then
     /// has no `Content-Length`, the parser refuses both).
     private(set) var lastHeadChunked = false
-    /// The last request's target as received when it was in absolute form (`http://host/path`,
-    /// which the head carries as `/path`); nil for the usual origin form.
-    private(set) var lastAbsoluteTarget: String?
+    /// The last request's target as received, when the head's target does not show it: an
+    /// absolute form (`http://host/path`, carried as `/path`) or bytes that are not UTF-8
+    /// (carried with U+FFFD in their place). nil for the usual target, which allocates nothing more.
+    private(set) var lastReceivedTarget: [UInt8]?
 
     /// The current response's body ends only with the connection (it cannot be reused).
     var bodyEndsWithConnection: Bool {
         switch state {
         case .untilClose, .tunnel: return true
         default: return false
+        }
+    }
+
+    /// The request line of a head not parsed (refused, or not whole yet), as nginx's `$request`
+    /// shows one: the bytes read up to its first CR or LF, at most `maxRequestLineSize`. nil
+    /// when nothing of a head was read. Asked only while no request is under way.
+    func unparsedRequestLine() -> [UInt8]? {
+        guard kind == .request, buffer.readableBytes > 0 else { return nil }
+        return buffer.withUnsafeReadableBytes { bytes in
+            let limit = min(bytes.count, Self.maxRequestLineSize)
+            let end = bytes[..<limit].firstIndex(where: { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }) ?? limit
+            return Array(bytes[..<end])
         }
     }
 
@@ -279,7 +292,7 @@ struct HTTP1Parser {
             buffer.moveReaderIndex(forwardBy: end)
             lastHeadSize = end
             lastHeadChunked = parsed.transferEncodingIsChunked == true
-            lastAbsoluteTarget = parsed.absoluteTarget
+            lastReceivedTarget = parsed.receivedTarget
             lastHeadKeepsAlive = parsed.version.minor >= 1 ? !parsed.connectionClose
                 // An HTTP/1.0 message with Transfer-Encoding closes after it (RFC 9112 §6.1).
                 : parsed.connectionKeepAlive && parsed.transferEncodingIsChunked == nil
@@ -348,8 +361,9 @@ private struct ParsedHead {
     /// The host of an absolute-form request target (`GET http://host/path`), which names the
     /// request's host instead of the Host header (RFC 9112 §3.2.2, as nginx reads it).
     var targetAuthority: String?
-    /// An absolute-form target as it came (only then: the usual form allocates nothing more).
-    var absoluteTarget: String?
+    /// The target as it came when `target` does not show it: an absolute form, or bytes that
+    /// are not UTF-8 (only then: the usual target allocates nothing more).
+    var receivedTarget: [UInt8]?
 
     /// nil when the head is well formed; otherwise why not.
     mutating func parse(_ bytes: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind) -> String? {
@@ -387,9 +401,10 @@ private struct ParsedHead {
         guard let version = Self.version(UnsafeRawBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
             return "invalid HTTP version"
         }
+        let received = targetBytes
         if targetBytes.first != UInt8(ascii: "/") {
             guard let (authority, rest) = Self.absoluteForm(targetBytes) else { return "invalid request target" }
-            absoluteTarget = String(decoding: targetBytes, as: UTF8.self)
+            receivedTarget = Array(received)
             targetAuthority = authority
             targetBytes = rest
         }
@@ -397,7 +412,13 @@ private struct ParsedHead {
         self.version = version
         method = HTTPMethod(rawValue: String(decoding: methodBytes, as: UTF8.self))
         // An absolute URL without a path (`http://h`, `http://h?q`) asks for `/`.
-        let path = String(decoding: targetBytes, as: UTF8.self)
+        let path: String
+        if let valid = String(validating: targetBytes, as: UTF8.self) {
+            path = valid
+        } else {
+            path = String(decoding: targetBytes, as: UTF8.self)
+            receivedTarget = Array(received)  // the log shows the bytes nginx's `$request` shows
+        }
         target = targetBytes.first == UInt8(ascii: "/") ? path : "/" + path
         return nil
     }
