@@ -32,7 +32,14 @@ struct NodeOptions: ParsableArguments {
             throw CLIError(error.message)
         }
         if let path {
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            // Read as a stream, as Kong's `io.open` reads it: `-c /dev/null` and a shell's
+            // `-c <(envsubst < kong.conf.tmpl)` (a pipe) work too, which Foundation's
+            // whole-file read refuses.
+            do {
+                guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoPermission) }
+                defer { try? handle.close() }
+                text = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+            } catch {
                 throw CLIError("could not read configuration file \(path): \(error.localizedDescription)")
             }
         }

@@ -26,13 +26,29 @@ struct CLITests {
 
     struct Run { let status: Int32; let stdout: String; let stderr: String }
 
+    /// A command that reads node settings and names no file reads Kong's default
+    /// `/etc/kong/kong.conf` or `/etc/kong.conf`: on a host that has one, the tests' nodes are
+    /// given an empty file instead, so what they test does not depend on the host.
+    static func hermetic(_ arguments: [String]) -> [String] {
+        let readsSettings = !(arguments.starts(with: ["config", "init"]) || arguments.starts(with: ["version"]))
+        guard readsSettings, !arguments.contains(where: { $0 == "-c" || $0 == "--conf" || $0.hasPrefix("--conf=") }),
+              Settings.defaultConfPaths.contains(where: { FileManager.default.fileExists(atPath: $0) }) else { return arguments }
+        return arguments + ["-c", emptyConf]
+    }
+
+    static let emptyConf: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-empty-\(UUID().uuidString).conf").path
+        FileManager.default.createFile(atPath: path, contents: Data())
+        return path
+    }()
+
     /// Runs to exit; a process still running after `limit` seconds is killed (SIGKILL: a node
     /// stuck starting may not act on SIGTERM), so a command that should have exited fails its
     /// test instead of hanging the suite.
     func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil, limit: Double = 60) throws -> Run {
         let process = Process()
         process.executableURL = Self.binary
-        process.arguments = arguments
+        process.arguments = Self.hermetic(arguments)
         process.currentDirectoryURL = cwd ?? Self.packageRoot
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
         // A prefix of its own, as `SilverbackNode`'s: one node runs per prefix.
@@ -194,6 +210,20 @@ struct CLITests {
         let missingConf = try run(["start", "-c", "kong-compat/no-such.conf"])
         #expect(missingConf.status == 1)
         #expect(missingConf.stderr.contains("no file at: kong-compat/no-such.conf"), "\(missingConf.stderr)")
+        // A configuration file read as a stream: a device, or a pipe as a shell's `<(…)` gives.
+        let empty = try run(["config", "parse", "kong-compat/declarative/valid/minimal.json", "-c", "/dev/null"])
+        #expect(empty.status == 0, "\(empty.stderr)")
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-conf-\(UUID().uuidString)").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        Thread.detachNewThread {
+            guard let writer = FileHandle(forWritingAtPath: fifo) else { return }
+            writer.write(Data("database = mysql\n".utf8))
+            try? writer.close()
+        }
+        let piped = try run(["start", "-c", fifo])
+        #expect(piped.status == 1)
+        #expect(piped.stderr.contains("database has an invalid value: 'mysql'"), "the pipe's settings were read: \(piped.stderr)")
         let postgres = try run(["start"], environment: ["KONG_DATABASE": "postgres"])
         #expect(postgres.status == 1)
         #expect(postgres.stderr.contains("database = postgres is not implemented yet"))

@@ -17,7 +17,7 @@ final class SilverbackNode: @unchecked Sendable {  // immutable after init; Proc
     /// Starts the node with `environment` (KONG_* settings) and waits until both listeners are up.
     init(environment: [String: String]) throws {
         process.executableURL = CLITests.binary
-        process.arguments = ["start"]
+        process.arguments = CLITests.hermetic(["start"])
         process.currentDirectoryURL = CLITests.packageRoot
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KONG_") }
         env["KONG_PROXY_LISTEN"] = "127.0.0.1:0"
