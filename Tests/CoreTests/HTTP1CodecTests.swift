@@ -140,6 +140,20 @@ struct HTTP1CodecTests {
         #expect(throws: HTTP1ParseError.self) { _ = try parse(text) }
     }
 
+    /// nginx reads a request line's major version digit and answers 505 for one over 1; any other
+    /// version it cannot read is a 400.
+    @Test func onlyAnHTTPVersionOverOneIsNotSupported() {
+        func kind(_ text: String) -> HTTP1ParseError.Kind? {
+            do { _ = try parse(text); return nil } catch { return (error as? HTTP1ParseError)?.kind }
+        }
+        #expect(kind("GET / HTTP/2.0\r\n\r\n") == .versionNotSupported)
+        #expect(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == .versionNotSupported, "an HTTP/2 preface to an HTTP/1 port")
+        #expect(kind("GET / HTTP/3.0\r\nHost: h\r\n\r\n") == .versionNotSupported)
+        #expect(kind("GET / HTTP/0.9\r\n\r\n") == .malformed)
+        #expect(kind("GET / HTTPS/2.0\r\n\r\n") == .malformed)
+        #expect(kind("GET / HTTP/x\r\n\r\n") == .malformed)
+    }
+
     /// An absolute-form target (`GET http://host/path`) is read as nginx reads it: the path and
     /// query are the target, the URL's host the request's Host. An HTTP/1.0 request needs no Host;
     /// a broken escape in the query is passed on (nginx does not decode it).

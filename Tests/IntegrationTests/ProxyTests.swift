@@ -287,6 +287,13 @@ struct ProxyTests {
             let answer = try await h.rawExchange(refused)
             #expect(answer.hasPrefix("HTTP/1.1 400"), "\(refused): \(answer)")
         }
+        // HTTP/2 and later: nginx's own 505 page (Kong's error_page list leaves 505 to nginx).
+        let http2 = try await h.rawExchange("GET /api/x HTTP/2.0\r\nHost: example.com\r\n\r\n")
+        #expect(http2.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"), "\(http2)")
+        #expect(http2.lowercased().contains("content-type: text/html\r\n"), "\(http2)")
+        #expect(http2.hasSuffix("\r\n\r\n<html>\r\n<head><title>505 HTTP Version Not Supported</title></head>\r\n<body>\r\n"
+            + "<center><h1>505 HTTP Version Not Supported</h1></center>\r\n<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"),
+            "\(http2)")
         #expect(h.upstream.acceptedConnections == 1, "only the absolute-form request reached the upstream")
     }
 

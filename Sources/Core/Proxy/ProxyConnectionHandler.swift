@@ -234,22 +234,30 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
     /// A request the HTTP parser rejects gets Kong's NGINX-level answer in plain text (its head
     /// is not read, so neither is its Accept): 400 `Bad request`, 400 `Request header or cookie
     /// too large` (nginx's 494), or 414 `URI too long`; when nothing was answered on this request
-    /// yet. Then the connection closes.
+    /// yet. A request line naming HTTP/2 or later gets nginx's own 505 page (Kong's
+    /// `error_page` list leaves 505 to nginx). Then the connection closes.
     private func refuseMalformedRequest(_ kind: HTTP1ParseError.Kind) {
         guard let context else { return }
         closing = true
         guard exchange?.responseStarted != true else { return closeFlushingFirst() }
-        let (status, message): (Int, String) = switch kind {
-        case .malformed: (400, "Bad request")
-        case .headTooLarge: (400, "Request header or cookie too large")
-        case .requestLineTooLong: (414, "URI too long")
-        }
         // A request under way keeps its ID: the answer, the log and the upstream name the same one.
         let requestID = exchange?.request.requestID ?? requestIDs.make()
-        let rendered = KongErrorResponse(status: status, message: message, requestID: requestID, format: .plain)
+        let status: Int, contentType: String, body: String
+        switch kind {
+        case .versionNotSupported:
+            (status, contentType, body) = (505, "text/html", Self.nginxVersionNotSupportedPage)
+        case .malformed, .headTooLarge, .requestLineTooLong:
+            let (code, message): (Int, String) = switch kind {
+            case .headTooLarge: (400, "Request header or cookie too large")
+            case .requestLineTooLong: (414, "URI too long")
+            default: (400, "Bad request")
+            }
+            let rendered = KongErrorResponse(status: code, message: message, requestID: requestID, format: .plain)
+            (status, contentType, body) = (code, rendered.contentType, rendered.body)
+        }
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: rendered.contentType)
-        headers.add(name: "Content-Length", value: String(rendered.body.utf8.count))
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
         if services.options.responseHeaders.server { headers.add(name: "Server", value: ProxyHeaders.serverToken) }
         if let pool { headers.add(name: "Date", value: pool.date.now) }
         // Spec §8.2: the request id goes with every answer (the one the body names).
@@ -257,22 +265,27 @@ final class ProxyConnectionHandler: ChannelInboundHandler, UpstreamDelegate {
         headers.add(name: "Connection", value: "close")
         var bytes = encoder.responseHead(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers),
                                          answering: .GET, allocator: context.channel.allocator)
-        bytes.writeString(rendered.body)
+        bytes.writeString(body)
         _ = encoder.end()
         // A request under way (its body broke off) ends with this answer, and is logged with it
         // as nginx logs it (after a plugin task working on it, if one is).
         if let exchange {
             abandon(exchange)
             exchange.responseBytes += bytes.readableBytes
-            exchange.responseHeadBytes = bytes.readableBytes - rendered.body.utf8.count
+            exchange.responseHeadBytes = bytes.readableBytes - body.utf8.count
             logEnded(exchange, status: status)
         } else {
-            logUnparsedHead(status: status, bodyBytesSent: rendered.body.utf8.count, requestID: requestID)
+            logUnparsedHead(status: status, bodyBytesSent: body.utf8.count, requestID: requestID)
         }
         context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }
+
+    /// nginx's built-in 505 page, as OpenResty with `server_tokens off` (Kong's) ends it.
+    static let nginxVersionNotSupportedPage = "<html>\r\n<head><title>505 HTTP Version Not Supported</title></head>\r\n"
+        + "<body>\r\n<center><h1>505 HTTP Version Not Supported</h1></center>\r\n"
+        + "<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"
 
     // MARK: Request phases
 

@@ -4,8 +4,8 @@ import NIOHTTP1
 /// Why bytes from a peer are not an HTTP/1.x message; the connection cannot be used further.
 struct HTTP1ParseError: Error, CustomStringConvertible {
     /// What the client is told (spec §8.4): nginx's 494 (Kong's 400 `Request header or cookie
-    /// too large`), 414, or a plain 400.
-    enum Kind { case malformed, headTooLarge, requestLineTooLong }
+    /// too large`), 414, nginx's 505 for a request line naming HTTP/2 or later, or a plain 400.
+    enum Kind { case malformed, headTooLarge, requestLineTooLong, versionNotSupported }
 
     let description: String
     let kind: Kind
@@ -288,7 +288,7 @@ struct HTTP1Parser {
             let problem = buffer.withUnsafeReadableBytes { bytes in
                 parsed.parse(UnsafeRawBufferPointer(rebasing: bytes[..<end]), kind: kind)
             }
-            if let problem { throw fail(problem) }
+            if let problem { throw fail(problem, kind: parsed.versionNotSupported ? .versionNotSupported : .malformed) }
             buffer.moveReaderIndex(forwardBy: end)
             lastHeadSize = end
             lastHeadChunked = parsed.transferEncodingIsChunked == true
@@ -361,6 +361,8 @@ private struct ParsedHead {
     /// The host of an absolute-form request target (`GET http://host/path`), which names the
     /// request's host instead of the Host header (RFC 9112 §3.2.2, as nginx reads it).
     var targetAuthority: String?
+    /// The request line names a major version over 1 (`HTTP/2.0`): nginx answers 505.
+    var versionNotSupported = false
     /// The target as it came when `target` does not show it: an absolute form, or bytes that
     /// are not UTF-8 (only then: the usual target allocates nothing more).
     var receivedTarget: [UInt8]?
@@ -398,8 +400,12 @@ private struct ParsedHead {
                                            || $0 == UInt8(ascii: "-") }) else { return "invalid method" }
         var targetBytes = UnsafeRawBufferPointer(rebasing: line[(firstSpace + 1)..<lastSpace])
         guard targetBytes.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return "invalid request target" }
-        guard let version = Self.version(UnsafeRawBufferPointer(rebasing: line[(lastSpace + 1)...])) else {
-            return "invalid HTTP version"
+        let versionBytes = UnsafeRawBufferPointer(rebasing: line[(lastSpace + 1)...])
+        guard let version = Self.version(versionBytes) else {
+            // nginx reads the major version's first digit and stops at one over 1.
+            versionNotSupported = versionBytes.count > 5 && versionBytes.prefix(5).elementsEqual("HTTP/".utf8)
+                && versionBytes[5] >= UInt8(ascii: "2") && versionBytes[5] <= UInt8(ascii: "9")
+            return versionNotSupported ? "HTTP version not supported" : "invalid HTTP version"
         }
         let received = targetBytes
         if targetBytes.first != UInt8(ascii: "/") {
