@@ -31,8 +31,11 @@ public struct AdminServer: Sendable {
             func log(status: Int, bodyBytes: Int) {
                 accessLog?.writeCombinedLine(remoteAddress: context.remoteAddress?.ipAddress ?? "-", method: request.method.rawValue,
                                              target: request.uri.description, status: status, bodyBytesSent: bodyBytes,
-                                             referer: request.headers[.referer], userAgent: request.headers[.userAgent],
-                                             authorization: request.headers[.authorization])
+                                             // The first of repeated lines, as nginx's `$http_…` (the
+                                             // fields' subscript would join them).
+                                             referer: request.headers[values: .referer].first,
+                                             userAgent: request.headers[values: .userAgent].first,
+                                             authorization: request.headers[values: .authorization].first)
             }
             if statusOnly && !Self.statusPaths.contains(request.uri.path) {
                 var fields = HTTPFields()

@@ -4,6 +4,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
@@ -267,6 +268,19 @@ struct CLITests {
         #expect((posted as? HTTPURLResponse)?.statusCode == 201)
         let (_, lonely) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(proxyPort)/lonely")!)
         #expect((lonely as? HTTPURLResponse)?.statusCode == 503, "the posted configuration is live on the proxy")
+        // Repeated lines: the log shows the first, as nginx's `$http_user_agent` does.
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: adminPort) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let answered = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /status/ready HTTP/1.1\r\nHost: admin\r\nUser-Agent: first/1\r\n"
+                + "User-Agent: second/2\r\nReferer: http://one\r\nReferer: http://two\r\nConnection: close\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }
+            return text
+        }
+        #expect(answered.hasPrefix("HTTP/1.1 200"), "\(answered)")
 
         #expect(node.stop() == 0)  // SIGTERM
         #expect(FileManager.default.fileExists(atPath: prefix.appendingPathComponent("silverback-config.json").path))
@@ -279,10 +293,12 @@ struct CLITests {
         // admin_access_log: nginx's combined format (no request ID), under the prefix too.
         let adminLog = try String(contentsOf: prefix.appendingPathComponent("logs/admin_access.log"), encoding: .utf8)
         let adminLines = adminLog.split(separator: "\n")
-        #expect(adminLines.count == 2, "\(adminLog)")
+        #expect(adminLines.count == 3, "\(adminLog)")
         #expect(adminLines.first?.hasPrefix("127.0.0.1 - - [") == true, "\(adminLog)")
         #expect(adminLines.first?.contains(#""GET /status HTTP/1.1" 200 "#) == true, "\(adminLog)")
-        #expect(adminLines.last?.contains(#""POST /config HTTP/1.1" 201 "#) == true, "\(adminLog)")
+        #expect(adminLines.dropFirst().first?.contains(#""POST /config HTTP/1.1" 201 "#) == true, "\(adminLog)")
+        #expect(adminLines.last?.contains(#""GET /status/ready HTTP/1.1" 200 "#) == true, "\(adminLog)")
+        #expect(adminLines.last?.hasSuffix(#" "http://one" "first/1""#) == true, "the first of repeated lines: \(adminLog)")
         #expect(adminLines.allSatisfy { !$0.contains("kong_request_id") && $0.hasSuffix("\"") }, "\(adminLog)")
     }
 
