@@ -302,6 +302,37 @@ struct CLITests {
         #expect(adminLines.allSatisfy { !$0.contains("kong_request_id") && $0.hasSuffix("\"") }, "\(adminLog)")
     }
 
+    /// `status_access_log` (off by default, as Kong's): when set, each request to the status
+    /// listener gets nginx's combined line there, a path under the prefix as Kong reads it; the
+    /// proxy's and the Admin API's requests do not.
+    @Test func theStatusListenerLogsToItsOwnAccessLog() async throws {
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("silverback-prefix-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: prefix) }
+        let node = try SilverbackNode(environment: ["KONG_DATABASE": "off", "KONG_PREFIX": prefix.path,
+                                                    "KONG_STATUS_LISTEN": "127.0.0.1:0",
+                                                    "KONG_STATUS_ACCESS_LOG": "logs/status_access.log"])
+        let statusLine = try #require(node.startupOutput.split(separator: "\n").first { $0.contains("Status API listening on") },
+                                      "\(node.startupOutput)")
+        let statusPort = try #require(statusLine.split(separator: ":").last.flatMap { Int($0) })
+        var probe = URLRequest(url: URL(string: "http://127.0.0.1:\(statusPort)/status")!)
+        probe.setValue("probe/1", forHTTPHeaderField: "User-Agent")
+        let (_, probed) = try await URLSession.shared.data(for: probe)
+        #expect((probed as? HTTPURLResponse)?.statusCode == 200)
+        let (missingBody, missing) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(statusPort)/services")!)
+        #expect((missing as? HTTPURLResponse)?.statusCode == 404, "the status listener serves the status paths only")
+        _ = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(node.adminPort)/status")!)
+        _ = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(node.proxyPort)/elsewhere")!)
+        #expect(node.stop() == 0)
+
+        let log = try String(contentsOf: prefix.appendingPathComponent("logs/status_access.log"), encoding: .utf8)
+        let lines = log.split(separator: "\n")
+        #expect(lines.count == 2, "the status requests only: \(log)")
+        #expect(lines.first?.hasPrefix("127.0.0.1 - - [") == true, "\(log)")
+        #expect(lines.first?.contains(#""GET /status HTTP/1.1" 200 "#) == true, "\(log)")
+        #expect(lines.first?.hasSuffix(#" "-" "probe/1""#) == true, "combined: referer and user agent end it: \(log)")
+        #expect(lines.last?.contains(#""GET /services HTTP/1.1" 404 \#(missingBody.count) "#) == true, "\(log)")
+    }
+
     /// Kong's `declarative_config_string` (containers set `KONG_DECLARATIVE_CONFIG_STRING`): the
     /// configuration is the text itself, JSON or YAML, hashed as `POST /config` text; a bad one
     /// stops the start with Kong's kind of message.
